@@ -1,0 +1,98 @@
+//! Flows and the connections they belong to.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+
+use crate::message::{Request, Response};
+
+/// A client connection to the proxy (mitmproxy's `ClientConnect`).
+#[derive(Clone, Debug)]
+pub struct ClientConn {
+    /// Unique id.
+    pub id: String,
+    /// The client's address.
+    pub address: SocketAddr,
+    /// When the client connected, ms since the Unix epoch.
+    pub timestamp_start: u64,
+}
+
+impl ClientConn {
+    /// A connection from `address`, starting now, with a fresh id.
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            address,
+            timestamp_start: crate::now_ms(),
+        }
+    }
+}
+
+impl Default for ClientConn {
+    fn default() -> Self {
+        Self::new(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+}
+
+/// A communication error (mitmproxy's `Error`): the server could not be
+/// reached, or the exchange broke off. Not an HTTP error status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowError {
+    /// What went wrong, for people.
+    pub message: String,
+    /// When it happened, ms since the Unix epoch.
+    pub timestamp: u64,
+}
+
+impl FlowError {
+    /// An error that happens now.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            timestamp: crate::now_ms(),
+        }
+    }
+}
+
+/// One HTTP transaction (mitmproxy's `Flow`).
+#[derive(Clone, Debug)]
+pub struct Flow {
+    /// Unique id.
+    pub id: String,
+    /// The connection the request came on; shared by its flows.
+    pub client: Arc<ClientConn>,
+    /// The request.
+    pub request: Request,
+    /// The response, once there is one.
+    pub response: Option<Response>,
+    /// The error, if the flow failed.
+    pub error: Option<FlowError>,
+}
+
+/// The connection of a flow that has none (a default flow).
+static NO_CLIENT: LazyLock<Arc<ClientConn>> = LazyLock::new(|| Arc::new(ClientConn::default()));
+
+/// An empty flow; allocates nothing, so `std::mem::take` of a flow is cheap.
+impl Default for Flow {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            client: NO_CLIENT.clone(),
+            request: Request::default(),
+            response: None,
+            error: None,
+        }
+    }
+}
+
+impl Flow {
+    /// A new flow for `request` received on `client`.
+    pub fn new(client: Arc<ClientConn>, request: Request) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            client,
+            request,
+            response: None,
+            error: None,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! HTTP headers as a proxy must keep them: in wire order, names in their
+//! original case, several values per name.
+
+use bytes::Bytes;
+
+/// An ordered, multi-valued header list with case-insensitive lookup
+/// (mitmproxy's `Headers`).
+///
+/// Unlike `http::HeaderMap`, this keeps the order of different names and the
+/// case of each name as received, so a proxy that edits one header does not
+/// reshape the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    fields: Vec<(String, Bytes)>,
+}
+
+/// Why a header name or value was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidHeader(pub String);
+
+impl std::fmt::Display for InvalidHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidHeader {}
+
+/// Checks that `name: value` can go on the wire, so that a plugin's mistake is
+/// reported to the plugin instead of breaking the connection later.
+pub fn validate(name: &str, value: &[u8]) -> Result<(), InvalidHeader> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| InvalidHeader(format!("invalid header name {name:?}")))?;
+    http::HeaderValue::from_bytes(value)
+        .map_err(|_| InvalidHeader(format!("invalid value for header {name:?}")))?;
+    Ok(())
+}
+
+impl Headers {
+    /// An empty header list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds headers from `(name, value)` pairs, in order.
+    pub fn from_pairs<N: Into<String>, V: Into<Bytes>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        Self {
+            fields: pairs
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// Number of fields (a name with two values counts twice).
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// True when there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// All fields in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v))
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Bytes> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The first value of `name`.
+    pub fn get_first(&self, name: &str) -> Option<&Bytes> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The value of `name` as text, several values folded into one.
+    ///
+    /// Values are joined with ", " (RFC 9110 §5.3), except `set-cookie`
+    /// (joined with "\n": each is a cookie of its own) and `cookie` (joined
+    /// with "; ", its own separator).
+    pub fn get(&self, name: &str) -> Option<String> {
+        let separator = if name.eq_ignore_ascii_case("set-cookie") {
+            "\n"
+        } else if name.eq_ignore_ascii_case("cookie") {
+            "; "
+        } else {
+            ", "
+        };
+        let mut values = self.get_all(name).map(|v| String::from_utf8_lossy(v));
+        let first = values.next()?;
+        Some(values.fold(first.into_owned(), |mut acc, v| {
+            acc.push_str(separator);
+            acc.push_str(&v);
+            acc
+        }))
+    }
+
+    /// True when `name` has at least one value.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get_first(name).is_some()
+    }
+
+    /// Replaces every value of `name` with `value`, at the position of the
+    /// first one; appends when there was none.
+    pub fn set(&mut self, name: &str, value: impl Into<Bytes>) {
+        let value = value.into();
+        match self
+            .fields
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(first) => {
+                self.fields[first].1 = value;
+                let mut index = 0;
+                self.fields.retain(|(n, _)| {
+                    let keep = index <= first || !n.eq_ignore_ascii_case(name);
+                    index += 1;
+                    keep
+                });
+            }
+            None => self.fields.push((name.to_owned(), value)),
+        }
+    }
+
+    /// Adds a value for `name` after all existing fields.
+    pub fn append(&mut self, name: &str, value: impl Into<Bytes>) {
+        self.fields.push((name.to_owned(), value.into()));
+    }
+
+    /// Removes every value of `name`; returns whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.fields.len();
+        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        before != self.fields.len()
+    }
+
+    /// Converts to the `http` crate's map for sending. Fields the wire would
+    /// refuse are left out and returned by name, so the caller can log them.
+    pub fn to_header_map(&self) -> (http::HeaderMap, Vec<String>) {
+        let mut map = http::HeaderMap::with_capacity(self.fields.len());
+        let mut refused = Vec::new();
+        for (name, value) in &self.fields {
+            match (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_maybe_shared(value.clone()),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    map.append(n, v);
+                }
+                _ => refused.push(name.clone()),
+            }
+        }
+        (map, refused)
+    }
+
+    /// Takes headers from the `http` crate's map (names arrive lower-cased).
+    pub fn from_header_map(map: &http::HeaderMap) -> Self {
+        Self {
+            fields: map
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        Bytes::copy_from_slice(v.as_bytes()),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Headers {
+        Headers::from_pairs([
+            ("Host", "a"),
+            ("Accept", "x"),
+            ("X-Two", "1"),
+            ("accept", "y"),
+            ("Set-Cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ])
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_folds_values() {
+        let h = sample();
+        assert_eq!(h.get("ACCEPT").as_deref(), Some("x, y"));
+        assert_eq!(h.get("set-cookie").as_deref(), Some("a=1\nb=2"));
+        assert_eq!(h.get("missing"), None);
+    }
+
+    #[test]
+    fn set_keeps_position_and_drops_other_values() {
+        let mut h = sample();
+        h.set("accept", "z");
+        let names: Vec<_> = h.iter().map(|(n, _)| n.to_owned()).collect();
+        assert_eq!(names, ["Host", "Accept", "X-Two", "Set-Cookie", "set-cookie"]);
+        assert_eq!(h.get("accept").as_deref(), Some("z"));
+        h.set("New", "v");
+        assert_eq!(h.iter().last().unwrap().0, "New");
+    }
+
+    #[test]
+    fn remove_and_append() {
+        let mut h = sample();
+        assert!(h.remove("set-COOKIE"));
+        assert!(!h.remove("set-cookie"));
+        h.append("X-Two", "2");
+        assert_eq!(h.get("x-two").as_deref(), Some("1, 2"));
+    }
+
+    #[test]
+    fn validate_refuses_what_the_wire_refuses() {
+        assert!(validate("ok", b"fine").is_ok());
+        assert!(validate("bad name", b"v").is_err());
+        assert!(validate("x", b"line\nbreak").is_err());
+    }
+}

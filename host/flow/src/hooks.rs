@@ -1,0 +1,127 @@
+//! The phase API between the proxy engine and whatever scripts it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::flow::{ClientConn, Flow};
+
+/// A set of events, as a bit set. The plugin runtime reports the union of
+/// its plugins' subscriptions, so the proxy skips (and never buffers a body
+/// for) events nobody wants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Events(u8);
+
+impl Events {
+    /// No events.
+    pub const NONE: Events = Events(0);
+    /// A client connected.
+    pub const CLIENT_CONNECT: Events = Events(1 << 0);
+    /// A request was received in full.
+    pub const REQUEST: Events = Events(1 << 1);
+    /// A response was received in full.
+    pub const RESPONSE: Events = Events(1 << 2);
+    /// A flow failed.
+    pub const ERROR: Events = Events(1 << 3);
+    /// A client disconnected.
+    pub const CLIENT_DISCONNECT: Events = Events(1 << 4);
+    /// The proxy shuts down.
+    pub const DONE: Events = Events(1 << 5);
+    /// Every event.
+    pub const ALL: Events = Events(0b11_1111);
+
+    /// The raw bits (bit order as in the WIT `events` flags).
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Events from raw bits; unknown bits are dropped.
+    pub const fn from_bits(bits: u8) -> Events {
+        Events(bits & Self::ALL.0)
+    }
+
+    /// True when every event of `other` is in `self`.
+    pub const fn contains(self, other: Events) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of two sets.
+    pub const fn union(self, other: Events) -> Events {
+        Events(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOr for Events {
+    type Output = Events;
+    fn bitor(self, rhs: Events) -> Events {
+        self.union(rhs)
+    }
+}
+
+/// What the proxy calls at each phase of a connection and a flow.
+///
+/// Every method has a default that does nothing, so an implementation writes
+/// only the phases it cares about. The proxy calls a method only when
+/// [`FlowHooks::subscriptions`] contains its event, so the defaults are never
+/// even reached on the hot path. `start` and `done` are not here: they belong
+/// to whoever owns the hooks' lifetime (the CLI), not to the proxy.
+pub trait FlowHooks: Send + Sync + 'static {
+    /// The events this hook wants.
+    fn subscriptions(&self) -> Events;
+
+    /// A client opened a connection.
+    fn client_connect(&self, _conn: &Arc<ClientConn>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A request was received in full; setting `flow.response` answers the
+    /// client without contacting the server.
+    fn request(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A response was received in full.
+    fn response(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// The flow failed; `flow.error` is set.
+    fn error(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A client connection closed.
+    fn client_disconnect(&self, _conn: &Arc<ClientConn>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Hooks that subscribe to nothing: a plain proxy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHooks;
+
+impl FlowHooks for NoHooks {
+    fn subscriptions(&self) -> Events {
+        Events::NONE
+    }
+}
+
+impl<H: FlowHooks> FlowHooks for Arc<H> {
+    fn subscriptions(&self) -> Events {
+        (**self).subscriptions()
+    }
+    fn client_connect(&self, conn: &Arc<ClientConn>) -> impl Future<Output = ()> + Send {
+        (**self).client_connect(conn)
+    }
+    fn request(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        (**self).request(flow)
+    }
+    fn response(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        (**self).response(flow)
+    }
+    fn error(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        (**self).error(flow)
+    }
+    fn client_disconnect(&self, conn: &Arc<ClientConn>) -> impl Future<Output = ()> + Send {
+        (**self).client_disconnect(conn)
+    }
+}

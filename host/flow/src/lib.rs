@@ -1,0 +1,32 @@
+//! The flow model of witm, shared by the proxy, the plugin runtime and (later)
+//! the flow files.
+//!
+//! Layout:
+//! - [`headers`]: [`Headers`], mitmproxy's caseless ordered multi-dict;
+//! - [`message`]: [`Request`], [`Response`] and their [`Body`];
+//! - [`flow`]: [`Flow`], [`ClientConn`], [`FlowError`];
+//! - [`hooks`]: [`FlowHooks`], the one meeting point of the proxy engine and
+//!   the plugin runtime, and [`Events`], what a hook subscribes to.
+//!
+//! This crate knows nothing of sockets, hyper or wasmtime, so the proxy can be
+//! tested with a native hook and plugins can run over saved flows.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod flow;
+pub mod headers;
+pub mod hooks;
+pub mod message;
+
+pub use flow::{ClientConn, Flow, FlowError};
+pub use headers::Headers;
+pub use hooks::{Events, FlowHooks, NoHooks};
+pub use message::{Body, Request, Response};
+
+/// Milliseconds since the Unix epoch: the unit of every timestamp in a flow.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,25 @@
+//! Runs witm plugins — WebAssembly components of the `witm:plugin` world —
+//! and offers a chain of them to the proxy as [`witm_flow::FlowHooks`].
+//!
+//! Layout:
+//! - [`bindings`]: the one `bindgen!` of `wit/`;
+//! - `resources`: what guest handles point to, and the host methods;
+//! - `state`: the data of a plugin's store (table, WASI with nothing granted, limits);
+//! - [`runtime`]: the shared engine, linker and epoch ticker;
+//! - [`plugin`]: one plugin: compile, instantiate, deliver events, contain failures;
+//! - [`chain`]: plugins in command-line order, as `FlowHooks`.
+//!
+//! This crate never touches sockets or hyper: it can be driven from saved
+//! flows as well as from the live proxy.
+#![deny(missing_docs)]
+
+pub mod bindings;
+pub mod chain;
+pub mod plugin;
+mod resources;
+pub mod runtime;
+mod state;
+
+pub use chain::PluginChain;
+pub use plugin::{LoadError, Plugin, PluginSpec, PluginStats};
+pub use runtime::{PluginRuntime, RuntimeOptions};

@@ -1,0 +1,110 @@
+//! The engine shared by all plugins: compilation settings, the linker with
+//! witm's imports and a deny-everything WASI, and the epoch ticker that
+//! enforces CPU deadlines.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Cache, CacheConfig, Config, Engine};
+
+use crate::bindings::PluginBindings;
+use crate::state::StoreState;
+
+/// How often the engine's epoch advances: the granularity of CPU deadlines
+/// and of yielding to other tasks while a plugin computes.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits and settings applied to every plugin.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Linear memory an instance may use, in bytes.
+    pub memory_bytes: usize,
+    /// CPU time one event may take before it is interrupted.
+    pub event_deadline: Duration,
+    /// Where compiled components are cached (keyed by wasmtime on content
+    /// and engine settings); `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 512 << 20,
+            event_deadline: Duration::from_secs(5),
+            cache_dir: None,
+        }
+    }
+}
+
+/// The wasmtime engine and linker all plugins share.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    options: RuntimeOptions,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl PluginRuntime {
+    /// Builds the engine, the linker and starts the epoch ticker.
+    pub fn new(options: RuntimeOptions) -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Component-model async is not used; leaving it on costs a third of
+        // every call (ARCHITECTURE.md, measured).
+        config.concurrency_support(false);
+        if let Some(dir) = &options.cache_dir {
+            let mut cache_config = CacheConfig::new();
+            cache_config.with_directory(dir);
+            match Cache::new(cache_config) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(e) => tracing::warn!("compiled-code cache disabled ({}): {e}", dir.display()),
+            }
+        }
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        PluginBindings::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let ticking_engine = engine.clone();
+        let stop = ticker_stop.clone();
+        std::thread::Builder::new()
+            .name("witm-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking_engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            engine,
+            linker,
+            options,
+            ticker_stop,
+        })
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<StoreState> {
+        &self.linker
+    }
+
+    pub(crate) fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}

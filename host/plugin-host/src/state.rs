@@ -1,0 +1,145 @@
+//! What a plugin's wasmtime `Store` holds.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// The data of one plugin instance's store.
+pub struct StoreState {
+    /// The plugin's name, for log lines.
+    pub(crate) plugin: String,
+    /// Host resources the guest holds handles to (flows during a call, the
+    /// context, the guest's own responses).
+    pub(crate) table: ResourceTable,
+    /// WASI with nothing granted: no files, no environment, no sockets.
+    /// stdout/stderr become log lines under the plugin's name.
+    wasi: WasiCtx,
+    /// The memory cap of this instance.
+    pub(crate) limits: StoreLimits,
+    /// When the current call must end (checked at each epoch tick).
+    pub(crate) deadline: Instant,
+    /// Source of generations for handles, so that a handle kept past its
+    /// event is recognised as stale even if its table slot was reused.
+    next_generation: u64,
+}
+
+impl StoreState {
+    /// A store for `plugin`, with at most `memory_bytes` of linear memory.
+    pub fn new(plugin: &str, memory_bytes: usize) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(LogStream::new(plugin, "stdout"))
+            .stderr(LogStream::new(plugin, "stderr"))
+            .build();
+        Self {
+            plugin: plugin.to_owned(),
+            table: ResourceTable::new(),
+            wasi,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(16)
+                .tables(64)
+                .memories(16)
+                .trap_on_grow_failure(true)
+                .build(),
+            deadline: Instant::now(),
+            next_generation: 1,
+        }
+    }
+
+    /// A generation number never handed out before in this store.
+    pub(crate) fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A plugin's stdout or stderr, turned into log lines under its name.
+#[derive(Clone)]
+struct LogStream {
+    plugin: String,
+    stream: &'static str,
+}
+
+impl LogStream {
+    fn new(plugin: &str, stream: &'static str) -> Self {
+        Self {
+            plugin: plugin.to_owned(),
+            stream,
+        }
+    }
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineLogger {
+            stream: self.clone(),
+            pending: Vec::new(),
+        })
+    }
+}
+
+/// Collects bytes until a newline, then logs the line; caps a line at 8 KiB
+/// so a plugin printing without newlines cannot grow host memory.
+struct LineLogger {
+    stream: LogStream,
+    pending: Vec<u8>,
+}
+
+const MAX_LINE: usize = 8 * 1024;
+
+impl LineLogger {
+    fn emit(&mut self) {
+        if !self.pending.is_empty() {
+            let line = String::from_utf8_lossy(&self.pending);
+            tracing::info!(plugin = %self.stream.plugin, stream = self.stream.stream, "{}", line.trim_end());
+            self.pending.clear();
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for LineLogger {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        for &byte in buf {
+            if byte == b'\n' || self.pending.len() >= MAX_LINE {
+                self.emit();
+            }
+            if byte != b'\n' {
+                self.pending.push(byte);
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.emit();
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}

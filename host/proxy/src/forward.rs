@@ -1,0 +1,273 @@
+//! One request through the proxy: from the client, through the plugins, to
+//! the server and back.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use witm_flow::message::{canonical_reason, default_port};
+use witm_flow::{Body, ClientConn, Events, Flow, FlowError, FlowHooks, Request, Response};
+
+use crate::body::{self, ProxyBody};
+use crate::flow_log::{FlowLine, LoggedBody};
+use crate::server::Shared;
+use crate::tunnel;
+use crate::wire;
+
+/// Serves one request of a client connection. Never fails: every problem
+/// becomes a response that says what went wrong.
+pub(crate) async fn handle<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    conn: Arc<ClientConn>,
+    request: hyper::Request<Incoming>,
+) -> Result<hyper::Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    if request.method() == Method::CONNECT {
+        return Ok(tunnel::connect(request, &conn));
+    }
+    let (parts, incoming) = request.into_parts();
+    let target = match Target::of(&parts.uri) {
+        Ok(target) => target,
+        Err(reason) => {
+            tracing::info!(client = %conn.address, "refused {} {}: {reason}", parts.method, parts.uri);
+            return Ok(plain_response(StatusCode::BAD_REQUEST, reason));
+        }
+    };
+    let events = shared.hooks.subscriptions();
+    let mut streamed_request = None;
+    let body = if events.contains(Events::REQUEST) {
+        match collect(incoming, shared.options.max_buffered_body).await {
+            Ok(bytes) => Body::Buffered(bytes),
+            Err(reason) => {
+                return Ok(plain_response(StatusCode::PAYLOAD_TOO_LARGE, reason));
+            }
+        }
+    } else {
+        streamed_request = Some(incoming);
+        Body::Streamed
+    };
+    let request = Request {
+        method: parts.method.as_str().to_owned(),
+        scheme: target.scheme,
+        host: target.host,
+        port: target.port,
+        path: target.path,
+        http_version: wire::version_text(parts.version).to_owned(),
+        headers: wire::incoming_headers(&parts.headers),
+        body,
+        timestamp_start: witm_flow::now_ms(),
+    };
+    let mut flow = Flow::new(conn, request);
+    if events.contains(Events::REQUEST) {
+        shared.hooks.request(&mut flow).await;
+    }
+
+    let mut streamed_response = None;
+    if flow.response.is_none() {
+        match exchange(&shared, &flow.request, streamed_request, events).await {
+            Ok((response, streamed)) => {
+                flow.response = Some(response);
+                streamed_response = streamed;
+            }
+            Err(message) => return Ok(fail(&shared, flow, message, started).await),
+        }
+    }
+    if events.contains(Events::RESPONSE) {
+        shared.hooks.response(&mut flow).await;
+    }
+    Ok(respond(&shared, &flow, streamed_response, started))
+}
+
+/// Where an absolute-form request goes.
+struct Target {
+    scheme: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Target {
+    fn of(uri: &Uri) -> Result<Target, String> {
+        let scheme = match uri.scheme_str() {
+            Some("http") => "http",
+            Some("https") => {
+                return Err("https:// URLs must be sent through a CONNECT tunnel".into());
+            }
+            Some(other) => return Err(format!("unsupported scheme {other:?}")),
+            None => {
+                return Err("witm is a proxy: send absolute-form requests, e.g. curl -x http://127.0.0.1:8080 http://example.com/".into());
+            }
+        };
+        let host = uri.host().ok_or("the request URL has no host")?;
+        Ok(Target {
+            scheme: scheme.to_owned(),
+            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            port: uri.port_u16().unwrap_or_else(|| default_port(scheme)),
+            path: uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "/".into()),
+        })
+    }
+}
+
+/// Reads a whole body, refusing one larger than `limit`.
+async fn collect(body: Incoming, limit: usize) -> Result<Bytes, String> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(format!(
+            "body larger than the {limit}-byte limit for bodies held for plugins"
+        )),
+        Err(e) => Err(format!("body broke off: {e}")),
+    }
+}
+
+/// Sends the flow's request to its server and reads the response head (and
+/// the body, when a plugin needs it whole).
+async fn exchange<H: FlowHooks>(
+    shared: &Shared<H>,
+    request: &Request,
+    streamed_body: Option<Incoming>,
+    events: Events,
+) -> Result<(Response, Option<Incoming>), String> {
+    let uri: Uri = request
+        .url()
+        .parse()
+        .map_err(|e| format!("invalid URL {}: {e}", request.url()))?;
+    if request.scheme != "http" {
+        return Err(format!("cannot reach {}: only http:// is supported so far", request.url()));
+    }
+    let method = Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| format!("invalid method {:?}", request.method))?;
+    let body = match (streamed_body, &request.body) {
+        (Some(incoming), _) => body::streamed(incoming),
+        (None, Body::Buffered(bytes)) => body::full(bytes.clone()),
+        (None, Body::Streamed) => body::empty(),
+    };
+    let mut outgoing = hyper::Request::new(body);
+    *outgoing.method_mut() = method;
+    *outgoing.uri_mut() = uri;
+    *outgoing.headers_mut() = wire::outgoing_headers(&request.headers, &request.body, false);
+
+    let response = shared
+        .upstream
+        .request(outgoing)
+        .await
+        .map_err(|e| describe_upstream_error(&request.authority(), &e))?;
+    let (parts, incoming) = response.into_parts();
+    let reason = parts
+        .extensions
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .unwrap_or_else(|| canonical_reason(parts.status.as_u16()).to_owned());
+    let (body, streamed) = if events.contains(Events::RESPONSE) {
+        let bytes = collect(incoming, shared.options.max_buffered_body)
+            .await
+            .map_err(|e| format!("response from {}: {e}", request.authority()))?;
+        (Body::Buffered(bytes), None)
+    } else {
+        (Body::Streamed, Some(incoming))
+    };
+    Ok((
+        Response {
+            status: parts.status.as_u16(),
+            reason,
+            http_version: wire::version_text(parts.version).to_owned(),
+            headers: wire::incoming_headers(&parts.headers),
+            body,
+            timestamp_start: witm_flow::now_ms(),
+        },
+        streamed,
+    ))
+}
+
+/// "cannot connect to host:port: Connection refused" rather than hyper's
+/// nested error chain.
+fn describe_upstream_error(authority: &str, error: &hyper_util::client::legacy::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if error.is_connect() {
+        format!("cannot connect to {authority}: {cause}")
+    } else {
+        format!("server {authority} failed: {cause}")
+    }
+}
+
+/// The flow failed: run the `error` event and tell the client with a 502.
+async fn fail<H: FlowHooks>(
+    shared: &Shared<H>,
+    mut flow: Flow,
+    message: String,
+    started: Instant,
+) -> hyper::Response<ProxyBody> {
+    flow.error = Some(FlowError::new(message.clone()));
+    if shared.hooks.subscriptions().contains(Events::ERROR) {
+        shared.hooks.error(&mut flow).await;
+    }
+    let response = plain_response(StatusCode::BAD_GATEWAY, format!("witm: {message}"));
+    if !shared.options.flow_lines {
+        return response;
+    }
+    let head = format!(
+        "{} {} {} 502 ({message})",
+        flow.client.address,
+        flow.request.method,
+        flow.request.url()
+    );
+    response.map(|b| body::boxed(LoggedBody::new(b, FlowLine { head, started })))
+}
+
+/// The client's response, from the flow's.
+fn respond<H: FlowHooks>(
+    shared: &Shared<H>,
+    flow: &Flow,
+    streamed: Option<Incoming>,
+    started: Instant,
+) -> hyper::Response<ProxyBody> {
+    let response = flow.response.as_ref().expect("a response was set or fetched");
+    let no_content = wire::response_has_no_content(&flow.request.method, response.status);
+    let body = match streamed {
+        Some(incoming) => body::streamed(incoming),
+        None if no_content => body::empty(),
+        None => body::full(wire::buffered_bytes(&response.body)),
+    };
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut outgoing = hyper::Response::new(body);
+    *outgoing.status_mut() = status;
+    *outgoing.headers_mut() = wire::outgoing_headers(&response.headers, &response.body, no_content);
+    if response.reason != canonical_reason(response.status) {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(response.reason.as_bytes()) {
+            outgoing.extensions_mut().insert(reason);
+        }
+    }
+    if !shared.options.flow_lines {
+        return outgoing;
+    }
+    let head = format!(
+        "{} {} {} {}",
+        flow.client.address,
+        flow.request.method,
+        flow.request.url(),
+        response.status
+    );
+    outgoing.map(|b| body::boxed(LoggedBody::new(b, FlowLine { head, started })))
+}
+
+/// A short text response from the proxy itself.
+pub(crate) fn plain_response(status: StatusCode, text: impl Into<String>) -> hyper::Response<ProxyBody> {
+    let mut text = text.into();
+    text.push('\n');
+    let mut response = hyper::Response::new(body::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,143 @@
+//! Listening and connection lifecycle.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use witm_flow::{ClientConn, Events, FlowHooks};
+
+use crate::body::ProxyBody;
+use crate::forward;
+
+/// How the proxy behaves; every field has a default that suits a person at
+/// a terminal.
+#[derive(Clone, Debug)]
+pub struct ProxyOptions {
+    /// Print one line per flow on stdout.
+    pub flow_lines: bool,
+    /// Largest body held in memory for a plugin; a larger one fails the
+    /// flow with a clear message rather than exhausting memory.
+    pub max_buffered_body: usize,
+    /// How long to wait for a server's TCP connection.
+    pub connect_timeout: Duration,
+    /// How long flows in flight may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            flow_lines: true,
+            max_buffered_body: 128 << 20,
+            connect_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared<H> {
+    pub hooks: H,
+    pub options: ProxyOptions,
+    /// Pooled keep-alive connections to servers.
+    pub upstream: Client<HttpConnector, ProxyBody>,
+}
+
+/// Serves proxy clients on `listener` until `shutdown` resolves, then stops
+/// accepting, lets flows in flight finish (up to the grace period) and
+/// returns. The caller runs the plugins' `done` afterwards.
+pub async fn serve<H: FlowHooks>(
+    listener: TcpListener,
+    hooks: H,
+    options: ProxyOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(options.connect_timeout));
+    let upstream = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .build(connector);
+    let shared = Arc::new(Shared {
+        hooks,
+        options,
+        upstream,
+    });
+    // Each connection task holds a clone of `alive`; when all are dropped,
+    // `all_closed` yields None. `closing` tells connections to finish.
+    let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, address)) => {
+                    let _ = stream.set_nodelay(true);
+                    let guard = (alive.clone(), closing.clone());
+                    tokio::spawn(serve_connection(shared.clone(), stream, address, guard));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    drop(alive);
+    let _ = closing_tx.send(true);
+    let grace = shared.options.shutdown_grace;
+    if tokio::time::timeout(grace, all_closed.recv()).await.is_err() {
+        tracing::warn!("flows still in flight after {grace:?}; stopping anyway");
+    }
+    Ok(())
+}
+
+/// One client connection: its events around hyper's HTTP/1 server.
+async fn serve_connection<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    stream: tokio::net::TcpStream,
+    address: SocketAddr,
+    (_alive, mut closing): (tokio::sync::mpsc::Sender<()>, tokio::sync::watch::Receiver<bool>),
+) {
+    let conn = Arc::new(ClientConn::new(address));
+    let events = shared.hooks.subscriptions();
+    if events.contains(Events::CLIENT_CONNECT) {
+        shared.hooks.client_connect(&conn).await;
+    }
+    let service = {
+        let shared = shared.clone();
+        let conn = conn.clone();
+        service_fn(move |request| forward::handle(shared.clone(), conn.clone(), request))
+    };
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+            // Finish the request in flight, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(client = %address, "client connection ended: {e}");
+    }
+    if shared.hooks.subscriptions().contains(Events::CLIENT_DISCONNECT) {
+        shared.hooks.client_disconnect(&conn).await;
+    }
+}

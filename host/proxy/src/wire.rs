@@ -1,0 +1,108 @@
+//! Between hyper's messages and the flow's.
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Version};
+use witm_flow::{Body, Headers};
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1): a
+/// proxy consumes them and never forwards them.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// "HTTP/1.1" and friends, as mitmproxy writes them.
+pub fn version_text(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The headers to put on the wire for a message of the flow: the flow's
+/// headers minus hop-by-hop ones, with `content-length` made right for a
+/// buffered body.
+///
+/// `body_has_no_content` is true for responses that carry no body whatever
+/// their headers say (to HEAD, 204, 304, 1xx): their `content-length` is
+/// left alone.
+pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: bool) -> HeaderMap {
+    let (mut map, refused) = headers.to_header_map();
+    if !refused.is_empty() {
+        tracing::warn!("headers not valid on the wire were dropped: {}", refused.join(", "));
+    }
+    let named_in_connection: Vec<HeaderName> = map
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named_in_connection {
+        map.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        map.remove(name);
+    }
+    if let (Body::Buffered(bytes), false) = (body, body_has_no_content) {
+        map.remove(TRANSFER_ENCODING);
+        map.insert(CONTENT_LENGTH, bytes.len().into());
+    }
+    map
+}
+
+/// True when a response to `method` with `status` has no body on the wire.
+pub fn response_has_no_content(method: &str, status: u16) -> bool {
+    method == Method::HEAD.as_str() || status == 204 || status == 304 || (100..200).contains(&status)
+}
+
+/// The flow's view of hyper headers.
+pub fn incoming_headers(map: &HeaderMap) -> Headers {
+    Headers::from_header_map(map)
+}
+
+/// The bytes of a buffered body, empty for a streamed one.
+pub fn buffered_bytes(body: &Body) -> Bytes {
+    body.bytes().cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_not_forwarded() {
+        let headers = Headers::from_pairs([
+            ("Host", "a"),
+            ("Connection", "keep-alive, X-Secret"),
+            ("X-Secret", "1"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Kept", "2"),
+        ]);
+        let map = outgoing_headers(&headers, &Body::Buffered(Bytes::from_static(b"abc")), false);
+        let names: Vec<_> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "x-kept", "content-length"]);
+        assert_eq!(map["content-length"], "3");
+    }
+
+    #[test]
+    fn responses_without_content_keep_their_length() {
+        let headers = Headers::from_pairs([("Content-Length", "10")]);
+        let map = outgoing_headers(&headers, &Body::Buffered(Bytes::new()), true);
+        assert_eq!(map["content-length"], "10");
+        assert!(response_has_no_content("HEAD", 200));
+        assert!(response_has_no_content("GET", 304));
+        assert!(!response_has_no_content("GET", 200));
+    }
+}

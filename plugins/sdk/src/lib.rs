@@ -1,0 +1,128 @@
+//! Write witm plugins in Rust.
+//!
+//! A plugin is a type implementing [`Plugin`]: it says which events it wants
+//! in [`Plugin::events`] and writes only those; every other event has a
+//! default that does nothing. [`export_plugin!`] makes it the component's
+//! exports. The seed's add-header is:
+//!
+//! ```ignore
+//! use witm_sdk::{Context, Events, Flow, Plugin};
+//!
+//! struct AddHeader;
+//!
+//! impl Plugin for AddHeader {
+//!     fn events() -> Events {
+//!         Events::RESPONSE
+//!     }
+//!
+//!     fn response(_ctx: &Context, flow: &Flow) {
+//!         if let Some(response) = flow.response() {
+//!             let _ = response.headers().set("newheader", "foo");
+//!         }
+//!     }
+//! }
+//!
+//! witm_sdk::export_plugin!(AddHeader);
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2`. The API
+//! reference is the WIT (`wit/plugin.wit`): the types below are its Rust
+//! face. Handles such as a request's `headers()` are released when they go
+//! out of scope, so a plugin never leaks host resources.
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_world",
+        default_bindings_module: "witm_sdk::bindings",
+    });
+}
+
+pub use bindings::witm::plugin::types::{
+    ClientConn, Context, Error, Events, Flow, Headers, HostError, Level, Request, Response,
+};
+
+/// A witm plugin. Events run one at a time, so `static` state works as it
+/// does in a mitmproxy script.
+pub trait Plugin {
+    /// The events this plugin wants, e.g. `Events::REQUEST | Events::RESPONSE`;
+    /// the proxy never calls the others.
+    fn events() -> Events;
+
+    /// Called once, before any other event, with the arguments that followed
+    /// the plugin's path on the command line. An error stops the proxy.
+    fn start(_ctx: &Context, _args: Vec<String>) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// A client connected.
+    fn client_connect(_ctx: &Context, _conn: &ClientConn) {}
+
+    /// A request was received in full. Set a response to answer it yourself.
+    fn request(_ctx: &Context, _flow: &Flow) {}
+
+    /// A response was received in full.
+    fn response(_ctx: &Context, _flow: &Flow) {}
+
+    /// The flow failed; `flow.error()` says why.
+    fn error(_ctx: &Context, _flow: &Flow) {}
+
+    /// A client disconnected.
+    fn client_disconnect(_ctx: &Context, _conn: &ClientConn) {}
+
+    /// The proxy is shutting down.
+    fn done(_ctx: &Context) {}
+}
+
+/// Makes `$plugin` (a type implementing [`Plugin`]) this component's exports.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        struct __WitmPluginExports;
+
+        impl $crate::bindings::Guest for __WitmPluginExports {
+            fn start(
+                ctx: &$crate::Context,
+                args: $crate::__private::Vec<$crate::__private::String>,
+            ) -> ::core::result::Result<$crate::Events, $crate::__private::String> {
+                <$plugin as $crate::Plugin>::start(ctx, args)
+                    .map(|()| <$plugin as $crate::Plugin>::events())
+            }
+            fn client_connect(ctx: &$crate::Context, conn: &$crate::ClientConn) {
+                <$plugin as $crate::Plugin>::client_connect(ctx, conn)
+            }
+            fn request(ctx: &$crate::Context, flow: &$crate::Flow) {
+                <$plugin as $crate::Plugin>::request(ctx, flow)
+            }
+            fn response(ctx: &$crate::Context, flow: &$crate::Flow) {
+                <$plugin as $crate::Plugin>::response(ctx, flow)
+            }
+            fn error(ctx: &$crate::Context, flow: &$crate::Flow) {
+                <$plugin as $crate::Plugin>::error(ctx, flow)
+            }
+            fn client_disconnect(ctx: &$crate::Context, conn: &$crate::ClientConn) {
+                <$plugin as $crate::Plugin>::client_disconnect(ctx, conn)
+            }
+            fn done(ctx: &$crate::Context) {
+                <$plugin as $crate::Plugin>::done(ctx)
+            }
+        }
+
+        $crate::bindings::__export_plugin_world!(__WitmPluginExports with_types_in $crate::bindings);
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use alloc::string::String;
+    pub use alloc::vec::Vec;
+}

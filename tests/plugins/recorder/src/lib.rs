@@ -1,0 +1,49 @@
+//! Logs one line per event (`event=<name> …`), so tests can check which
+//! events fire, how often and in what order.
+
+use witm_sdk::{ClientConn, Context, Events, Flow, Level, Plugin};
+
+struct Recorder;
+
+impl Plugin for Recorder {
+    fn events() -> Events {
+        Events::all()
+    }
+
+    fn start(ctx: &Context, args: Vec<String>) -> Result<(), String> {
+        ctx.log(Level::Info, &format!("event=start args={}", args.join(",")));
+        Ok(())
+    }
+
+    fn client_connect(ctx: &Context, conn: &ClientConn) {
+        ctx.log(Level::Info, &format!("event=client-connect conn={}", conn.id()));
+    }
+
+    fn request(ctx: &Context, flow: &Flow) {
+        let request = flow.request();
+        ctx.log(
+            Level::Info,
+            &format!("event=request {} {} conn={}", request.method(), request.url(), flow.client_conn().id()),
+        );
+    }
+
+    fn response(ctx: &Context, flow: &Flow) {
+        let status = flow.response().map(|r| r.status()).unwrap_or(0);
+        ctx.log(Level::Info, &format!("event=response status={status}"));
+    }
+
+    fn error(ctx: &Context, flow: &Flow) {
+        let message = flow.error().map(|e| e.message).unwrap_or_default();
+        ctx.log(Level::Info, &format!("event=error message={message}"));
+    }
+
+    fn client_disconnect(ctx: &Context, conn: &ClientConn) {
+        ctx.log(Level::Info, &format!("event=client-disconnect conn={}", conn.id()));
+    }
+
+    fn done(ctx: &Context) {
+        ctx.log(Level::Info, "event=done");
+    }
+}
+
+witm_sdk::export_plugin!(Recorder);
