@@ -170,12 +170,7 @@ impl Headers {
         Self {
             fields: map
                 .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_owned(),
-                        Bytes::copy_from_slice(v.as_bytes()),
-                    )
-                })
+                .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
                 .collect(),
         }
     }
@@ -209,7 +204,10 @@ mod tests {
         let mut h = sample();
         h.set("accept", "z");
         let names: Vec<_> = h.iter().map(|(n, _)| n.to_owned()).collect();
-        assert_eq!(names, ["Host", "Accept", "X-Two", "Set-Cookie", "set-cookie"]);
+        assert_eq!(
+            names,
+            ["Host", "Accept", "X-Two", "Set-Cookie", "set-cookie"]
+        );
         assert_eq!(h.get("accept").as_deref(), Some("z"));
         h.set("New", "v");
         assert_eq!(h.iter().last().unwrap().0, "New");

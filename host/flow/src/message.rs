@@ -104,7 +104,9 @@ impl Request {
     /// Re-targets the request at `url`: scheme, host, port and path follow it,
     /// and a `host` header, if present, is updated to match.
     pub fn set_url(&mut self, url: &str) -> Result<(), String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
         let scheme = match uri.scheme_str() {
             Some(s @ ("http" | "https")) => s.to_owned(),
             Some(other) => return Err(format!("unsupported scheme {other:?} in {url:?}")),

@@ -29,7 +29,11 @@ impl PluginChain {
             .iter()
             .fold(Events::NONE, |all, p| all | p.subscriptions());
         for plugin in &plugins {
-            tracing::info!(plugin = plugin.name(), "loaded; events: {}", describe(plugin.subscriptions()));
+            tracing::info!(
+                plugin = plugin.name(),
+                "loaded; events: {}",
+                describe(plugin.subscriptions())
+            );
         }
         Ok(Self {
             plugins,
@@ -58,13 +62,21 @@ impl PluginChain {
     }
 
     async fn each_flow(&self, event: FlowEvent, wanted: Events, flow: &mut Flow) {
-        for plugin in self.plugins.iter().filter(|p| p.subscriptions().contains(wanted)) {
+        for plugin in self
+            .plugins
+            .iter()
+            .filter(|p| p.subscriptions().contains(wanted))
+        {
             plugin.call_flow(event, flow).await;
         }
     }
 
     async fn each_conn(&self, event: ConnEvent, wanted: Events, conn: &Arc<ClientConn>) {
-        for plugin in self.plugins.iter().filter(|p| p.subscriptions().contains(wanted)) {
+        for plugin in self
+            .plugins
+            .iter()
+            .filter(|p| p.subscriptions().contains(wanted))
+        {
             plugin.call_conn(event, conn).await;
         }
     }
@@ -121,7 +133,8 @@ impl FlowHooks for PluginChain {
     }
 
     async fn request(&self, flow: &mut Flow) {
-        self.each_flow(FlowEvent::Request, Events::REQUEST, flow).await
+        self.each_flow(FlowEvent::Request, Events::REQUEST, flow)
+            .await
     }
 
     async fn response(&self, flow: &mut Flow) {

@@ -105,7 +105,11 @@ impl Plugin {
     /// Compiles (or loads from the cache) the component at `spec.path`,
     /// checks that it implements the `witm:plugin` world, instantiates it and
     /// runs `start`.
-    pub async fn load(runtime: &PluginRuntime, spec: &PluginSpec, name: String) -> Result<Self, LoadError> {
+    pub async fn load(
+        runtime: &PluginRuntime,
+        spec: &PluginSpec,
+        name: String,
+    ) -> Result<Self, LoadError> {
         let component = compile(runtime.engine(), &spec.path).await?;
         let pre = instantiate_pre(runtime.linker(), &component)
             .map_err(|e| LoadError(format!("{}: {e}", spec.path.display())))?;
@@ -233,7 +237,12 @@ impl Plugin {
         let Some(live) = self.ready(&mut guard).await else {
             return;
         };
-        let handle = match live.store.data_mut().table.push(ClientConnHandle(conn.clone())) {
+        let handle = match live
+            .store
+            .data_mut()
+            .table
+            .push(ClientConnHandle(conn.clone()))
+        {
             Ok(handle) => handle,
             Err(e) => {
                 tracing::error!(plugin = %self.name, "cannot lend the connection: {e}");
@@ -301,7 +310,12 @@ impl Plugin {
 
     /// After a trap the instance cannot be entered again: log why, drop its
     /// store and start a fresh instance (whose `start` runs again).
-    async fn replace_after_failure(&self, guard: &mut Option<Live>, event: &str, error: &wasmtime::Error) {
+    async fn replace_after_failure(
+        &self,
+        guard: &mut Option<Live>,
+        event: &str,
+        error: &wasmtime::Error,
+    ) {
         tracing::error!(
             plugin = %self.name,
             "{event} failed, the flow goes on as before the call: {}",
@@ -337,7 +351,12 @@ async fn compile(engine: &Engine, path: &Path) -> Result<Component, LoadError> {
     tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
         .await
         .map_err(|e| LoadError(format!("{shown}: compilation aborted: {e}")))?
-        .map_err(|e| LoadError(format!("{shown}: not a WebAssembly component witm can run: {}", first_line(&e))))
+        .map_err(|e| {
+            LoadError(format!(
+                "{shown}: not a WebAssembly component witm can run: {}",
+                first_line(&e)
+            ))
+        })
 }
 
 fn instantiate_pre(
@@ -347,8 +366,12 @@ fn instantiate_pre(
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| format!("cannot link the component: {}", first_line(&e)))?;
-    PluginBindingsPre::new(pre)
-        .map_err(|e| format!("does not implement the witm:plugin world: {}", first_line(&e)))
+    PluginBindingsPre::new(pre).map_err(|e| {
+        format!(
+            "does not implement the witm:plugin world: {}",
+            first_line(&e)
+        )
+    })
 }
 
 /// The error and its causes on one line, without a backtrace.

@@ -380,7 +380,10 @@ impl types::HostRequest for StoreState {
         self.new_headers_handle(HeadersHandle::Request(r))
     }
 
-    fn body(&mut self, h: Resource<RequestHandle>) -> Result<std::result::Result<Vec<u8>, HostError>> {
+    fn body(
+        &mut self,
+        h: Resource<RequestHandle>,
+    ) -> Result<std::result::Result<Vec<u8>, HostError>> {
         Ok(body_bytes(&self.request(&h)?.body))
     }
 
@@ -426,10 +429,15 @@ impl types::HostResponse for StoreState {
                 false
             }
         });
-        let mut response = Response::make(status, Headers::from_pairs(valid.collect::<Vec<_>>()), body);
+        let mut response =
+            Response::make(status, Headers::from_pairs(valid.collect::<Vec<_>>()), body);
         if !(100..=999).contains(&status) {
             tracing::warn!(plugin = %self.plugin, "Response constructor: status {status} is not a valid HTTP status; using 500");
-            response = Response::make(500, response.headers, response.body.bytes().cloned().unwrap_or_default());
+            response = Response::make(
+                500,
+                response.headers,
+                response.body.bytes().cloned().unwrap_or_default(),
+            );
         }
         let generation = self.generation();
         Ok(self.table.push(ResponseHandle::Detached {
@@ -475,7 +483,10 @@ impl types::HostResponse for StoreState {
         self.new_headers_handle(view)
     }
 
-    fn body(&mut self, h: Resource<ResponseHandle>) -> Result<std::result::Result<Vec<u8>, HostError>> {
+    fn body(
+        &mut self,
+        h: Resource<ResponseHandle>,
+    ) -> Result<std::result::Result<Vec<u8>, HostError>> {
         Ok(body_bytes(&self.response(&h)?.body))
     }
 
@@ -538,7 +549,11 @@ impl types::HostFlow for StoreState {
         Ok(Some(self.table.push(ResponseHandle::OfFlow(r))?))
     }
 
-    fn set_response(&mut self, h: Resource<FlowEntry>, response: Resource<ResponseHandle>) -> Result<()> {
+    fn set_response(
+        &mut self,
+        h: Resource<FlowEntry>,
+        response: Resource<ResponseHandle>,
+    ) -> Result<()> {
         let r = self.flow_ref(&h)?;
         let new = match self.table.delete(response).map_err(|_| stale())? {
             ResponseHandle::Detached { response, .. } => response,
@@ -549,10 +564,14 @@ impl types::HostFlow for StoreState {
     }
 
     fn error(&mut self, h: Resource<FlowEntry>) -> Result<Option<types::Error>> {
-        Ok(self.flow(self.flow_ref(&h)?)?.error.as_ref().map(|e| types::Error {
-            message: e.message.clone(),
-            timestamp: e.timestamp,
-        }))
+        Ok(self
+            .flow(self.flow_ref(&h)?)?
+            .error
+            .as_ref()
+            .map(|e| types::Error {
+                message: e.message.clone(),
+                timestamp: e.timestamp,
+            }))
     }
 
     fn drop(&mut self, _h: Resource<FlowEntry>) -> Result<()> {

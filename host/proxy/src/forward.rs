@@ -105,7 +105,10 @@ impl Target {
         let host = uri.host().ok_or("the request URL has no host")?;
         Ok(Target {
             scheme: scheme.to_owned(),
-            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port: uri.port_u16().unwrap_or_else(|| default_port(scheme)),
             path: uri
                 .path_and_query()
@@ -139,7 +142,10 @@ async fn exchange<H: FlowHooks>(
         .parse()
         .map_err(|e| format!("invalid URL {}: {e}", request.url()))?;
     if request.scheme != "http" {
-        return Err(format!("cannot reach {}: only http:// is supported so far", request.url()));
+        return Err(format!(
+            "cannot reach {}: only http:// is supported so far",
+            request.url()
+        ));
     }
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", request.method))?;
@@ -230,7 +236,10 @@ fn respond<H: FlowHooks>(
     streamed: Option<Incoming>,
     started: Instant,
 ) -> hyper::Response<ProxyBody> {
-    let response = flow.response.as_ref().expect("a response was set or fetched");
+    let response = flow
+        .response
+        .as_ref()
+        .expect("a response was set or fetched");
     let no_content = wire::response_has_no_content(&flow.request.method, response.status);
     let body = match streamed {
         Some(incoming) => body::streamed(incoming),
@@ -260,7 +269,10 @@ fn respond<H: FlowHooks>(
 }
 
 /// A short text response from the proxy itself.
-pub(crate) fn plain_response(status: StatusCode, text: impl Into<String>) -> hyper::Response<ProxyBody> {
+pub(crate) fn plain_response(
+    status: StatusCode,
+    text: impl Into<String>,
+) -> hyper::Response<ProxyBody> {
     let mut text = text.into();
     text.push('\n');
     let mut response = hyper::Response::new(body::full(text));

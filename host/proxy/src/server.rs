@@ -97,7 +97,10 @@ pub async fn serve<H: FlowHooks>(
     drop(alive);
     let _ = closing_tx.send(true);
     let grace = shared.options.shutdown_grace;
-    if tokio::time::timeout(grace, all_closed.recv()).await.is_err() {
+    if tokio::time::timeout(grace, all_closed.recv())
+        .await
+        .is_err()
+    {
         tracing::warn!("flows still in flight after {grace:?}; stopping anyway");
     }
     Ok(())
@@ -108,7 +111,10 @@ async fn serve_connection<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     stream: tokio::net::TcpStream,
     address: SocketAddr,
-    (_alive, mut closing): (tokio::sync::mpsc::Sender<()>, tokio::sync::watch::Receiver<bool>),
+    (_alive, mut closing): (
+        tokio::sync::mpsc::Sender<()>,
+        tokio::sync::watch::Receiver<bool>,
+    ),
 ) {
     let conn = Arc::new(ClientConn::new(address));
     let events = shared.hooks.subscriptions();
@@ -137,7 +143,11 @@ async fn serve_connection<H: FlowHooks>(
     if let Err(e) = ended {
         tracing::debug!(client = %address, "client connection ended: {e}");
     }
-    if shared.hooks.subscriptions().contains(Events::CLIENT_DISCONNECT) {
+    if shared
+        .hooks
+        .subscriptions()
+        .contains(Events::CLIENT_DISCONNECT)
+    {
         shared.hooks.client_disconnect(&conn).await;
     }
 }

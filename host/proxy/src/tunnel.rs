@@ -12,7 +12,10 @@ use crate::forward::plain_response;
 
 /// Answers a CONNECT: 200 and a tunnel, or 400 for a target that is not
 /// "host:port".
-pub(crate) fn connect(request: hyper::Request<Incoming>, conn: &ClientConn) -> hyper::Response<ProxyBody> {
+pub(crate) fn connect(
+    request: hyper::Request<Incoming>,
+    conn: &ClientConn,
+) -> hyper::Response<ProxyBody> {
     let Some(target) = request.uri().authority().map(|a| a.to_string()) else {
         return plain_response(
             http::StatusCode::BAD_REQUEST,

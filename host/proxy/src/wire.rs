@@ -39,7 +39,10 @@ pub fn version_text(version: Version) -> &'static str {
 pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: bool) -> HeaderMap {
     let (mut map, refused) = headers.to_header_map();
     if !refused.is_empty() {
-        tracing::warn!("headers not valid on the wire were dropped: {}", refused.join(", "));
+        tracing::warn!(
+            "headers not valid on the wire were dropped: {}",
+            refused.join(", ")
+        );
     }
     let named_in_connection: Vec<HeaderName> = map
         .get_all(CONNECTION)
@@ -63,7 +66,10 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
 
 /// True when a response to `method` with `status` has no body on the wire.
 pub fn response_has_no_content(method: &str, status: u16) -> bool {
-    method == Method::HEAD.as_str() || status == 204 || status == 304 || (100..200).contains(&status)
+    method == Method::HEAD.as_str()
+        || status == 204
+        || status == 304
+        || (100..200).contains(&status)
 }
 
 /// The flow's view of hyper headers.

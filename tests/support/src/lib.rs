@@ -1,1 +1,18 @@
+//! Test helpers shared by witm's end-to-end tests and benchmarks.
+//!
+//! - [`guests`]: builds the plugin components from source (Rust guests with
+//!   cargo, Python with `plugins/build-python.sh`) once per process;
+//! - [`Origin`]: a real HTTP server on loopback that records what it sees;
+//! - [`Witm`]: the real `witm` binary, started on a free port and stopped
+//!   with SIGTERM, with its stdout and stderr captured;
+//! - [`curl`]: the real curl, through the proxy.
 
+mod curl;
+mod guests;
+mod origin;
+mod witm;
+
+pub use curl::{CurlResponse, curl};
+pub use guests::{Guests, guests, repo_root, target_dir};
+pub use origin::{HELLO, Origin, SeenRequest};
+pub use witm::Witm;

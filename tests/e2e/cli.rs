@@ -1,0 +1,77 @@
+//! Bad input on the command line: one clear line, exit code 2, no panic.
+
+use std::process::Command;
+
+use witm_test_support::{Witm, target_dir};
+
+use crate::witm_binary;
+
+fn run(args: &[&str]) -> (i32, String) {
+    match Witm::start(witm_binary(), args) {
+        Ok(mut witm) => {
+            witm.stop();
+            panic!("witm started with {args:?}");
+        }
+        Err((status, stderr)) => (status.code().unwrap_or(-1), stderr),
+    }
+}
+
+fn assert_clear_error(args: &[&str], expected: &str) {
+    let (code, stderr) = run(args);
+    assert_eq!(code, 2, "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: {stderr:?} lacks {expected:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_missing_plugin_file_is_one_clear_error() {
+    assert_clear_error(
+        &["-s", "/nonexistent/plugin.wasm"],
+        "witm: error: plugin file not found: /nonexistent/plugin.wasm",
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_one_clear_error() {
+    let dir = target_dir().join("e2e-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("not-wasm.wasm");
+    std::fs::write(&text, "hello").unwrap();
+    assert_clear_error(
+        &["-s", text.to_str().unwrap()],
+        "not a WebAssembly component witm can run",
+    );
+    // A core wasm module is not a component either.
+    let module = dir.join("core-module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    assert_clear_error(
+        &["-s", module.to_str().unwrap()],
+        "not a WebAssembly component witm can run",
+    );
+}
+
+#[test]
+fn a_bad_flag_exits_with_2() {
+    let output = Command::new(witm_binary())
+        .arg("--no-such-flag")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+    let output = Command::new(witm_binary())
+        .args(["-p", "not-a-port"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_plugin_whose_start_fails_stops_the_proxy_with_its_message() {
+    // The tag plugin refuses to start without its argument.
+    let tag = witm_test_support::guests().rust("tag");
+    assert_clear_error(&["-s", tag.to_str().unwrap()], "usage: tag.wasm <tag>");
+}

@@ -1,0 +1,119 @@
+//! What plugins do to flows: add-header in Rust and Python, request changes,
+//! answering without the server, order, and contained failure.
+
+use witm_test_support::{HELLO, Origin, Witm, curl, guests};
+
+use crate::{start_with, witm_binary};
+
+#[test]
+fn rust_add_header_adds_its_header() {
+    let origin = Origin::start();
+    let witm = start_with(&["add-header"]);
+    let response = curl(&witm.proxy_url(), &[&origin.url("/")]);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header_values("newheader"), ["foo"]);
+    assert_eq!(response.body, HELLO);
+    assert_eq!(origin.seen().len(), 1);
+}
+
+#[test]
+fn python_add_header_adds_its_header() {
+    let origin = Origin::start();
+    let plugin = guests().add_header_py.display().to_string();
+    let witm = Witm::start(witm_binary(), &["-s", &plugin])
+        .unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
+    let response = curl(&witm.proxy_url(), &[&origin.url("/py")]);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header_values("newheader"), ["foo"]);
+    assert_eq!(response.body, HELLO);
+}
+
+#[test]
+fn plugins_run_in_order_and_their_request_changes_reach_the_origin() {
+    let origin = Origin::start();
+    let witm = start_with(&["tag first", "tag second"]);
+    let response = curl(&witm.proxy_url(), &[&origin.url("/tagged")]);
+    assert_eq!(response.status, 200);
+    // Each plugin appends its tag (its `start` argument) after the previous one's.
+    assert_eq!(response.header_values("x-tag"), ["first", "second"]);
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header_values("x-tag"), ["first", "second"]);
+}
+
+#[test]
+fn a_plugin_can_answer_without_the_server() {
+    let origin = Origin::start();
+    let witm = start_with(&["answer", "add-header"]);
+    let response = curl(&witm.proxy_url(), &[&origin.url("/answered")]);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, "answered by plugin\n");
+    assert_eq!(response.header_values("content-length"), ["19"]);
+    // The `response` event still runs for a response made in `request`.
+    assert_eq!(response.header_values("newheader"), ["foo"]);
+    assert!(
+        origin.seen().is_empty(),
+        "the origin saw {:?}",
+        origin.seen()
+    );
+    // Other paths still go to the server.
+    let forwarded = curl(&witm.proxy_url(), &[&origin.url("/other")]);
+    assert_eq!(forwarded.body, HELLO);
+    assert_eq!(origin.seen().len(), 1);
+}
+
+#[test]
+fn a_trapping_plugin_leaves_the_flow_intact_and_is_replaced() {
+    let origin = Origin::start();
+    let witm = start_with(&["trap", "tag after"]);
+    assert_eq!(witm.log_count("trap plugin started"), 1);
+
+    let response = curl(&witm.proxy_url(), &[&origin.url("/trap")]);
+    assert_eq!(response.status, 200, "the flow goes on after the trap");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    // The header set just before the trap was rolled back …
+    assert!(
+        seen[0].header_values("x-half-done").is_empty(),
+        "{:?}",
+        seen[0]
+    );
+    // … and the next plugin in the chain still ran.
+    assert_eq!(seen[0].header_values("x-tag"), ["after"]);
+    assert!(
+        witm.stderr()
+            .iter()
+            .any(|l| l.contains("[trap]") && l.contains("request failed")),
+        "the trap is logged with the plugin's name:\n{}",
+        witm.stderr().join("\n")
+    );
+    // The instance was replaced: its `start` ran again.
+    assert_eq!(witm.log_count("trap plugin started"), 2);
+
+    let next = curl(&witm.proxy_url(), &[&origin.url("/fine")]);
+    assert_eq!(next.status, 200);
+    assert_eq!(origin.seen().len(), 2);
+}
+
+#[test]
+fn an_unreachable_server_gives_502_and_the_error_event() {
+    // A port nobody listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let witm = start_with(&["recorder"]);
+    let response = curl(
+        &witm.proxy_url(),
+        &[&format!("http://127.0.0.1:{port}/nowhere")],
+    );
+    assert_eq!(response.status, 502);
+    assert!(
+        response.body.contains("cannot connect to 127.0.0.1"),
+        "{}",
+        response.body
+    );
+    assert!(witm.wait_for_log("event=error message=cannot connect", 1));
+    assert_eq!(witm.log_count("event=response"), 0);
+}

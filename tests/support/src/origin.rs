@@ -1,0 +1,146 @@
+//! A real origin server on loopback that records the requests it gets.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// What the origin saw of one request.
+#[derive(Clone, Debug)]
+pub struct SeenRequest {
+    /// The method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl SeenRequest {
+    /// Every value of header `name`.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// An HTTP/1.1 server on 127.0.0.1, on its own thread and runtime.
+///
+/// Routes: `/slow` answers after one second; `/status/NNN` answers with
+/// status NNN; everything else answers 200 `hello from origin`.
+pub struct Origin {
+    /// Where it listens.
+    pub address: SocketAddr,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The body of the origin's ordinary answer.
+pub const HELLO: &str = "hello from origin\n";
+
+impl Origin {
+    /// Starts the server on a free port.
+    pub fn start() -> Origin {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let (shutdown, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let recorded = seen.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("origin runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+                address_tx.send(listener.local_addr().unwrap()).unwrap();
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let _ = stream.set_nodelay(true);
+                            let recorded = recorded.clone();
+                            tokio::spawn(async move {
+                                let service = service_fn(move |req| answer(recorded.clone(), req));
+                                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                            });
+                        }
+                        _ = &mut shutdown_rx => break,
+                    }
+                }
+            });
+        });
+        let address = address_rx.recv().expect("origin address");
+        Origin {
+            address,
+            seen,
+            _shutdown: shutdown,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// The requests seen so far.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn answer(
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    seen.lock().unwrap().push(SeenRequest {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    });
+    let mut status = 200;
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        status = code.parse().unwrap_or(400);
+    }
+    let mut response = hyper::Response::new(Full::new(Bytes::from_static(HELLO.as_bytes())));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    response
+        .headers_mut()
+        .insert("content-type", http::HeaderValue::from_static("text/plain"));
+    Ok(response)
+}
