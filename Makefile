@@ -1,0 +1,32 @@
+# The two commands of the README, and the steps they share.
+#   make run   — set up, build the add-header example, run the proxy on :8080
+#   make test  — set up and run every test (unit and end-to-end)
+
+TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+GUESTS := $(TARGET)/guests
+PORT ?= 8080
+
+.PHONY: run test setup examples lint bench
+
+setup:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@command -v curl >/dev/null || echo "note: the tests drive the proxy with curl; install it (apt-get install curl)"
+
+examples: setup
+	CARGO_TARGET_DIR=$(GUESTS) cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
+
+run: examples
+	cargo run --release -p witm -- -p $(PORT) -s $(GUESTS)/wasm32-wasip2/release/add_header.wasm
+
+test: setup
+	cargo test --release --workspace
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo fmt --all --check --manifest-path plugins/Cargo.toml
+	CARGO_TARGET_DIR=$(GUESTS) cargo clippy --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml -- -D warnings
+
+bench: setup
+	bench/throughput.sh
+	cargo bench -p witm-plugin-host --bench event
