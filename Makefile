@@ -28,5 +28,5 @@ lint:
 	CARGO_TARGET_DIR=$(GUESTS) cargo clippy --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml -- -D warnings
 
 bench: setup
-	bench/throughput.sh
+	cargo bench -p witm --bench throughput
 	cargo bench -p witm-plugin-host --bench event

@@ -279,16 +279,16 @@ impl Plugin {
     /// Runs `done` (if subscribed) and drops the instance.
     pub(crate) async fn done(&self) {
         let mut guard = self.live.lock().await;
-        if self.subscriptions.contains(Events::DONE) {
-            if let Some(live) = self.ready(&mut guard).await {
-                self.arm_deadline(&mut live.store);
-                let context = Resource::new_borrow(live.context.rep());
-                let started = Instant::now();
-                let outcome = live.bindings.call_done(&mut live.store, context).await;
-                self.record(started, outcome.is_err());
-                if let Err(e) = outcome {
-                    tracing::error!(plugin = %self.name, "done failed: {}", describe_failure(&e));
-                }
+        if self.subscriptions.contains(Events::DONE)
+            && let Some(live) = self.ready(&mut guard).await
+        {
+            self.arm_deadline(&mut live.store);
+            let context = Resource::new_borrow(live.context.rep());
+            let started = Instant::now();
+            let outcome = live.bindings.call_done(&mut live.store, context).await;
+            self.record(started, outcome.is_err());
+            if let Err(e) = outcome {
+                tracing::error!(plugin = %self.name, "done failed: {}", describe_failure(&e));
             }
         }
         *guard = None;

@@ -250,10 +250,10 @@ fn respond<H: FlowHooks>(
     let mut outgoing = hyper::Response::new(body);
     *outgoing.status_mut() = status;
     *outgoing.headers_mut() = wire::outgoing_headers(&response.headers, &response.body, no_content);
-    if response.reason != canonical_reason(response.status) {
-        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(response.reason.as_bytes()) {
-            outgoing.extensions_mut().insert(reason);
-        }
+    if response.reason != canonical_reason(response.status)
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(response.reason.as_bytes())
+    {
+        outgoing.extensions_mut().insert(reason);
     }
     if !shared.options.flow_lines {
         return outgoing;

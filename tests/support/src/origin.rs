@@ -52,6 +52,15 @@ pub const HELLO: &str = "hello from origin\n";
 impl Origin {
     /// Starts the server on a free port.
     pub fn start() -> Origin {
+        Self::start_with(true)
+    }
+
+    /// Starts a server that records nothing, for load tests.
+    pub fn start_unrecorded() -> Origin {
+        Self::start_with(false)
+    }
+
+    fn start_with(record: bool) -> Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (shutdown, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -72,7 +81,7 @@ impl Origin {
                             let _ = stream.set_nodelay(true);
                             let recorded = recorded.clone();
                             tokio::spawn(async move {
-                                let service = service_fn(move |req| answer(recorded.clone(), req));
+                                let service = service_fn(move |req| answer(record.then(|| recorded.clone()), req));
                                 let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                             });
                         }
@@ -101,7 +110,7 @@ impl Origin {
 }
 
 async fn answer(
-    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    seen: Option<Arc<Mutex<Vec<SeenRequest>>>>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
@@ -115,21 +124,23 @@ async fn answer(
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    seen.lock().unwrap().push(SeenRequest {
-        method: parts.method.to_string(),
-        path: path.clone(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: body.to_vec(),
-    });
+    if let Some(seen) = seen {
+        seen.lock().unwrap().push(SeenRequest {
+            method: parts.method.to_string(),
+            path: path.clone(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body.to_vec(),
+        });
+    }
     let mut status = 200;
     if path == "/slow" {
         tokio::time::sleep(Duration::from_secs(1)).await;

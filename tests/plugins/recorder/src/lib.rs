@@ -16,14 +16,22 @@ impl Plugin for Recorder {
     }
 
     fn client_connect(ctx: &Context, conn: &ClientConn) {
-        ctx.log(Level::Info, &format!("event=client-connect conn={}", conn.id()));
+        ctx.log(
+            Level::Info,
+            &format!("event=client-connect conn={}", conn.id()),
+        );
     }
 
     fn request(ctx: &Context, flow: &Flow) {
         let request = flow.request();
         ctx.log(
             Level::Info,
-            &format!("event=request {} {} conn={}", request.method(), request.url(), flow.client_conn().id()),
+            &format!(
+                "event=request {} {} conn={}",
+                request.method(),
+                request.url(),
+                flow.client_conn().id()
+            ),
         );
     }
 
@@ -38,7 +46,10 @@ impl Plugin for Recorder {
     }
 
     fn client_disconnect(ctx: &Context, conn: &ClientConn) {
-        ctx.log(Level::Info, &format!("event=client-disconnect conn={}", conn.id()));
+        ctx.log(
+            Level::Info,
+            &format!("event=client-disconnect conn={}", conn.id()),
+        );
     }
 
     fn done(ctx: &Context) {
