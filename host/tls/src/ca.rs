@@ -1,0 +1,245 @@
+//! The certificate authority: created on first run, reused after.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls_pki_types::CertificateDer;
+
+use crate::leaf::LeafCache;
+
+/// File names under the config folder, like mitmproxy's `mitmproxy-ca*`.
+const KEY_FILE: &str = "witm-ca-key.pem";
+const CERT_PEM_FILE: &str = "witm-ca-cert.pem";
+const CERT_DER_FILE: &str = "witm-ca-cert.cer";
+
+/// Why the CA could not be loaded or created; one line for the user.
+#[derive(Debug)]
+pub struct CaError(pub String);
+
+impl std::fmt::Display for CaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CaError {}
+
+/// The CA that signs witm's leaf certificates.
+pub struct CertificateAuthority {
+    /// The CA's certificate and private key, as rcgen's signer. Private to
+    /// this module: the key never leaves it.
+    issuer: Issuer<'static, KeyPair>,
+    cert_der: CertificateDer<'static>,
+    cert_pem_path: PathBuf,
+    cert_der_path: PathBuf,
+    leaves: LeafCache,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("cert", &self.cert_pem_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateAuthority {
+    /// Loads the CA from `confdir`, creating it (and the folder) on first run.
+    /// The key file is written with mode 0600.
+    pub fn load_or_create(confdir: &Path) -> Result<Arc<Self>, CaError> {
+        let key_path = confdir.join(KEY_FILE);
+        let cert_pem_path = confdir.join(CERT_PEM_FILE);
+        let cert_der_path = confdir.join(CERT_DER_FILE);
+        let (issuer, cert_der) = match (key_path.exists(), cert_pem_path.exists()) {
+            (true, true) => load(&key_path, &cert_pem_path)?,
+            (false, false) => create(confdir, &key_path, &cert_pem_path, &cert_der_path)?,
+            (true, false) => {
+                return Err(CaError(format!(
+                    "{} exists but {} is missing: restore it, or remove both to make a new CA",
+                    key_path.display(),
+                    cert_pem_path.display()
+                )));
+            }
+            (false, true) => {
+                return Err(CaError(format!(
+                    "{} exists but its key {} is missing: restore it, or remove both to make a new CA",
+                    cert_pem_path.display(),
+                    key_path.display()
+                )));
+            }
+        };
+        if !cert_der_path.exists() {
+            write_file(&cert_der_path, &cert_der, 0o644)?;
+        }
+        Ok(Arc::new(Self {
+            issuer,
+            cert_der,
+            cert_pem_path,
+            cert_der_path,
+            leaves: LeafCache::new()?,
+        }))
+    }
+
+    /// The CA certificate (DER), to add to a client's trust store.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// Where the CA certificate is, as PEM.
+    pub fn cert_pem_path(&self) -> &Path {
+        &self.cert_pem_path
+    }
+
+    /// Where the CA certificate is, as DER.
+    pub fn cert_der_path(&self) -> &Path {
+        &self.cert_der_path
+    }
+
+    /// A certificate for `host` (a DNS name or an IP address), signed by this
+    /// CA, from the cache or minted now.
+    pub fn leaf_for(&self, host: &str) -> Result<Arc<rustls::sign::CertifiedKey>, CaError> {
+        self.leaves.get_or_mint(host, &self.issuer, &self.cert_der)
+    }
+
+    /// How to trust this CA, for `witm ca`.
+    pub fn trust_instructions(&self) -> String {
+        let pem = self.cert_pem_path.display();
+        let der = self.cert_der_path.display();
+        format!(
+            "witm's CA certificate:\n  PEM: {pem}\n  DER: {der}\n\n\
+             Trust it to let witm intercept HTTPS:\n\
+             - curl:      curl --proxy http://127.0.0.1:8080 --cacert {pem} https://example.com/\n\
+             - Python:    requests.get(url, proxies={{\"https\": \"http://127.0.0.1:8080\"}}, verify=\"{pem}\")\n\
+             \x20            (or REQUESTS_CA_BUNDLE / SSL_CERT_FILE={pem})\n\
+             - Chromium:  certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n witm -i {pem}\n\
+             - Firefox:   Settings > Privacy & Security > Certificates > Import {pem}\n\
+             \x20            (or certutil -d sql:<profile dir> -A -t C,, -n witm -i {pem})\n\
+             - Debian/Ubuntu system store:\n\
+             \x20            sudo cp {pem} /usr/local/share/ca-certificates/witm.crt && sudo update-ca-certificates\n\n\
+             Anyone holding the key next to it can intercept the traffic of whoever trusts it: keep it private."
+        )
+    }
+}
+
+fn load(
+    key_path: &Path,
+    cert_path: &Path,
+) -> Result<(Issuer<'static, KeyPair>, CertificateDer<'static>), CaError> {
+    let read = |p: &Path| {
+        fs::read_to_string(p).map_err(|e| CaError(format!("cannot read {}: {e}", p.display())))
+    };
+    let key_pem = read(key_path)?;
+    let cert_pem = read(cert_path)?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| {
+        CaError(format!(
+            "{} is not a usable private key: {e}",
+            key_path.display()
+        ))
+    })?;
+    let cert_der =
+        rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes()).map_err(|e| {
+            CaError(format!(
+                "{} is not a PEM certificate: {e}",
+                cert_path.display()
+            ))
+        })?;
+    let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| {
+        CaError(format!(
+            "{} is not a usable CA certificate: {e}",
+            cert_path.display()
+        ))
+    })?;
+    Ok((issuer, cert_der))
+}
+
+fn create(
+    confdir: &Path,
+    key_path: &Path,
+    cert_pem_path: &Path,
+    cert_der_path: &Path,
+) -> Result<(Issuer<'static, KeyPair>, CertificateDer<'static>), CaError> {
+    fs::create_dir_all(confdir)
+        .map_err(|e| CaError(format!("cannot create {}: {e}", confdir.display())))?;
+    let key =
+        KeyPair::generate().map_err(|e| CaError(format!("cannot generate the CA key: {e}")))?;
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, "witm CA");
+    name.push(DnType::OrganizationName, "witm");
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(2);
+    params.not_after = now + time::Duration::days(3650);
+    params.serial_number = Some(crate::leaf::random_serial());
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| CaError(format!("cannot create the CA certificate: {e}")))?;
+    write_file(key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(cert_pem_path, cert.pem().as_bytes(), 0o644)?;
+    write_file(cert_der_path, cert.der(), 0o644)?;
+    tracing::info!("created a new CA in {} (see `witm ca`)", confdir.display());
+    let issuer = Issuer::new(params, key);
+    Ok((issuer, cert.der().clone()))
+}
+
+/// Writes a file created with `mode` from the start, so the key is never
+/// readable by others, not even for a moment.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options
+        .open(path)
+        .map_err(|e| CaError(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(bytes)
+        .map_err(|e| CaError(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_then_reused_with_a_private_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = CertificateAuthority::load_or_create(dir.path()).unwrap();
+        let second = CertificateAuthority::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.cert_der(), second.cert_der());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(dir.path().join(CERT_DER_FILE).exists());
+        assert!(first.trust_instructions().contains(CERT_PEM_FILE));
+        assert!(!first.trust_instructions().contains(KEY_FILE));
+    }
+
+    #[test]
+    fn a_half_present_ca_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        CertificateAuthority::load_or_create(dir.path()).unwrap();
+        fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        let error = CertificateAuthority::load_or_create(dir.path()).unwrap_err();
+        assert!(error.0.contains("key"), "{error}");
+    }
+}
