@@ -10,7 +10,6 @@ PORT ?= 8080
 
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
-	@command -v curl >/dev/null || echo "note: the tests drive the proxy with curl; install it (apt-get install curl)"
 
 examples: setup
 	CARGO_TARGET_DIR=$(GUESTS) cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
@@ -18,7 +17,8 @@ examples: setup
 run: examples
 	cargo run --release -p witm -- -p $(PORT) -s $(GUESTS)/wasm32-wasip2/release/add_header.wasm
 
-test: setup
+test:
+	tests/setup.sh
 	cargo test --release --workspace
 
 lint:

@@ -5,6 +5,7 @@
 
 mod cli;
 mod events;
+mod https;
 mod plugins;
 
 use std::path::Path;
@@ -19,6 +20,11 @@ fn witm_binary() -> &'static Path {
 /// Starts witm with the given Rust test/example plugins (by crate name, each
 /// optionally followed by arguments, as with `-s`).
 fn start_with(plugins: &[&str]) -> Witm {
+    start_with_args(plugins, &[])
+}
+
+/// As [`start_with`], with more command-line arguments.
+fn start_with_args(plugins: &[&str], extra: &[&str]) -> Witm {
     let specs: Vec<String> = plugins
         .iter()
         .map(|spec| {
@@ -31,7 +37,7 @@ fn start_with(plugins: &[&str]) -> Witm {
             }
         })
         .collect();
-    let mut args = Vec::new();
+    let mut args = extra.to_vec();
     for spec in &specs {
         args.push("-s");
         args.push(spec.as_str());

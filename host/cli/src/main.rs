@@ -11,16 +11,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 mod log_format;
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
-use witm_proxy::ProxyOptions;
+use witm_proxy::{ProxyOptions, TlsOptions};
+use witm_tls::{CertificateAuthority, Upstream, UpstreamTrust};
 
 /// An intercepting HTTP proxy whose scripts are sandboxed WebAssembly components.
 #[derive(Parser, Debug)]
 #[command(name = "witm", version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Port to listen on.
     #[arg(short = 'p', long = "listen-port", default_value_t = 8080)]
     listen_port: u16,
@@ -39,9 +43,27 @@ struct Cli {
     #[arg(short = 'q', long)]
     quiet: bool,
 
-    /// Where witm keeps its state (compiled-plugin cache; later the CA).
-    #[arg(long, value_name = "DIR")]
+    /// Where witm keeps its state: the CA, the compiled-plugin cache
+    /// (default ~/.witm).
+    #[arg(long, value_name = "DIR", global = true)]
     confdir: Option<PathBuf>,
+
+    /// Do not verify servers' certificates (for testing only).
+    #[arg(long)]
+    ssl_insecure: bool,
+
+    /// Also trust this CA certificate (PEM) when verifying servers.
+    #[arg(long, value_name = "FILE")]
+    upstream_ca: Vec<PathBuf>,
+
+    /// Tunnel CONNECTs to "host:port" matching REGEX untouched: the client
+    /// sees the server's own certificate.
+    #[arg(long, value_name = "REGEX")]
+    ignore_hosts: Option<regex::Regex>,
+
+    /// Intercept only CONNECTs to "host:port" matching REGEX.
+    #[arg(long, value_name = "REGEX")]
+    allow_hosts: Option<regex::Regex>,
 
     /// CPU time one plugin event may take, in milliseconds, before it is
     /// interrupted (the flow goes on as before the call).
@@ -49,9 +71,18 @@ struct Cli {
     plugin_timeout_ms: u64,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print where the CA certificate is and how to trust it.
+    Ca,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if let Some(Command::Ca) = cli.command {
+        return print_ca(&cli);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,13 +124,14 @@ async fn run(cli: Cli) -> ExitCode {
             return fail(&format!("plugin file not found: {}", spec.path.display()));
         }
     }
-    let confdir = match cli.confdir.clone().or_else(default_confdir) {
-        Some(dir) => dir,
-        None => return fail("cannot tell where to keep state: set HOME or pass --confdir"),
+    let confdir = match confdir(&cli) {
+        Ok(dir) => dir,
+        Err(e) => return fail(&e),
     };
-    if let Err(e) = std::fs::create_dir_all(&confdir) {
-        return fail(&format!("cannot create {}: {e}", confdir.display()));
-    }
+    let tls = match tls_options(&cli, &confdir) {
+        Ok(tls) => tls,
+        Err(e) => return fail(&e),
+    };
     let options = RuntimeOptions {
         event_deadline: std::time::Duration::from_millis(cli.plugin_timeout_ms),
         cache_dir: Some(confdir.join("cache")),
@@ -123,6 +155,7 @@ async fn run(cli: Cli) -> ExitCode {
     tracing::info!("proxy listening at http://{bound}");
     let proxy_options = ProxyOptions {
         flow_lines: !cli.quiet,
+        tls: Some(Arc::new(tls)),
         ..ProxyOptions::default()
     };
     let served = witm_proxy::serve(listener, chain.clone(), proxy_options, shutdown_signal()).await;
@@ -136,8 +169,65 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn default_confdir() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".witm"))
+/// The config folder, created if needed (owner-only: it holds the CA key).
+fn confdir(cli: &Cli) -> Result<PathBuf, String> {
+    let dir = cli
+        .confdir
+        .clone()
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".witm")))
+        .ok_or("cannot tell where to keep state: set HOME or pass --confdir")?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The CA (created on first run) and how servers are verified.
+fn tls_options(cli: &Cli, confdir: &std::path::Path) -> Result<TlsOptions, String> {
+    let ca = CertificateAuthority::load_or_create(confdir).map_err(|e| e.to_string())?;
+    let trust = if cli.ssl_insecure {
+        UpstreamTrust::Insecure
+    } else if cli.upstream_ca.is_empty() {
+        UpstreamTrust::Verify
+    } else {
+        let mut extra = Vec::new();
+        for path in &cli.upstream_ca {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "--upstream-ca {}: no certificate in the file",
+                    path.display()
+                ));
+            }
+            extra.extend(certs);
+        }
+        UpstreamTrust::VerifyWith(extra)
+    };
+    let mut options = TlsOptions::new(ca, Upstream::new(&trust));
+    options.ignore_hosts = cli.ignore_hosts.clone();
+    options.allow_hosts = cli.allow_hosts.clone();
+    Ok(options)
+}
+
+/// `witm ca`.
+fn print_ca(cli: &Cli) -> ExitCode {
+    let ca = confdir(cli)
+        .and_then(|dir| CertificateAuthority::load_or_create(&dir).map_err(|e| e.to_string()));
+    match ca {
+        Ok(ca) => {
+            println!("{}", ca.trust_instructions());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -14,6 +14,49 @@ pub struct ClientConn {
     pub address: SocketAddr,
     /// When the client connected, ms since the Unix epoch.
     pub timestamp_start: u64,
+    /// The TLS facts, once witm has intercepted TLS on this connection.
+    pub tls: Option<ClientTls>,
+}
+
+/// What the client said in its TLS handshake with witm.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// The server name it asked for (SNI), if any.
+    pub sni: Option<String>,
+    /// The application protocol agreed (ALPN), e.g. "h2".
+    pub alpn: Option<String>,
+}
+
+/// The facts of a certificate (mitmproxy's `SSLCert`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Subject distinguished name, e.g. "CN=example.com".
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Serial number, hex bytes separated by ':'.
+    pub serial: String,
+    /// Start of validity, seconds since the Unix epoch.
+    pub not_before: i64,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// Subject alternative names: DNS names and IP addresses.
+    pub sans: Vec<String>,
+    /// The certificate as DER.
+    pub der: Vec<u8>,
+}
+
+/// The server side of a flow, when witm connected to it over TLS itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerConn {
+    /// "host:port" witm connected to.
+    pub address: String,
+    /// The server name witm sent (SNI), if any.
+    pub sni: Option<String>,
+    /// The application protocol agreed with the server (ALPN).
+    pub alpn: Option<String>,
+    /// The server's certificate.
+    pub cert: Option<CertInfo>,
 }
 
 impl ClientConn {
@@ -23,6 +66,7 @@ impl ClientConn {
             id: uuid::Uuid::new_v4().to_string(),
             address,
             timestamp_start: crate::now_ms(),
+            tls: None,
         }
     }
 }
@@ -66,6 +110,8 @@ pub struct Flow {
     pub response: Option<Response>,
     /// The error, if the flow failed.
     pub error: Option<FlowError>,
+    /// The TLS connection to the server, for intercepted HTTPS.
+    pub server_conn: Option<Arc<ServerConn>>,
 }
 
 /// The connection of a flow that has none (a default flow).
@@ -80,6 +126,7 @@ impl Default for Flow {
             request: Request::default(),
             response: None,
             error: None,
+            server_conn: None,
         }
     }
 }
@@ -93,6 +140,7 @@ impl Flow {
             request,
             response: None,
             error: None,
+            server_conn: None,
         }
     }
 }

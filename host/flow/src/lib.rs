@@ -18,7 +18,7 @@ pub mod headers;
 pub mod hooks;
 pub mod message;
 
-pub use flow::{ClientConn, Flow, FlowError};
+pub use flow::{CertInfo, ClientConn, ClientTls, Flow, FlowError, ServerConn};
 pub use headers::Headers;
 pub use hooks::{Events, FlowHooks, NoHooks};
 pub use message::{Body, Request, Response};

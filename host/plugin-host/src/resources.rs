@@ -520,6 +520,26 @@ impl types::HostClientConn for StoreState {
         Ok(self.table.get(&h)?.0.timestamp_start)
     }
 
+    fn tls_sni(&mut self, h: Resource<ClientConnHandle>) -> Result<Option<String>> {
+        Ok(self
+            .table
+            .get(&h)?
+            .0
+            .tls
+            .as_ref()
+            .and_then(|t| t.sni.clone()))
+    }
+
+    fn alpn(&mut self, h: Resource<ClientConnHandle>) -> Result<Option<String>> {
+        Ok(self
+            .table
+            .get(&h)?
+            .0
+            .tls
+            .as_ref()
+            .and_then(|t| t.alpn.clone()))
+    }
+
     fn drop(&mut self, h: Resource<ClientConnHandle>) -> Result<()> {
         self.table.delete(h)?;
         Ok(())
@@ -571,6 +591,33 @@ impl types::HostFlow for StoreState {
             .map(|e| types::Error {
                 message: e.message.clone(),
                 timestamp: e.timestamp,
+            }))
+    }
+
+    fn server_address(&mut self, h: Resource<FlowEntry>) -> Result<Option<String>> {
+        let flow = self.flow(self.flow_ref(&h)?)?;
+        Ok(flow.server_conn.as_ref().map(|s| s.address.clone()))
+    }
+
+    fn server_alpn(&mut self, h: Resource<FlowEntry>) -> Result<Option<String>> {
+        let flow = self.flow(self.flow_ref(&h)?)?;
+        Ok(flow.server_conn.as_ref().and_then(|s| s.alpn.clone()))
+    }
+
+    fn server_cert(&mut self, h: Resource<FlowEntry>) -> Result<Option<types::Cert>> {
+        let flow = self.flow(self.flow_ref(&h)?)?;
+        Ok(flow
+            .server_conn
+            .as_ref()
+            .and_then(|s| s.cert.as_ref())
+            .map(|c| types::Cert {
+                subject: c.subject.clone(),
+                issuer: c.issuer.clone(),
+                serial: c.serial.clone(),
+                not_before: c.not_before,
+                not_after: c.not_after,
+                sans: c.sans.clone(),
+                der: c.der.clone(),
             }))
     }
 

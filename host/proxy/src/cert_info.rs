@@ -1,6 +1,6 @@
 //! What plugins learn of a certificate (mitmproxy's `SSLCert`).
 
-use rustls_pki_types::CertificateDer;
+use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 

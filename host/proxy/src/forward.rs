@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use witm_flow::message::{canonical_reason, default_port};
@@ -14,23 +14,28 @@ use witm_flow::{Body, ClientConn, Events, Flow, FlowError, FlowHooks, Request, R
 
 use crate::body::{self, ProxyBody};
 use crate::flow_log::{FlowLine, LoggedBody};
+use crate::intercept::{ServerLink, Tunnel};
 use crate::server::Shared;
 use crate::tunnel;
 use crate::wire;
 
 /// Serves one request of a client connection. Never fails: every problem
 /// becomes a response that says what went wrong.
+///
+/// `tunnel` is set for requests inside a CONNECT tunnel: they default to its
+/// scheme, host and port, and go over its server connection.
 pub(crate) async fn handle<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     conn: Arc<ClientConn>,
+    tunnel: Option<Arc<Tunnel>>,
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ProxyBody>, Infallible> {
     let started = Instant::now();
-    if request.method() == Method::CONNECT {
-        return Ok(tunnel::connect(request, &conn));
+    if request.method() == Method::CONNECT && tunnel.is_none() {
+        return Ok(tunnel::connect(shared, request, conn));
     }
     let (parts, incoming) = request.into_parts();
-    let target = match Target::of(&parts.uri) {
+    let target = match Target::of(&parts.uri, tunnel.as_deref()) {
         Ok(target) => target,
         Err(reason) => {
             tracing::info!(client = %conn.address, "refused {} {}: {reason}", parts.method, parts.uri);
@@ -62,13 +67,21 @@ pub(crate) async fn handle<H: FlowHooks>(
         timestamp_start: witm_flow::now_ms(),
     };
     let mut flow = Flow::new(conn, request);
+    if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
+        flow.server_conn = Some(link.info.clone());
+    }
     if events.contains(Events::REQUEST) {
         shared.hooks.request(&mut flow).await;
     }
 
     let mut streamed_response = None;
     if flow.response.is_none() {
-        match exchange(&shared, &flow.request, streamed_request, events).await {
+        let via_tunnel = tunnel.as_deref().filter(|t| t.serves(&flow.request));
+        if let Some(message) = via_tunnel.and_then(|t| t.link_error.clone()) {
+            return Ok(fail(&shared, flow, message, started).await);
+        }
+        let link = via_tunnel.and_then(|t| t.link.as_ref());
+        match exchange(&shared, &flow.request, streamed_request, link, events).await {
             Ok((response, streamed)) => {
                 flow.response = Some(response);
                 streamed_response = streamed;
@@ -91,14 +104,26 @@ struct Target {
 }
 
 impl Target {
-    fn of(uri: &Uri) -> Result<Target, String> {
-        let scheme = match uri.scheme_str() {
-            Some("http") => "http",
-            Some("https") => {
-                return Err("https:// URLs must be sent through a CONNECT tunnel".into());
+    /// From an absolute URI (absolute-form, or HTTP/2's :scheme and
+    /// :authority), or from the tunnel for origin-form requests in one.
+    fn of(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, String> {
+        let path = || {
+            uri.path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "/".into())
+        };
+        let scheme = match (uri.scheme_str(), tunnel) {
+            (Some(s @ ("http" | "https")), _) => s,
+            (Some(other), _) => return Err(format!("unsupported scheme {other:?}")),
+            (None, Some(tunnel)) => {
+                return Ok(Target {
+                    scheme: tunnel.scheme.to_owned(),
+                    host: tunnel.host.clone(),
+                    port: tunnel.port,
+                    path: path(),
+                });
             }
-            Some(other) => return Err(format!("unsupported scheme {other:?}")),
-            None => {
+            (None, None) => {
                 return Err("witm is a proxy: send absolute-form requests, e.g. curl -x http://127.0.0.1:8080 http://example.com/".into());
             }
         };
@@ -110,10 +135,7 @@ impl Target {
                 .trim_end_matches(']')
                 .to_owned(),
             port: uri.port_u16().unwrap_or_else(|| default_port(scheme)),
-            path: uri
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "/".into()),
+            path: path(),
         })
     }
 }
@@ -131,22 +153,18 @@ async fn collect(body: Incoming, limit: usize) -> Result<Bytes, String> {
 
 /// Sends the flow's request to its server and reads the response head (and
 /// the body, when a plugin needs it whole).
+///
+/// With a `link` (the tunnel's own server connection), the request goes over
+/// it in the link's HTTP version; otherwise through the shared pool.
 async fn exchange<H: FlowHooks>(
     shared: &Shared<H>,
     request: &Request,
     streamed_body: Option<Incoming>,
+    link: Option<&ServerLink>,
     events: Events,
 ) -> Result<(Response, Option<Incoming>), String> {
-    let uri: Uri = request
-        .url()
-        .parse()
-        .map_err(|e| format!("invalid URL {}: {e}", request.url()))?;
-    if request.scheme != "http" {
-        return Err(format!(
-            "cannot reach {}: only http:// is supported so far",
-            request.url()
-        ));
-    }
+    let url = request.url();
+    let absolute: Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", request.method))?;
     let body = match (streamed_body, &request.body) {
@@ -156,14 +174,42 @@ async fn exchange<H: FlowHooks>(
     };
     let mut outgoing = hyper::Request::new(body);
     *outgoing.method_mut() = method;
-    *outgoing.uri_mut() = uri;
     *outgoing.headers_mut() = wire::outgoing_headers(&request.headers, &request.body, false);
-
-    let response = shared
-        .upstream
-        .request(outgoing)
-        .await
-        .map_err(|e| describe_upstream_error(&request.authority(), &e))?;
+    let outgoing = match link {
+        Some(link) => {
+            if link.is_http2().await {
+                // HTTP/2 carries the authority in the URI, not in `host`.
+                *outgoing.version_mut() = Version::HTTP_2;
+                outgoing.headers_mut().remove(http::header::HOST);
+                *outgoing.uri_mut() = absolute.clone();
+            } else {
+                *outgoing.version_mut() = Version::HTTP_11;
+                ensure_host(outgoing.headers_mut(), request);
+                *outgoing.uri_mut() = absolute
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+                    .parse()
+                    .unwrap_or_else(|_| Uri::from_static("/"));
+            }
+            link.send(outgoing).await
+        }
+        None => Err(outgoing),
+    };
+    let response = match outgoing {
+        Ok(sent) => sent.map_err(|e| describe_upstream_error(&request.authority(), &e))?,
+        Err(mut outgoing) => {
+            // No tunnel connection (or it closed): the shared pool.
+            *outgoing.version_mut() = Version::HTTP_11;
+            ensure_host(outgoing.headers_mut(), request);
+            *outgoing.uri_mut() = absolute;
+            shared
+                .upstream
+                .request(outgoing)
+                .await
+                .map_err(|e| describe_upstream_error(&request.authority(), &e))?
+        }
+    };
     let (parts, incoming) = response.into_parts();
     let reason = parts
         .extensions
@@ -191,14 +237,26 @@ async fn exchange<H: FlowHooks>(
     ))
 }
 
+/// HTTP/1 needs `host`; a request that came over HTTP/2 has none.
+fn ensure_host(headers: &mut http::HeaderMap, request: &Request) {
+    if !headers.contains_key(http::header::HOST)
+        && let Ok(value) = http::HeaderValue::from_str(&request.authority())
+    {
+        headers.insert(http::header::HOST, value);
+    }
+}
+
 /// "cannot connect to host:port: Connection refused" rather than hyper's
 /// nested error chain.
-fn describe_upstream_error(authority: &str, error: &hyper_util::client::legacy::Error) -> String {
+fn describe_upstream_error(authority: &str, error: &(dyn std::error::Error + 'static)) -> String {
+    let connect = error
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(|e| e.is_connect());
     let mut cause: &dyn std::error::Error = error;
     while let Some(next) = cause.source() {
         cause = next;
     }
-    if error.is_connect() {
+    if connect {
         format!("cannot connect to {authority}: {cause}")
     } else {
         format!("server {authority} failed: {cause}")

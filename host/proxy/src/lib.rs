@@ -6,8 +6,10 @@
 //! - `forward`: one request, from the client to the server and back;
 //! - `wire`: translation between hyper messages and flow messages
 //!   (hop-by-hop headers, `content-length`);
-//! - `tunnel`: CONNECT, as a raw tunnel (HTTPS is passed through untouched
-//!   until interception lands);
+//! - `tunnel`: CONNECT, intercepted or as a raw tunnel;
+//! - `intercept`: TLS interception and HTTP/1.1 or HTTP/2 inside a tunnel;
+//! - [`tls`]: which tunnels are intercepted, with which CA and upstream trust;
+//! - `cert_info`: the server certificate's facts for plugins;
 //! - `flow_log`: the one line per flow on stdout.
 //!
 //! This crate never sees wasmtime: it knows plugins only through
@@ -16,11 +18,16 @@
 #![deny(missing_docs)]
 
 mod body;
+mod cert_info;
 mod flow_log;
 mod forward;
+mod intercept;
+mod prefixed;
 pub mod server;
+pub mod tls;
 mod tunnel;
 mod wire;
 
 pub use server::{ProxyOptions, serve};
+pub use tls::TlsOptions;
 pub use witm_flow::FlowHooks;

@@ -13,8 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use witm_flow::{ClientConn, Events, FlowHooks};
 
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use witm_tls::{Upstream, UpstreamTrust};
+
 use crate::body::ProxyBody;
 use crate::forward;
+use crate::tls::TlsOptions;
 
 /// How the proxy behaves; every field has a default that suits a person at
 /// a terminal.
@@ -29,6 +33,8 @@ pub struct ProxyOptions {
     pub connect_timeout: Duration,
     /// How long flows in flight may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// HTTPS interception; `None` tunnels every CONNECT untouched.
+    pub tls: Option<Arc<TlsOptions>>,
 }
 
 impl Default for ProxyOptions {
@@ -38,6 +44,7 @@ impl Default for ProxyOptions {
             max_buffered_body: 128 << 20,
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -46,8 +53,9 @@ impl Default for ProxyOptions {
 pub(crate) struct Shared<H> {
     pub hooks: H,
     pub options: ProxyOptions,
-    /// Pooled keep-alive connections to servers.
-    pub upstream: Client<HttpConnector, ProxyBody>,
+    /// Pooled keep-alive connections to servers, HTTP or HTTPS (HTTP/2
+    /// where the server offers it).
+    pub upstream: Client<HttpsConnector<HttpConnector>, ProxyBody>,
 }
 
 /// Serves proxy clients on `listener` until `shutdown` resolves, then stops
@@ -62,6 +70,19 @@ pub async fn serve<H: FlowHooks>(
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(options.connect_timeout));
+    connector.enforce_http(false);
+    let trust = match &options.tls {
+        Some(tls) => tls.upstream.clone(),
+        None => Upstream::new(&UpstreamTrust::Verify),
+    };
+    // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
+    let client_tls = (*trust.client_config(Vec::new())).clone();
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(client_tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector);
     let upstream = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
@@ -124,7 +145,7 @@ async fn serve_connection<H: FlowHooks>(
     let service = {
         let shared = shared.clone();
         let conn = conn.clone();
-        service_fn(move |request| forward::handle(shared.clone(), conn.clone(), request))
+        service_fn(move |request| forward::handle(shared.clone(), conn.clone(), None, request))
     };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -5,14 +5,17 @@
 //! - [`Origin`]: a real HTTP server on loopback that records what it sees;
 //! - [`Witm`]: the real `witm` binary, started on a free port and stopped
 //!   with SIGTERM, with its stdout and stderr captured;
-//! - [`curl`]: the real curl, through the proxy.
+//! - [`curl`]: the real curl, through the proxy;
+//! - [`TestCa`]: a private CA for HTTPS origins.
 
 mod curl;
 mod guests;
 mod origin;
+mod test_ca;
 mod witm;
 
 pub use curl::{CurlResponse, curl};
 pub use guests::{Guests, guests, repo_root, target_dir};
-pub use origin::{HELLO, Origin, SeenRequest};
+pub use origin::{HELLO, Origin, PAGE, SeenRequest};
+pub use test_ca::TestCa;
 pub use witm::Witm;

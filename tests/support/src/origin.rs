@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto;
 
 /// What the origin saw of one request.
 #[derive(Clone, Debug)]
@@ -18,6 +19,8 @@ pub struct SeenRequest {
     pub method: String,
     /// Path and query.
     pub path: String,
+    /// "HTTP/1.1" or "HTTP/2.0".
+    pub version: String,
     /// Headers, names lower-cased, in order.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -38,7 +41,8 @@ impl SeenRequest {
 /// An HTTP/1.1 server on 127.0.0.1, on its own thread and runtime.
 ///
 /// Routes: `/slow` answers after one second; `/status/NNN` answers with
-/// status NNN; everything else answers 200 `hello from origin`.
+/// status NNN; `/page…` answers an HTML page; everything else answers 200
+/// `hello from origin`.
 pub struct Origin {
     /// Where it listens.
     pub address: SocketAddr,
@@ -49,18 +53,26 @@ pub struct Origin {
 /// The body of the origin's ordinary answer.
 pub const HELLO: &str = "hello from origin\n";
 
+/// The HTML page served under `/page`.
+pub const PAGE: &str = "<!doctype html><html><head><title>origin</title></head><body><p id=\"origin\">hello from origin</p></body></html>\n";
+
 impl Origin {
     /// Starts the server on a free port.
     pub fn start() -> Origin {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
     /// Starts a server that records nothing, for load tests.
     pub fn start_unrecorded() -> Origin {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
-    fn start_with(record: bool) -> Origin {
+    /// Starts an HTTPS server (HTTP/1.1 and HTTP/2) with a certificate from `ca`.
+    pub fn start_https(ca: &crate::TestCa) -> Origin {
+        Self::start_with(true, Some(ca.server_config()))
+    }
+
+    fn start_with(record: bool, tls: Option<Arc<rustls::ServerConfig>>) -> Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (shutdown, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -80,9 +92,21 @@ impl Origin {
                             let Ok((stream, _)) = accepted else { continue };
                             let _ = stream.set_nodelay(true);
                             let recorded = recorded.clone();
+                            let tls = tls.clone();
                             tokio::spawn(async move {
                                 let service = service_fn(move |req| answer(record.then(|| recorded.clone()), req));
-                                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                                let builder = auto::Builder::new(TokioExecutor::new());
+                                match tls {
+                                    None => {
+                                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                                    }
+                                    Some(config) => {
+                                        let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await else {
+                                            return;
+                                        };
+                                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                                    }
+                                }
                             });
                         }
                         _ = &mut shutdown_rx => break,
@@ -101,6 +125,11 @@ impl Origin {
     /// `http://127.0.0.1:PORT` followed by `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// `https://localhost:PORT` followed by `path`, for an HTTPS origin.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.address.port())
     }
 
     /// The requests seen so far.
@@ -128,6 +157,7 @@ async fn answer(
         seen.lock().unwrap().push(SeenRequest {
             method: parts.method.to_string(),
             path: path.clone(),
+            version: format!("{:?}", parts.version),
             headers: parts
                 .headers
                 .iter()
@@ -147,11 +177,16 @@ async fn answer(
     } else if let Some(code) = path.strip_prefix("/status/") {
         status = code.parse().unwrap_or(400);
     }
-    let mut response = hyper::Response::new(Full::new(Bytes::from_static(HELLO.as_bytes())));
+    let (content_type, body) = if path.starts_with("/page") {
+        ("text/html", PAGE)
+    } else {
+        ("text/plain", HELLO)
+    };
+    let mut response = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
     response
         .headers_mut()
-        .insert("content-type", http::HeaderValue::from_static("text/plain"));
+        .insert("content-type", http::HeaderValue::from_static(content_type));
     Ok(response)
 }

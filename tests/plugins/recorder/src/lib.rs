@@ -24,6 +24,21 @@ impl Plugin for Recorder {
 
     fn request(ctx: &Context, flow: &Flow) {
         let request = flow.request();
+        let client = flow.client_conn();
+        if let Some(sni) = client.tls_sni() {
+            let cert = flow.server_cert();
+            ctx.log(
+                Level::Info,
+                &format!(
+                    "tls sni={sni} client-alpn={} server={} server-alpn={} cert-sans={} cert-issuer={}",
+                    client.alpn().unwrap_or_default(),
+                    flow.server_address().unwrap_or_default(),
+                    flow.server_alpn().unwrap_or_default(),
+                    cert.as_ref().map(|c| c.sans.join(",")).unwrap_or_default(),
+                    cert.map(|c| c.issuer).unwrap_or_default(),
+                ),
+            );
+        }
         ctx.log(
             Level::Info,
             &format!(

@@ -1,0 +1,343 @@
+//! HTTPS interception: witm's CA, HTTP/1.1 and HTTP/2 through the tunnel,
+//! real clients (curl, Python requests, headless Chromium), pass-through and
+//! bad server certificates.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use witm_test_support::{HELLO, Origin, TestCa, curl, target_dir};
+
+use crate::{start_with, start_with_args, witm_binary};
+
+/// witm's CA certificate, as the tests' shared confdir holds it.
+fn witm_ca() -> String {
+    target_dir()
+        .join("e2e-confdir/witm-ca-cert.pem")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn curl_over_http1_sees_a_plugins_change_and_plugins_see_tls_facts() {
+    let ca = TestCa::new("origin-h1");
+    let origin = Origin::start_https(&ca);
+    let upstream_ca = ca.cert_pem_path.display().to_string();
+    let witm = start_with_args(
+        &["add-header", "recorder"],
+        &["--upstream-ca", &upstream_ca],
+    );
+    let response = curl(
+        &witm.proxy_url(),
+        &[
+            "--cacert",
+            &witm_ca(),
+            "--http1.1",
+            "-w",
+            "|%{http_version}",
+            &origin.https_url("/h1"),
+        ],
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header_values("newheader"), ["foo"]);
+    assert_eq!(response.body, format!("{HELLO}|1.1"));
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].path.as_str(), seen[0].version.as_str()),
+        ("/h1", "HTTP/1.1")
+    );
+    let expected = format!(
+        "tls sni=localhost client-alpn=http/1.1 server=localhost:{} server-alpn=http/1.1 cert-sans=localhost,127.0.0.1 cert-issuer=CN=origin-h1 test CA",
+        origin.address.port()
+    );
+    assert!(
+        witm.wait_for_log(&expected, 1),
+        "{expected}\n{}",
+        witm.stderr().join("\n")
+    );
+    assert!(
+        witm.stdout()
+            .iter()
+            .any(|l| l.contains(&format!("GET {} 200", origin.https_url("/h1"))))
+    );
+}
+
+#[test]
+fn curl_over_http2_speaks_http2_on_both_sides() {
+    let ca = TestCa::new("origin-h2");
+    let origin = Origin::start_https(&ca);
+    let upstream_ca = ca.cert_pem_path.display().to_string();
+    let witm = start_with_args(&["tag h2", "recorder"], &["--upstream-ca", &upstream_ca]);
+    let response = curl(
+        &witm.proxy_url(),
+        &[
+            "--cacert",
+            &witm_ca(),
+            "--http2",
+            "-w",
+            "|%{http_version}",
+            &origin.https_url("/h2"),
+        ],
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header_values("x-tag"), ["h2"]);
+    assert_eq!(response.body, format!("{HELLO}|2"));
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].version, "HTTP/2.0");
+    // The request plugin's change crossed HTTP/2 to the origin too.
+    assert_eq!(seen[0].header_values("x-tag"), ["h2"]);
+    assert!(
+        witm.wait_for_log("client-alpn=h2", 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    assert_eq!(witm.log_count("server-alpn=h2"), 1);
+}
+
+#[test]
+fn python_requests_trusts_witm_ca() {
+    let ca = TestCa::new("origin-py");
+    let origin = Origin::start_https(&ca);
+    let upstream_ca = ca.cert_pem_path.display().to_string();
+    let witm = start_with_args(&["add-header"], &["--upstream-ca", &upstream_ca]);
+    let script = r#"
+import sys, requests
+proxy, ca, url = sys.argv[1:]
+r = requests.get(url, proxies={"https": proxy}, verify=ca, timeout=30)
+print(r.status_code, r.headers.get("newheader"), r.text.strip())
+"#;
+    let output = Command::new(python_with_requests())
+        .args([
+            "-c",
+            script,
+            &witm.proxy_url(),
+            &witm_ca(),
+            &origin.https_url("/py"),
+        ])
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "200 foo hello from origin");
+}
+
+#[test]
+fn chromium_loads_a_page_through_witm_and_shows_a_plugins_change() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect(
+            "this test needs Debian's chromium (apt-get install chromium); .ci/run installs it",
+        );
+    let ca = TestCa::new("origin-browser");
+    let origin = Origin::start_https(&ca);
+    let upstream_ca = ca.cert_pem_path.display().to_string();
+    let witm = start_with_args(&["inject"], &["--upstream-ca", &upstream_ca]);
+    let profile = target_dir().join(format!("e2e-chromium-{}", std::process::id()));
+    let nssdb = profile.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    // Trust witm's CA the way a user would: in the NSS database Chromium reads.
+    let added = Command::new("certutil")
+        .args([
+            "-d",
+            &format!("sql:{}", nssdb.display()),
+            "-N",
+            "--empty-password",
+        ])
+        .status()
+        .and_then(|_| {
+            Command::new("certutil")
+                .args([
+                    "-d",
+                    &format!("sql:{}", nssdb.display()),
+                    "-A",
+                    "-t",
+                    "C,,",
+                    "-n",
+                    "witm",
+                    "-i",
+                    &witm_ca(),
+                ])
+                .status()
+        })
+        .expect("run certutil (apt-get install libnss3-tools)");
+    assert!(added.success());
+    let output = Command::new(chromium)
+        .env("HOME", &profile)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.join("data").display()),
+            &format!("--proxy-server={}", witm.proxy_url()),
+            // Chromium skips the proxy for loopback unless told not to.
+            "--proxy-bypass-list=<-loopback>",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            &origin.https_url("/page"),
+        ])
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        dom.contains("hello from origin"),
+        "the page did not load: {dom}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        dom.contains(r#"<p id="witm">injected by witm</p>"#),
+        "{dom}"
+    );
+}
+
+#[test]
+fn ignored_hosts_pass_through_with_the_servers_own_certificate() {
+    let ca = TestCa::new("origin-ignored");
+    let origin = Origin::start_https(&ca);
+    let witm = start_with_args(&["add-header"], &["--ignore-hosts", "^localhost:"]);
+    // The client sees the origin's certificate: it verifies with the origin's CA …
+    let origin_ca = ca.cert_pem_path.display().to_string();
+    let response = curl(
+        &witm.proxy_url(),
+        &["--cacert", &origin_ca, &origin.https_url("/through")],
+    );
+    assert_eq!(response.status, 200);
+    assert!(
+        response.header_values("newheader").is_empty(),
+        "plugins do not see ignored hosts"
+    );
+    // … and not with witm's.
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "-x",
+            &witm.proxy_url(),
+            "--cacert",
+            &witm_ca(),
+            &origin.https_url("/through"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "witm's CA must not verify a passed-through host"
+    );
+}
+
+#[test]
+fn an_untrusted_server_certificate_gives_502_and_the_error_event() {
+    let trusted_ca = TestCa::new("trusted");
+    let trusted = Origin::start_https(&trusted_ca);
+    let untrusted = Origin::start_https(&TestCa::new("untrusted"));
+    let upstream_ca = trusted_ca.cert_pem_path.display().to_string();
+    let witm = start_with_args(&["recorder"], &["--upstream-ca", &upstream_ca]);
+    let response = curl(
+        &witm.proxy_url(),
+        &["--cacert", &witm_ca(), &untrusted.https_url("/bad")],
+    );
+    assert_eq!(response.status, 502);
+    assert!(response.body.contains("certificate"), "{}", response.body);
+    assert!(
+        response
+            .body
+            .contains(&format!("localhost:{}", untrusted.address.port())),
+        "{}",
+        response.body
+    );
+    assert!(
+        witm.wait_for_log("event=error message=TLS handshake with server", 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    assert!(untrusted.seen().is_empty());
+    // The proxy goes on serving.
+    let fine = curl(
+        &witm.proxy_url(),
+        &["--cacert", &witm_ca(), &trusted.https_url("/fine")],
+    );
+    assert_eq!(fine.status, 200);
+}
+
+#[test]
+fn plain_http_inside_a_connect_tunnel_is_intercepted_too() {
+    let origin = Origin::start();
+    let witm = start_with(&["add-header"]);
+    // -p: curl opens a CONNECT tunnel even for http://.
+    let response = curl(&witm.proxy_url(), &["-p", &origin.url("/tunnelled")]);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header_values("newheader"), ["foo"]);
+    assert_eq!(origin.seen()[0].path, "/tunnelled");
+}
+
+#[test]
+fn witm_ca_says_where_the_certificate_is() {
+    let confdir = target_dir().join(format!("e2e-ca-{}", std::process::id()));
+    let output = Command::new(witm_binary())
+        .args(["ca", "--confdir", confdir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&confdir.join("witm-ca-cert.pem").display().to_string()),
+        "{text}"
+    );
+    assert!(
+        !text.contains("witm-ca-key.pem"),
+        "the key's path is not advertised"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(confdir.join("witm-ca-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let _ = std::fs::remove_dir_all(&confdir);
+}
+
+/// The tools venv's Python, with `requests` installed on first use.
+fn python_with_requests() -> PathBuf {
+    let tools = std::env::var_os("WITM_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/witm"));
+    let venv = tools.join("py-clients");
+    let python = venv.join("bin/python");
+    let has_requests = Command::new(&python)
+        .args(["-c", "import requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_requests {
+        let made = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success(), "python3 -m venv failed");
+        let installed = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "requests",
+            ])
+            .status()
+            .unwrap();
+        assert!(installed.success(), "pip install requests failed");
+    }
+    python
+}
