@@ -29,4 +29,6 @@ lint:
 
 bench: setup
 	cargo bench -p witm --bench throughput
+	cargo bench -p witm --bench https
 	cargo bench -p witm-plugin-host --bench event
+	cargo bench -p witm-tls --bench mint

@@ -72,6 +72,11 @@ impl Origin {
         Self::start_with(true, Some(ca.server_config()))
     }
 
+    /// An HTTPS server that records nothing, for load tests.
+    pub fn start_https_unrecorded(ca: &crate::TestCa) -> Origin {
+        Self::start_with(false, Some(ca.server_config()))
+    }
+
     fn start_with(record: bool, tls: Option<Arc<rustls::ServerConfig>>) -> Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
