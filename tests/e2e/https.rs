@@ -270,6 +270,30 @@ fn an_untrusted_server_certificate_gives_502_and_the_error_event() {
 }
 
 #[test]
+fn a_client_that_never_finishes_its_handshake_is_timed_out_and_logged() {
+    use std::io::{Read, Write};
+    let origin = Origin::start();
+    let witm = start_with_args(&[], &["--tls-handshake-timeout-ms", "300"]);
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", witm.port)).unwrap();
+    stalled
+        .write_all(b"CONNECT stalled.test:443 HTTP/1.1\r\nHost: stalled.test:443\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // The first byte of a TLS record, then nothing.
+    stalled.write_all(&[0x16]).unwrap();
+    assert!(
+        witm.wait_for_log("stalled.test:443: TLS handshake timed out", 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    // Meanwhile and after, everyone else is served.
+    let response = curl(&witm.proxy_url(), &[&origin.url("/after")]);
+    assert_eq!(response.status, 200);
+}
+
+#[test]
 fn plain_http_inside_a_connect_tunnel_is_intercepted_too() {
     let origin = Origin::start();
     let witm = start_with(&["add-header"]);

@@ -5,6 +5,7 @@
 
 mod cli;
 mod events;
+mod flow_api;
 mod https;
 mod plugins;
 

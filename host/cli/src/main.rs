@@ -65,6 +65,11 @@ struct Cli {
     #[arg(long, value_name = "REGEX")]
     allow_hosts: Option<regex::Regex>,
 
+    /// How long a TLS handshake with the client or the server may take, in
+    /// milliseconds, before witm gives up on it.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    tls_handshake_timeout_ms: u64,
+
     /// CPU time one plugin event may take, in milliseconds, before it is
     /// interrupted (the flow goes on as before the call).
     #[arg(long, value_name = "MS", default_value_t = 5000)]
@@ -214,6 +219,7 @@ fn tls_options(cli: &Cli, confdir: &std::path::Path) -> Result<TlsOptions, Strin
     let mut options = TlsOptions::new(ca, Upstream::new(&trust));
     options.ignore_hosts = cli.ignore_hosts.clone();
     options.allow_hosts = cli.allow_hosts.clone();
+    options.handshake_timeout = std::time::Duration::from_millis(cli.tls_handshake_timeout_ms);
     Ok(options)
 }
 

@@ -112,6 +112,14 @@ pub struct Flow {
     pub error: Option<FlowError>,
     /// The TLS connection to the server, for intercepted HTTPS.
     pub server_conn: Option<Arc<ServerConn>>,
+    /// Plugins' notes on the flow, kept with it (and saved with it).
+    pub metadata: Vec<(String, String)>,
+    /// Marked by a plugin or a person, e.g. to filter on later.
+    pub marked: bool,
+    /// A free-text comment.
+    pub comment: String,
+    /// Set by a plugin's `kill`: the client connection is dropped.
+    pub killed: bool,
 }
 
 /// The connection of a flow that has none (a default flow).
@@ -127,11 +135,35 @@ impl Default for Flow {
             response: None,
             error: None,
             server_conn: None,
+            metadata: Vec::new(),
+            marked: false,
+            comment: String::new(),
+            killed: false,
         }
     }
 }
 
 impl Flow {
+    /// The metadata value of `key`.
+    pub fn metadata_get(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets (or, with `None`, removes) the metadata value of `key`.
+    pub fn metadata_set(&mut self, key: &str, value: Option<String>) {
+        match (self.metadata.iter().position(|(k, _)| k == key), value) {
+            (Some(i), Some(value)) => self.metadata[i].1 = value,
+            (Some(i), None) => {
+                self.metadata.remove(i);
+            }
+            (None, Some(value)) => self.metadata.push((key.to_owned(), value)),
+            (None, None) => {}
+        }
+    }
+
     /// A new flow for `request` received on `client`.
     pub fn new(client: Arc<ClientConn>, request: Request) -> Self {
         Self {
@@ -141,6 +173,10 @@ impl Flow {
             response: None,
             error: None,
             server_conn: None,
+            metadata: Vec::new(),
+            marked: false,
+            comment: String::new(),
+            killed: false,
         }
     }
 }

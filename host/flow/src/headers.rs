@@ -134,6 +134,13 @@ impl Headers {
         }
     }
 
+    /// Inserts a field at `index` in wire order (at the end if `index` is
+    /// past it).
+    pub fn insert(&mut self, index: usize, name: &str, value: impl Into<Bytes>) {
+        let index = index.min(self.fields.len());
+        self.fields.insert(index, (name.to_owned(), value.into()));
+    }
+
     /// Adds a value for `name` after all existing fields.
     pub fn append(&mut self, name: &str, value: impl Into<Bytes>) {
         self.fields.push((name.to_owned(), value.into()));

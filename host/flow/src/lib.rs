@@ -3,7 +3,9 @@
 //!
 //! Layout:
 //! - [`headers`]: [`Headers`], mitmproxy's caseless ordered multi-dict;
-//! - [`message`]: [`Request`], [`Response`] and their [`Body`];
+//! - [`message`]: [`Request`], [`Response`] and their [`Body`]; the
+//!   [`HttpMessage`] API common to both (decoded content, text);
+//! - [`encoding`]: content codings (gzip, deflate, br, zstd) and charsets;
 //! - [`flow`]: [`Flow`], [`ClientConn`], [`FlowError`];
 //! - [`hooks`]: [`FlowHooks`], the one meeting point of the proxy engine and
 //!   the plugin runtime, and [`Events`], what a hook subscribes to.
@@ -13,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod encoding;
 pub mod flow;
 pub mod headers;
 pub mod hooks;
@@ -21,7 +24,7 @@ pub mod message;
 pub use flow::{CertInfo, ClientConn, ClientTls, Flow, FlowError, ServerConn};
 pub use headers::Headers;
 pub use hooks::{Events, FlowHooks, NoHooks};
-pub use message::{Body, Request, Response};
+pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie};
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in a flow.
 pub fn now_ms() -> u64 {

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use crate::encoding::{CodingError, ContentEncoding, decode_text, encode_text};
 use crate::headers::Headers;
 
 /// A message body as the flow holds it.
@@ -29,6 +30,109 @@ impl Body {
         }
     }
 }
+
+/// Why a message's content could not be read or replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentError {
+    /// The body was streamed, not held.
+    Streamed,
+    /// The content coding failed.
+    Coding(CodingError),
+}
+
+impl std::fmt::Display for ContentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentError::Streamed => f.write_str("the body was streamed, not held"),
+            ContentError::Coding(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ContentError {}
+
+/// Largest decoded content handed out: a small gzip body can inflate to
+/// gigabytes (a decompression bomb).
+pub const MAX_DECODED: usize = 256 << 20;
+
+/// What requests and responses have in common: headers and a body, read and
+/// written raw (as on the wire) or as content (decoded) and text.
+pub trait HttpMessage {
+    /// The headers.
+    fn headers(&self) -> &Headers;
+    /// The headers, to change.
+    fn headers_mut(&mut self) -> &mut Headers;
+    /// The body as on the wire.
+    fn body(&self) -> &Body;
+    /// The body, to change.
+    fn body_mut(&mut self) -> &mut Body;
+
+    /// The body decoded from its `content-encoding`.
+    fn content(&self) -> Result<Vec<u8>, ContentError> {
+        let raw = self.body().bytes().ok_or(ContentError::Streamed)?;
+        let coding =
+            ContentEncoding::from_header(self.headers().get("content-encoding").as_deref())
+                .map_err(ContentError::Coding)?;
+        coding
+            .decode(raw, MAX_DECODED)
+            .map_err(ContentError::Coding)
+    }
+
+    /// Replaces the content: it is encoded in the message's current
+    /// `content-encoding` and `content-length` follows.
+    fn set_content(&mut self, content: &[u8]) -> Result<(), ContentError> {
+        if self.body() == &Body::Streamed {
+            return Err(ContentError::Streamed);
+        }
+        let coding =
+            ContentEncoding::from_header(self.headers().get("content-encoding").as_deref())
+                .map_err(ContentError::Coding)?;
+        let encoded = coding.encode(content).map_err(ContentError::Coding)?;
+        if self.headers().contains("content-length") {
+            self.headers_mut()
+                .set("content-length", encoded.len().to_string());
+        }
+        *self.body_mut() = Body::Buffered(Bytes::from(encoded));
+        Ok(())
+    }
+
+    /// The content as text, in the charset of `content-type`.
+    fn text(&self) -> Result<String, ContentError> {
+        let content = self.content()?;
+        Ok(decode_text(
+            &content,
+            self.headers().get("content-type").as_deref(),
+        ))
+    }
+
+    /// Replaces the content with `text`, in the charset of `content-type`.
+    fn set_text(&mut self, text: &str) -> Result<(), ContentError> {
+        let bytes = encode_text(text, self.headers().get("content-type").as_deref());
+        self.set_content(&bytes)
+    }
+}
+
+macro_rules! http_message {
+    ($type:ty) => {
+        impl HttpMessage for $type {
+            fn headers(&self) -> &Headers {
+                &self.headers
+            }
+            fn headers_mut(&mut self) -> &mut Headers {
+                &mut self.headers
+            }
+            fn body(&self) -> &Body {
+                &self.body
+            }
+            fn body_mut(&mut self) -> &mut Body {
+                &mut self.body
+            }
+        }
+    };
+}
+
+http_message!(Request);
+http_message!(Response);
 
 /// An HTTP request (mitmproxy's `Request`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +205,50 @@ impl Request {
         format!("{}://{}{}", self.scheme, self.authority(), self.path)
     }
 
+    /// The query string's (name, value) pairs, decoded, in order; a name
+    /// may repeat.
+    pub fn query(&self) -> Vec<(String, String)> {
+        match self.path.split_once('?') {
+            Some((_, query)) => form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Replaces the query string with `pairs` (none: no `?`).
+    pub fn set_query(&mut self, pairs: &[(String, String)]) {
+        let path = self
+            .path
+            .split_once('?')
+            .map_or(self.path.as_str(), |(p, _)| p)
+            .to_owned();
+        self.path = if pairs.is_empty() {
+            path
+        } else {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish();
+            format!("{path}?{query}")
+        };
+    }
+
+    /// The cookies the request sends, as (name, value), from every `cookie` header.
+    pub fn cookies(&self) -> Vec<(String, String)> {
+        self.headers
+            .get_all("cookie")
+            .flat_map(|v| {
+                String::from_utf8_lossy(v)
+                    .split(';')
+                    .filter_map(|pair| {
+                        let (name, value) = pair.split_once('=')?;
+                        Some((name.trim().to_owned(), value.trim().to_owned()))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Re-targets the request at `url`: scheme, host, port and path follow it,
     /// and a `host` header, if present, is updated to match.
     pub fn set_url(&mut self, url: &str) -> Result<(), String> {
@@ -165,6 +313,42 @@ impl Response {
     }
 }
 
+/// A cookie a response sets (`set-cookie`), with its attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetCookie {
+    /// The cookie's name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+    /// Attributes in order, e.g. ("Path", "/"), ("HttpOnly", "").
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The cookies the response sets, one per `set-cookie` header.
+    pub fn cookies(&self) -> Vec<SetCookie> {
+        self.headers
+            .get_all("set-cookie")
+            .filter_map(|v| {
+                let text = String::from_utf8_lossy(v);
+                let mut parts = text.split(';');
+                let (name, value) = parts.next()?.split_once('=')?;
+                Some(SetCookie {
+                    name: name.trim().to_owned(),
+                    value: value.trim().to_owned(),
+                    attributes: parts
+                        .map(|attribute| match attribute.split_once('=') {
+                            Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
+                            None => (attribute.trim().to_owned(), String::new()),
+                        })
+                        .filter(|(n, _)| !n.is_empty())
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The standard reason phrase of a status code, or "" for unknown codes.
 pub fn canonical_reason(status: u16) -> &'static str {
     http::StatusCode::from_u16(status)
@@ -199,5 +383,73 @@ mod tests {
         assert_eq!(r.url(), "http://[::1]:81/x");
         assert!(r.set_url("ftp://x/").is_err());
         assert!(r.set_url("/relative").is_err());
+    }
+
+    #[test]
+    fn query_is_multi_valued_and_round_trips() {
+        let mut r = Request {
+            path: "/s?q=a+b&tag=1&tag=2".into(),
+            ..Request::default()
+        };
+        assert_eq!(
+            r.query(),
+            [
+                ("q".into(), "a b".into()),
+                ("tag".into(), "1".into()),
+                ("tag".into(), "2".into())
+            ]
+        );
+        r.set_query(&[("x".into(), "1&2".into())]);
+        assert_eq!(r.path, "/s?x=1%262");
+        r.set_query(&[]);
+        assert_eq!(r.path, "/s");
+    }
+
+    #[test]
+    fn content_is_decoded_and_re_encoded() {
+        let gz = crate::encoding::ContentEncoding::Gzip
+            .encode(b"hello world")
+            .unwrap();
+        let mut response = Response::make(
+            200,
+            Headers::from_pairs([
+                ("Content-Encoding", "gzip"),
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", "99"),
+            ]),
+            gz,
+        );
+        assert_eq!(response.text().unwrap(), "hello world");
+        response.set_text("hello witm").unwrap();
+        let raw = response.body.bytes().unwrap().clone();
+        assert_eq!(
+            response.headers.get("content-length"),
+            Some(raw.len().to_string())
+        );
+        assert_ne!(&raw[..], b"hello witm");
+        assert_eq!(response.content().unwrap(), b"hello witm");
+    }
+
+    #[test]
+    fn cookies_are_read_from_both_sides() {
+        let request = Request {
+            headers: Headers::from_pairs([("Cookie", "a=1; b=2"), ("cookie", "c=3")]),
+            ..Request::default()
+        };
+        assert_eq!(request.cookies().len(), 3);
+        let response = Response::make(
+            200,
+            Headers::from_pairs([("Set-Cookie", "id=x; Path=/; HttpOnly")]),
+            Bytes::new(),
+        );
+        let cookie = &response.cookies()[0];
+        assert_eq!((cookie.name.as_str(), cookie.value.as_str()), ("id", "x"));
+        assert_eq!(
+            cookie.attributes,
+            [
+                ("Path".into(), "/".into()),
+                ("HttpOnly".into(), String::new())
+            ]
+        );
     }
 }

@@ -14,7 +14,7 @@ use witm_flow::{ClientConn, Events, Flow};
 use crate::bindings::{PluginBindings, PluginBindingsPre, types};
 use crate::resources::{ClientConnHandle, ContextHandle, FlowEntry};
 use crate::runtime::PluginRuntime;
-use crate::state::StoreState;
+use crate::state::{KvStore, StoreState};
 
 /// Why a plugin could not be loaded or started. Its `Display` is one line
 /// meant for the person who gave the plugin on the command line.
@@ -99,6 +99,7 @@ pub struct Plugin {
     subscriptions: Events,
     live: Mutex<Option<Live>>,
     stats: Arc<PluginStats>,
+    kv: KvStore,
 }
 
 impl Plugin {
@@ -123,6 +124,7 @@ impl Plugin {
             subscriptions: Events::NONE,
             live: Mutex::new(None),
             stats: Arc::default(),
+            kv: KvStore::default(),
         };
         let (live, subscriptions) = plugin
             .start_instance()
@@ -150,7 +152,10 @@ impl Plugin {
 
     /// A fresh instance with `start` run on it.
     async fn start_instance(&self) -> Result<(Live, Events), String> {
-        let mut store = Store::new(&self.engine, StoreState::new(&self.name, self.memory_bytes));
+        let mut store = Store::new(
+            &self.engine,
+            StoreState::new(&self.name, self.memory_bytes, self.kv.clone()),
+        );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wasmtime::component::Resource;
 use witm_flow::headers::validate;
-use witm_flow::{Body, ClientConn, Flow, Headers, Response};
+use witm_flow::{Body, ClientConn, ContentError, Flow, Headers, HttpMessage, Response};
 
 use crate::bindings::types::{self, HostError, Level};
 use crate::state::StoreState;
@@ -104,6 +104,13 @@ fn stale() -> wasmtime::Error {
 
 fn invalid(message: impl Into<String>) -> HostError {
     HostError::Invalid(message.into())
+}
+
+fn content_error(error: ContentError) -> HostError {
+    match error {
+        ContentError::Streamed => HostError::BodyStreamed,
+        ContentError::Coding(e) => HostError::DecodeFailed(e.to_string()),
+    }
 }
 
 fn body_bytes(body: &Body) -> std::result::Result<Vec<u8>, HostError> {
@@ -268,6 +275,20 @@ impl types::HostHeaders for StoreState {
         Ok(Ok(()))
     }
 
+    fn insert(
+        &mut self,
+        h: Resource<HeadersHandle>,
+        index: u32,
+        name: String,
+        value: String,
+    ) -> Result<std::result::Result<(), HostError>> {
+        if let Err(e) = validate(&name, value.as_bytes()) {
+            return Ok(Err(invalid(e.0)));
+        }
+        self.headers_mut(&h)?.insert(index as usize, &name, value);
+        Ok(Ok(()))
+    }
+
     fn remove(&mut self, h: Resource<HeadersHandle>, name: String) -> Result<()> {
         if self.headers(&h)?.contains(&name) {
             self.headers_mut(&h)?.remove(&name);
@@ -402,6 +423,56 @@ impl types::HostRequest for StoreState {
         Ok(self.request(&h)?.timestamp_start)
     }
 
+    fn content(
+        &mut self,
+        h: Resource<RequestHandle>,
+    ) -> Result<std::result::Result<Vec<u8>, HostError>> {
+        Ok(self.request(&h)?.content().map_err(content_error))
+    }
+
+    fn set_content(
+        &mut self,
+        h: Resource<RequestHandle>,
+        content: Vec<u8>,
+    ) -> Result<std::result::Result<(), HostError>> {
+        Ok(self
+            .request_mut(&h)?
+            .set_content(&content)
+            .map_err(content_error))
+    }
+
+    fn text(
+        &mut self,
+        h: Resource<RequestHandle>,
+    ) -> Result<std::result::Result<String, HostError>> {
+        Ok(self.request(&h)?.text().map_err(content_error))
+    }
+
+    fn set_text(
+        &mut self,
+        h: Resource<RequestHandle>,
+        text: String,
+    ) -> Result<std::result::Result<(), HostError>> {
+        Ok(self.request_mut(&h)?.set_text(&text).map_err(content_error))
+    }
+
+    fn query(&mut self, h: Resource<RequestHandle>) -> Result<Vec<(String, String)>> {
+        Ok(self.request(&h)?.query())
+    }
+
+    fn set_query(
+        &mut self,
+        h: Resource<RequestHandle>,
+        pairs: Vec<(String, String)>,
+    ) -> Result<()> {
+        self.request_mut(&h)?.set_query(&pairs);
+        Ok(())
+    }
+
+    fn cookies(&mut self, h: Resource<RequestHandle>) -> Result<Vec<(String, String)>> {
+        Ok(self.request(&h)?.cookies())
+    }
+
     fn drop(&mut self, h: Resource<RequestHandle>) -> Result<()> {
         self.table.delete(h)?;
         Ok(())
@@ -499,6 +570,55 @@ impl types::HostResponse for StoreState {
             return Ok(Err(HostError::BodyStreamed));
         }
         Ok(replace_body(&mut self.response_mut(&h)?.body, body))
+    }
+
+    fn content(
+        &mut self,
+        h: Resource<ResponseHandle>,
+    ) -> Result<std::result::Result<Vec<u8>, HostError>> {
+        Ok(self.response(&h)?.content().map_err(content_error))
+    }
+
+    fn set_content(
+        &mut self,
+        h: Resource<ResponseHandle>,
+        content: Vec<u8>,
+    ) -> Result<std::result::Result<(), HostError>> {
+        Ok(self
+            .response_mut(&h)?
+            .set_content(&content)
+            .map_err(content_error))
+    }
+
+    fn text(
+        &mut self,
+        h: Resource<ResponseHandle>,
+    ) -> Result<std::result::Result<String, HostError>> {
+        Ok(self.response(&h)?.text().map_err(content_error))
+    }
+
+    fn set_text(
+        &mut self,
+        h: Resource<ResponseHandle>,
+        text: String,
+    ) -> Result<std::result::Result<(), HostError>> {
+        Ok(self
+            .response_mut(&h)?
+            .set_text(&text)
+            .map_err(content_error))
+    }
+
+    fn cookies(&mut self, h: Resource<ResponseHandle>) -> Result<Vec<types::SetCookie>> {
+        Ok(self
+            .response(&h)?
+            .cookies()
+            .into_iter()
+            .map(|c| types::SetCookie {
+                name: c.name,
+                value: c.value,
+                attributes: c.attributes,
+            })
+            .collect())
     }
 
     fn drop(&mut self, h: Resource<ResponseHandle>) -> Result<()> {
@@ -621,6 +741,54 @@ impl types::HostFlow for StoreState {
             }))
     }
 
+    fn metadata(&mut self, h: Resource<FlowEntry>, key: String) -> Result<Option<String>> {
+        Ok(self
+            .flow(self.flow_ref(&h)?)?
+            .metadata_get(&key)
+            .map(str::to_owned))
+    }
+
+    fn set_metadata(
+        &mut self,
+        h: Resource<FlowEntry>,
+        key: String,
+        value: Option<String>,
+    ) -> Result<()> {
+        let r = self.flow_ref(&h)?;
+        self.flow_mut(r)?.metadata_set(&key, value);
+        Ok(())
+    }
+
+    fn metadata_entries(&mut self, h: Resource<FlowEntry>) -> Result<Vec<(String, String)>> {
+        Ok(self.flow(self.flow_ref(&h)?)?.metadata.clone())
+    }
+
+    fn marked(&mut self, h: Resource<FlowEntry>) -> Result<bool> {
+        Ok(self.flow(self.flow_ref(&h)?)?.marked)
+    }
+
+    fn set_marked(&mut self, h: Resource<FlowEntry>, marked: bool) -> Result<()> {
+        let r = self.flow_ref(&h)?;
+        self.flow_mut(r)?.marked = marked;
+        Ok(())
+    }
+
+    fn comment(&mut self, h: Resource<FlowEntry>) -> Result<String> {
+        Ok(self.flow(self.flow_ref(&h)?)?.comment.clone())
+    }
+
+    fn set_comment(&mut self, h: Resource<FlowEntry>, comment: String) -> Result<()> {
+        let r = self.flow_ref(&h)?;
+        self.flow_mut(r)?.comment = comment;
+        Ok(())
+    }
+
+    fn kill(&mut self, h: Resource<FlowEntry>) -> Result<()> {
+        let r = self.flow_ref(&h)?;
+        self.flow_mut(r)?.killed = true;
+        Ok(())
+    }
+
     fn drop(&mut self, _h: Resource<FlowEntry>) -> Result<()> {
         // Flows are only ever lent (`borrow<flow>`): the host takes them back
         // itself when the event returns.
@@ -642,6 +810,19 @@ impl types::HostContext for StoreState {
 
     fn plugin_name(&mut self, _h: Resource<ContextHandle>) -> Result<String> {
         Ok(self.plugin.clone())
+    }
+
+    fn kv_get(&mut self, _h: Resource<ContextHandle>, key: String) -> Result<Option<String>> {
+        Ok(self.kv.get(&key))
+    }
+
+    fn kv_set(
+        &mut self,
+        _h: Resource<ContextHandle>,
+        key: String,
+        value: Option<String>,
+    ) -> Result<std::result::Result<(), HostError>> {
+        Ok(self.kv.set(key, value).map_err(invalid))
     }
 
     fn drop(&mut self, _h: Resource<ContextHandle>) -> Result<()> {

@@ -1,6 +1,8 @@
 //! What a plugin's wasmtime `Store` holds.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -23,6 +25,8 @@ pub struct StoreState {
     pub(crate) limits: StoreLimits,
     /// When the current call must end (checked at each epoch tick).
     pub(crate) deadline: Instant,
+    /// The plugin's key-value store, shared by its instances.
+    pub(crate) kv: KvStore,
     /// Source of generations for handles, so that a handle kept past its
     /// event is recognised as stale even if its table slot was reused.
     next_generation: u64,
@@ -30,7 +34,7 @@ pub struct StoreState {
 
 impl StoreState {
     /// A store for `plugin`, with at most `memory_bytes` of linear memory.
-    pub fn new(plugin: &str, memory_bytes: usize) -> Self {
+    pub fn new(plugin: &str, memory_bytes: usize, kv: KvStore) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(LogStream::new(plugin, "stdout"))
             .stderr(LogStream::new(plugin, "stderr"))
@@ -47,6 +51,7 @@ impl StoreState {
                 .trap_on_grow_failure(true)
                 .build(),
             deadline: Instant::now(),
+            kv,
             next_generation: 1,
         }
     }
@@ -55,6 +60,46 @@ impl StoreState {
     pub(crate) fn generation(&mut self) -> u64 {
         self.next_generation += 1;
         self.next_generation
+    }
+}
+
+/// A plugin's key-value store (the context's `kv-get`/`kv-set`): outlives
+/// its instances, so state meant to survive a restart or be shared by a
+/// pool of instances goes here.
+#[derive(Clone, Default)]
+pub struct KvStore(Arc<Mutex<HashMap<String, String>>>);
+
+/// Keys a store may hold, and bytes per value: a plugin cannot grow the
+/// host's memory without bound through its store.
+const KV_MAX_KEYS: usize = 10_000;
+const KV_MAX_VALUE: usize = 1 << 20;
+
+impl KvStore {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.0.lock().unwrap().get(key).cloned()
+    }
+
+    /// Sets or removes `key`; refuses to go over the limits.
+    pub fn set(&self, key: String, value: Option<String>) -> Result<(), String> {
+        let mut map = self.0.lock().unwrap();
+        match value {
+            None => {
+                map.remove(&key);
+            }
+            Some(value) if value.len() + key.len() > KV_MAX_VALUE => {
+                return Err(format!(
+                    "value for {key:?} is over the {KV_MAX_VALUE}-byte limit"
+                ));
+            }
+            Some(_) if map.len() >= KV_MAX_KEYS && !map.contains_key(&key) => {
+                return Err(format!("the store is full ({KV_MAX_KEYS} keys)"));
+            }
+            Some(value) => {
+                map.insert(key, value);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,6 @@
 //! One request through the proxy: from the client, through the plugins, to
 //! the server and back.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,7 +28,7 @@ pub(crate) async fn handle<H: FlowHooks>(
     conn: Arc<ClientConn>,
     tunnel: Option<Arc<Tunnel>>,
     request: hyper::Request<Incoming>,
-) -> Result<hyper::Response<ProxyBody>, Infallible> {
+) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let started = Instant::now();
     if request.method() == Method::CONNECT && tunnel.is_none() {
         return Ok(tunnel::connect(shared, request, conn));
@@ -72,13 +71,14 @@ pub(crate) async fn handle<H: FlowHooks>(
     }
     if events.contains(Events::REQUEST) {
         shared.hooks.request(&mut flow).await;
+        killed(&shared, &flow)?;
     }
 
     let mut streamed_response = None;
     if flow.response.is_none() {
         let via_tunnel = tunnel.as_deref().filter(|t| t.serves(&flow.request));
         if let Some(message) = via_tunnel.and_then(|t| t.link_error.clone()) {
-            return Ok(fail(&shared, flow, message, started).await);
+            return fail(&shared, flow, message, started).await;
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
         match exchange(&shared, &flow.request, streamed_request, link, events).await {
@@ -86,13 +86,45 @@ pub(crate) async fn handle<H: FlowHooks>(
                 flow.response = Some(response);
                 streamed_response = streamed;
             }
-            Err(message) => return Ok(fail(&shared, flow, message, started).await),
+            Err(message) => return fail(&shared, flow, message, started).await,
         }
     }
     if events.contains(Events::RESPONSE) {
         shared.hooks.response(&mut flow).await;
+        killed(&shared, &flow)?;
     }
     Ok(respond(&shared, &flow, streamed_response, started))
+}
+
+/// A plugin killed the flow. The service fails with it, and hyper drops the
+/// client connection (HTTP/2: resets the stream) instead of answering.
+#[derive(Debug)]
+pub(crate) struct FlowKilled;
+
+impl std::fmt::Display for FlowKilled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("flow killed by a plugin")
+    }
+}
+
+impl std::error::Error for FlowKilled {}
+
+/// `Err(FlowKilled)` if a plugin killed the flow; logs the flow's line.
+fn killed<H: FlowHooks>(shared: &Shared<H>, flow: &Flow) -> Result<(), FlowKilled> {
+    if !flow.killed {
+        return Ok(());
+    }
+    if shared.options.flow_lines {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{} {} {} killed",
+            flow.client.address,
+            flow.request.method,
+            flow.request.url()
+        );
+    }
+    Err(FlowKilled)
 }
 
 /// Where an absolute-form request goes.
@@ -269,14 +301,15 @@ async fn fail<H: FlowHooks>(
     mut flow: Flow,
     message: String,
     started: Instant,
-) -> hyper::Response<ProxyBody> {
+) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     flow.error = Some(FlowError::new(message.clone()));
     if shared.hooks.subscriptions().contains(Events::ERROR) {
         shared.hooks.error(&mut flow).await;
+        killed(shared, &flow)?;
     }
     let response = plain_response(StatusCode::BAD_GATEWAY, format!("witm: {message}"));
     if !shared.options.flow_lines {
-        return response;
+        return Ok(response);
     }
     let head = format!(
         "{} {} {} 502 ({message})",
@@ -284,7 +317,7 @@ async fn fail<H: FlowHooks>(
         flow.request.method,
         flow.request.url()
     );
-    response.map(|b| body::boxed(LoggedBody::new(b, FlowLine { head, started })))
+    Ok(response.map(|b| body::boxed(LoggedBody::new(b, FlowLine { head, started }))))
 }
 
 /// The client's response, from the flow's.

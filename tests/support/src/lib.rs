@@ -16,6 +16,6 @@ mod witm;
 
 pub use curl::{CurlResponse, curl};
 pub use guests::{Guests, guests, repo_root, target_dir};
-pub use origin::{HELLO, Origin, PAGE, SeenRequest};
+pub use origin::{GZIP_TEXT, HELLO, Origin, PAGE, SeenRequest};
 pub use test_ca::TestCa;
 pub use witm::Witm;

@@ -41,8 +41,8 @@ impl SeenRequest {
 /// An HTTP/1.1 server on 127.0.0.1, on its own thread and runtime.
 ///
 /// Routes: `/slow` answers after one second; `/status/NNN` answers with
-/// status NNN; `/page…` answers an HTML page; everything else answers 200
-/// `hello from origin`.
+/// status NNN; `/page…` answers an HTML page; `/gzip…` answers
+/// [`GZIP_TEXT`] gzip-encoded; everything else answers 200 `hello from origin`.
 pub struct Origin {
     /// Where it listens.
     pub address: SocketAddr,
@@ -52,6 +52,16 @@ pub struct Origin {
 
 /// The body of the origin's ordinary answer.
 pub const HELLO: &str = "hello from origin\n";
+
+/// The text served gzip-encoded under `/gzip`.
+pub const GZIP_TEXT: &str = "hello gzip world\n";
+
+fn gzip(data: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    Bytes::from(encoder.finish().unwrap())
+}
 
 /// The HTML page served under `/page`.
 pub const PAGE: &str = "<!doctype html><html><head><title>origin</title></head><body><p id=\"origin\">hello from origin</p></body></html>\n";
@@ -183,11 +193,19 @@ async fn answer(
         status = code.parse().unwrap_or(400);
     }
     let (content_type, body) = if path.starts_with("/page") {
-        ("text/html", PAGE)
+        ("text/html", Bytes::from_static(PAGE.as_bytes()))
+    } else if path.starts_with("/gzip") {
+        ("text/plain; charset=utf-8", gzip(GZIP_TEXT.as_bytes()))
     } else {
-        ("text/plain", HELLO)
+        ("text/plain", Bytes::from_static(HELLO.as_bytes()))
     };
-    let mut response = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let gzipped = path.starts_with("/gzip");
+    let mut response = hyper::Response::new(Full::new(body));
+    if gzipped {
+        response
+            .headers_mut()
+            .insert("content-encoding", http::HeaderValue::from_static("gzip"));
+    }
     *response.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
     response
