@@ -45,3 +45,9 @@ class Plugin:
 
     def done(self, ctx):
         pass
+
+    def http_connect(self, ctx, flow):
+        pass
+
+    def tls_clienthello(self, ctx, conn, hello):
+        pass

@@ -365,3 +365,64 @@ fn python_with_requests() -> PathBuf {
     }
     python
 }
+
+#[test]
+fn a_plugin_can_refuse_a_connect() {
+    let witm = start_with(&["gatekeeper"]);
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "-v",
+            "-x",
+            &witm.proxy_url(),
+            "https://blocked.test/",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("< HTTP/1.1 403"), "{stderr}");
+    assert!(
+        witm.stdout()
+            .iter()
+            .any(|l| l.contains("CONNECT http://blocked.test:443 403")),
+        "{:?}",
+        witm.stdout()
+    );
+}
+
+#[test]
+fn a_plugin_can_pass_a_tls_connection_through_from_its_client_hello() {
+    let ca = TestCa::new("origin-hello");
+    let origin = Origin::start_https(&ca);
+    let upstream_ca = ca.cert_pem_path.display().to_string();
+    // The gatekeeper passes through TLS whose SNI is "localhost".
+    let witm = start_with_args(
+        &["gatekeeper localhost", "add-header"],
+        &["--upstream-ca", &upstream_ca],
+    );
+    let origin_ca = ca.cert_pem_path.display().to_string();
+    let response = curl(
+        &witm.proxy_url(),
+        &["--cacert", &origin_ca, &origin.https_url("/passed")],
+    );
+    assert_eq!(
+        response.status, 200,
+        "the client verified the origin's own certificate"
+    );
+    assert!(
+        response.header_values("newheader").is_empty(),
+        "no plugin saw the flow"
+    );
+    assert!(
+        witm.wait_for_log("clienthello sni=localhost alpn=h2,http/1.1", 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    // Another name is intercepted as usual (127.0.0.1 is in the origin's
+    // certificate too, but the SNI differs).
+    let url = format!("https://127.0.0.1:{}/intercepted", origin.address.port());
+    let intercepted = curl(&witm.proxy_url(), &["--cacert", &witm_ca(), &url]);
+    assert_eq!(intercepted.status, 200);
+    assert_eq!(intercepted.header_values("newheader"), ["foo"]);
+}

@@ -27,6 +27,17 @@ pub struct ClientTls {
     pub alpn: Option<String>,
 }
 
+/// A client's TLS ClientHello, as the `tls-clienthello` event shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientHello {
+    /// The server name asked for (SNI).
+    pub sni: Option<String>,
+    /// The application protocols offered (ALPN), in the client's order.
+    pub alpn: Vec<String>,
+    /// Set by a plugin: pass this connection through uninspected.
+    pub ignore_connection: bool,
+}
+
 /// The facts of a certificate (mitmproxy's `SSLCert`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CertInfo {

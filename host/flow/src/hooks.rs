@@ -3,13 +3,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::flow::{ClientConn, Flow};
+use crate::flow::{ClientConn, ClientHello, Flow};
 
 /// A set of events, as a bit set. The plugin runtime reports the union of
 /// its plugins' subscriptions, so the proxy skips (and never buffers a body
 /// for) events nobody wants.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Events(u8);
+pub struct Events(u32);
 
 impl Events {
     /// No events.
@@ -26,16 +26,20 @@ impl Events {
     pub const CLIENT_DISCONNECT: Events = Events(1 << 4);
     /// The proxy shuts down.
     pub const DONE: Events = Events(1 << 5);
+    /// A client asked for a CONNECT tunnel.
+    pub const HTTP_CONNECT: Events = Events(1 << 6);
+    /// A client started TLS in a tunnel.
+    pub const TLS_CLIENTHELLO: Events = Events(1 << 7);
     /// Every event.
-    pub const ALL: Events = Events(0b11_1111);
+    pub const ALL: Events = Events(0b1111_1111);
 
     /// The raw bits (bit order as in the WIT `events` flags).
-    pub const fn bits(self) -> u8 {
+    pub const fn bits(self) -> u32 {
         self.0
     }
 
     /// Events from raw bits; unknown bits are dropped.
-    pub const fn from_bits(bits: u8) -> Events {
+    pub const fn from_bits(bits: u32) -> Events {
         Events(bits & Self::ALL.0)
     }
 
@@ -93,6 +97,22 @@ pub trait FlowHooks: Send + Sync + 'static {
     fn client_disconnect(&self, _conn: &Arc<ClientConn>) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// A client asked for a CONNECT tunnel; `flow.request` is the CONNECT.
+    /// Setting `flow.response` refuses the tunnel with that response.
+    fn http_connect(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A client started TLS in a tunnel; setting `hello.ignore_connection`
+    /// passes the connection through uninspected.
+    fn tls_clienthello(
+        &self,
+        _conn: &Arc<ClientConn>,
+        _hello: &mut ClientHello,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Hooks that subscribe to nothing: a plain proxy.
@@ -123,5 +143,15 @@ impl<H: FlowHooks> FlowHooks for Arc<H> {
     }
     fn client_disconnect(&self, conn: &Arc<ClientConn>) -> impl Future<Output = ()> + Send {
         (**self).client_disconnect(conn)
+    }
+    fn http_connect(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        (**self).http_connect(flow)
+    }
+    fn tls_clienthello(
+        &self,
+        conn: &Arc<ClientConn>,
+        hello: &mut ClientHello,
+    ) -> impl Future<Output = ()> + Send {
+        (**self).tls_clienthello(conn, hello)
     }
 }

@@ -19,6 +19,7 @@ mod generated {
             "witm:plugin/types.response": crate::resources::ResponseHandle,
             "witm:plugin/types.headers": crate::resources::HeadersHandle,
             "witm:plugin/types.client-conn": crate::resources::ClientConnHandle,
+            "witm:plugin/types.client-hello": crate::resources::ClientHelloEntry,
             "witm:plugin/types.context": crate::resources::ContextHandle,
         },
     });

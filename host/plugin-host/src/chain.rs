@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use witm_flow::{ClientConn, Events, Flow, FlowHooks};
+use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks};
 
 use crate::plugin::{ConnEvent, FlowEvent, LoadError, Plugin, PluginSpec};
 use crate::runtime::PluginRuntime;
@@ -109,6 +109,8 @@ fn describe(events: Events) -> String {
         (Events::ERROR, "error"),
         (Events::CLIENT_DISCONNECT, "client-disconnect"),
         (Events::DONE, "done"),
+        (Events::HTTP_CONNECT, "http-connect"),
+        (Events::TLS_CLIENTHELLO, "tls-clienthello"),
     ];
     let list: Vec<_> = names
         .iter()
@@ -149,5 +151,20 @@ impl FlowHooks for PluginChain {
     async fn client_disconnect(&self, conn: &Arc<ClientConn>) {
         self.each_conn(ConnEvent::Disconnect, Events::CLIENT_DISCONNECT, conn)
             .await
+    }
+
+    async fn http_connect(&self, flow: &mut Flow) {
+        self.each_flow(FlowEvent::HttpConnect, Events::HTTP_CONNECT, flow)
+            .await
+    }
+
+    async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
+        for plugin in self
+            .plugins
+            .iter()
+            .filter(|p| p.subscriptions().contains(Events::TLS_CLIENTHELLO))
+        {
+            plugin.call_hello(conn, hello).await;
+        }
     }
 }

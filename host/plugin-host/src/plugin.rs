@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
-use witm_flow::{ClientConn, Events, Flow};
+use witm_flow::{ClientConn, ClientHello, Events, Flow};
 
 use crate::bindings::{PluginBindings, PluginBindingsPre, types};
-use crate::resources::{ClientConnHandle, ContextHandle, FlowEntry};
+use crate::resources::{ClientConnHandle, ClientHelloEntry, ContextHandle, FlowEntry};
 use crate::runtime::PluginRuntime;
 use crate::state::{KvStore, StoreState};
 
@@ -60,6 +60,7 @@ pub(crate) enum FlowEvent {
     Request,
     Response,
     Error,
+    HttpConnect,
 }
 
 /// Which per-connection event to deliver.
@@ -222,6 +223,11 @@ impl Plugin {
             FlowEvent::Request => bindings.call_request(&mut *store, context, borrow).await,
             FlowEvent::Response => bindings.call_response(&mut *store, context, borrow).await,
             FlowEvent::Error => bindings.call_error(&mut *store, context, borrow).await,
+            FlowEvent::HttpConnect => {
+                bindings
+                    .call_http_connect(&mut *store, context, borrow)
+                    .await
+            }
         };
         self.record(started, outcome.is_err());
         let entry = store
@@ -231,8 +237,13 @@ impl Plugin {
             .expect("the flow lent for the call is still in the table");
         *flow = entry.into_flow(outcome.is_err());
         if let Err(e) = outcome {
-            self.replace_after_failure(&mut guard, &format!("{event:?}").to_lowercase(), &e)
-                .await;
+            let name = match event {
+                FlowEvent::Request => "request",
+                FlowEvent::Response => "response",
+                FlowEvent::Error => "error",
+                FlowEvent::HttpConnect => "http-connect",
+            };
+            self.replace_after_failure(&mut guard, name, &e).await;
         }
     }
 
@@ -278,6 +289,52 @@ impl Plugin {
                 ConnEvent::Disconnect => "client-disconnect",
             };
             self.replace_after_failure(&mut guard, name, &e).await;
+        }
+    }
+
+    /// Delivers `tls-clienthello`. On failure the hello is left as it was.
+    pub(crate) async fn call_hello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
+        let mut guard = self.live.lock().await;
+        let Some(live) = self.ready(&mut guard).await else {
+            return;
+        };
+        let table = &mut live.store.data_mut().table;
+        let (conn_handle, hello_handle) = match (
+            table.push(ClientConnHandle(conn.clone())),
+            table.push(ClientHelloEntry(hello.clone())),
+        ) {
+            (Ok(c), Ok(h)) => (c, h),
+            _ => {
+                tracing::error!(plugin = %self.name, "cannot lend the client hello");
+                return;
+            }
+        };
+        let context = Resource::new_borrow(live.context.rep());
+        self.arm_deadline(&mut live.store);
+        let started = Instant::now();
+        let outcome = live
+            .bindings
+            .call_tls_clienthello(
+                &mut live.store,
+                context,
+                Resource::new_borrow(conn_handle.rep()),
+                Resource::new_borrow(hello_handle.rep()),
+            )
+            .await;
+        self.record(started, outcome.is_err());
+        let table = &mut live.store.data_mut().table;
+        let _ = table.delete(conn_handle);
+        let changed = table.delete(hello_handle);
+        match outcome {
+            Ok(()) => {
+                if let Ok(entry) = changed {
+                    *hello = entry.0;
+                }
+            }
+            Err(e) => {
+                self.replace_after_failure(&mut guard, "tls-clienthello", &e)
+                    .await
+            }
         }
     }
 
@@ -408,6 +465,8 @@ fn events_from_wit(events: types::Events) -> Events {
         (types::Events::ERROR, Events::ERROR),
         (types::Events::CLIENT_DISCONNECT, Events::CLIENT_DISCONNECT),
         (types::Events::DONE, Events::DONE),
+        (types::Events::HTTP_CONNECT, Events::HTTP_CONNECT),
+        (types::Events::TLS_CLIENTHELLO, Events::TLS_CLIENTHELLO),
     ]
     .into_iter()
     .filter(|(wit, _)| events.contains(*wit))

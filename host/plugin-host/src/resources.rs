@@ -17,7 +17,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wasmtime::component::Resource;
 use witm_flow::headers::validate;
-use witm_flow::{Body, ClientConn, ContentError, Flow, Headers, HttpMessage, Response};
+use witm_flow::{
+    Body, ClientConn, ClientHello, ContentError, Flow, Headers, HttpMessage, Response,
+};
 
 use crate::bindings::types::{self, HostError, Level};
 use crate::state::StoreState;
@@ -92,6 +94,9 @@ pub enum HeadersHandle {
 
 /// A client connection, shared with the proxy.
 pub struct ClientConnHandle(pub(crate) Arc<ClientConn>);
+
+/// A ClientHello lent to the guest for the `tls-clienthello` event.
+pub struct ClientHelloEntry(pub(crate) ClientHello);
 
 /// The plugin's context; the plugin's name lives in the store state.
 pub struct ContextHandle;
@@ -662,6 +667,34 @@ impl types::HostClientConn for StoreState {
 
     fn drop(&mut self, h: Resource<ClientConnHandle>) -> Result<()> {
         self.table.delete(h)?;
+        Ok(())
+    }
+}
+
+impl types::HostClientHello for StoreState {
+    fn sni(&mut self, h: Resource<ClientHelloEntry>) -> Result<Option<String>> {
+        Ok(self.table.get(&h).map_err(|_| stale())?.0.sni.clone())
+    }
+
+    fn alpn_protocols(&mut self, h: Resource<ClientHelloEntry>) -> Result<Vec<String>> {
+        Ok(self.table.get(&h).map_err(|_| stale())?.0.alpn.clone())
+    }
+
+    fn ignore_connection(&mut self, h: Resource<ClientHelloEntry>) -> Result<bool> {
+        Ok(self.table.get(&h).map_err(|_| stale())?.0.ignore_connection)
+    }
+
+    fn set_ignore_connection(&mut self, h: Resource<ClientHelloEntry>, ignore: bool) -> Result<()> {
+        self.table
+            .get_mut(&h)
+            .map_err(|_| stale())?
+            .0
+            .ignore_connection = ignore;
+        Ok(())
+    }
+
+    fn drop(&mut self, _h: Resource<ClientHelloEntry>) -> Result<()> {
+        // Only ever lent: the host takes it back when the event returns.
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ pub(crate) async fn handle<H: FlowHooks>(
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let started = Instant::now();
     if request.method() == Method::CONNECT && tunnel.is_none() {
-        return Ok(tunnel::connect(shared, request, conn));
+        return tunnel::connect(shared, request, conn).await;
     }
     let (parts, incoming) = request.into_parts();
     let target = match Target::of(&parts.uri, tunnel.as_deref()) {
@@ -110,7 +110,7 @@ impl std::fmt::Display for FlowKilled {
 impl std::error::Error for FlowKilled {}
 
 /// `Err(FlowKilled)` if a plugin killed the flow; logs the flow's line.
-fn killed<H: FlowHooks>(shared: &Shared<H>, flow: &Flow) -> Result<(), FlowKilled> {
+pub(crate) fn killed<H: FlowHooks>(shared: &Shared<H>, flow: &Flow) -> Result<(), FlowKilled> {
     if !flow.killed {
         return Ok(());
     }
@@ -321,7 +321,7 @@ async fn fail<H: FlowHooks>(
 }
 
 /// The client's response, from the flow's.
-fn respond<H: FlowHooks>(
+pub(crate) fn respond<H: FlowHooks>(
     shared: &Shared<H>,
     flow: &Flow,
     streamed: Option<Incoming>,

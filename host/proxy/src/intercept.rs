@@ -24,12 +24,12 @@ use rustls::pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
-use witm_flow::{ClientConn, ClientTls, FlowHooks, ServerConn};
+use witm_flow::{ClientConn, ClientHello, ClientTls, Events, FlowHooks, ServerConn};
 use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
 use crate::body::ProxyBody;
 use crate::forward;
-use crate::prefixed::Prefixed;
+use crate::prefixed::{Prefixed, Recorder};
 use crate::server::Shared;
 use crate::tls::TlsOptions;
 
@@ -106,7 +106,21 @@ impl ServerLink {
 }
 
 /// Takes over an upgraded CONNECT stream to `host:port`.
-pub(crate) async fn intercept<H: FlowHooks>(
+///
+/// Boxed: requests in the tunnel can CONNECT again, and the compiler cannot
+/// see through that cycle of `async fn`s to prove the future `Send`.
+pub(crate) fn intercept<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    tls: Arc<TlsOptions>,
+    conn: Arc<ClientConn>,
+    upgraded: Upgraded,
+    host: String,
+    port: u16,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(intercept_tunnel(shared, tls, conn, upgraded, host, port))
+}
+
+async fn intercept_tunnel<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     tls: Arc<TlsOptions>,
     conn: Arc<ClientConn>,
@@ -138,7 +152,8 @@ pub(crate) async fn intercept<H: FlowHooks>(
         return;
     }
 
-    let started = match tokio::time::timeout(
+    let io = Recorder::new(io);
+    let mut started = match tokio::time::timeout(
         tls.handshake_timeout,
         LazyConfigAcceptor::new(Default::default(), io),
     )
@@ -154,17 +169,42 @@ pub(crate) async fn intercept<H: FlowHooks>(
             return;
         }
     };
-    let hello = started.client_hello();
-    let sni = hello.server_name().map(str::to_owned);
+    let client_hello = started.client_hello();
+    let mut hello = ClientHello {
+        sni: client_hello.server_name().map(str::to_owned),
+        alpn: client_hello
+            .alpn()
+            .map(|protocols| {
+                protocols
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ignore_connection: false,
+    };
+    if shared
+        .hooks
+        .subscriptions()
+        .contains(Events::TLS_CLIENTHELLO)
+    {
+        shared.hooks.tls_clienthello(&conn, &mut hello).await;
+    }
+    let recorded = started.io.take_recorded();
+    if hello.ignore_connection {
+        tracing::debug!(client = %conn.address, "{host}:{port}: passed through at a plugin's request");
+        if let Err(e) = crate::tunnel::relay_with(started.io, &recorded, &host, port).await {
+            tracing::info!(client = %conn.address, "{host}:{port}: {e}");
+        }
+        return;
+    }
+    let sni = hello.sni.clone();
     let offered: Vec<Vec<u8>> = hello
-        .alpn()
-        .map(|protocols| {
-            protocols
-                .filter(|p| *p == ALPN_H2 || *p == ALPN_HTTP1)
-                .map(<[u8]>::to_vec)
-                .collect()
-        })
-        .unwrap_or_default();
+        .alpn
+        .iter()
+        .map(|p| p.as_bytes())
+        .filter(|p| *p == ALPN_H2 || *p == ALPN_HTTP1)
+        .map(<[u8]>::to_vec)
+        .collect();
 
     let server_name = sni.clone().unwrap_or_else(|| host.clone());
     let (link, link_error) =

@@ -7,20 +7,22 @@ use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use witm_flow::{ClientConn, FlowHooks};
+use witm_flow::{Body, ClientConn, Events, Flow, FlowHooks, Request};
 
 use crate::body::{self, ProxyBody};
-use crate::forward::plain_response;
+use crate::forward::{FlowKilled, killed, plain_response, respond};
 use crate::intercept;
 use crate::server::Shared;
+use crate::wire;
 
-/// Answers a CONNECT: 200 and a tunnel, or 400 for a target that is not
-/// "host:port".
-pub(crate) fn connect<H: FlowHooks>(
+/// Answers a CONNECT: 200 and a tunnel, a plugin's refusal (from
+/// `http-connect`), or 400 for a target that is not "host:port".
+pub(crate) async fn connect<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     request: hyper::Request<Incoming>,
     conn: Arc<ClientConn>,
-) -> hyper::Response<ProxyBody> {
+) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
+    let started = std::time::Instant::now();
     let Some((host, port)) = request.uri().authority().and_then(|a| {
         Some((
             a.host()
@@ -30,11 +32,30 @@ pub(crate) fn connect<H: FlowHooks>(
             a.port_u16()?,
         ))
     }) else {
-        return plain_response(
+        return Ok(plain_response(
             http::StatusCode::BAD_REQUEST,
             "CONNECT needs a host:port target",
-        );
+        ));
     };
+    if shared.hooks.subscriptions().contains(Events::HTTP_CONNECT) {
+        let connect = Request {
+            method: "CONNECT".into(),
+            scheme: "http".into(),
+            host: host.clone(),
+            port,
+            path: String::new(),
+            http_version: wire::version_text(request.version()).to_owned(),
+            headers: wire::incoming_headers(request.headers()),
+            body: Body::default(),
+            timestamp_start: witm_flow::now_ms(),
+        };
+        let mut flow = Flow::new(conn.clone(), connect);
+        shared.hooks.http_connect(&mut flow).await;
+        killed(&shared, &flow)?;
+        if flow.response.is_some() {
+            return Ok(respond(&shared, &flow, None, started));
+        }
+    }
     let tls = shared
         .options
         .tls
@@ -57,12 +78,26 @@ pub(crate) fn connect<H: FlowHooks>(
             }
         }
     });
-    hyper::Response::new(body::empty())
+    Ok(hyper::Response::new(body::empty()))
 }
 
 async fn relay(upgraded: Upgraded, host: &str, port: u16) -> std::io::Result<()> {
+    relay_with(TokioIo::new(upgraded), &[], host, port).await
+}
+
+/// Connects to `host:port`, sends `already_read` (bytes the client sent
+/// that witm has consumed), then relays both ways untouched.
+pub(crate) async fn relay_with<IO>(
+    mut client: IO,
+    already_read: &[u8],
+    host: &str,
+    port: u16,
+) -> std::io::Result<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut server = TcpStream::connect((host, port)).await?;
-    let mut client = TokioIo::new(upgraded);
+    tokio::io::AsyncWriteExt::write_all(&mut server, already_read).await?;
     tokio::io::copy_bidirectional(&mut client, &mut server).await?;
     Ok(())
 }

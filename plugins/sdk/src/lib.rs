@@ -48,7 +48,8 @@ pub mod bindings {
 }
 
 pub use bindings::witm::plugin::types::{
-    ClientConn, Context, Error, Events, Flow, Headers, HostError, Level, Request, Response,
+    Cert, ClientConn, ClientHello, Context, Error, Events, Flow, Headers, HostError, Level,
+    Request, Response, SetCookie,
 };
 
 /// A witm plugin. Events run one at a time, so `static` state works as it
@@ -81,6 +82,13 @@ pub trait Plugin {
 
     /// The proxy is shutting down.
     fn done(_ctx: &Context) {}
+
+    /// A client asked for a CONNECT tunnel; set a response to refuse it.
+    fn http_connect(_ctx: &Context, _flow: &Flow) {}
+
+    /// A client started TLS in a tunnel; `hello.set_ignore_connection(true)`
+    /// passes it through uninspected.
+    fn tls_clienthello(_ctx: &Context, _conn: &ClientConn, _hello: &ClientHello) {}
 }
 
 /// Makes `$plugin` (a type implementing [`Plugin`]) this component's exports.
@@ -114,6 +122,16 @@ macro_rules! export_plugin {
             }
             fn done(ctx: &$crate::Context) {
                 <$plugin as $crate::Plugin>::done(ctx)
+            }
+            fn http_connect(ctx: &$crate::Context, flow: &$crate::Flow) {
+                <$plugin as $crate::Plugin>::http_connect(ctx, flow)
+            }
+            fn tls_clienthello(
+                ctx: &$crate::Context,
+                conn: &$crate::ClientConn,
+                hello: &$crate::ClientHello,
+            ) {
+                <$plugin as $crate::Plugin>::tls_clienthello(ctx, conn, hello)
             }
         }
 
