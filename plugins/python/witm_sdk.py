@@ -46,6 +46,12 @@ class Plugin:
     def done(self, ctx):
         pass
 
+    def request_headers(self, ctx, flow):
+        pass
+
+    def response_headers(self, ctx, flow):
+        pass
+
     def http_connect(self, ctx, flow):
         pass
 

@@ -100,3 +100,79 @@ fn metadata_follows_the_flow_and_the_store_survives_a_restart() {
         "the store outlived the instance"
     );
 }
+
+/// Downloads `url` through `proxy` to nowhere; returns (bytes, headers).
+fn download(proxy: &str, url: &str) -> (u64, String) {
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "-x",
+            proxy,
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let size = text.lines().last().unwrap().trim().parse().unwrap();
+    (size, text)
+}
+
+#[test]
+fn a_200_mb_download_streams_with_bounded_memory() {
+    let origin = Origin::start();
+    let witm = start_with(&["streamer", "add-header"]);
+    let (size, head) = download(&witm.proxy_url(), &origin.url("/big/200"));
+    assert_eq!(size, 200 << 20);
+    assert!(
+        head.to_ascii_lowercase().contains("newheader: foo"),
+        "the response event still ran: {head}"
+    );
+    assert!(
+        witm.wait_for_log("body: streamed", 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    let peak_mib = witm.peak_rss_kib() / 1024;
+    println!("peak RSS of witm during a 200 MiB streamed download: {peak_mib} MiB");
+    assert!(
+        peak_mib < 100,
+        "peak RSS {peak_mib} MiB: the body was held, not streamed"
+    );
+}
+
+#[test]
+fn a_body_over_the_limit_is_streamed_and_the_plugin_is_told() {
+    let origin = Origin::start();
+    let witm = crate::start_with_args(&["streamer"], &["--stream-large-bodies", "512k"]);
+    // 1 MiB: under the plugin's own threshold, over the proxy's limit.
+    let (size, _) = download(&witm.proxy_url(), &origin.url("/big/1"));
+    assert_eq!(size, 1 << 20, "nothing read before the limit was lost");
+    assert!(
+        witm.wait_for_log("body: streamed", 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    assert!(
+        witm.log_count("response body over 524288 bytes") == 1,
+        "{}",
+        witm.stderr().join("\n")
+    );
+    // A small body is still held.
+    curl(&witm.proxy_url(), &[&origin.url("/small")]);
+    assert!(
+        witm.wait_for_log("body: held 18 bytes", 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+}

@@ -65,6 +65,11 @@ struct Cli {
     #[arg(long, value_name = "REGEX")]
     allow_hosts: Option<regex::Regex>,
 
+    /// Largest body held in memory for plugins (e.g. 512k, 128m, 1g);
+    /// larger bodies are streamed through and plugins see `body-streamed`.
+    #[arg(long, value_name = "SIZE", default_value = "128m", value_parser = parse_size)]
+    stream_large_bodies: usize,
+
     /// How long a TLS handshake with the client or the server may take, in
     /// milliseconds, before witm gives up on it.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
@@ -160,6 +165,7 @@ async fn run(cli: Cli) -> ExitCode {
     tracing::info!("proxy listening at http://{bound}");
     let proxy_options = ProxyOptions {
         flow_lines: !cli.quiet,
+        max_buffered_body: cli.stream_large_bodies,
         tls: Some(Arc::new(tls)),
         ..ProxyOptions::default()
     };
@@ -172,6 +178,28 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// "512", "64k", "128m", "1g" (binary units) as bytes.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text.as_str(), ""),
+    };
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 512k, 128m or 1g"))?;
+    let scale: usize = match unit.trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(format!("{text:?} is not a size like 512k, 128m or 1g")),
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The config folder, created if needed (owner-only: it holds the CA key).

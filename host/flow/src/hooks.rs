@@ -30,8 +30,12 @@ impl Events {
     pub const HTTP_CONNECT: Events = Events(1 << 6);
     /// A client started TLS in a tunnel.
     pub const TLS_CLIENTHELLO: Events = Events(1 << 7);
+    /// A request's head arrived (before its body).
+    pub const REQUEST_HEADERS: Events = Events(1 << 8);
+    /// A response's head arrived (before its body).
+    pub const RESPONSE_HEADERS: Events = Events(1 << 9);
     /// Every event.
-    pub const ALL: Events = Events(0b1111_1111);
+    pub const ALL: Events = Events(0b11_1111_1111);
 
     /// The raw bits (bit order as in the WIT `events` flags).
     pub const fn bits(self) -> u32 {
@@ -98,6 +102,18 @@ pub trait FlowHooks: Send + Sync + 'static {
         async {}
     }
 
+    /// A request's head arrived; its body has not been read. Setting
+    /// `flow.request.stream` streams the body instead of holding it.
+    fn request_headers(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A response's head arrived; its body has not been read. Setting
+    /// `response.stream` streams the body instead of holding it.
+    fn response_headers(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// A client asked for a CONNECT tunnel; `flow.request` is the CONNECT.
     /// Setting `flow.response` refuses the tunnel with that response.
     fn http_connect(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
@@ -146,6 +162,12 @@ impl<H: FlowHooks> FlowHooks for Arc<H> {
     }
     fn http_connect(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
         (**self).http_connect(flow)
+    }
+    fn request_headers(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        (**self).request_headers(flow)
+    }
+    fn response_headers(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
+        (**self).response_headers(flow)
     }
     fn tls_clienthello(
         &self,

@@ -155,6 +155,9 @@ pub struct Request {
     pub body: Body,
     /// When the request was received, ms since the Unix epoch.
     pub timestamp_start: u64,
+    /// Set in `request-headers`: stream the body to the server instead of
+    /// holding it for the `request` event.
+    pub stream: bool,
 }
 
 /// An empty request (no method, host or path); allocates nothing, so a flow
@@ -171,6 +174,7 @@ impl Default for Request {
             headers: Headers::new(),
             body: Body::default(),
             timestamp_start: 0,
+            stream: false,
         }
     }
 }
@@ -297,6 +301,9 @@ pub struct Response {
     pub body: Body,
     /// When the response started to arrive (or was made), ms since the Unix epoch.
     pub timestamp_start: u64,
+    /// Set in `response-headers`: stream the body to the client instead of
+    /// holding it for the `response` event.
+    pub stream: bool,
 }
 
 impl Response {
@@ -309,6 +316,7 @@ impl Response {
             headers,
             body: Body::Buffered(body.into()),
             timestamp_start: crate::now_ms(),
+            stream: false,
         }
     }
 }

@@ -111,6 +111,8 @@ fn describe(events: Events) -> String {
         (Events::DONE, "done"),
         (Events::HTTP_CONNECT, "http-connect"),
         (Events::TLS_CLIENTHELLO, "tls-clienthello"),
+        (Events::REQUEST_HEADERS, "request-headers"),
+        (Events::RESPONSE_HEADERS, "response-headers"),
     ];
     let list: Vec<_> = names
         .iter()
@@ -150,6 +152,16 @@ impl FlowHooks for PluginChain {
 
     async fn client_disconnect(&self, conn: &Arc<ClientConn>) {
         self.each_conn(ConnEvent::Disconnect, Events::CLIENT_DISCONNECT, conn)
+            .await
+    }
+
+    async fn request_headers(&self, flow: &mut Flow) {
+        self.each_flow(FlowEvent::RequestHeaders, Events::REQUEST_HEADERS, flow)
+            .await
+    }
+
+    async fn response_headers(&self, flow: &mut Flow) {
+        self.each_flow(FlowEvent::ResponseHeaders, Events::RESPONSE_HEADERS, flow)
             .await
     }
 

@@ -61,6 +61,8 @@ pub(crate) enum FlowEvent {
     Response,
     Error,
     HttpConnect,
+    RequestHeaders,
+    ResponseHeaders,
 }
 
 /// Which per-connection event to deliver.
@@ -228,6 +230,16 @@ impl Plugin {
                     .call_http_connect(&mut *store, context, borrow)
                     .await
             }
+            FlowEvent::RequestHeaders => {
+                bindings
+                    .call_request_headers(&mut *store, context, borrow)
+                    .await
+            }
+            FlowEvent::ResponseHeaders => {
+                bindings
+                    .call_response_headers(&mut *store, context, borrow)
+                    .await
+            }
         };
         self.record(started, outcome.is_err());
         let entry = store
@@ -242,6 +254,8 @@ impl Plugin {
                 FlowEvent::Response => "response",
                 FlowEvent::Error => "error",
                 FlowEvent::HttpConnect => "http-connect",
+                FlowEvent::RequestHeaders => "request-headers",
+                FlowEvent::ResponseHeaders => "response-headers",
             };
             self.replace_after_failure(&mut guard, name, &e).await;
         }
@@ -467,6 +481,8 @@ fn events_from_wit(events: types::Events) -> Events {
         (types::Events::DONE, Events::DONE),
         (types::Events::HTTP_CONNECT, Events::HTTP_CONNECT),
         (types::Events::TLS_CLIENTHELLO, Events::TLS_CLIENTHELLO),
+        (types::Events::REQUEST_HEADERS, Events::REQUEST_HEADERS),
+        (types::Events::RESPONSE_HEADERS, Events::RESPONSE_HEADERS),
     ]
     .into_iter()
     .filter(|(wit, _)| events.contains(*wit))

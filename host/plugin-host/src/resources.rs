@@ -478,6 +478,15 @@ impl types::HostRequest for StoreState {
         Ok(self.request(&h)?.cookies())
     }
 
+    fn stream_body(&mut self, h: Resource<RequestHandle>) -> Result<bool> {
+        Ok(self.request(&h)?.stream)
+    }
+
+    fn set_stream_body(&mut self, h: Resource<RequestHandle>, enabled: bool) -> Result<()> {
+        self.request_mut(&h)?.stream = enabled;
+        Ok(())
+    }
+
     fn drop(&mut self, h: Resource<RequestHandle>) -> Result<()> {
         self.table.delete(h)?;
         Ok(())
@@ -624,6 +633,15 @@ impl types::HostResponse for StoreState {
                 attributes: c.attributes,
             })
             .collect())
+    }
+
+    fn stream_body(&mut self, h: Resource<ResponseHandle>) -> Result<bool> {
+        Ok(self.response(&h)?.stream)
+    }
+
+    fn set_stream_body(&mut self, h: Resource<ResponseHandle>, enabled: bool) -> Result<()> {
+        self.response_mut(&h)?.stream = enabled;
+        Ok(())
     }
 
     fn drop(&mut self, h: Resource<ResponseHandle>) -> Result<()> {

@@ -27,6 +27,37 @@ pub fn streamed(incoming: hyper::body::Incoming) -> ProxyBody {
     incoming.map_err(BoxError::from).boxed()
 }
 
+/// `chunks` already read from `incoming`, then the rest of it.
+pub fn replay_then(chunks: Vec<Bytes>, incoming: hyper::body::Incoming) -> ProxyBody {
+    ReplayThen {
+        chunks: chunks.into(),
+        incoming,
+    }
+    .boxed()
+}
+
+struct ReplayThen {
+    chunks: std::collections::VecDeque<Bytes>,
+    incoming: hyper::body::Incoming,
+}
+
+impl http_body::Body for ReplayThen {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        if let Some(chunk) = self.chunks.pop_front() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+        }
+        std::pin::Pin::new(&mut self.incoming)
+            .poll_frame(cx)
+            .map_err(BoxError::from)
+    }
+}
+
 /// Boxes any body of ours.
 pub fn boxed<B>(body: B) -> ProxyBody
 where

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use witm_flow::message::{canonical_reason, default_port};
 use witm_flow::{Body, ClientConn, Events, Flow, FlowError, FlowHooks, Request, Response};
@@ -42,18 +42,6 @@ pub(crate) async fn handle<H: FlowHooks>(
         }
     };
     let events = shared.hooks.subscriptions();
-    let mut streamed_request = None;
-    let body = if events.contains(Events::REQUEST) {
-        match collect(incoming, shared.options.max_buffered_body).await {
-            Ok(bytes) => Body::Buffered(bytes),
-            Err(reason) => {
-                return Ok(plain_response(StatusCode::PAYLOAD_TOO_LARGE, reason));
-            }
-        }
-    } else {
-        streamed_request = Some(incoming);
-        Body::Streamed
-    };
     let request = Request {
         method: parts.method.as_str().to_owned(),
         scheme: target.scheme,
@@ -62,38 +50,86 @@ pub(crate) async fn handle<H: FlowHooks>(
         path: target.path,
         http_version: wire::version_text(parts.version).to_owned(),
         headers: wire::incoming_headers(&parts.headers),
-        body,
+        // Not read yet: `request-headers` sees the head only.
+        body: Body::Streamed,
         timestamp_start: witm_flow::now_ms(),
+        stream: false,
     };
     let mut flow = Flow::new(conn, request);
     if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
+    }
+    if events.contains(Events::REQUEST_HEADERS) {
+        shared.hooks.request_headers(&mut flow).await;
+        killed(&shared, &flow)?;
+    }
+    let limit = shared.options.max_buffered_body;
+    let mut request_body = None;
+    if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
+        match hold(incoming, limit).await {
+            Ok(Held::Whole(bytes)) => flow.request.body = Body::Buffered(bytes),
+            Ok(Held::OverLimit(body)) => {
+                tracing::warn!(
+                    "{}: request body over {limit} bytes: streamed, not held for plugins",
+                    flow.request.url()
+                );
+                request_body = Some(body);
+            }
+            Err(reason) => return Ok(plain_response(StatusCode::BAD_REQUEST, reason)),
+        }
+    } else {
+        request_body = Some(body::streamed(incoming));
     }
     if events.contains(Events::REQUEST) {
         shared.hooks.request(&mut flow).await;
         killed(&shared, &flow)?;
     }
 
-    let mut streamed_response = None;
+    let mut response_body = None;
     if flow.response.is_none() {
         let via_tunnel = tunnel.as_deref().filter(|t| t.serves(&flow.request));
         if let Some(message) = via_tunnel.and_then(|t| t.link_error.clone()) {
             return fail(&shared, flow, message, started).await;
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
-        match exchange(&shared, &flow.request, streamed_request, link, events).await {
-            Ok((response, streamed)) => {
+        let incoming = match exchange(&shared, &flow.request, request_body, link).await {
+            Ok((response, incoming)) => {
                 flow.response = Some(response);
-                streamed_response = streamed;
+                incoming
             }
             Err(message) => return fail(&shared, flow, message, started).await,
+        };
+        if events.contains(Events::RESPONSE_HEADERS) {
+            shared.hooks.response_headers(&mut flow).await;
+            killed(&shared, &flow)?;
+        }
+        let response = flow.response.as_mut().expect("set above");
+        if response.body != Body::Streamed {
+            // A plugin replaced the response in `response-headers`.
+        } else if events.contains(Events::RESPONSE) && !response.stream {
+            match hold(incoming, limit).await {
+                Ok(Held::Whole(bytes)) => response.body = Body::Buffered(bytes),
+                Ok(Held::OverLimit(body)) => {
+                    tracing::warn!(
+                        "{}: response body over {limit} bytes: streamed, not held for plugins",
+                        flow.request.url()
+                    );
+                    response_body = Some(body);
+                }
+                Err(reason) => {
+                    let message = format!("response from {}: {reason}", flow.request.authority());
+                    return fail(&shared, flow, message, started).await;
+                }
+            }
+        } else {
+            response_body = Some(body::streamed(incoming));
         }
     }
     if events.contains(Events::RESPONSE) {
         shared.hooks.response(&mut flow).await;
         killed(&shared, &flow)?;
     }
-    Ok(respond(&shared, &flow, streamed_response, started))
+    Ok(respond(&shared, &flow, response_body, started))
 }
 
 /// A plugin killed the flow. The service fails with it, and hyper drops the
@@ -172,35 +208,51 @@ impl Target {
     }
 }
 
-/// Reads a whole body, refusing one larger than `limit`.
-async fn collect(body: Incoming, limit: usize) -> Result<Bytes, String> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(format!(
-            "body larger than the {limit}-byte limit for bodies held for plugins"
-        )),
-        Err(e) => Err(format!("body broke off: {e}")),
-    }
+/// A body read for plugins: whole, or, past the limit, streamed on from
+/// where reading stopped (nothing read is lost).
+enum Held {
+    Whole(Bytes),
+    OverLimit(ProxyBody),
 }
 
-/// Sends the flow's request to its server and reads the response head (and
-/// the body, when a plugin needs it whole).
+/// Reads a whole body, unless it grows past `limit` bytes. Trailers are
+/// not kept for a held body.
+async fn hold(mut incoming: Incoming, limit: usize) -> Result<Held, String> {
+    let mut chunks = Vec::new();
+    let mut size = 0;
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| format!("body broke off: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            size += data.len();
+            chunks.push(data);
+            if size > limit {
+                return Ok(Held::OverLimit(body::replay_then(chunks, incoming)));
+            }
+        }
+    }
+    Ok(Held::Whole(match chunks.len() {
+        1 => chunks.pop().unwrap(),
+        _ => chunks.concat().into(),
+    }))
+}
+
+/// Sends the flow's request to its server and reads the response head; the
+/// body is left to the caller.
 ///
 /// With a `link` (the tunnel's own server connection), the request goes over
 /// it in the link's HTTP version; otherwise through the shared pool.
 async fn exchange<H: FlowHooks>(
     shared: &Shared<H>,
     request: &Request,
-    streamed_body: Option<Incoming>,
+    streamed_body: Option<ProxyBody>,
     link: Option<&ServerLink>,
-    events: Events,
-) -> Result<(Response, Option<Incoming>), String> {
+) -> Result<(Response, Incoming), String> {
     let url = request.url();
     let absolute: Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", request.method))?;
     let body = match (streamed_body, &request.body) {
-        (Some(incoming), _) => body::streamed(incoming),
+        (Some(streamed), _) => streamed,
         (None, Body::Buffered(bytes)) => body::full(bytes.clone()),
         (None, Body::Streamed) => body::empty(),
     };
@@ -248,24 +300,18 @@ async fn exchange<H: FlowHooks>(
         .get::<hyper::ext::ReasonPhrase>()
         .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
         .unwrap_or_else(|| canonical_reason(parts.status.as_u16()).to_owned());
-    let (body, streamed) = if events.contains(Events::RESPONSE) {
-        let bytes = collect(incoming, shared.options.max_buffered_body)
-            .await
-            .map_err(|e| format!("response from {}: {e}", request.authority()))?;
-        (Body::Buffered(bytes), None)
-    } else {
-        (Body::Streamed, Some(incoming))
-    };
     Ok((
         Response {
             status: parts.status.as_u16(),
             reason,
             http_version: wire::version_text(parts.version).to_owned(),
             headers: wire::incoming_headers(&parts.headers),
-            body,
+            // Not read yet: `response-headers` sees the head only.
+            body: Body::Streamed,
             timestamp_start: witm_flow::now_ms(),
+            stream: false,
         },
-        streamed,
+        incoming,
     ))
 }
 
@@ -324,7 +370,7 @@ async fn fail<H: FlowHooks>(
 pub(crate) fn respond<H: FlowHooks>(
     shared: &Shared<H>,
     flow: &Flow,
-    streamed: Option<Incoming>,
+    streamed: Option<ProxyBody>,
     started: Instant,
 ) -> hyper::Response<ProxyBody> {
     let response = flow
@@ -333,7 +379,7 @@ pub(crate) fn respond<H: FlowHooks>(
         .expect("a response was set or fetched");
     let no_content = wire::response_has_no_content(&flow.request.method, response.status);
     let body = match streamed {
-        Some(incoming) => body::streamed(incoming),
+        Some(streamed) => streamed,
         None if no_content => body::empty(),
         None => body::full(wire::buffered_bytes(&response.body)),
     };

@@ -48,6 +48,7 @@ pub(crate) async fn connect<H: FlowHooks>(
             headers: wire::incoming_headers(request.headers()),
             body: Body::default(),
             timestamp_start: witm_flow::now_ms(),
+            stream: false,
         };
         let mut flow = Flow::new(conn.clone(), connect);
         shared.hooks.http_connect(&mut flow).await;

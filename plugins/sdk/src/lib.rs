@@ -83,6 +83,14 @@ pub trait Plugin {
     /// The proxy is shutting down.
     fn done(_ctx: &Context) {}
 
+    /// A request's head arrived, before its body; `set_stream_body(true)` on the
+    /// request streams the body instead of holding it.
+    fn request_headers(_ctx: &Context, _flow: &Flow) {}
+
+    /// A response's head arrived, before its body; `set_stream_body(true)` on
+    /// the response streams the body instead of holding it.
+    fn response_headers(_ctx: &Context, _flow: &Flow) {}
+
     /// A client asked for a CONNECT tunnel; set a response to refuse it.
     fn http_connect(_ctx: &Context, _flow: &Flow) {}
 
@@ -122,6 +130,12 @@ macro_rules! export_plugin {
             }
             fn done(ctx: &$crate::Context) {
                 <$plugin as $crate::Plugin>::done(ctx)
+            }
+            fn request_headers(ctx: &$crate::Context, flow: &$crate::Flow) {
+                <$plugin as $crate::Plugin>::request_headers(ctx, flow)
+            }
+            fn response_headers(ctx: &$crate::Context, flow: &$crate::Flow) {
+                <$plugin as $crate::Plugin>::response_headers(ctx, flow)
             }
             fn http_connect(ctx: &$crate::Context, flow: &$crate::Flow) {
                 <$plugin as $crate::Plugin>::http_connect(ctx, flow)

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioExecutor;
@@ -40,7 +41,7 @@ impl SeenRequest {
 
 /// An HTTP/1.1 server on 127.0.0.1, on its own thread and runtime.
 ///
-/// Routes: `/slow` answers after one second; `/status/NNN` answers with
+/// Routes: `/big/N` answers N MiB of zeros, streamed; `/slow` answers after one second; `/status/NNN` answers with
 /// status NNN; `/page…` answers an HTML page; `/gzip…` answers
 /// [`GZIP_TEXT`] gzip-encoded; everything else answers 200 `hello from origin`.
 pub struct Origin {
@@ -153,10 +154,40 @@ impl Origin {
     }
 }
 
+/// `megabytes` MiB of zeros, sent in 64 KiB frames without being held.
+struct Zeros {
+    remaining: usize,
+}
+
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl http_body::Body for Zeros {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.remaining.min(ZEROS.len());
+        self.remaining -= n;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            &ZEROS[..n],
+        )))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining as u64)
+    }
+}
+
 async fn answer(
     seen: Option<Arc<Mutex<Vec<SeenRequest>>>>,
     request: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -186,6 +217,25 @@ async fn answer(
             body: body.to_vec(),
         });
     }
+    if let Some(megabytes) = path
+        .strip_prefix("/big/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let mut response = hyper::Response::new(
+            Zeros {
+                remaining: megabytes << 20,
+            }
+            .boxed(),
+        );
+        response
+            .headers_mut()
+            .insert("content-length", (megabytes << 20).into());
+        response.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+        return Ok(response);
+    }
     let mut status = 200;
     if path == "/slow" {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -200,7 +250,7 @@ async fn answer(
         ("text/plain", Bytes::from_static(HELLO.as_bytes()))
     };
     let gzipped = path.starts_with("/gzip");
-    let mut response = hyper::Response::new(Full::new(body));
+    let mut response = hyper::Response::new(Full::new(body).boxed());
     if gzipped {
         response
             .headers_mut()

@@ -96,6 +96,18 @@ impl Witm {
         false
     }
 
+    /// The process's peak resident memory so far, in KiB (Linux: VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
         let _ = Command::new("kill")

@@ -1,0 +1,40 @@
+//! In `response-headers`, asks for bodies over 1 MiB to be streamed; in
+//! `response`, logs whether the body was held or streamed.
+
+use witm_sdk::{Context, Events, Flow, HostError, Level, Plugin};
+
+struct Streamer;
+
+impl Plugin for Streamer {
+    fn events() -> Events {
+        Events::RESPONSE_HEADERS | Events::RESPONSE
+    }
+
+    fn response_headers(_ctx: &Context, flow: &Flow) {
+        let Some(response) = flow.response() else {
+            return;
+        };
+        let length: u64 = response
+            .headers()
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        if length > 1 << 20 {
+            response.set_stream_body(true);
+        }
+    }
+
+    fn response(ctx: &Context, flow: &Flow) {
+        let Some(response) = flow.response() else {
+            return;
+        };
+        let seen = match response.body() {
+            Ok(body) => format!("held {} bytes", body.len()),
+            Err(HostError::BodyStreamed) => "streamed".to_owned(),
+            Err(e) => format!("error {e:?}"),
+        };
+        ctx.log(Level::Info, &format!("body: {seen}"));
+    }
+}
+
+witm_sdk::export_plugin!(Streamer);
