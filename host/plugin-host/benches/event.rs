@@ -1,5 +1,9 @@
-//! The cost of one `response` event delivered to a Rust guest
-//! (examples/add-header: 3 host calls and 2 handle drops per event).
+//! Costs seen from a Rust guest:
+//! - one `response` event delivered to examples/add-header (3 host calls and
+//!   2 handle drops per event);
+//! - one `headers.get` and one `headers.set` call (tests/plugins/bench-ops
+//!   repeats the call 1000 times per event);
+//! - reading a 1 MiB body into the guest (`response.body()`).
 //!
 //! `cargo bench -p witm-plugin-host --bench event`
 
@@ -19,38 +23,53 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let plugins = PluginRuntime::new(RuntimeOptions::default()).expect("runtime");
-        let spec = PluginSpec {
-            path: guests().rust("add-header"),
-            args: Vec::new(),
-        };
-        let chain = PluginChain::load(&plugins, &[spec]).await.expect("load add-header");
-        let mut flow = sample_flow();
-        for _ in 0..10_000 {
-            chain.response(&mut flow).await;
+        let add_header = median_ns_per_event(&plugins, "add-header", &[], sample_flow(5), CALLS).await;
+        println!("response event, Rust add-header: {add_header:.0} ns per event (median of {ROUNDS} rounds of {CALLS})");
+
+        const REPEAT: u32 = 1000;
+        let repeat = REPEAT.to_string();
+        let nothing = median_ns_per_event(&plugins, "bench-ops", &["nothing", &repeat], sample_flow(5), 20_000).await;
+        for op in ["header-get", "header-set"] {
+            let total = median_ns_per_event(&plugins, "bench-ops", &[op, &repeat], sample_flow(5), 200).await;
+            println!("{op}: {:.0} ns per call", (total - nothing) / f64::from(REPEAT));
         }
-        assert_eq!(
-            flow.response.as_ref().unwrap().headers.get("newheader").as_deref(),
-            Some("foo")
-        );
-        let mut per_call = Vec::new();
-        for _ in 0..ROUNDS {
-            let started = Instant::now();
-            for _ in 0..CALLS {
-                chain.response(&mut flow).await;
-            }
-            per_call.push(started.elapsed().as_nanos() as f64 / CALLS as f64);
-        }
-        per_call.sort_by(f64::total_cmp);
-        println!(
-            "response event, Rust add-header: median {:.0} ns per event (min {:.0}, max {:.0}; {ROUNDS} rounds of {CALLS})",
-            per_call[ROUNDS / 2],
-            per_call[0],
-            per_call[ROUNDS - 1]
-        );
+        let body = median_ns_per_event(&plugins, "bench-ops", &["body", "1"], sample_flow(1 << 20), 2_000).await;
+        println!("body read of 1 MiB: {:.1} µs per call ({:.2} GB/s)", body / 1000.0, (1 << 20) as f64 / body);
     });
 }
 
-fn sample_flow() -> Flow {
+/// Median nanoseconds per `response` event of guest `name` with `args`.
+async fn median_ns_per_event(
+    plugins: &PluginRuntime,
+    name: &str,
+    args: &[&str],
+    mut flow: Flow,
+    calls: usize,
+) -> f64 {
+    let spec = PluginSpec {
+        path: guests().rust(name),
+        args: args.iter().map(|a| a.to_string()).collect(),
+    };
+    let chain = PluginChain::load(plugins, &[spec])
+        .await
+        .expect("load plugin");
+    for _ in 0..calls / 10 {
+        chain.response(&mut flow).await;
+    }
+    let mut per_call = Vec::new();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..calls {
+            chain.response(&mut flow).await;
+        }
+        per_call.push(started.elapsed().as_nanos() as f64 / calls as f64);
+    }
+    per_call.sort_by(f64::total_cmp);
+    per_call[ROUNDS / 2]
+}
+
+/// A flow with a response whose body is `body_len` bytes.
+fn sample_flow(body_len: usize) -> Flow {
     let request = Request {
         method: "GET".into(),
         scheme: "http".into(),
@@ -64,8 +83,11 @@ fn sample_flow() -> Flow {
     let mut flow = Flow::new(Default::default(), request);
     flow.response = Some(Response::make(
         200,
-        Headers::from_pairs([("Content-Type", "text/plain"), ("Content-Length", "5")]),
-        &b"hello"[..],
+        Headers::from_pairs([
+            ("Content-Type", "text/plain".to_owned()),
+            ("Content-Length", body_len.to_string()),
+        ]),
+        vec![b'x'; body_len],
     ));
     flow
 }
