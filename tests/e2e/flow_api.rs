@@ -176,3 +176,34 @@ fn a_body_over_the_limit_is_streamed_and_the_plugin_is_told() {
         witm.stderr().join("\n")
     );
 }
+
+#[test]
+fn replay_request_reaches_the_origin_again_with_events() {
+    let origin = Origin::start();
+    let witm = start_with(&["replayer"]);
+    let response = curl(&witm.proxy_url(), &[&origin.url("/replay-me")]);
+    assert_eq!(response.status, 200);
+    assert!(
+        witm.wait_for_log("replayed=yes", 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    assert_eq!(witm.log_count("event=response status=200 replayed=no"), 1);
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|r| r.path == "/replay-me"));
+    assert_eq!(
+        seen.iter()
+            .filter(|r| r.header_values("x-replayed") == ["yes"])
+            .count(),
+        1
+    );
+    // The copy has an id of its own.
+    let ids: Vec<String> = witm
+        .stderr()
+        .iter()
+        .filter_map(|l| l.split(" id=").nth(1).map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+}

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod log_format;
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
-use witm_proxy::{ProxyOptions, TlsOptions};
+use witm_proxy::{Proxy, ProxyOptions, TlsOptions};
 use witm_tls::{CertificateAuthority, Upstream, UpstreamTrust};
 
 /// An intercepting HTTP proxy whose scripts are sandboxed WebAssembly components.
@@ -169,7 +169,9 @@ async fn run(cli: Cli) -> ExitCode {
         tls: Some(Arc::new(tls)),
         ..ProxyOptions::default()
     };
-    let served = witm_proxy::serve(listener, chain.clone(), proxy_options, shutdown_signal()).await;
+    let proxy = Proxy::new(chain.clone(), proxy_options);
+    plugin_runtime.set_replayer(proxy.replayer());
+    let served = proxy.serve(listener, shutdown_signal()).await;
     chain.done().await;
     match served {
         Ok(()) => ExitCode::SUCCESS,

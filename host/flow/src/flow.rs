@@ -155,6 +155,11 @@ impl Default for Flow {
 }
 
 impl Flow {
+    /// A fresh flow id.
+    pub fn new_id() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
     /// The metadata value of `key`.
     pub fn metadata_get(&self, key: &str) -> Option<&str> {
         self.metadata
@@ -178,7 +183,7 @@ impl Flow {
     /// A new flow for `request` received on `client`.
     pub fn new(client: Arc<ClientConn>, request: Request) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: Self::new_id(),
             client,
             request,
             response: None,

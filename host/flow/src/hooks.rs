@@ -131,6 +131,10 @@ pub trait FlowHooks: Send + Sync + 'static {
     }
 }
 
+/// Sends a flow's request again through the proxy, in the background, with
+/// its events (the proxy makes one; plugins reach it through their context).
+pub type Replayer = Arc<dyn Fn(Flow) + Send + Sync>;
+
 /// Hooks that subscribe to nothing: a plain proxy.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoHooks;

@@ -23,7 +23,7 @@ pub mod message;
 
 pub use flow::{CertInfo, ClientConn, ClientHello, ClientTls, Flow, FlowError, ServerConn};
 pub use headers::Headers;
-pub use hooks::{Events, FlowHooks, NoHooks};
+pub use hooks::{Events, FlowHooks, NoHooks, Replayer};
 pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie};
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in a flow.

@@ -103,6 +103,7 @@ pub struct Plugin {
     live: Mutex<Option<Live>>,
     stats: Arc<PluginStats>,
     kv: KvStore,
+    replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
 }
 
 impl Plugin {
@@ -128,6 +129,7 @@ impl Plugin {
             live: Mutex::new(None),
             stats: Arc::default(),
             kv: KvStore::default(),
+            replayer: runtime.replayer(),
         };
         let (live, subscriptions) = plugin
             .start_instance()
@@ -157,7 +159,12 @@ impl Plugin {
     async fn start_instance(&self) -> Result<(Live, Events), String> {
         let mut store = Store::new(
             &self.engine,
-            StoreState::new(&self.name, self.memory_bytes, self.kv.clone()),
+            StoreState::new(
+                &self.name,
+                self.memory_bytes,
+                self.kv.clone(),
+                self.replayer.clone(),
+            ),
         );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|ctx| {
@@ -242,12 +249,12 @@ impl Plugin {
             }
         };
         self.record(started, outcome.is_err());
-        let entry = store
-            .data_mut()
-            .table
-            .delete(handle)
-            .expect("the flow lent for the call is still in the table");
-        *flow = entry.into_flow(outcome.is_err());
+        match store.data_mut().table.delete(handle) {
+            Ok(entry) => *flow = entry.into_flow(outcome.is_err()),
+            Err(e) => {
+                tracing::error!(plugin = %self.name, "the flow lent to the plugin is lost: {e}")
+            }
+        }
         if let Err(e) = outcome {
             let name = match event {
                 FlowEvent::Request => "request",

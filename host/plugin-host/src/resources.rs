@@ -26,12 +26,15 @@ use crate::state::StoreState;
 
 type Result<T> = wasmtime::Result<T>;
 
-/// A flow lent to the guest for one event.
+/// A flow lent to the guest for one event, or a copy the guest owns
+/// (`duplicate-flow`).
 pub struct FlowEntry {
     pub(crate) flow: Flow,
     /// The flow as it was before the first change of this call.
     pub(crate) before_change: Option<Box<Flow>>,
     generation: u64,
+    /// A duplicate, owned by the guest: deleted when the guest drops it.
+    owned_by_guest: bool,
 }
 
 impl FlowEntry {
@@ -40,6 +43,7 @@ impl FlowEntry {
             flow,
             before_change: None,
             generation,
+            owned_by_guest: false,
         }
     }
 
@@ -840,9 +844,12 @@ impl types::HostFlow for StoreState {
         Ok(())
     }
 
-    fn drop(&mut self, _h: Resource<FlowEntry>) -> Result<()> {
-        // Flows are only ever lent (`borrow<flow>`): the host takes them back
-        // itself when the event returns.
+    fn drop(&mut self, h: Resource<FlowEntry>) -> Result<()> {
+        // Lent flows are only borrowed, and taken back by the host when the
+        // event returns; only duplicates are the guest's to drop.
+        if self.table.get(&h).is_ok_and(|entry| entry.owned_by_guest) {
+            self.table.delete(h)?;
+        }
         Ok(())
     }
 }
@@ -874,6 +881,39 @@ impl types::HostContext for StoreState {
         value: Option<String>,
     ) -> Result<std::result::Result<(), HostError>> {
         Ok(self.kv.set(key, value).map_err(invalid))
+    }
+
+    fn duplicate_flow(
+        &mut self,
+        _h: Resource<ContextHandle>,
+        flow: Resource<FlowEntry>,
+    ) -> Result<Resource<FlowEntry>> {
+        let mut copy = self.flow(self.flow_ref(&flow)?)?.clone();
+        copy.id = Flow::new_id();
+        copy.response = None;
+        copy.error = None;
+        copy.killed = false;
+        let generation = self.generation();
+        let mut entry = FlowEntry::new(copy, generation);
+        entry.owned_by_guest = true;
+        Ok(self.table.push(entry)?)
+    }
+
+    fn replay_request(
+        &mut self,
+        _h: Resource<ContextHandle>,
+        flow: Resource<FlowEntry>,
+    ) -> Result<std::result::Result<(), HostError>> {
+        let copy = self.flow(self.flow_ref(&flow)?)?.clone();
+        match self.replayer.get() {
+            Some(replay) => {
+                replay(copy);
+                Ok(Ok(()))
+            }
+            None => Ok(Err(invalid(
+                "replay-request: no proxy to send the request through",
+            ))),
+        }
     }
 
     fn drop(&mut self, _h: Resource<ContextHandle>) -> Result<()> {

@@ -45,6 +45,7 @@ pub struct PluginRuntime {
     linker: Linker<StoreState>,
     options: RuntimeOptions,
     ticker_stop: Arc<AtomicBool>,
+    replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
 }
 
 impl PluginRuntime {
@@ -87,6 +88,7 @@ impl PluginRuntime {
             linker,
             options,
             ticker_stop,
+            replayer: Arc::default(),
         })
     }
 
@@ -100,6 +102,16 @@ impl PluginRuntime {
 
     pub(crate) fn options(&self) -> &RuntimeOptions {
         &self.options
+    }
+
+    /// Gives plugins' `replay-request` a way to send requests through the
+    /// proxy (set once; without it, `replay-request` fails with a message).
+    pub fn set_replayer(&self, replayer: witm_flow::Replayer) {
+        let _ = self.replayer.set(replayer);
+    }
+
+    pub(crate) fn replayer(&self) -> Arc<std::sync::OnceLock<witm_flow::Replayer>> {
+        self.replayer.clone()
     }
 }
 

@@ -27,6 +27,8 @@ pub struct StoreState {
     pub(crate) deadline: Instant,
     /// The plugin's key-value store, shared by its instances.
     pub(crate) kv: KvStore,
+    /// Sends a request again through the proxy, once the proxy has one.
+    pub(crate) replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
     /// Source of generations for handles, so that a handle kept past its
     /// event is recognised as stale even if its table slot was reused.
     next_generation: u64,
@@ -34,7 +36,12 @@ pub struct StoreState {
 
 impl StoreState {
     /// A store for `plugin`, with at most `memory_bytes` of linear memory.
-    pub fn new(plugin: &str, memory_bytes: usize, kv: KvStore) -> Self {
+    pub fn new(
+        plugin: &str,
+        memory_bytes: usize,
+        kv: KvStore,
+        replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
+    ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(LogStream::new(plugin, "stdout"))
             .stderr(LogStream::new(plugin, "stderr"))
@@ -52,6 +59,7 @@ impl StoreState {
                 .build(),
             deadline: Instant::now(),
             kv,
+            replayer,
             next_generation: 1,
         }
     }

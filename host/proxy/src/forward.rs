@@ -41,7 +41,6 @@ pub(crate) async fn handle<H: FlowHooks>(
             return Ok(plain_response(StatusCode::BAD_REQUEST, reason));
         }
     };
-    let events = shared.hooks.subscriptions();
     let request = Request {
         method: parts.method.as_str().to_owned(),
         scheme: target.scheme,
@@ -59,12 +58,47 @@ pub(crate) async fn handle<H: FlowHooks>(
     if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
     }
+    run(&shared, flow, Some(incoming), tunnel.as_deref(), started).await
+}
+
+/// Sends a copy of a flow's request again, with its events, as if a client
+/// had sent it (mitmproxy's client replay); the response goes nowhere but
+/// the flow line.
+pub(crate) async fn replay<H: FlowHooks>(shared: Arc<Shared<H>>, mut flow: Flow) {
+    flow.response = None;
+    flow.error = None;
+    flow.killed = false;
+    flow.server_conn = None;
+    if flow.request.body == Body::Streamed {
+        flow.request.body = Body::default();
+    }
+    if let Ok(response) = run(&shared, flow, None, None, Instant::now()).await {
+        // Reading the body to its end writes the flow line.
+        let _ = response.into_body().collect().await;
+    }
+}
+
+/// A flow from its request head on: the events, the server, the answer.
+/// `incoming` is the request body still to read (none for a replay, whose
+/// body is in the flow).
+async fn run<H: FlowHooks>(
+    shared: &Arc<Shared<H>>,
+    mut flow: Flow,
+    incoming: Option<Incoming>,
+    tunnel: Option<&Tunnel>,
+    started: Instant,
+) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
+    let shared = shared.clone();
+    let events = shared.hooks.subscriptions();
     if events.contains(Events::REQUEST_HEADERS) {
         shared.hooks.request_headers(&mut flow).await;
         killed(&shared, &flow)?;
     }
     let limit = shared.options.max_buffered_body;
     let mut request_body = None;
+    let Some(incoming) = incoming else {
+        return run_after_request_body(shared, flow, None, tunnel, started).await;
+    };
     if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
         match hold(incoming, limit).await {
             Ok(Held::Whole(bytes)) => flow.request.body = Body::Buffered(bytes),
@@ -80,6 +114,19 @@ pub(crate) async fn handle<H: FlowHooks>(
     } else {
         request_body = Some(body::streamed(incoming));
     }
+    run_after_request_body(shared, flow, request_body, tunnel, started).await
+}
+
+/// The rest of [`run`], once the request body is held or streaming.
+async fn run_after_request_body<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    mut flow: Flow,
+    request_body: Option<ProxyBody>,
+    tunnel: Option<&Tunnel>,
+    started: Instant,
+) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
+    let events = shared.hooks.subscriptions();
+    let limit = shared.options.max_buffered_body;
     if events.contains(Events::REQUEST) {
         shared.hooks.request(&mut flow).await;
         killed(&shared, &flow)?;
@@ -87,7 +134,7 @@ pub(crate) async fn handle<H: FlowHooks>(
 
     let mut response_body = None;
     if flow.response.is_none() {
-        let via_tunnel = tunnel.as_deref().filter(|t| t.serves(&flow.request));
+        let via_tunnel = tunnel.filter(|t| t.serves(&flow.request));
         if let Some(message) = via_tunnel.and_then(|t| t.link_error.clone()) {
             return fail(&shared, flow, message, started).await;
         }

@@ -28,6 +28,6 @@ pub mod tls;
 mod tunnel;
 mod wire;
 
-pub use server::{ProxyOptions, serve};
+pub use server::{Proxy, ProxyOptions, serve};
 pub use tls::TlsOptions;
 pub use witm_flow::FlowHooks;

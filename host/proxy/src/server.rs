@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use witm_flow::{ClientConn, Events, FlowHooks};
+use witm_flow::{ClientConn, Events, FlowHooks, Replayer};
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use witm_tls::{Upstream, UpstreamTrust};
@@ -58,40 +58,88 @@ pub(crate) struct Shared<H> {
     pub upstream: Client<HttpsConnector<HttpConnector>, ProxyBody>,
 }
 
-/// Serves proxy clients on `listener` until `shutdown` resolves, then stops
-/// accepting, lets flows in flight finish (up to the grace period) and
-/// returns. The caller runs the plugins' `done` afterwards.
+/// Serves proxy clients on `listener` until `shutdown` resolves (see
+/// [`Proxy::serve`]).
 pub async fn serve<H: FlowHooks>(
     listener: TcpListener,
     hooks: H,
     options: ProxyOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(options.connect_timeout));
-    connector.enforce_http(false);
-    let trust = match &options.tls {
-        Some(tls) => tls.upstream.clone(),
-        None => Upstream::new(&UpstreamTrust::Verify),
-    };
-    // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
-    let client_tls = (*trust.client_config(Vec::new())).clone();
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(client_tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(connector);
-    let upstream = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_timer(TokioTimer::new())
-        .build(connector);
-    let shared = Arc::new(Shared {
-        hooks,
-        options,
-        upstream,
-    });
+    Proxy::new(hooks, options).serve(listener, shutdown).await
+}
+
+/// The proxy engine: its hooks, options and upstream pool.
+pub struct Proxy<H> {
+    shared: Arc<Shared<H>>,
+}
+
+impl<H: FlowHooks> Proxy<H> {
+    /// A proxy calling `hooks`.
+    pub fn new(hooks: H, options: ProxyOptions) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(hooks, options)),
+        }
+    }
+
+    /// A function that sends a flow's request again through this proxy,
+    /// with its events (for plugins' `replay-request`). The replay runs on
+    /// the current tokio runtime, in the background.
+    pub fn replayer(&self) -> Replayer {
+        let shared = self.shared.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Arc::new(move |flow| {
+            runtime.spawn(forward::replay(shared.clone(), flow));
+        })
+    }
+
+    /// Serves proxy clients on `listener` until `shutdown` resolves, then
+    /// stops accepting, lets flows in flight finish (up to the grace period)
+    /// and returns. The caller runs the plugins' `done` afterwards.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        serve_listener(self.shared.clone(), listener, shutdown).await
+    }
+}
+
+impl<H: FlowHooks> Shared<H> {
+    fn new(hooks: H, options: ProxyOptions) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        connector.enforce_http(false);
+        let trust = match &options.tls {
+            Some(tls) => tls.upstream.clone(),
+            None => Upstream::new(&UpstreamTrust::Verify),
+        };
+        // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
+        let client_tls = (*trust.client_config(Vec::new())).clone();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
+        let upstream = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Shared {
+            hooks,
+            options,
+            upstream,
+        }
+    }
+}
+
+async fn serve_listener<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     // Each connection task holds a clone of `alive`; when all are dropped,
     // `all_closed` yields None. `closing` tells connections to finish.
     let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
