@@ -52,6 +52,9 @@ class Plugin:
     def response_headers(self, ctx, flow):
         pass
 
+    def websocket_message(self, ctx, flow, message):
+        pass
+
     def http_connect(self, ctx, flow):
         pass
 

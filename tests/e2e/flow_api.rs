@@ -207,3 +207,19 @@ fn replay_request_reaches_the_origin_again_with_events() {
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1]);
 }
+
+#[test]
+fn websocket_messages_pass_through_a_plugin_that_rewrites_and_drops() {
+    let origin = Origin::start();
+    let witm = start_with(&["ws-rewrite"]);
+    let replies = witm_test_support::websocket_exchange(
+        witm.port,
+        origin.address.port(),
+        &["hello world", "drop me", "second"],
+    );
+    // Rewritten on the way to the echo server; the dropped one never left.
+    assert_eq!(replies, ["hello witm", "second"]);
+    assert!(witm.wait_for_log("websocket from-client=true text=hello world path=/ws", 1));
+    assert!(witm.wait_for_log("websocket from-client=false text=hello witm path=/ws", 1));
+    assert_eq!(witm.log_count("text=drop me"), 1);
+}

@@ -38,6 +38,19 @@ pub struct ClientHello {
     pub ignore_connection: bool,
 }
 
+/// One WebSocket message, as the `websocket-message` event shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebSocketMessage {
+    /// True when the client sent it, false when the server did.
+    pub from_client: bool,
+    /// A text message (else binary).
+    pub is_text: bool,
+    /// The payload.
+    pub content: Vec<u8>,
+    /// Set by a plugin: do not deliver it.
+    pub dropped: bool,
+}
+
 /// The facts of a certificate (mitmproxy's `SSLCert`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CertInfo {

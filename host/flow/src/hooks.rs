@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::flow::{ClientConn, ClientHello, Flow};
+use crate::flow::{ClientConn, ClientHello, Flow, WebSocketMessage};
 
 /// A set of events, as a bit set. The plugin runtime reports the union of
 /// its plugins' subscriptions, so the proxy skips (and never buffers a body
@@ -34,8 +34,10 @@ impl Events {
     pub const REQUEST_HEADERS: Events = Events(1 << 8);
     /// A response's head arrived (before its body).
     pub const RESPONSE_HEADERS: Events = Events(1 << 9);
+    /// A WebSocket message passed through.
+    pub const WEBSOCKET_MESSAGE: Events = Events(1 << 10);
     /// Every event.
-    pub const ALL: Events = Events(0b11_1111_1111);
+    pub const ALL: Events = Events(0b111_1111_1111);
 
     /// The raw bits (bit order as in the WIT `events` flags).
     pub const fn bits(self) -> u32 {
@@ -114,6 +116,16 @@ pub trait FlowHooks: Send + Sync + 'static {
         async {}
     }
 
+    /// A WebSocket message passes through the flow that opened the
+    /// connection; the hook may change it or set `message.dropped`.
+    fn websocket_message(
+        &self,
+        _flow: &mut Flow,
+        _message: &mut WebSocketMessage,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// A client asked for a CONNECT tunnel; `flow.request` is the CONNECT.
     /// Setting `flow.response` refuses the tunnel with that response.
     fn http_connect(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
@@ -169,6 +181,13 @@ impl<H: FlowHooks> FlowHooks for Arc<H> {
     }
     fn request_headers(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
         (**self).request_headers(flow)
+    }
+    fn websocket_message(
+        &self,
+        flow: &mut Flow,
+        message: &mut WebSocketMessage,
+    ) -> impl Future<Output = ()> + Send {
+        (**self).websocket_message(flow, message)
     }
     fn response_headers(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
         (**self).response_headers(flow)

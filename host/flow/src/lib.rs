@@ -21,7 +21,9 @@ pub mod headers;
 pub mod hooks;
 pub mod message;
 
-pub use flow::{CertInfo, ClientConn, ClientHello, ClientTls, Flow, FlowError, ServerConn};
+pub use flow::{
+    CertInfo, ClientConn, ClientHello, ClientTls, Flow, FlowError, ServerConn, WebSocketMessage,
+};
 pub use headers::Headers;
 pub use hooks::{Events, FlowHooks, NoHooks, Replayer};
 pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie};

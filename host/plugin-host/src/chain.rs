@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks};
+use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks, WebSocketMessage};
 
 use crate::plugin::{ConnEvent, FlowEvent, LoadError, Plugin, PluginSpec};
 use crate::runtime::PluginRuntime;
@@ -113,6 +113,7 @@ fn describe(events: Events) -> String {
         (Events::TLS_CLIENTHELLO, "tls-clienthello"),
         (Events::REQUEST_HEADERS, "request-headers"),
         (Events::RESPONSE_HEADERS, "response-headers"),
+        (Events::WEBSOCKET_MESSAGE, "websocket-message"),
     ];
     let list: Vec<_> = names
         .iter()
@@ -163,6 +164,19 @@ impl FlowHooks for PluginChain {
     async fn response_headers(&self, flow: &mut Flow) {
         self.each_flow(FlowEvent::ResponseHeaders, Events::RESPONSE_HEADERS, flow)
             .await
+    }
+
+    async fn websocket_message(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
+        for plugin in self
+            .plugins
+            .iter()
+            .filter(|p| p.subscriptions().contains(Events::WEBSOCKET_MESSAGE))
+        {
+            if message.dropped {
+                break;
+            }
+            plugin.call_websocket(flow, message).await;
+        }
     }
 
     async fn http_connect(&self, flow: &mut Flow) {

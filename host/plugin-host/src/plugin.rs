@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
-use witm_flow::{ClientConn, ClientHello, Events, Flow};
+use witm_flow::{ClientConn, ClientHello, Events, Flow, WebSocketMessage};
 
 use crate::bindings::{PluginBindings, PluginBindingsPre, types};
-use crate::resources::{ClientConnHandle, ClientHelloEntry, ContextHandle, FlowEntry};
+use crate::resources::{
+    ClientConnHandle, ClientHelloEntry, ContextHandle, FlowEntry, WebSocketMessageEntry,
+};
 use crate::runtime::PluginRuntime;
 use crate::state::{KvStore, StoreState};
 
@@ -359,6 +361,63 @@ impl Plugin {
         }
     }
 
+    /// Delivers `websocket-message`. On failure the flow and the message are
+    /// left as they were.
+    pub(crate) async fn call_websocket(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
+        let mut guard = self.live.lock().await;
+        let Some(live) = self.ready(&mut guard).await else {
+            return;
+        };
+        let generation = live.store.data_mut().generation();
+        let table = &mut live.store.data_mut().table;
+        let flow_handle = match table.push(FlowEntry::new(std::mem::take(flow), generation)) {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(plugin = %self.name, "cannot lend the flow: {e}");
+                return;
+            }
+        };
+        let message_handle = match table.push(WebSocketMessageEntry(message.clone())) {
+            Ok(handle) => handle,
+            Err(e) => {
+                if let Ok(entry) = table.delete(flow_handle) {
+                    *flow = entry.into_flow(true);
+                }
+                tracing::error!(plugin = %self.name, "cannot lend the message: {e}");
+                return;
+            }
+        };
+        let context = Resource::new_borrow(live.context.rep());
+        self.arm_deadline(&mut live.store);
+        let started = Instant::now();
+        let outcome = live
+            .bindings
+            .call_websocket_message(
+                &mut live.store,
+                context,
+                Resource::new_borrow(flow_handle.rep()),
+                Resource::new_borrow(message_handle.rep()),
+            )
+            .await;
+        self.record(started, outcome.is_err());
+        let table = &mut live.store.data_mut().table;
+        if let Ok(entry) = table.delete(flow_handle) {
+            *flow = entry.into_flow(outcome.is_err());
+        }
+        let changed = table.delete(message_handle);
+        match outcome {
+            Ok(()) => {
+                if let Ok(entry) = changed {
+                    *message = entry.0;
+                }
+            }
+            Err(e) => {
+                self.replace_after_failure(&mut guard, "websocket-message", &e)
+                    .await
+            }
+        }
+    }
+
     /// Runs `done` (if subscribed) and drops the instance.
     pub(crate) async fn done(&self) {
         let mut guard = self.live.lock().await;
@@ -490,6 +549,7 @@ fn events_from_wit(events: types::Events) -> Events {
         (types::Events::TLS_CLIENTHELLO, Events::TLS_CLIENTHELLO),
         (types::Events::REQUEST_HEADERS, Events::REQUEST_HEADERS),
         (types::Events::RESPONSE_HEADERS, Events::RESPONSE_HEADERS),
+        (types::Events::WEBSOCKET_MESSAGE, Events::WEBSOCKET_MESSAGE),
     ]
     .into_iter()
     .filter(|(wit, _)| events.contains(*wit))

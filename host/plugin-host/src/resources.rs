@@ -19,6 +19,7 @@ use wasmtime::component::Resource;
 use witm_flow::headers::validate;
 use witm_flow::{
     Body, ClientConn, ClientHello, ContentError, Flow, Headers, HttpMessage, Response,
+    WebSocketMessage,
 };
 
 use crate::bindings::types::{self, HostError, Level};
@@ -101,6 +102,9 @@ pub struct ClientConnHandle(pub(crate) Arc<ClientConn>);
 
 /// A ClientHello lent to the guest for the `tls-clienthello` event.
 pub struct ClientHelloEntry(pub(crate) ClientHello);
+
+/// A WebSocket message lent to the guest for the `websocket-message` event.
+pub struct WebSocketMessageEntry(pub(crate) WebSocketMessage);
 
 /// The plugin's context; the plugin's name lives in the store state.
 pub struct ContextHandle;
@@ -716,6 +720,52 @@ impl types::HostClientHello for StoreState {
     }
 
     fn drop(&mut self, _h: Resource<ClientHelloEntry>) -> Result<()> {
+        // Only ever lent: the host takes it back when the event returns.
+        Ok(())
+    }
+}
+
+impl StoreState {
+    fn message(&mut self, h: &Resource<WebSocketMessageEntry>) -> Result<&mut WebSocketMessage> {
+        Ok(&mut self.table.get_mut(h).map_err(|_| stale())?.0)
+    }
+}
+
+impl types::HostWebsocketMessage for StoreState {
+    fn from_client(&mut self, h: Resource<WebSocketMessageEntry>) -> Result<bool> {
+        Ok(self.message(&h)?.from_client)
+    }
+
+    fn is_text(&mut self, h: Resource<WebSocketMessageEntry>) -> Result<bool> {
+        Ok(self.message(&h)?.is_text)
+    }
+
+    fn content(&mut self, h: Resource<WebSocketMessageEntry>) -> Result<Vec<u8>> {
+        Ok(self.message(&h)?.content.clone())
+    }
+
+    fn set_content(&mut self, h: Resource<WebSocketMessageEntry>, content: Vec<u8>) -> Result<()> {
+        self.message(&h)?.content = content;
+        Ok(())
+    }
+
+    fn text(&mut self, h: Resource<WebSocketMessageEntry>) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.message(&h)?.content).into_owned())
+    }
+
+    fn set_text(&mut self, h: Resource<WebSocketMessageEntry>, text: String) -> Result<()> {
+        let message = self.message(&h)?;
+        message.content = text.into_bytes();
+        message.is_text = true;
+        Ok(())
+    }
+
+    fn drop_message(&mut self, h: Resource<WebSocketMessageEntry>) -> Result<()> {
+        self.message(&h)?.dropped = true;
+        Ok(())
+    }
+
+    fn drop(&mut self, _h: Resource<WebSocketMessageEntry>) -> Result<()> {
         // Only ever lent: the host takes it back when the event returns.
         Ok(())
     }

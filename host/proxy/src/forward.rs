@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use witm_flow::message::{canonical_reason, default_port};
 use witm_flow::{Body, ClientConn, Events, Flow, FlowError, FlowHooks, Request, Response};
 
@@ -16,6 +17,7 @@ use crate::flow_log::{FlowLine, LoggedBody};
 use crate::intercept::{ServerLink, Tunnel};
 use crate::server::Shared;
 use crate::tunnel;
+use crate::websocket;
 use crate::wire;
 
 /// Serves one request of a client connection. Never fails: every problem
@@ -33,7 +35,8 @@ pub(crate) async fn handle<H: FlowHooks>(
     if request.method() == Method::CONNECT && tunnel.is_none() {
         return tunnel::connect(shared, request, conn).await;
     }
-    let (parts, incoming) = request.into_parts();
+    let (mut parts, incoming) = request.into_parts();
+    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let target = match Target::of(&parts.uri, tunnel.as_deref()) {
         Ok(target) => target,
         Err(reason) => {
@@ -58,7 +61,16 @@ pub(crate) async fn handle<H: FlowHooks>(
     if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
     }
-    run(&shared, flow, Some(incoming), tunnel.as_deref(), started).await
+    let client_upgrade = client_upgrade.filter(|_| websocket::is_upgrade(&flow.request));
+    run(
+        &shared,
+        flow,
+        Some(incoming),
+        client_upgrade,
+        tunnel.as_deref(),
+        started,
+    )
+    .await
 }
 
 /// Sends a copy of a flow's request again, with its events, as if a client
@@ -72,7 +84,7 @@ pub(crate) async fn replay<H: FlowHooks>(shared: Arc<Shared<H>>, mut flow: Flow)
     if flow.request.body == Body::Streamed {
         flow.request.body = Body::default();
     }
-    if let Ok(response) = run(&shared, flow, None, None, Instant::now()).await {
+    if let Ok(response) = run(&shared, flow, None, None, None, Instant::now()).await {
         // Reading the body to its end writes the flow line.
         let _ = response.into_body().collect().await;
     }
@@ -85,6 +97,7 @@ async fn run<H: FlowHooks>(
     shared: &Arc<Shared<H>>,
     mut flow: Flow,
     incoming: Option<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
     tunnel: Option<&Tunnel>,
     started: Instant,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
@@ -97,7 +110,7 @@ async fn run<H: FlowHooks>(
     let limit = shared.options.max_buffered_body;
     let mut request_body = None;
     let Some(incoming) = incoming else {
-        return run_after_request_body(shared, flow, None, tunnel, started).await;
+        return run_after_request_body(shared, flow, None, client_upgrade, tunnel, started).await;
     };
     if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
         match hold(incoming, limit).await {
@@ -114,7 +127,7 @@ async fn run<H: FlowHooks>(
     } else {
         request_body = Some(body::streamed(incoming));
     }
-    run_after_request_body(shared, flow, request_body, tunnel, started).await
+    run_after_request_body(shared, flow, request_body, client_upgrade, tunnel, started).await
 }
 
 /// The rest of [`run`], once the request body is held or streaming.
@@ -122,6 +135,7 @@ async fn run_after_request_body<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     mut flow: Flow,
     request_body: Option<ProxyBody>,
+    client_upgrade: Option<OnUpgrade>,
     tunnel: Option<&Tunnel>,
     started: Instant,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
@@ -133,6 +147,7 @@ async fn run_after_request_body<H: FlowHooks>(
     }
 
     let mut response_body = None;
+    let mut server_upgrade = None;
     if flow.response.is_none() {
         let via_tunnel = tunnel.filter(|t| t.serves(&flow.request));
         if let Some(message) = via_tunnel.and_then(|t| t.link_error.clone()) {
@@ -140,8 +155,9 @@ async fn run_after_request_body<H: FlowHooks>(
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
         let incoming = match exchange(&shared, &flow.request, request_body, link).await {
-            Ok((response, incoming)) => {
+            Ok((response, incoming, upgrade)) => {
                 flow.response = Some(response);
+                server_upgrade = upgrade;
                 incoming
             }
             Err(message) => return fail(&shared, flow, message, started).await,
@@ -175,6 +191,14 @@ async fn run_after_request_body<H: FlowHooks>(
     if events.contains(Events::RESPONSE) {
         shared.hooks.response(&mut flow).await;
         killed(&shared, &flow)?;
+    }
+    if let (Some(client), Some(server)) = (client_upgrade, server_upgrade)
+        && flow.response.as_ref().is_some_and(|r| r.status == 101)
+    {
+        let mut response = respond(&shared, &flow, None, started);
+        websocket::keep_upgrade_headers(response.headers_mut());
+        tokio::spawn(websocket::relay(shared.clone(), flow, client, server));
+        return Ok(response);
     }
     Ok(respond(&shared, &flow, response_body, started))
 }
@@ -293,7 +317,7 @@ async fn exchange<H: FlowHooks>(
     request: &Request,
     streamed_body: Option<ProxyBody>,
     link: Option<&ServerLink>,
-) -> Result<(Response, Incoming), String> {
+) -> Result<(Response, Incoming, Option<OnUpgrade>), String> {
     let url = request.url();
     let absolute: Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
     let method = Method::from_bytes(request.method.as_bytes())
@@ -306,6 +330,9 @@ async fn exchange<H: FlowHooks>(
     let mut outgoing = hyper::Request::new(body);
     *outgoing.method_mut() = method;
     *outgoing.headers_mut() = wire::outgoing_headers(&request.headers, &request.body, false);
+    if websocket::is_upgrade(request) {
+        websocket::keep_upgrade_headers(outgoing.headers_mut());
+    }
     let outgoing = match link {
         Some(link) => {
             if link.is_http2().await {
@@ -341,7 +368,11 @@ async fn exchange<H: FlowHooks>(
                 .map_err(|e| describe_upstream_error(&request.authority(), &e))?
         }
     };
-    let (parts, incoming) = response.into_parts();
+    let (mut parts, incoming) = response.into_parts();
+    let upgrade = parts
+        .extensions
+        .remove::<OnUpgrade>()
+        .filter(|_| parts.status == StatusCode::SWITCHING_PROTOCOLS);
     let reason = parts
         .extensions
         .get::<hyper::ext::ReasonPhrase>()
@@ -359,6 +390,7 @@ async fn exchange<H: FlowHooks>(
             stream: false,
         },
         incoming,
+        upgrade,
     ))
 }
 

@@ -10,6 +10,7 @@
 //! - `intercept`: TLS interception and HTTP/1.1 or HTTP/2 inside a tunnel;
 //! - [`tls`]: which tunnels are intercepted, with which CA and upstream trust;
 //! - `cert_info`: the server certificate's facts for plugins;
+//! - `websocket`: WebSocket relay, message by message;
 //! - `flow_log`: the one line per flow on stdout.
 //!
 //! This crate never sees wasmtime: it knows plugins only through
@@ -26,6 +27,7 @@ mod prefixed;
 pub mod server;
 pub mod tls;
 mod tunnel;
+mod websocket;
 mod wire;
 
 pub use server::{Proxy, ProxyOptions, serve};

@@ -49,7 +49,7 @@ pub mod bindings {
 
 pub use bindings::witm::plugin::types::{
     Cert, ClientConn, ClientHello, Context, Error, Events, Flow, Headers, HostError, Level,
-    Request, Response, SetCookie,
+    Request, Response, SetCookie, WebsocketMessage,
 };
 
 /// A witm plugin. Events run one at a time, so `static` state works as it
@@ -90,6 +90,10 @@ pub trait Plugin {
     /// A response's head arrived, before its body; `set_stream_body(true)` on
     /// the response streams the body instead of holding it.
     fn response_headers(_ctx: &Context, _flow: &Flow) {}
+
+    /// A WebSocket message passes through the flow that opened it; change
+    /// it, or `drop_message()`.
+    fn websocket_message(_ctx: &Context, _flow: &Flow, _message: &WebsocketMessage) {}
 
     /// A client asked for a CONNECT tunnel; set a response to refuse it.
     fn http_connect(_ctx: &Context, _flow: &Flow) {}
@@ -136,6 +140,13 @@ macro_rules! export_plugin {
             }
             fn response_headers(ctx: &$crate::Context, flow: &$crate::Flow) {
                 <$plugin as $crate::Plugin>::response_headers(ctx, flow)
+            }
+            fn websocket_message(
+                ctx: &$crate::Context,
+                flow: &$crate::Flow,
+                message: &$crate::WebsocketMessage,
+            ) {
+                <$plugin as $crate::Plugin>::websocket_message(ctx, flow, message)
             }
             fn http_connect(ctx: &$crate::Context, flow: &$crate::Flow) {
                 <$plugin as $crate::Plugin>::http_connect(ctx, flow)

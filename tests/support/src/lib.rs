@@ -12,10 +12,12 @@ mod curl;
 mod guests;
 mod origin;
 mod test_ca;
+mod websocket;
 mod witm;
 
 pub use curl::{CurlResponse, curl};
 pub use guests::{Guests, guests, repo_root, target_dir};
 pub use origin::{GZIP_TEXT, HELLO, Origin, PAGE, SeenRequest};
 pub use test_ca::TestCa;
+pub use websocket::websocket_exchange;
 pub use witm::Witm;

@@ -41,7 +41,8 @@ impl SeenRequest {
 
 /// An HTTP/1.1 server on 127.0.0.1, on its own thread and runtime.
 ///
-/// Routes: `/big/N` answers N MiB of zeros, streamed; `/slow` answers after one second; `/status/NNN` answers with
+/// A request with `sec-websocket-key` opens a WebSocket that echoes every
+/// message. Routes: `/big/N` answers N MiB of zeros, streamed; `/slow` answers after one second; `/status/NNN` answers with
 /// status NNN; `/page…` answers an HTML page; `/gzip…` answers
 /// [`GZIP_TEXT`] gzip-encoded; everything else answers 200 `hello from origin`.
 pub struct Origin {
@@ -114,7 +115,7 @@ impl Origin {
                                 let builder = auto::Builder::new(TokioExecutor::new());
                                 match tls {
                                     None => {
-                                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
                                     }
                                     Some(config) => {
                                         let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await else {
@@ -154,6 +155,41 @@ impl Origin {
     }
 }
 
+/// Answers a WebSocket handshake with 101 and echoes every message.
+fn websocket_echo(
+    request: &mut hyper::Request<hyper::body::Incoming>,
+    key: &[u8],
+) -> hyper::Response<BoxBody<Bytes, Infallible>> {
+    use futures_util::{SinkExt, StreamExt};
+    let upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(message)) = socket.next().await {
+            if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut response = hyper::Response::new(Full::new(Bytes::new()).boxed());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert("connection", http::HeaderValue::from_static("Upgrade"));
+    headers.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    headers.insert(
+        "sec-websocket-accept",
+        tungstenite::handshake::derive_accept_key(key)
+            .parse()
+            .unwrap(),
+    );
+    response
+}
+
 /// `megabytes` MiB of zeros, sent in 64 KiB frames without being held.
 struct Zeros {
     remaining: usize,
@@ -186,8 +222,11 @@ impl http_body::Body for Zeros {
 
 async fn answer(
     seen: Option<Arc<Mutex<Vec<SeenRequest>>>>,
-    request: hyper::Request<hyper::body::Incoming>,
+    mut request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<BoxBody<Bytes, Infallible>>, Infallible> {
+    if let Some(key) = request.headers().get("sec-websocket-key").cloned() {
+        return Ok(websocket_echo(&mut request, key.as_bytes()));
+    }
     let (parts, body) = request.into_parts();
     let body = body
         .collect()

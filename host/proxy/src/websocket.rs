@@ -1,0 +1,111 @@
+//! WebSockets (HTTP/1.1 Upgrade): after the server's 101, both connections
+//! are taken over and messages are relayed one by one, each offered to the
+//! `websocket-message` event, which may change or drop it. Control frames
+//! (ping, pong, close) pass through as they are.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use witm_flow::{Events, Flow, FlowHooks, Request, WebSocketMessage};
+
+use crate::server::Shared;
+
+/// True for a request asking to switch to WebSocket.
+pub(crate) fn is_upgrade(request: &Request) -> bool {
+    let upgrade = request
+        .headers
+        .get("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    let connection = request.headers.get("connection").is_some_and(|c| {
+        c.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    });
+    upgrade && connection
+}
+
+/// Puts back the headers that make the switch (hop-by-hop headers are
+/// otherwise not forwarded).
+pub(crate) fn keep_upgrade_headers(headers: &mut http::HeaderMap) {
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    headers.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+}
+
+/// Relays messages between the client and the server until either closes.
+pub(crate) async fn relay<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    mut flow: Flow,
+    client: OnUpgrade,
+    server: OnUpgrade,
+) {
+    let (client, server) = match tokio::try_join!(client, server) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::info!("{}: WebSocket upgrade failed: {e}", flow.request.url());
+            return;
+        }
+    };
+    let mut client =
+        WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, None).await;
+    let mut server =
+        WebSocketStream::from_raw_socket(TokioIo::new(server), Role::Client, None).await;
+    let offered = shared
+        .hooks
+        .subscriptions()
+        .contains(Events::WEBSOCKET_MESSAGE);
+    loop {
+        let (received, from_client) = tokio::select! {
+            message = client.next() => (message, true),
+            message = server.next() => (message, false),
+        };
+        let message = match received {
+            Some(Ok(message)) => message,
+            Some(Err(e)) => {
+                tracing::debug!("{}: WebSocket ended: {e}", flow.request.url());
+                break;
+            }
+            None => break,
+        };
+        let message = match message {
+            Message::Text(_) | Message::Binary(_) if offered => {
+                let is_text = message.is_text();
+                let mut event = WebSocketMessage {
+                    from_client,
+                    is_text,
+                    content: message.into_data().to_vec(),
+                    dropped: false,
+                };
+                shared.hooks.websocket_message(&mut flow, &mut event).await;
+                if event.dropped {
+                    continue;
+                }
+                if event.is_text {
+                    Message::text(String::from_utf8_lossy(&event.content).into_owned())
+                } else {
+                    Message::binary(event.content)
+                }
+            }
+            Message::Frame(_) => continue,
+            other => other,
+        };
+        let to = if from_client {
+            &mut server
+        } else {
+            &mut client
+        };
+        if let Err(e) = to.send(message).await {
+            tracing::debug!("{}: WebSocket ended: {e}", flow.request.url());
+            break;
+        }
+    }
+}
