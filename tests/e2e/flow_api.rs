@@ -223,3 +223,79 @@ fn websocket_messages_pass_through_a_plugin_that_rewrites_and_drops() {
     assert!(witm.wait_for_log("websocket from-client=false text=hello witm path=/ws", 1));
     assert_eq!(witm.log_count("text=drop me"), 1);
 }
+
+#[test]
+fn header_case_and_order_survive_a_plugin_editing_headers() {
+    let origin = witm_test_support::RawOrigin::start();
+    let witm = start_with(&["tag edited", "add-header"]);
+    let url = format!("http://{}/case", origin.address);
+    let output = Command::new("curl")
+        .args(["-sS", "-x", &witm.proxy_url(), "-D", "-", "-o", "/dev/null"])
+        .args([
+            "-H",
+            "X-Custom-Header: a",
+            "-H",
+            "x-lower: b",
+            "-H",
+            "Another-ONE: c",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let heads = origin.heads();
+    assert_eq!(heads.len(), 1);
+    let names: Vec<&str> = heads[0]
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, _)| n)
+        .collect();
+    let custom: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| ["X-Custom-Header", "x-lower", "Another-ONE", "x-tag"].contains(n))
+        .collect();
+    assert_eq!(
+        custom,
+        ["X-Custom-Header", "x-lower", "Another-ONE", "x-tag"],
+        "{}",
+        heads[0]
+    );
+    let response_head = String::from_utf8_lossy(&output.stdout);
+    let response_names: Vec<&str> = response_head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, _)| n)
+        .collect();
+    let ordered: Vec<&str> = response_names
+        .iter()
+        .copied()
+        .filter(|n| {
+            [
+                "X-Mixed-Case",
+                "zz-last-lower",
+                "Another-Header",
+                "newheader",
+                "x-tag",
+            ]
+            .contains(n)
+        })
+        .collect();
+    assert_eq!(
+        ordered,
+        [
+            "X-Mixed-Case",
+            "zz-last-lower",
+            "Another-Header",
+            "x-tag",
+            "newheader"
+        ],
+        "{response_head}"
+    );
+}

@@ -153,12 +153,16 @@ impl Headers {
         before != self.fields.len()
     }
 
-    /// Converts to the `http` crate's map for sending. Fields the wire would
-    /// refuse are left out and returned by name, so the caller can log them.
-    pub fn to_header_map(&self) -> (http::HeaderMap, Vec<String>) {
+    /// Converts to the `http` crate's map for sending, leaving out the
+    /// fields `skip` names. Fields the wire would refuse are left out too and
+    /// returned by name, so the caller can log them.
+    ///
+    /// Fields are left out here rather than removed after: removing from a
+    /// `HeaderMap` moves its last field into the hole, changing the order.
+    pub fn to_header_map(&self, skip: impl Fn(&str) -> bool) -> (http::HeaderMap, Vec<String>) {
         let mut map = http::HeaderMap::with_capacity(self.fields.len());
         let mut refused = Vec::new();
-        for (name, value) in &self.fields {
+        for (name, value) in self.fields.iter().filter(|(n, _)| !skip(n)) {
             match (
                 http::HeaderName::from_bytes(name.as_bytes()),
                 http::HeaderValue::from_maybe_shared(value.clone()),

@@ -37,6 +37,9 @@ pub(crate) async fn handle<H: FlowHooks>(
     }
     let (mut parts, incoming) = request.into_parts();
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    // hyper keeps the original case of header names here; it goes on to the
+    // server with the request so untouched names keep their case on the wire.
+    let extensions = std::mem::take(&mut parts.extensions);
     let target = match Target::of(&parts.uri, tunnel.as_deref()) {
         Ok(target) => target,
         Err(reason) => {
@@ -61,12 +64,15 @@ pub(crate) async fn handle<H: FlowHooks>(
     if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
     }
-    let client_upgrade = client_upgrade.filter(|_| websocket::is_upgrade(&flow.request));
+    let side = ClientSide {
+        upgrade: client_upgrade.filter(|_| websocket::is_upgrade(&flow.request)),
+        extensions,
+    };
     run(
         &shared,
         flow,
         Some(incoming),
-        client_upgrade,
+        side,
         tunnel.as_deref(),
         started,
     )
@@ -84,7 +90,16 @@ pub(crate) async fn replay<H: FlowHooks>(shared: Arc<Shared<H>>, mut flow: Flow)
     if flow.request.body == Body::Streamed {
         flow.request.body = Body::default();
     }
-    if let Ok(response) = run(&shared, flow, None, None, None, Instant::now()).await {
+    if let Ok(response) = run(
+        &shared,
+        flow,
+        None,
+        ClientSide::default(),
+        None,
+        Instant::now(),
+    )
+    .await
+    {
         // Reading the body to its end writes the flow line.
         let _ = response.into_body().collect().await;
     }
@@ -97,7 +112,7 @@ async fn run<H: FlowHooks>(
     shared: &Arc<Shared<H>>,
     mut flow: Flow,
     incoming: Option<Incoming>,
-    client_upgrade: Option<OnUpgrade>,
+    side: ClientSide,
     tunnel: Option<&Tunnel>,
     started: Instant,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
@@ -110,7 +125,7 @@ async fn run<H: FlowHooks>(
     let limit = shared.options.max_buffered_body;
     let mut request_body = None;
     let Some(incoming) = incoming else {
-        return run_after_request_body(shared, flow, None, client_upgrade, tunnel, started).await;
+        return run_after_request_body(shared, flow, None, side, tunnel, started).await;
     };
     if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
         match hold(incoming, limit).await {
@@ -127,7 +142,7 @@ async fn run<H: FlowHooks>(
     } else {
         request_body = Some(body::streamed(incoming));
     }
-    run_after_request_body(shared, flow, request_body, client_upgrade, tunnel, started).await
+    run_after_request_body(shared, flow, request_body, side, tunnel, started).await
 }
 
 /// The rest of [`run`], once the request body is held or streaming.
@@ -135,12 +150,17 @@ async fn run_after_request_body<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     mut flow: Flow,
     request_body: Option<ProxyBody>,
-    client_upgrade: Option<OnUpgrade>,
+    side: ClientSide,
     tunnel: Option<&Tunnel>,
     started: Instant,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let events = shared.hooks.subscriptions();
     let limit = shared.options.max_buffered_body;
+    let ClientSide {
+        upgrade: client_upgrade,
+        extensions,
+    } = side;
+    let mut response_extensions = http::Extensions::new();
     if events.contains(Events::REQUEST) {
         shared.hooks.request(&mut flow).await;
         killed(&shared, &flow)?;
@@ -154,11 +174,18 @@ async fn run_after_request_body<H: FlowHooks>(
             return fail(&shared, flow, message, started).await;
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
-        let incoming = match exchange(&shared, &flow.request, request_body, link).await {
-            Ok((response, incoming, upgrade)) => {
+        let incoming = match exchange(&shared, &flow.request, request_body, extensions, link).await
+        {
+            Ok(Exchanged {
+                response,
+                body,
+                upgrade,
+                extensions,
+            }) => {
                 flow.response = Some(response);
                 server_upgrade = upgrade;
-                incoming
+                response_extensions = extensions;
+                body
             }
             Err(message) => return fail(&shared, flow, message, started).await,
         };
@@ -196,11 +223,33 @@ async fn run_after_request_body<H: FlowHooks>(
         && flow.response.as_ref().is_some_and(|r| r.status == 101)
     {
         let mut response = respond(&shared, &flow, None, started);
+        response.extensions_mut().extend(response_extensions);
         websocket::keep_upgrade_headers(response.headers_mut());
         tokio::spawn(websocket::relay(shared.clone(), flow, client, server));
         return Ok(response);
     }
-    Ok(respond(&shared, &flow, response_body, started))
+    let mut response = respond(&shared, &flow, response_body, started);
+    response.extensions_mut().extend(response_extensions);
+    Ok(response)
+}
+
+/// What the proxy keeps of the client's request besides the flow.
+#[derive(Default)]
+pub(crate) struct ClientSide {
+    /// The client's side of a WebSocket upgrade.
+    upgrade: Option<OnUpgrade>,
+    /// hyper's extensions of the request (the original case of header names).
+    extensions: http::Extensions,
+}
+
+/// The server's answer, head read, body not yet.
+struct Exchanged {
+    response: Response,
+    body: Incoming,
+    /// The server's side of a WebSocket upgrade (for a 101).
+    upgrade: Option<OnUpgrade>,
+    /// hyper's extensions of the response (the original case of header names).
+    extensions: http::Extensions,
 }
 
 /// A plugin killed the flow. The service fails with it, and hyper drops the
@@ -316,8 +365,9 @@ async fn exchange<H: FlowHooks>(
     shared: &Shared<H>,
     request: &Request,
     streamed_body: Option<ProxyBody>,
+    extensions: http::Extensions,
     link: Option<&ServerLink>,
-) -> Result<(Response, Incoming, Option<OnUpgrade>), String> {
+) -> Result<Exchanged, String> {
     let url = request.url();
     let absolute: Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
     let method = Method::from_bytes(request.method.as_bytes())
@@ -328,6 +378,7 @@ async fn exchange<H: FlowHooks>(
         (None, Body::Streamed) => body::empty(),
     };
     let mut outgoing = hyper::Request::new(body);
+    *outgoing.extensions_mut() = extensions;
     *outgoing.method_mut() = method;
     *outgoing.headers_mut() = wire::outgoing_headers(&request.headers, &request.body, false);
     if websocket::is_upgrade(request) {
@@ -378,8 +429,8 @@ async fn exchange<H: FlowHooks>(
         .get::<hyper::ext::ReasonPhrase>()
         .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
         .unwrap_or_else(|| canonical_reason(parts.status.as_u16()).to_owned());
-    Ok((
-        Response {
+    Ok(Exchanged {
+        response: Response {
             status: parts.status.as_u16(),
             reason,
             http_version: wire::version_text(parts.version).to_owned(),
@@ -389,9 +440,10 @@ async fn exchange<H: FlowHooks>(
             timestamp_start: witm_flow::now_ms(),
             stream: false,
         },
-        incoming,
+        body: incoming,
         upgrade,
-    ))
+        extensions: parts.extensions,
+    })
 }
 
 /// HTTP/1 needs `host`; a request that came over HTTP/2 has none.

@@ -301,6 +301,7 @@ async fn serve_http1<H, IO>(
         forward::handle(shared.clone(), conn.clone(), Some(tunnel.clone()), request)
     });
     let served = http1::Builder::new()
+        .preserve_header_case(true)
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .serve_connection(TokioIo::new(io), service)
@@ -366,7 +367,9 @@ async fn connect_server(
         tokio::spawn(connection);
         Sender::Http2(sender)
     } else {
-        let (sender, connection) = client_http1::handshake(io)
+        let (sender, connection) = client_http1::Builder::new()
+            .preserve_header_case(true)
+            .handshake(io)
             .await
             .map_err(|e| format!("HTTP/1.1 with {address} failed: {e}"))?;
         tokio::spawn(connection.with_upgrades());

@@ -124,6 +124,7 @@ impl<H: FlowHooks> Shared<H> {
             .enable_http2()
             .wrap_connector(connector);
         let upstream = Client::builder(TokioExecutor::new())
+            .http1_preserve_header_case(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .build(connector);
@@ -196,6 +197,7 @@ async fn serve_connection<H: FlowHooks>(
         service_fn(move |request| forward::handle(shared.clone(), conn.clone(), None, request))
     };
     let connection = http1::Builder::new()
+        .preserve_header_case(true)
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .serve_connection(TokioIo::new(stream), service)

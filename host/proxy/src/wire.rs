@@ -1,7 +1,7 @@
 //! Between hyper's messages and the flow's.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Version};
 use witm_flow::{Body, Headers};
 
@@ -37,28 +37,31 @@ pub fn version_text(version: Version) -> &'static str {
 /// their headers say (to HEAD, 204, 304, 1xx): their `content-length` is
 /// left alone.
 pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: bool) -> HeaderMap {
-    let (mut map, refused) = headers.to_header_map();
+    let named_in_connection: Vec<String> = headers
+        .get_all(CONNECTION.as_str())
+        .flat_map(|v| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let length_is_ours = matches!((body, body_has_no_content), (Body::Buffered(_), false));
+    let (mut map, refused) = headers.to_header_map(|name| {
+        HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || named_in_connection
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+            || (length_is_ours && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
+    });
     if !refused.is_empty() {
         tracing::warn!(
             "headers not valid on the wire were dropped: {}",
             refused.join(", ")
         );
     }
-    let named_in_connection: Vec<HeaderName> = map
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named_in_connection {
-        map.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        map.remove(name);
-    }
-    if let (Body::Buffered(bytes), false) = (body, body_has_no_content) {
-        map.remove(TRANSFER_ENCODING);
+    if let (Body::Buffered(bytes), true) = (body, length_is_ours) {
+        // Replaces the value in place: the field keeps its position.
         map.insert(CONTENT_LENGTH, bytes.len().into());
     }
     map

@@ -11,6 +11,7 @@
 mod curl;
 mod guests;
 mod origin;
+mod raw_origin;
 mod test_ca;
 mod websocket;
 mod witm;
@@ -18,6 +19,7 @@ mod witm;
 pub use curl::{CurlResponse, curl};
 pub use guests::{Guests, guests, repo_root, target_dir};
 pub use origin::{GZIP_TEXT, HELLO, Origin, PAGE, SeenRequest};
+pub use raw_origin::{RAW_RESPONSE, RawOrigin};
 pub use test_ca::TestCa;
 pub use websocket::websocket_exchange;
 pub use witm::Witm;
