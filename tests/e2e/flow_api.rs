@@ -72,7 +72,7 @@ fn a_killed_flow_gets_no_answer_and_the_proxy_goes_on() {
     let fine = curl(&witm.proxy_url(), &[&origin.url("/fine")]);
     assert_eq!(fine.status, 200);
     assert!(
-        witm.stdout().iter().any(|l| l.ends_with("/kill/me killed")),
+        witm.wait_for_flow_line("/kill/me killed"),
         "{:?}",
         witm.stdout()
     );
@@ -297,5 +297,28 @@ fn header_case_and_order_survive_a_plugin_editing_headers() {
             "newheader"
         ],
         "{response_head}"
+    );
+}
+
+#[test]
+fn a_url_rewrite_sends_the_request_to_a_second_origin() {
+    let first = Origin::start();
+    let second = Origin::start();
+    let witm = start_with(&[&format!("retarget {}", second.url(""))]);
+    let response = curl(&witm.proxy_url(), &[&first.url("/elsewhere?q=1")]);
+    assert_eq!(response.status, 200);
+    assert!(
+        first.seen().is_empty(),
+        "the first origin saw {:?}",
+        first.seen()
+    );
+    let seen = second.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/elsewhere?q=1");
+    assert_eq!(seen[0].header_values("host"), [second.address.to_string()]);
+    assert!(
+        witm.wait_for_flow_line(&second.url("/elsewhere?q=1")),
+        "{:?}",
+        witm.stdout()
     );
 }

@@ -55,11 +55,7 @@ fn curl_over_http1_sees_a_plugins_change_and_plugins_see_tls_facts() {
         "{expected}\n{}",
         witm.stderr().join("\n")
     );
-    assert!(
-        witm.stdout()
-            .iter()
-            .any(|l| l.contains(&format!("GET {} 200", origin.https_url("/h1"))))
-    );
+    assert!(witm.wait_for_flow_line(&format!("GET {} 200", origin.https_url("/h1"))));
 }
 
 #[test]
@@ -383,9 +379,7 @@ fn a_plugin_can_refuse_a_connect() {
     assert!(!output.status.success());
     assert!(stderr.contains("< HTTP/1.1 403"), "{stderr}");
     assert!(
-        witm.stdout()
-            .iter()
-            .any(|l| l.contains("CONNECT http://blocked.test:443 403")),
+        witm.wait_for_flow_line("CONNECT http://blocked.test:443 403"),
         "{:?}",
         witm.stdout()
     );
@@ -425,4 +419,72 @@ fn a_plugin_can_pass_a_tls_connection_through_from_its_client_hello() {
     let intercepted = curl(&witm.proxy_url(), &["--cacert", &witm_ca(), &url]);
     assert_eq!(intercepted.status, 200);
     assert_eq!(intercepted.header_values("newheader"), ["foo"]);
+}
+
+#[test]
+fn ssl_insecure_accepts_a_server_nobody_vouches_for() {
+    let origin = Origin::start_https(&TestCa::new("unvouched"));
+    let witm = start_with_args(&["add-header"], &["--ssl-insecure"]);
+    let response = curl(
+        &witm.proxy_url(),
+        &["--cacert", &witm_ca(), &origin.https_url("/insecure")],
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header_values("newheader"), ["foo"]);
+}
+
+#[test]
+fn allow_hosts_intercepts_only_matching_hosts() {
+    let ca = TestCa::new("origin-allow");
+    let origin = Origin::start_https(&ca);
+    let upstream_ca = ca.cert_pem_path.display().to_string();
+    let pattern = format!("^127\\.0\\.0\\.1:{}$", origin.address.port());
+    let witm = start_with_args(
+        &["add-header"],
+        &["--upstream-ca", &upstream_ca, "--allow-hosts", &pattern],
+    );
+    // localhost does not match: passed through, the origin's own certificate.
+    let origin_ca = ca.cert_pem_path.display().to_string();
+    let through = curl(
+        &witm.proxy_url(),
+        &["--cacert", &origin_ca, &origin.https_url("/through")],
+    );
+    assert!(through.header_values("newheader").is_empty());
+    // 127.0.0.1 matches: intercepted.
+    let url = format!("https://127.0.0.1:{}/intercepted", origin.address.port());
+    let intercepted = curl(&witm.proxy_url(), &["--cacert", &witm_ca(), &url]);
+    assert_eq!(intercepted.header_values("newheader"), ["foo"]);
+}
+
+#[test]
+fn an_http1_client_is_translated_to_http2_for_a_retargeted_request() {
+    // The client speaks HTTP/1.1 to witm; a plugin sends the request to
+    // another HTTPS origin, which witm reaches through its pool (HTTP/2,
+    // since the origin offers it).
+    let ca = TestCa::new("origin-translate");
+    let first = Origin::start_https(&ca);
+    let second = Origin::start_https(&ca);
+    let upstream_ca = ca.cert_pem_path.display().to_string();
+    let base = format!("https://localhost:{}", second.address.port());
+    let witm = start_with_args(
+        &[&format!("retarget {base}")],
+        &["--upstream-ca", &upstream_ca],
+    );
+    let response = curl(
+        &witm.proxy_url(),
+        &[
+            "--cacert",
+            &witm_ca(),
+            "--http1.1",
+            &first.https_url("/elsewhere"),
+        ],
+    );
+    assert_eq!(response.status, 200);
+    assert!(first.seen().is_empty());
+    let seen = second.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].version, "HTTP/2.0",
+        "witm spoke HTTP/2 to the second origin"
+    );
 }

@@ -108,6 +108,19 @@ impl Witm {
             .unwrap_or(0)
     }
 
+    /// Waits until a stdout line (a flow line, written once the response
+    /// body has gone out) contains `needle`.
+    pub fn wait_for_flow_line(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.stdout().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
         let _ = Command::new("kill")
