@@ -55,6 +55,12 @@ class Plugin:
     def websocket_message(self, ctx, flow, message):
         pass
 
+    def server_connect(self, ctx, server):
+        pass
+
+    def server_disconnect(self, ctx, server):
+        pass
+
     def http_connect(self, ctx, flow):
         pass
 

@@ -96,3 +96,33 @@ fn shutdown_lets_flows_in_flight_finish() {
     assert!(status.success());
     assert_eq!(witm.log_count("event=done"), 1);
 }
+
+#[test]
+fn server_connect_and_disconnect_fire_per_server_connection() {
+    // Two requests on one kept-alive server connection: one server-connect.
+    let origin = Origin::start();
+    let witm = start_with(&["recorder"]);
+    curl(
+        &witm.proxy_url(),
+        &[&origin.url("/one"), &origin.url("/two")],
+    );
+    let connect = format!("event=server-connect address={}", origin.address);
+    assert!(
+        witm.wait_for_log(&connect, 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    assert_eq!(witm.log_count(&connect), 1);
+    // A server that closes after each answer: server-disconnect follows.
+    let closing = witm_test_support::RawOrigin::start();
+    curl(
+        &witm.proxy_url(),
+        &[&format!("http://{}/", closing.address)],
+    );
+    let disconnect = format!("event=server-disconnect address={}", closing.address);
+    assert!(
+        witm.wait_for_log(&disconnect, 1),
+        "{}",
+        witm.stderr().join("\n")
+    );
+}

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::flow::{ClientConn, ClientHello, Flow, WebSocketMessage};
+use crate::flow::{ClientConn, ClientHello, Flow, ServerConn, WebSocketMessage};
 
 /// A set of events, as a bit set. The plugin runtime reports the union of
 /// its plugins' subscriptions, so the proxy skips (and never buffers a body
@@ -36,8 +36,12 @@ impl Events {
     pub const RESPONSE_HEADERS: Events = Events(1 << 9);
     /// A WebSocket message passed through.
     pub const WEBSOCKET_MESSAGE: Events = Events(1 << 10);
+    /// witm opened a connection to a server.
+    pub const SERVER_CONNECT: Events = Events(1 << 11);
+    /// A connection to a server closed.
+    pub const SERVER_DISCONNECT: Events = Events(1 << 12);
     /// Every event.
-    pub const ALL: Events = Events(0b111_1111_1111);
+    pub const ALL: Events = Events(0b1_1111_1111_1111);
 
     /// The raw bits (bit order as in the WIT `events` flags).
     pub const fn bits(self) -> u32 {
@@ -126,6 +130,16 @@ pub trait FlowHooks: Send + Sync + 'static {
         async {}
     }
 
+    /// witm opened a connection to a server (before the first request on it).
+    fn server_connect(&self, _server: &Arc<ServerConn>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A connection to a server closed.
+    fn server_disconnect(&self, _server: &Arc<ServerConn>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// A client asked for a CONNECT tunnel; `flow.request` is the CONNECT.
     /// Setting `flow.response` refuses the tunnel with that response.
     fn http_connect(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
@@ -181,6 +195,12 @@ impl<H: FlowHooks> FlowHooks for Arc<H> {
     }
     fn request_headers(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
         (**self).request_headers(flow)
+    }
+    fn server_connect(&self, server: &Arc<ServerConn>) -> impl Future<Output = ()> + Send {
+        (**self).server_connect(server)
+    }
+    fn server_disconnect(&self, server: &Arc<ServerConn>) -> impl Future<Output = ()> + Send {
+        (**self).server_disconnect(server)
     }
     fn websocket_message(
         &self,

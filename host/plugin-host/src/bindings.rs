@@ -20,6 +20,7 @@ mod generated {
             "witm:plugin/types.headers": crate::resources::HeadersHandle,
             "witm:plugin/types.client-conn": crate::resources::ClientConnHandle,
             "witm:plugin/types.client-hello": crate::resources::ClientHelloEntry,
+            "witm:plugin/types.server-conn": crate::resources::ServerConnHandle,
             "witm:plugin/types.websocket-message": crate::resources::WebSocketMessageEntry,
             "witm:plugin/types.context": crate::resources::ContextHandle,
         },

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks, WebSocketMessage};
+use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks, ServerConn, WebSocketMessage};
 
 use crate::plugin::{ConnEvent, FlowEvent, LoadError, Plugin, PluginSpec};
 use crate::runtime::PluginRuntime;
@@ -114,6 +114,8 @@ fn describe(events: Events) -> String {
         (Events::REQUEST_HEADERS, "request-headers"),
         (Events::RESPONSE_HEADERS, "response-headers"),
         (Events::WEBSOCKET_MESSAGE, "websocket-message"),
+        (Events::SERVER_CONNECT, "server-connect"),
+        (Events::SERVER_DISCONNECT, "server-disconnect"),
     ];
     let list: Vec<_> = names
         .iter()
@@ -176,6 +178,26 @@ impl FlowHooks for PluginChain {
                 break;
             }
             plugin.call_websocket(flow, message).await;
+        }
+    }
+
+    async fn server_connect(&self, server: &Arc<ServerConn>) {
+        for plugin in self
+            .plugins
+            .iter()
+            .filter(|p| p.subscriptions().contains(Events::SERVER_CONNECT))
+        {
+            plugin.call_server(true, server).await;
+        }
+    }
+
+    async fn server_disconnect(&self, server: &Arc<ServerConn>) {
+        for plugin in self
+            .plugins
+            .iter()
+            .filter(|p| p.subscriptions().contains(Events::SERVER_DISCONNECT))
+        {
+            plugin.call_server(false, server).await;
         }
     }
 

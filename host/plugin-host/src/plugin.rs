@@ -12,6 +12,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use witm_flow::{ClientConn, ClientHello, Events, Flow, WebSocketMessage};
 
 use crate::bindings::{PluginBindings, PluginBindingsPre, types};
+use crate::resources::ServerConnHandle;
 use crate::resources::{
     ClientConnHandle, ClientHelloEntry, ContextHandle, FlowEntry, WebSocketMessageEntry,
 };
@@ -106,6 +107,9 @@ pub struct Plugin {
     stats: Arc<PluginStats>,
     kv: KvStore,
     replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
+    /// Set once `done` has run: later events (a pooled server connection
+    /// closing at exit) are dropped instead of starting the plugin again.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl Plugin {
@@ -132,6 +136,7 @@ impl Plugin {
             stats: Arc::default(),
             kv: KvStore::default(),
             replayer: runtime.replayer(),
+            finished: Default::default(),
         };
         let (live, subscriptions) = plugin
             .start_instance()
@@ -315,6 +320,49 @@ impl Plugin {
         }
     }
 
+    /// Delivers `server-connect` or `server-disconnect`.
+    pub(crate) async fn call_server(&self, connected: bool, server: &Arc<witm_flow::ServerConn>) {
+        let mut guard = self.live.lock().await;
+        let Some(live) = self.ready(&mut guard).await else {
+            return;
+        };
+        let handle = match live
+            .store
+            .data_mut()
+            .table
+            .push(ServerConnHandle(server.clone()))
+        {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(plugin = %self.name, "cannot lend the server connection: {e}");
+                return;
+            }
+        };
+        let borrow = Resource::<ServerConnHandle>::new_borrow(handle.rep());
+        let context = Resource::new_borrow(live.context.rep());
+        self.arm_deadline(&mut live.store);
+        let started = Instant::now();
+        let outcome = if connected {
+            live.bindings
+                .call_server_connect(&mut live.store, context, borrow)
+                .await
+        } else {
+            live.bindings
+                .call_server_disconnect(&mut live.store, context, borrow)
+                .await
+        };
+        self.record(started, outcome.is_err());
+        let _ = live.store.data_mut().table.delete(handle);
+        if let Err(e) = outcome {
+            let name = if connected {
+                "server-connect"
+            } else {
+                "server-disconnect"
+            };
+            self.replace_after_failure(&mut guard, name, &e).await;
+        }
+    }
+
     /// Delivers `tls-clienthello`. On failure the hello is left as it was.
     pub(crate) async fn call_hello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
         let mut guard = self.live.lock().await;
@@ -434,11 +482,12 @@ impl Plugin {
             }
         }
         *guard = None;
+        self.finished.store(true, Ordering::Relaxed);
     }
 
     /// The live instance, starting a new one if the last one was lost.
     async fn ready<'a>(&self, guard: &'a mut Option<Live>) -> Option<&'a mut Live> {
-        if guard.is_none() {
+        if guard.is_none() && !self.finished.load(Ordering::Relaxed) {
             match self.start_instance().await {
                 Ok((live, _)) => *guard = Some(live),
                 Err(e) => {
@@ -550,6 +599,8 @@ fn events_from_wit(events: types::Events) -> Events {
         (types::Events::REQUEST_HEADERS, Events::REQUEST_HEADERS),
         (types::Events::RESPONSE_HEADERS, Events::RESPONSE_HEADERS),
         (types::Events::WEBSOCKET_MESSAGE, Events::WEBSOCKET_MESSAGE),
+        (types::Events::SERVER_CONNECT, Events::SERVER_CONNECT),
+        (types::Events::SERVER_DISCONNECT, Events::SERVER_DISCONNECT),
     ]
     .into_iter()
     .filter(|(wit, _)| events.contains(*wit))

@@ -100,6 +100,9 @@ pub enum HeadersHandle {
 /// A client connection, shared with the proxy.
 pub struct ClientConnHandle(pub(crate) Arc<ClientConn>);
 
+/// A server connection, shared with the proxy.
+pub struct ServerConnHandle(pub(crate) Arc<witm_flow::ServerConn>);
+
 /// A ClientHello lent to the guest for the `tls-clienthello` event.
 pub struct ClientHelloEntry(pub(crate) ClientHello);
 
@@ -117,6 +120,18 @@ fn stale() -> wasmtime::Error {
 
 fn invalid(message: impl Into<String>) -> HostError {
     HostError::Invalid(message.into())
+}
+
+fn wit_cert(c: &witm_flow::CertInfo) -> types::Cert {
+    types::Cert {
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
+        serial: c.serial.clone(),
+        not_before: c.not_before,
+        not_after: c.not_after,
+        sans: c.sans.clone(),
+        der: c.der.clone(),
+    }
 }
 
 fn content_error(error: ContentError) -> HostError {
@@ -692,6 +707,36 @@ impl types::HostClientConn for StoreState {
     }
 
     fn drop(&mut self, h: Resource<ClientConnHandle>) -> Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
+
+impl types::HostServerConn for StoreState {
+    fn address(&mut self, h: Resource<ServerConnHandle>) -> Result<String> {
+        Ok(self.table.get(&h).map_err(|_| stale())?.0.address.clone())
+    }
+
+    fn sni(&mut self, h: Resource<ServerConnHandle>) -> Result<Option<String>> {
+        Ok(self.table.get(&h).map_err(|_| stale())?.0.sni.clone())
+    }
+
+    fn alpn(&mut self, h: Resource<ServerConnHandle>) -> Result<Option<String>> {
+        Ok(self.table.get(&h).map_err(|_| stale())?.0.alpn.clone())
+    }
+
+    fn cert(&mut self, h: Resource<ServerConnHandle>) -> Result<Option<types::Cert>> {
+        Ok(self
+            .table
+            .get(&h)
+            .map_err(|_| stale())?
+            .0
+            .cert
+            .as_ref()
+            .map(wit_cert))
+    }
+
+    fn drop(&mut self, h: Resource<ServerConnHandle>) -> Result<()> {
         self.table.delete(h)?;
         Ok(())
     }

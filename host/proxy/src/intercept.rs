@@ -31,6 +31,7 @@ use crate::body::ProxyBody;
 use crate::forward;
 use crate::prefixed::{Prefixed, Recorder};
 use crate::server::Shared;
+use crate::server_events::ServerEvents;
 use crate::tls::TlsOptions;
 
 /// What requests inside a tunnel default to, and the server connection
@@ -207,14 +208,25 @@ async fn intercept_tunnel<H: FlowHooks>(
         .collect();
 
     let server_name = sni.clone().unwrap_or_else(|| host.clone());
-    let (link, link_error) =
-        match connect_server(&tls, &host, port, &server_name, offered.clone()).await {
-            Ok(link) => (Some(link), None),
-            Err(e) => {
-                tracing::warn!(client = %conn.address, "{host}:{port}: {e}");
-                (None, Some(e))
-            }
-        };
+    let (link, link_error) = match connect_server(
+        &tls,
+        &shared.server_events,
+        &host,
+        port,
+        &server_name,
+        offered.clone(),
+    )
+    .await
+    {
+        Ok(link) => {
+            shared.server_events.connected(link.info.clone()).await;
+            (Some(link), None)
+        }
+        Err(e) => {
+            tracing::warn!(client = %conn.address, "{host}:{port}: {e}");
+            (None, Some(e))
+        }
+    };
     // Offer the client only what the server agreed to; with no server (or no
     // ALPN from it), HTTP/1.1 if the client offered it.
     let server_alpn = link.as_ref().and_then(|l| l.info.alpn.clone());
@@ -312,10 +324,21 @@ async fn serve_http1<H, IO>(
     }
 }
 
+/// Drives a server connection, then reports that it closed.
+async fn report_close<F: std::future::Future>(
+    connection: F,
+    events: Arc<dyn ServerEvents>,
+    server: Arc<ServerConn>,
+) {
+    let _ = connection.await;
+    events.disconnected(server);
+}
+
 /// Connects to the server over TLS and sets up HTTP on it. The error text
 /// names the host and the reason (refused, bad certificate, timeout).
 async fn connect_server(
     tls: &TlsOptions,
+    events: &Arc<dyn ServerEvents>,
     host: &str,
     port: u16,
     server_name: &str,
@@ -364,7 +387,7 @@ async fn connect_server(
             .handshake(io)
             .await
             .map_err(|e| format!("HTTP/2 with {address} failed: {e}"))?;
-        tokio::spawn(connection);
+        tokio::spawn(report_close(connection, events.clone(), info.clone()));
         Sender::Http2(sender)
     } else {
         let (sender, connection) = client_http1::Builder::new()
@@ -372,7 +395,11 @@ async fn connect_server(
             .handshake(io)
             .await
             .map_err(|e| format!("HTTP/1.1 with {address} failed: {e}"))?;
-        tokio::spawn(connection.with_upgrades());
+        tokio::spawn(report_close(
+            connection.with_upgrades(),
+            events.clone(),
+            info.clone(),
+        ));
         Sender::Http1(sender)
     };
     Ok(ServerLink {

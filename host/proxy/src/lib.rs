@@ -11,6 +11,7 @@
 //! - [`tls`]: which tunnels are intercepted, with which CA and upstream trust;
 //! - `cert_info`: the server certificate's facts for plugins;
 //! - `websocket`: WebSocket relay, message by message;
+//! - `server_events`: `server-connect`/`server-disconnect` for every server connection;
 //! - `flow_log`: the one line per flow on stdout.
 //!
 //! This crate never sees wasmtime: it knows plugins only through
@@ -25,6 +26,7 @@ mod forward;
 mod intercept;
 mod prefixed;
 pub mod server;
+mod server_events;
 pub mod tls;
 mod tunnel;
 mod websocket;

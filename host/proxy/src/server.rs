@@ -18,6 +18,7 @@ use witm_tls::{Upstream, UpstreamTrust};
 
 use crate::body::ProxyBody;
 use crate::forward;
+use crate::server_events::{HookEvents, ServerEvents, Watched};
 use crate::tls::TlsOptions;
 
 /// How the proxy behaves; every field has a default that suits a person at
@@ -51,11 +52,13 @@ impl Default for ProxyOptions {
 
 /// What every connection task shares.
 pub(crate) struct Shared<H> {
-    pub hooks: H,
+    pub hooks: Arc<H>,
     pub options: ProxyOptions,
     /// Pooled keep-alive connections to servers, HTTP or HTTPS (HTTP/2
-    /// where the server offers it).
-    pub upstream: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    /// where the server offers it), reporting server-connect/disconnect.
+    pub upstream: Client<Watched<HttpsConnector<HttpConnector>>, ProxyBody>,
+    /// Where the tunnels' own server connections report opening and closing.
+    pub server_events: Arc<dyn ServerEvents>,
 }
 
 /// Serves proxy clients on `listener` until `shutdown` resolves (see
@@ -107,6 +110,8 @@ impl<H: FlowHooks> Proxy<H> {
 
 impl<H: FlowHooks> Shared<H> {
     fn new(hooks: H, options: ProxyOptions) -> Self {
+        let hooks = Arc::new(hooks);
+        let server_events: Arc<dyn ServerEvents> = Arc::new(HookEvents(hooks.clone()));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(options.connect_timeout));
@@ -127,11 +132,12 @@ impl<H: FlowHooks> Shared<H> {
             .http1_preserve_header_case(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
-            .build(connector);
+            .build(Watched::new(connector, server_events.clone()));
         Shared {
             hooks,
             options,
             upstream,
+            server_events,
         }
     }
 }

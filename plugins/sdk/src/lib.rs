@@ -49,7 +49,7 @@ pub mod bindings {
 
 pub use bindings::witm::plugin::types::{
     Cert, ClientConn, ClientHello, Context, Error, Events, Flow, Headers, HostError, Level,
-    Request, Response, SetCookie, WebsocketMessage,
+    Request, Response, ServerConn, SetCookie, WebsocketMessage,
 };
 
 /// A witm plugin. Events run one at a time, so `static` state works as it
@@ -94,6 +94,12 @@ pub trait Plugin {
     /// A WebSocket message passes through the flow that opened it; change
     /// it, or `drop_message()`.
     fn websocket_message(_ctx: &Context, _flow: &Flow, _message: &WebsocketMessage) {}
+
+    /// witm opened a connection to a server.
+    fn server_connect(_ctx: &Context, _server: &ServerConn) {}
+
+    /// A connection to a server closed.
+    fn server_disconnect(_ctx: &Context, _server: &ServerConn) {}
 
     /// A client asked for a CONNECT tunnel; set a response to refuse it.
     fn http_connect(_ctx: &Context, _flow: &Flow) {}
@@ -147,6 +153,12 @@ macro_rules! export_plugin {
                 message: &$crate::WebsocketMessage,
             ) {
                 <$plugin as $crate::Plugin>::websocket_message(ctx, flow, message)
+            }
+            fn server_connect(ctx: &$crate::Context, server: &$crate::ServerConn) {
+                <$plugin as $crate::Plugin>::server_connect(ctx, server)
+            }
+            fn server_disconnect(ctx: &$crate::Context, server: &$crate::ServerConn) {
+                <$plugin as $crate::Plugin>::server_disconnect(ctx, server)
             }
             fn http_connect(ctx: &$crate::Context, flow: &$crate::Flow) {
                 <$plugin as $crate::Plugin>::http_connect(ctx, flow)

@@ -67,6 +67,20 @@ impl Plugin for Recorder {
         );
     }
 
+    fn server_connect(ctx: &Context, server: &witm_sdk::ServerConn) {
+        ctx.log(
+            Level::Info,
+            &format!("event=server-connect address={}", server.address()),
+        );
+    }
+
+    fn server_disconnect(ctx: &Context, server: &witm_sdk::ServerConn) {
+        ctx.log(
+            Level::Info,
+            &format!("event=server-disconnect address={}", server.address()),
+        );
+    }
+
     fn done(ctx: &Context) {
         ctx.log(Level::Info, "event=done");
     }

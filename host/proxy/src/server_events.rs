@@ -1,0 +1,171 @@
+//! `server-connect` / `server-disconnect` for every connection witm opens:
+//! pooled ones (through a connector wrapper) and tunnels' own.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use witm_flow::{Events, FlowHooks, ServerConn};
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where server events go; object-safe so the connector need not know `H`.
+pub(crate) trait ServerEvents: Send + Sync {
+    /// Whether anyone subscribed to either event.
+    fn wanted(&self) -> bool;
+    /// Runs `server-connect`.
+    fn connected(&self, server: Arc<ServerConn>) -> BoxFuture;
+    /// Runs `server-disconnect` in the background (called from `Drop`).
+    fn disconnected(&self, server: Arc<ServerConn>);
+}
+
+/// [`ServerEvents`] delivered to the proxy's hooks.
+pub(crate) struct HookEvents<H>(pub Arc<H>);
+
+impl<H: FlowHooks> ServerEvents for HookEvents<H> {
+    fn wanted(&self) -> bool {
+        let events = self.0.subscriptions();
+        events.contains(Events::SERVER_CONNECT) || events.contains(Events::SERVER_DISCONNECT)
+    }
+
+    fn connected(&self, server: Arc<ServerConn>) -> BoxFuture {
+        let hooks = self.0.clone();
+        Box::pin(async move {
+            if hooks.subscriptions().contains(Events::SERVER_CONNECT) {
+                hooks.server_connect(&server).await;
+            }
+        })
+    }
+
+    fn disconnected(&self, server: Arc<ServerConn>) {
+        let hooks = self.0.clone();
+        if hooks.subscriptions().contains(Events::SERVER_DISCONNECT)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { hooks.server_disconnect(&server).await });
+        }
+    }
+}
+
+/// A connector whose connections report opening and closing.
+#[derive(Clone)]
+pub(crate) struct Watched<C> {
+    inner: C,
+    events: Arc<dyn ServerEvents>,
+}
+
+impl<C> Watched<C> {
+    pub(crate) fn new(inner: C, events: Arc<dyn ServerEvents>) -> Self {
+        Self { inner, events }
+    }
+}
+
+impl<C, IO> tower_service::Service<Uri> for Watched<C>
+where
+    C: tower_service::Service<Uri, Response = IO> + Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Send + 'static,
+    IO: Send + 'static,
+{
+    type Response = WatchedIo<IO>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<WatchedIo<IO>, C::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri.clone());
+        let events = self.events.clone();
+        Box::pin(async move {
+            let io = connecting.await?;
+            if !events.wanted() {
+                return Ok(WatchedIo { io, closed: None });
+            }
+            let port = uri
+                .port_u16()
+                .unwrap_or(if uri.scheme_str() == Some("https") {
+                    443
+                } else {
+                    80
+                });
+            let server = Arc::new(ServerConn {
+                address: format!("{}:{port}", uri.host().unwrap_or_default()),
+                sni: (uri.scheme_str() == Some("https"))
+                    .then(|| uri.host().unwrap_or_default().to_owned()),
+                alpn: None,
+                cert: None,
+            });
+            events.connected(server.clone()).await;
+            Ok(WatchedIo {
+                io,
+                closed: Some((events, server)),
+            })
+        })
+    }
+}
+
+/// A connection that runs `server-disconnect` when hyper drops it.
+pub(crate) struct WatchedIo<IO> {
+    io: IO,
+    closed: Option<(Arc<dyn ServerEvents>, Arc<ServerConn>)>,
+}
+
+impl<IO> Drop for WatchedIo<IO> {
+    fn drop(&mut self) {
+        if let Some((events, server)) = self.closed.take() {
+            events.disconnected(server);
+        }
+    }
+}
+
+impl<IO: Read + Unpin> Read for WatchedIo<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: Write + Unpin> Write for WatchedIo<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl<IO: Connection> Connection for WatchedIo<IO> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
