@@ -16,6 +16,10 @@ fn connection_events_fire_once_per_connection_and_start_done_once() {
     assert!(witm.wait_for_log("event=client-disconnect", 1));
     assert_eq!(witm.log_count("event=client-connect"), 1);
     assert_eq!(witm.log_count("event=request"), 2);
+    assert_eq!(
+        witm.log_count(&format!("authority={} conn=", origin.address)),
+        2
+    );
     assert_eq!(witm.log_count("event=response status=200"), 2);
     assert_eq!(witm.log_count("event=client-disconnect"), 1);
     // Both requests name the same connection as the connect event.

@@ -401,6 +401,10 @@ impl types::HostRequest for StoreState {
         Ok(Ok(()))
     }
 
+    fn authority(&mut self, h: Resource<RequestHandle>) -> Result<String> {
+        Ok(self.request(&h)?.authority())
+    }
+
     fn url(&mut self, h: Resource<RequestHandle>) -> Result<String> {
         Ok(self.request(&h)?.url())
     }
@@ -574,6 +578,10 @@ impl types::HostResponse for StoreState {
 
     fn reason(&mut self, h: Resource<ResponseHandle>) -> Result<String> {
         Ok(self.response(&h)?.reason.clone())
+    }
+
+    fn timestamp_start(&mut self, h: Resource<ResponseHandle>) -> Result<u64> {
+        Ok(self.response(&h)?.timestamp_start)
     }
 
     fn http_version(&mut self, h: Resource<ResponseHandle>) -> Result<String> {

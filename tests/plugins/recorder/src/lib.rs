@@ -42,9 +42,10 @@ impl Plugin for Recorder {
         ctx.log(
             Level::Info,
             &format!(
-                "event=request {} {} conn={}",
+                "event=request {} {} authority={} conn={}",
                 request.method(),
                 request.url(),
+                request.authority(),
                 flow.client_conn().id()
             ),
         );
