@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks, ServerConn, WebSocketMessage};
 
-use crate::plugin::{ConnEvent, FlowEvent, LoadError, Plugin, PluginSpec};
+use crate::plugin::{ConnEvent, Delivery, FlowEvent, LoadError, Plugin, PluginSpec};
 use crate::runtime::PluginRuntime;
 
 /// Plugins run in the order given; each sees the changes of the ones before.
@@ -67,7 +67,7 @@ impl PluginChain {
             .iter()
             .filter(|p| p.subscriptions().contains(wanted))
         {
-            plugin.call_flow(event, flow).await;
+            plugin.deliver(Delivery::Flow(event, flow)).await;
         }
     }
 
@@ -77,7 +77,7 @@ impl PluginChain {
             .iter()
             .filter(|p| p.subscriptions().contains(wanted))
         {
-            plugin.call_conn(event, conn).await;
+            plugin.deliver(Delivery::Conn(event, conn)).await;
         }
     }
 }
@@ -177,7 +177,7 @@ impl FlowHooks for PluginChain {
             if message.dropped {
                 break;
             }
-            plugin.call_websocket(flow, message).await;
+            plugin.deliver(Delivery::WebSocket(flow, message)).await;
         }
     }
 
@@ -187,7 +187,12 @@ impl FlowHooks for PluginChain {
             .iter()
             .filter(|p| p.subscriptions().contains(Events::SERVER_CONNECT))
         {
-            plugin.call_server(true, server).await;
+            plugin
+                .deliver(Delivery::Server {
+                    connected: true,
+                    server,
+                })
+                .await;
         }
     }
 
@@ -197,7 +202,12 @@ impl FlowHooks for PluginChain {
             .iter()
             .filter(|p| p.subscriptions().contains(Events::SERVER_DISCONNECT))
         {
-            plugin.call_server(false, server).await;
+            plugin
+                .deliver(Delivery::Server {
+                    connected: false,
+                    server,
+                })
+                .await;
         }
     }
 
@@ -212,7 +222,7 @@ impl FlowHooks for PluginChain {
             .iter()
             .filter(|p| p.subscriptions().contains(Events::TLS_CLIENTHELLO))
         {
-            plugin.call_hello(conn, hello).await;
+            plugin.deliver(Delivery::ClientHello(conn, hello)).await;
         }
     }
 }

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use wasmtime::component::{Component, Linker, Resource};
+use wasmtime::component::{Component, Linker, Resource, ResourceTableError};
 use wasmtime::{Engine, Store, UpdateDeadline};
-use witm_flow::{ClientConn, ClientHello, Events, Flow, WebSocketMessage};
+use witm_flow::{ClientConn, ClientHello, Events, Flow, ServerConn, WebSocketMessage};
 
 use crate::bindings::{PluginBindings, PluginBindingsPre, types};
 use crate::resources::ServerConnHandle;
@@ -73,6 +73,142 @@ pub(crate) enum FlowEvent {
 pub(crate) enum ConnEvent {
     Connect,
     Disconnect,
+}
+
+/// One event to deliver, with the host's data it lends the plugin.
+pub(crate) enum Delivery<'a> {
+    /// `request`, `response`, `error`, `http-connect`, `*-headers`.
+    Flow(FlowEvent, &'a mut Flow),
+    /// `client-connect`, `client-disconnect`.
+    Conn(ConnEvent, &'a Arc<ClientConn>),
+    /// `server-connect`, `server-disconnect`.
+    Server {
+        connected: bool,
+        server: &'a Arc<ServerConn>,
+    },
+    /// `tls-clienthello`.
+    ClientHello(&'a Arc<ClientConn>, &'a mut ClientHello),
+    /// `websocket-message`.
+    WebSocket(&'a mut Flow, &'a mut WebSocketMessage),
+}
+
+impl Delivery<'_> {
+    /// The event's WIT name, for logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Delivery::Flow(FlowEvent::Request, _) => "request",
+            Delivery::Flow(FlowEvent::Response, _) => "response",
+            Delivery::Flow(FlowEvent::Error, _) => "error",
+            Delivery::Flow(FlowEvent::HttpConnect, _) => "http-connect",
+            Delivery::Flow(FlowEvent::RequestHeaders, _) => "request-headers",
+            Delivery::Flow(FlowEvent::ResponseHeaders, _) => "response-headers",
+            Delivery::Conn(ConnEvent::Connect, _) => "client-connect",
+            Delivery::Conn(ConnEvent::Disconnect, _) => "client-disconnect",
+            Delivery::Server {
+                connected: true, ..
+            } => "server-connect",
+            Delivery::Server {
+                connected: false, ..
+            } => "server-disconnect",
+            Delivery::ClientHello(..) => "tls-clienthello",
+            Delivery::WebSocket(..) => "websocket-message",
+        }
+    }
+}
+
+/// The table entries lent for one call.
+#[derive(Default)]
+struct Lent {
+    flow: Option<Resource<FlowEntry>>,
+    conn: Option<Resource<ClientConnHandle>>,
+    server: Option<Resource<ServerConnHandle>>,
+    hello: Option<Resource<ClientHelloEntry>>,
+    message: Option<Resource<WebSocketMessageEntry>>,
+}
+
+/// A borrow handle of an entry lent for this event.
+fn borrow<T: 'static>(lent: &Option<Resource<T>>) -> Resource<T> {
+    Resource::new_borrow(lent.as_ref().expect("lent for this event").rep())
+}
+
+/// Moves (the flow) or shares (connections) what `event` carries into the table.
+fn lend(
+    state: &mut StoreState,
+    event: &mut Delivery<'_>,
+    lent: &mut Lent,
+) -> Result<(), ResourceTableError> {
+    if let Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _) = event {
+        let generation = state.generation();
+        lent.flow = Some(
+            state
+                .table
+                .push(FlowEntry::new(std::mem::take(*flow), generation))?,
+        );
+    }
+    match event {
+        Delivery::Conn(_, conn) | Delivery::ClientHello(conn, _) => {
+            lent.conn = Some(state.table.push(ClientConnHandle(Arc::clone(conn)))?);
+        }
+        Delivery::Server { server, .. } => {
+            lent.server = Some(state.table.push(ServerConnHandle(Arc::clone(server)))?);
+        }
+        _ => {}
+    }
+    match event {
+        Delivery::ClientHello(_, hello) => {
+            lent.hello = Some(state.table.push(ClientHelloEntry((**hello).clone()))?)
+        }
+        Delivery::WebSocket(_, message) => {
+            lent.message = Some(
+                state
+                    .table
+                    .push(WebSocketMessageEntry((**message).clone()))?,
+            )
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Takes back what [`lend`] put in the table: the flow as the plugin left
+/// it (or as it was, if the call failed); the hello or message changes only
+/// if the call succeeded.
+fn take_back(
+    plugin: &str,
+    state: &mut StoreState,
+    event: &mut Delivery<'_>,
+    lent: Lent,
+    failed: bool,
+) {
+    if let Some(handle) = lent.flow {
+        match (state.table.delete(handle), &mut *event) {
+            (Ok(entry), Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _)) => {
+                **flow = entry.into_flow(failed)
+            }
+            (Err(e), _) => {
+                tracing::error!(plugin = %plugin, "the flow lent to the plugin is lost: {e}")
+            }
+            _ => {}
+        }
+    }
+    if let Some(handle) = lent.conn {
+        let _ = state.table.delete(handle);
+    }
+    if let Some(handle) = lent.server {
+        let _ = state.table.delete(handle);
+    }
+    if let Some(handle) = lent.hello
+        && let (Ok(entry), Delivery::ClientHello(_, hello), false) =
+            (state.table.delete(handle), &mut *event, failed)
+    {
+        **hello = entry.0;
+    }
+    if let Some(handle) = lent.message
+        && let (Ok(entry), Delivery::WebSocket(_, message), false) =
+            (state.table.delete(handle), &mut *event, failed)
+    {
+        **message = entry.0;
+    }
 }
 
 /// A running instance of the component, with the store it lives in.
@@ -213,256 +349,80 @@ impl Plugin {
         store.set_epoch_deadline(1);
     }
 
-    /// Delivers a per-flow event. On failure the flow is left as it was
-    /// before the call and the instance is replaced.
-    pub(crate) async fn call_flow(&self, event: FlowEvent, flow: &mut Flow) {
+    /// Delivers one event. What it lends the plugin goes into the store's
+    /// table for the call and comes back after it; if the call fails, the
+    /// flow (and the hello or message) stay as they were before it, and the
+    /// instance is replaced.
+    pub(crate) async fn deliver(&self, mut event: Delivery<'_>) {
         let mut guard = self.live.lock().await;
         let Some(live) = self.ready(&mut guard).await else {
             return;
         };
-        let generation = live.store.data_mut().generation();
-        let entry = FlowEntry::new(std::mem::take(flow), generation);
-        let handle = match live.store.data_mut().table.push(entry) {
-            Ok(handle) => handle,
-            Err(e) => {
-                tracing::error!(plugin = %self.name, "cannot lend the flow: {e}");
-                return;
-            }
-        };
-        let borrow = Resource::<FlowEntry>::new_borrow(handle.rep());
-        let context = Resource::new_borrow(live.context.rep());
-        self.arm_deadline(&mut live.store);
-        let started = Instant::now();
-        let bindings = &live.bindings;
-        let store = &mut live.store;
-        let outcome = match event {
-            FlowEvent::Request => bindings.call_request(&mut *store, context, borrow).await,
-            FlowEvent::Response => bindings.call_response(&mut *store, context, borrow).await,
-            FlowEvent::Error => bindings.call_error(&mut *store, context, borrow).await,
-            FlowEvent::HttpConnect => {
-                bindings
-                    .call_http_connect(&mut *store, context, borrow)
-                    .await
-            }
-            FlowEvent::RequestHeaders => {
-                bindings
-                    .call_request_headers(&mut *store, context, borrow)
-                    .await
-            }
-            FlowEvent::ResponseHeaders => {
-                bindings
-                    .call_response_headers(&mut *store, context, borrow)
-                    .await
-            }
-        };
-        self.record(started, outcome.is_err());
-        match store.data_mut().table.delete(handle) {
-            Ok(entry) => *flow = entry.into_flow(outcome.is_err()),
-            Err(e) => {
-                tracing::error!(plugin = %self.name, "the flow lent to the plugin is lost: {e}")
-            }
-        }
-        if let Err(e) = outcome {
-            let name = match event {
-                FlowEvent::Request => "request",
-                FlowEvent::Response => "response",
-                FlowEvent::Error => "error",
-                FlowEvent::HttpConnect => "http-connect",
-                FlowEvent::RequestHeaders => "request-headers",
-                FlowEvent::ResponseHeaders => "response-headers",
-            };
-            self.replace_after_failure(&mut guard, name, &e).await;
-        }
-    }
-
-    /// Delivers a per-connection event.
-    pub(crate) async fn call_conn(&self, event: ConnEvent, conn: &Arc<ClientConn>) {
-        let mut guard = self.live.lock().await;
-        let Some(live) = self.ready(&mut guard).await else {
+        let mut lent = Lent::default();
+        if let Err(e) = lend(live.store.data_mut(), &mut event, &mut lent) {
+            tracing::error!(plugin = %self.name, "cannot lend what {} needs: {e}", event.name());
+            take_back(&self.name, live.store.data_mut(), &mut event, lent, true);
             return;
-        };
-        let handle = match live
-            .store
-            .data_mut()
-            .table
-            .push(ClientConnHandle(conn.clone()))
-        {
-            Ok(handle) => handle,
-            Err(e) => {
-                tracing::error!(plugin = %self.name, "cannot lend the connection: {e}");
-                return;
-            }
-        };
-        let borrow = Resource::<ClientConnHandle>::new_borrow(handle.rep());
-        let context = Resource::new_borrow(live.context.rep());
-        self.arm_deadline(&mut live.store);
-        let started = Instant::now();
-        let outcome = match event {
-            ConnEvent::Connect => {
-                live.bindings
-                    .call_client_connect(&mut live.store, context, borrow)
-                    .await
-            }
-            ConnEvent::Disconnect => {
-                live.bindings
-                    .call_client_disconnect(&mut live.store, context, borrow)
-                    .await
-            }
-        };
-        self.record(started, outcome.is_err());
-        let _ = live.store.data_mut().table.delete(handle);
-        if let Err(e) = outcome {
-            let name = match event {
-                ConnEvent::Connect => "client-connect",
-                ConnEvent::Disconnect => "client-disconnect",
-            };
-            self.replace_after_failure(&mut guard, name, &e).await;
         }
-    }
-
-    /// Delivers `server-connect` or `server-disconnect`.
-    pub(crate) async fn call_server(&self, connected: bool, server: &Arc<witm_flow::ServerConn>) {
-        let mut guard = self.live.lock().await;
-        let Some(live) = self.ready(&mut guard).await else {
-            return;
-        };
-        let handle = match live
-            .store
-            .data_mut()
-            .table
-            .push(ServerConnHandle(server.clone()))
-        {
-            Ok(handle) => handle,
-            Err(e) => {
-                tracing::error!(plugin = %self.name, "cannot lend the server connection: {e}");
-                return;
-            }
-        };
-        let borrow = Resource::<ServerConnHandle>::new_borrow(handle.rep());
         let context = Resource::new_borrow(live.context.rep());
         self.arm_deadline(&mut live.store);
         let started = Instant::now();
-        let outcome = if connected {
-            live.bindings
-                .call_server_connect(&mut live.store, context, borrow)
+        let (b, s) = (&live.bindings, &mut live.store);
+        let outcome = match &event {
+            Delivery::Flow(kind, _) => {
+                let flow = borrow(&lent.flow);
+                match kind {
+                    FlowEvent::Request => b.call_request(&mut *s, context, flow).await,
+                    FlowEvent::Response => b.call_response(&mut *s, context, flow).await,
+                    FlowEvent::Error => b.call_error(&mut *s, context, flow).await,
+                    FlowEvent::HttpConnect => b.call_http_connect(&mut *s, context, flow).await,
+                    FlowEvent::RequestHeaders => {
+                        b.call_request_headers(&mut *s, context, flow).await
+                    }
+                    FlowEvent::ResponseHeaders => {
+                        b.call_response_headers(&mut *s, context, flow).await
+                    }
+                }
+            }
+            Delivery::Conn(ConnEvent::Connect, _) => {
+                b.call_client_connect(&mut *s, context, borrow(&lent.conn))
+                    .await
+            }
+            Delivery::Conn(ConnEvent::Disconnect, _) => {
+                b.call_client_disconnect(&mut *s, context, borrow(&lent.conn))
+                    .await
+            }
+            Delivery::Server {
+                connected: true, ..
+            } => {
+                b.call_server_connect(&mut *s, context, borrow(&lent.server))
+                    .await
+            }
+            Delivery::Server {
+                connected: false, ..
+            } => {
+                b.call_server_disconnect(&mut *s, context, borrow(&lent.server))
+                    .await
+            }
+            Delivery::ClientHello(..) => {
+                b.call_tls_clienthello(&mut *s, context, borrow(&lent.conn), borrow(&lent.hello))
+                    .await
+            }
+            Delivery::WebSocket(..) => {
+                b.call_websocket_message(
+                    &mut *s,
+                    context,
+                    borrow(&lent.flow),
+                    borrow(&lent.message),
+                )
                 .await
-        } else {
-            live.bindings
-                .call_server_disconnect(&mut live.store, context, borrow)
-                .await
+            }
         };
         self.record(started, outcome.is_err());
-        let _ = live.store.data_mut().table.delete(handle);
+        take_back(&self.name, s.data_mut(), &mut event, lent, outcome.is_err());
         if let Err(e) = outcome {
-            let name = if connected {
-                "server-connect"
-            } else {
-                "server-disconnect"
-            };
-            self.replace_after_failure(&mut guard, name, &e).await;
-        }
-    }
-
-    /// Delivers `tls-clienthello`. On failure the hello is left as it was.
-    pub(crate) async fn call_hello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
-        let mut guard = self.live.lock().await;
-        let Some(live) = self.ready(&mut guard).await else {
-            return;
-        };
-        let table = &mut live.store.data_mut().table;
-        let (conn_handle, hello_handle) = match (
-            table.push(ClientConnHandle(conn.clone())),
-            table.push(ClientHelloEntry(hello.clone())),
-        ) {
-            (Ok(c), Ok(h)) => (c, h),
-            _ => {
-                tracing::error!(plugin = %self.name, "cannot lend the client hello");
-                return;
-            }
-        };
-        let context = Resource::new_borrow(live.context.rep());
-        self.arm_deadline(&mut live.store);
-        let started = Instant::now();
-        let outcome = live
-            .bindings
-            .call_tls_clienthello(
-                &mut live.store,
-                context,
-                Resource::new_borrow(conn_handle.rep()),
-                Resource::new_borrow(hello_handle.rep()),
-            )
-            .await;
-        self.record(started, outcome.is_err());
-        let table = &mut live.store.data_mut().table;
-        let _ = table.delete(conn_handle);
-        let changed = table.delete(hello_handle);
-        match outcome {
-            Ok(()) => {
-                if let Ok(entry) = changed {
-                    *hello = entry.0;
-                }
-            }
-            Err(e) => {
-                self.replace_after_failure(&mut guard, "tls-clienthello", &e)
-                    .await
-            }
-        }
-    }
-
-    /// Delivers `websocket-message`. On failure the flow and the message are
-    /// left as they were.
-    pub(crate) async fn call_websocket(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
-        let mut guard = self.live.lock().await;
-        let Some(live) = self.ready(&mut guard).await else {
-            return;
-        };
-        let generation = live.store.data_mut().generation();
-        let table = &mut live.store.data_mut().table;
-        let flow_handle = match table.push(FlowEntry::new(std::mem::take(flow), generation)) {
-            Ok(handle) => handle,
-            Err(e) => {
-                tracing::error!(plugin = %self.name, "cannot lend the flow: {e}");
-                return;
-            }
-        };
-        let message_handle = match table.push(WebSocketMessageEntry(message.clone())) {
-            Ok(handle) => handle,
-            Err(e) => {
-                if let Ok(entry) = table.delete(flow_handle) {
-                    *flow = entry.into_flow(true);
-                }
-                tracing::error!(plugin = %self.name, "cannot lend the message: {e}");
-                return;
-            }
-        };
-        let context = Resource::new_borrow(live.context.rep());
-        self.arm_deadline(&mut live.store);
-        let started = Instant::now();
-        let outcome = live
-            .bindings
-            .call_websocket_message(
-                &mut live.store,
-                context,
-                Resource::new_borrow(flow_handle.rep()),
-                Resource::new_borrow(message_handle.rep()),
-            )
-            .await;
-        self.record(started, outcome.is_err());
-        let table = &mut live.store.data_mut().table;
-        if let Ok(entry) = table.delete(flow_handle) {
-            *flow = entry.into_flow(outcome.is_err());
-        }
-        let changed = table.delete(message_handle);
-        match outcome {
-            Ok(()) => {
-                if let Ok(entry) = changed {
-                    *message = entry.0;
-                }
-            }
-            Err(e) => {
-                self.replace_after_failure(&mut guard, "websocket-message", &e)
-                    .await
-            }
+            self.replace_after_failure(&mut guard, event.name(), &e)
+                .await;
         }
     }
 
