@@ -1,9 +1,40 @@
 //! Flows and the connections they belong to.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use crate::message::{Request, Response};
+
+/// A fresh id shaped like a random (v4) UUID, as mitmproxy's are.
+///
+/// Made without a system call: one random seed per process, then a counter
+/// scrambled by SplitMix64, a bijection — so ids never repeat in a process
+/// and are unpredictable across processes. `Uuid::new_v4` would read the
+/// OS random source for every flow and every connection.
+fn new_id() -> String {
+    static SEED: LazyLock<u64> = LazyLock::new(|| {
+        let random = uuid::Uuid::new_v4().as_u64_pair();
+        random.0 ^ random.1
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let high = splitmix64(SEED.wrapping_add(n));
+    let low = splitmix64(high ^ *SEED);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&high.to_be_bytes());
+    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// A client connection to the proxy (mitmproxy's `ClientConnect`).
 #[derive(Clone, Debug)]
@@ -87,7 +118,7 @@ impl ClientConn {
     /// A connection from `address`, starting now, with a fresh id.
     pub fn new(address: SocketAddr) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: new_id(),
             address,
             timestamp_start: crate::now_ms(),
             tls: None,
@@ -170,7 +201,7 @@ impl Default for Flow {
 impl Flow {
     /// A fresh flow id.
     pub fn new_id() -> String {
-        uuid::Uuid::new_v4().to_string()
+        new_id()
     }
 
     /// The metadata value of `key`.
@@ -207,5 +238,18 @@ impl Flow {
             comment: String::new(),
             killed: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_v4_shaped_and_distinct() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        let id = uuid::Uuid::parse_str(ids.iter().next().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 4);
     }
 }
