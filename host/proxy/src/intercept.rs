@@ -29,7 +29,7 @@ use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
 use crate::body::ProxyBody;
 use crate::forward;
-use crate::prefixed::{Prefixed, Recorder};
+use crate::prefixed::Peeked;
 use crate::server::Shared;
 use crate::server_events::ServerEvents;
 use crate::tls::TlsOptions;
@@ -139,8 +139,9 @@ async fn intercept_tunnel<H: FlowHooks>(
             return;
         }
     }
-    let io = Prefixed::new(first[0], io);
+    let mut io = Peeked::new(first[0], io);
     if first[0] != 0x16 {
+        io.take_recorded();
         // Not a TLS handshake: plain HTTP through the tunnel (e.g. to port 80).
         let tunnel = Arc::new(Tunnel {
             scheme: "http",
@@ -153,7 +154,6 @@ async fn intercept_tunnel<H: FlowHooks>(
         return;
     }
 
-    let io = Recorder::new(io);
     let mut started = match tokio::time::timeout(
         tls.handshake_timeout,
         LazyConfigAcceptor::new(Default::default(), io),

@@ -1,75 +1,27 @@
-//! A stream with one byte already read from it put back in front, so the
-//! tunnel can peek whether the client starts a TLS handshake.
+//! A client stream that witm has started reading: the first byte (read to
+//! tell TLS from plain HTTP) is put back in front, and what is read is kept
+//! until told to stop, so a ClientHello witm has consumed can be replayed
+//! to the server when a plugin asks for the connection to pass through.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// `inner`, with `first` read again before it.
-pub(crate) struct Prefixed<T> {
+/// `inner`, with `first` read again before it, recording what is read.
+pub(crate) struct Peeked<T> {
     first: Option<u8>,
+    recorded: Option<Vec<u8>>,
     inner: T,
 }
 
-impl<T> Prefixed<T> {
+impl<T> Peeked<T> {
+    /// `first` was read from `inner` already; it counts as recorded.
     pub(crate) fn new(first: u8, inner: T) -> Self {
         Self {
             first: Some(first),
+            recorded: Some(vec![first]),
             inner,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if let Some(byte) = self.first.take() {
-            if buf.remaining() == 0 {
-                self.first = Some(byte);
-                return Poll::Ready(Ok(()));
-            }
-            buf.put_slice(&[byte]);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// `inner`, keeping a copy of what is read from it until told to stop: the
-/// ClientHello witm has read must be replayed to the server when a plugin
-/// asks for the connection to be passed through.
-pub(crate) struct Recorder<T> {
-    inner: T,
-    recorded: Option<Vec<u8>>,
-}
-
-impl<T> Recorder<T> {
-    pub(crate) fn new(inner: T) -> Self {
-        Self {
-            inner,
-            recorded: Some(Vec::new()),
         }
     }
 
@@ -79,12 +31,18 @@ impl<T> Recorder<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Recorder<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for Peeked<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if buf.remaining() > 0
+            && let Some(byte) = self.first.take()
+        {
+            buf.put_slice(&[byte]);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let (Poll::Ready(Ok(())), Some(recorded)) = (&polled, self.recorded.as_mut()) {
@@ -94,7 +52,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Recorder<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Recorder<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Peeked<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
