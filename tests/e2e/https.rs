@@ -9,6 +9,34 @@ use witm_test_support::{HELLO, Origin, TestCa, curl, target_dir};
 
 use crate::{start_with, start_with_args, witm_binary};
 
+/// An HTTPS origin with a test CA of its own.
+struct HttpsOrigin {
+    ca: TestCa,
+    origin: Origin,
+}
+
+impl HttpsOrigin {
+    fn start(name: &str) -> Self {
+        let ca = TestCa::new(name);
+        let origin = Origin::start_https(&ca);
+        Self { ca, origin }
+    }
+
+    /// The origin's CA certificate file.
+    fn ca_path(&self) -> String {
+        self.ca.cert_pem_path.display().to_string()
+    }
+
+    /// witm with `plugins`, trusting this origin's CA (`--upstream-ca`),
+    /// with `extra` arguments.
+    fn witm(&self, plugins: &[&str], extra: &[&str]) -> witm_test_support::Witm {
+        let ca = self.ca_path();
+        let mut args = vec!["--upstream-ca", ca.as_str()];
+        args.extend_from_slice(extra);
+        start_with_args(plugins, &args)
+    }
+}
+
 /// witm's CA certificate, as the tests' shared confdir holds it.
 fn witm_ca() -> String {
     target_dir()
@@ -19,13 +47,9 @@ fn witm_ca() -> String {
 
 #[test]
 fn curl_over_http1_sees_a_plugins_change_and_plugins_see_tls_facts() {
-    let ca = TestCa::new("origin-h1");
-    let origin = Origin::start_https(&ca);
-    let upstream_ca = ca.cert_pem_path.display().to_string();
-    let witm = start_with_args(
-        &["add-header", "recorder"],
-        &["--upstream-ca", &upstream_ca],
-    );
+    let https = HttpsOrigin::start("origin-h1");
+    let origin = &https.origin;
+    let witm = https.witm(&["add-header", "recorder"], &[]);
     let response = curl(
         &witm.proxy_url(),
         &[
@@ -60,10 +84,9 @@ fn curl_over_http1_sees_a_plugins_change_and_plugins_see_tls_facts() {
 
 #[test]
 fn curl_over_http2_speaks_http2_on_both_sides() {
-    let ca = TestCa::new("origin-h2");
-    let origin = Origin::start_https(&ca);
-    let upstream_ca = ca.cert_pem_path.display().to_string();
-    let witm = start_with_args(&["tag h2", "recorder"], &["--upstream-ca", &upstream_ca]);
+    let https = HttpsOrigin::start("origin-h2");
+    let origin = &https.origin;
+    let witm = https.witm(&["tag h2", "recorder"], &[]);
     let response = curl(
         &witm.proxy_url(),
         &[
@@ -93,10 +116,9 @@ fn curl_over_http2_speaks_http2_on_both_sides() {
 
 #[test]
 fn python_requests_trusts_witm_ca() {
-    let ca = TestCa::new("origin-py");
-    let origin = Origin::start_https(&ca);
-    let upstream_ca = ca.cert_pem_path.display().to_string();
-    let witm = start_with_args(&["add-header"], &["--upstream-ca", &upstream_ca]);
+    let https = HttpsOrigin::start("origin-py");
+    let origin = &https.origin;
+    let witm = https.witm(&["add-header"], &[]);
     let script = r#"
 import sys, requests
 proxy, ca, url = sys.argv[1:]
@@ -130,10 +152,9 @@ fn chromium_loads_a_page_through_witm_and_shows_a_plugins_change() {
         .expect(
             "this test needs Debian's chromium (apt-get install chromium); .ci/run installs it",
         );
-    let ca = TestCa::new("origin-browser");
-    let origin = Origin::start_https(&ca);
-    let upstream_ca = ca.cert_pem_path.display().to_string();
-    let witm = start_with_args(&["inject"], &["--upstream-ca", &upstream_ca]);
+    let https = HttpsOrigin::start("origin-browser");
+    let origin = &https.origin;
+    let witm = https.witm(&["inject"], &[]);
     let profile = target_dir().join(format!("e2e-chromium-{}", std::process::id()));
     let nssdb = profile.join(".pki/nssdb");
     std::fs::create_dir_all(&nssdb).unwrap();
@@ -199,11 +220,12 @@ fn chromium_loads_a_page_through_witm_and_shows_a_plugins_change() {
 
 #[test]
 fn ignored_hosts_pass_through_with_the_servers_own_certificate() {
-    let ca = TestCa::new("origin-ignored");
-    let origin = Origin::start_https(&ca);
+    let https = HttpsOrigin::start("origin-ignored");
+    let origin = &https.origin;
+    // No --upstream-ca: witm never talks TLS to an ignored host itself.
     let witm = start_with_args(&["add-header"], &["--ignore-hosts", "^localhost:"]);
     // The client sees the origin's certificate: it verifies with the origin's CA …
-    let origin_ca = ca.cert_pem_path.display().to_string();
+    let origin_ca = https.ca_path();
     let response = curl(
         &witm.proxy_url(),
         &["--cacert", &origin_ca, &origin.https_url("/through")],
@@ -387,15 +409,11 @@ fn a_plugin_can_refuse_a_connect() {
 
 #[test]
 fn a_plugin_can_pass_a_tls_connection_through_from_its_client_hello() {
-    let ca = TestCa::new("origin-hello");
-    let origin = Origin::start_https(&ca);
-    let upstream_ca = ca.cert_pem_path.display().to_string();
+    let https = HttpsOrigin::start("origin-hello");
+    let origin = &https.origin;
     // The gatekeeper passes through TLS whose SNI is "localhost".
-    let witm = start_with_args(
-        &["gatekeeper localhost", "add-header"],
-        &["--upstream-ca", &upstream_ca],
-    );
-    let origin_ca = ca.cert_pem_path.display().to_string();
+    let witm = https.witm(&["gatekeeper localhost", "add-header"], &[]);
+    let origin_ca = https.ca_path();
     let response = curl(
         &witm.proxy_url(),
         &["--cacert", &origin_ca, &origin.https_url("/passed")],
@@ -435,16 +453,12 @@ fn ssl_insecure_accepts_a_server_nobody_vouches_for() {
 
 #[test]
 fn allow_hosts_intercepts_only_matching_hosts() {
-    let ca = TestCa::new("origin-allow");
-    let origin = Origin::start_https(&ca);
-    let upstream_ca = ca.cert_pem_path.display().to_string();
+    let https = HttpsOrigin::start("origin-allow");
+    let origin = &https.origin;
     let pattern = format!("^127\\.0\\.0\\.1:{}$", origin.address.port());
-    let witm = start_with_args(
-        &["add-header"],
-        &["--upstream-ca", &upstream_ca, "--allow-hosts", &pattern],
-    );
+    let witm = https.witm(&["add-header"], &["--allow-hosts", &pattern]);
     // localhost does not match: passed through, the origin's own certificate.
-    let origin_ca = ca.cert_pem_path.display().to_string();
+    let origin_ca = https.ca_path();
     let through = curl(
         &witm.proxy_url(),
         &["--cacert", &origin_ca, &origin.https_url("/through")],
