@@ -1,0 +1,22 @@
+//! Saved flows: witm's own flow file format, mitmproxy captures and HAR, and
+//! mitmproxy-style filter expressions to pick flows.
+//!
+//! Layout:
+//! - [`tnetstring`]: the typed netstring codec mitmproxy's files are made of,
+//!   also the encoding of one record in witm's own files;
+//! - [`format`]: witm's flow files — a versioned header, then self-delimiting,
+//!   checksummed records appended one flow at a time;
+//! - [`mitmproxy`]: reading mitmproxy capture files (flow format 21 and the
+//!   older versions whose migration is simple);
+//! - [`har`]: HAR 1.2 import and export;
+//! - [`filter`]: `~d example.com & !~c 200` and friends.
+//!
+//! Depends on `witm-flow` only: no sockets, no plugins.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod filter;
+pub mod format;
+pub mod har;
+pub mod mitmproxy;
+pub mod tnetstring;
