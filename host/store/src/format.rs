@@ -1,1 +1,849 @@
-//! TODO(session): format
+//! witm's own flow files.
+//!
+//! ```text
+//! witm-flows 1\n                      header: format name and version
+//! [u32 LE length][u32 LE CRC-32][record]  one per flow, appended as flows end
+//! ```
+//!
+//! A record is one tnetstring dictionary (see [`flow_to_value`]). Each record
+//! is written with a single `write` to an unbuffered file, so a crash loses at
+//! most the record being written. The length makes records self-delimiting:
+//! a record cut short by the end of the file is a truncated file (the
+//! complete records before it are read, and the skipped bytes reported); a
+//! complete record whose checksum or contents are wrong is corruption, an
+//! error naming its offset. Bodies are stored as on the wire, still
+//! content-encoded; a streamed (unheld) body is stored as null.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use witm_flow::{
+    Body, CertInfo, ClientConn, ClientTls, Flow, FlowError, Headers, Request, Response, ServerConn,
+};
+
+use crate::tnetstring::{self, Value};
+
+/// The first bytes of every witm flow file, before the version.
+pub const MAGIC: &[u8] = b"witm-flows ";
+
+/// The version this build writes. Bump it when a record's shape changes and
+/// add a step to [`migrate`].
+pub const VERSION: u32 = 1;
+
+/// Largest record accepted: a length beyond this is corruption, not a flow.
+const MAX_RECORD: u32 = 1 << 30;
+
+/// Why a flow file could not be read or written.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Reading or writing the file failed.
+    Io(io::Error),
+    /// The file is not a witm flow file, or has a version this build can't read.
+    Format(String),
+    /// A complete record is damaged.
+    Corrupt {
+        /// Byte offset of the record from the start of the file.
+        offset: u64,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Io(e) => e.fmt(f),
+            StoreError::Format(m) => f.write_str(m),
+            StoreError::Corrupt { offset, message } => {
+                write!(f, "corrupt record at byte {offset}: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+/// Appends flows to a witm flow file, one unbuffered write per flow.
+pub struct FlowWriter<W: Write> {
+    out: W,
+    record: Vec<u8>,
+}
+
+impl FlowWriter<std::fs::File> {
+    /// Creates (or truncates) `path` and writes the header.
+    pub fn create(path: &Path) -> Result<Self, StoreError> {
+        FlowWriter::new(std::fs::File::create(path)?)
+    }
+}
+
+impl<W: Write> FlowWriter<W> {
+    /// Writes the header to `out`.
+    pub fn new(mut out: W) -> Result<Self, StoreError> {
+        out.write_all(&header())?;
+        out.flush()?;
+        Ok(Self {
+            out,
+            record: Vec::new(),
+        })
+    }
+
+    /// Appends one flow.
+    pub fn write(&mut self, flow: &Flow) -> Result<(), StoreError> {
+        self.record.clear();
+        self.record.extend_from_slice(&[0; 8]);
+        flow_to_value(flow).encode(&mut self.record);
+        let len = (self.record.len() - 8) as u32;
+        let crc = crc32fast::hash(&self.record[8..]);
+        self.record[..4].copy_from_slice(&len.to_le_bytes());
+        self.record[4..8].copy_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&self.record)?;
+        Ok(())
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(mut self) -> Result<W, StoreError> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+fn header() -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.extend_from_slice(format!("{VERSION}\n").as_bytes());
+    h
+}
+
+/// Writes a whole file atomically: into `PATH.tmp-PID` first, renamed over
+/// `path` only when every flow is written and synced, so a failed run leaves
+/// any earlier file untouched.
+pub struct AtomicFlowFile {
+    writer: Option<FlowWriter<io::BufWriter<std::fs::File>>>,
+    temporary: PathBuf,
+    path: PathBuf,
+}
+
+impl AtomicFlowFile {
+    /// Starts writing what will become `path`.
+    pub fn create(path: &Path) -> Result<Self, StoreError> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".tmp-{}", std::process::id()));
+        let temporary = path.with_file_name(name);
+        let file = std::fs::File::create(&temporary)?;
+        Ok(Self {
+            writer: Some(FlowWriter::new(io::BufWriter::new(file))?),
+            temporary,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Appends one flow.
+    pub fn write(&mut self, flow: &Flow) -> Result<(), StoreError> {
+        match &mut self.writer {
+            Some(writer) => writer.write(flow),
+            None => Err(StoreError::Format("the file was already committed".into())),
+        }
+    }
+
+    /// Syncs and renames the file into place.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let Some(writer) = self.writer.take() else {
+            return Err(StoreError::Format("the file was already committed".into()));
+        };
+        let result = (|| -> Result<(), StoreError> {
+            let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            std::fs::rename(&self.temporary, &self.path)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+        result
+    }
+}
+
+impl Drop for AtomicFlowFile {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            // Never committed (or the commit failed): leave nothing behind.
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// Reads flows back from a witm flow file, one record at a time.
+pub struct FlowReader<R: Read> {
+    input: R,
+    version: u32,
+    offset: u64,
+    skipped: u64,
+    done: bool,
+}
+
+impl<R: Read> FlowReader<R> {
+    /// Reads and checks the header. A file from a newer version is refused.
+    pub fn new(mut input: R) -> Result<Self, StoreError> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.len() < 32 {
+            if input.read(&mut byte)? == 0 {
+                break;
+            }
+            if byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0]);
+        }
+        let Some(version) = line.strip_prefix(MAGIC) else {
+            return Err(StoreError::Format(
+                "not a witm flow file (it does not start with \"witm-flows\")".into(),
+            ));
+        };
+        let version: u32 = std::str::from_utf8(version)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StoreError::Format("a witm flow file with a damaged header".into()))?;
+        if version > VERSION {
+            return Err(StoreError::Format(format!(
+                "this flow file has format version {version}, newer than this witm \
+                 reads ({VERSION}); upgrade witm to read it"
+            )));
+        }
+        if version == 0 {
+            return Err(StoreError::Format(
+                "a witm flow file with version 0, which never existed".into(),
+            ));
+        }
+        Ok(Self {
+            input,
+            version,
+            offset: line.len() as u64 + 1,
+            skipped: 0,
+            done: false,
+        })
+    }
+
+    /// The format version of the file.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Bytes at the end of the file that were not a complete record (a
+    /// truncated last record), known once the reader is exhausted.
+    pub fn skipped_bytes(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Reads the next flow, `Ok(None)` at the end of the file.
+    pub fn next_flow(&mut self) -> Result<Option<Flow>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let start = self.offset;
+        let mut prefix = [0u8; 8];
+        let got = read_up_to(&mut self.input, &mut prefix)?;
+        if got < prefix.len() {
+            self.done = true;
+            self.skipped = got as u64;
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(prefix[..4].try_into().unwrap_or_default());
+        let crc = u32::from_le_bytes(prefix[4..].try_into().unwrap_or_default());
+        if len > MAX_RECORD {
+            self.done = true;
+            return Err(StoreError::Corrupt {
+                offset: start,
+                message: format!("a record length of {len} bytes"),
+            });
+        }
+        let mut record = vec![0u8; len as usize];
+        let got_record = read_up_to(&mut self.input, &mut record)?;
+        if got_record < record.len() {
+            self.done = true;
+            self.skipped = (prefix.len() + got_record) as u64;
+            return Ok(None);
+        }
+        self.offset += 8 + u64::from(len);
+        let corrupt = |message: String| StoreError::Corrupt {
+            offset: start,
+            message,
+        };
+        if crc32fast::hash(&record) != crc {
+            self.done = true;
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let (value, used) =
+            tnetstring::decode(&Bytes::from(record)).map_err(|e| corrupt(format!("record {e}")))?;
+        if used as u64 != u64::from(len) {
+            return Err(corrupt("bytes after the record's value".into()));
+        }
+        let value = migrate(self.version, value).map_err(corrupt)?;
+        flow_from_value(&value).map(Some).map_err(corrupt)
+    }
+}
+
+impl<R: Read> Iterator for FlowReader<R> {
+    type Item = Result<Flow, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_flow().transpose()
+    }
+}
+
+/// Reads until `buf` is full or the input ends; how many bytes were read.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Brings a record written by format `version` to the current shape, one
+/// explicit step per version. Version 1 is the first, so there is no step
+/// yet; the next format change adds `2 => …` here with a test.
+fn migrate(version: u32, record: Value) -> Result<Value, String> {
+    match version {
+        VERSION => Ok(record),
+        other => Err(format!("no migration from format version {other}")),
+    }
+}
+
+fn headers_value(headers: &Headers) -> Value {
+    Value::List(
+        headers
+            .iter()
+            .map(|(n, v)| Value::List(vec![Value::str(n), Value::Bytes(v.clone())]))
+            .collect(),
+    )
+}
+
+fn body_value(body: &Body) -> Value {
+    match body {
+        Body::Buffered(b) => Value::Bytes(b.clone()),
+        Body::Streamed => Value::Null,
+    }
+}
+
+fn cert_value(cert: &CertInfo) -> Value {
+    Value::dict([
+        ("subject", Value::str(&cert.subject)),
+        ("issuer", Value::str(&cert.issuer)),
+        ("serial", Value::str(&cert.serial)),
+        ("not_before", Value::Int(cert.not_before)),
+        ("not_after", Value::Int(cert.not_after)),
+        (
+            "sans",
+            Value::List(cert.sans.iter().map(Value::str).collect()),
+        ),
+        ("der", Value::Bytes(Bytes::copy_from_slice(&cert.der))),
+    ])
+}
+
+/// One flow as a record: every field of [`Flow`], timestamps in ms.
+pub fn flow_to_value(flow: &Flow) -> Value {
+    let client = &flow.client;
+    let request = &flow.request;
+    Value::dict([
+        ("id", Value::str(&flow.id)),
+        (
+            "client",
+            Value::dict([
+                ("id", Value::str(&client.id)),
+                ("address", Value::str(client.address.to_string())),
+                ("timestamp_start", Value::Int(client.timestamp_start as i64)),
+                (
+                    "tls",
+                    client.tls.as_ref().map_or(Value::Null, |tls| {
+                        Value::dict([
+                            ("sni", Value::opt_str(tls.sni.as_deref())),
+                            ("alpn", Value::opt_str(tls.alpn.as_deref())),
+                        ])
+                    }),
+                ),
+            ]),
+        ),
+        (
+            "request",
+            Value::dict([
+                ("method", Value::str(&request.method)),
+                ("scheme", Value::str(&request.scheme)),
+                ("host", Value::str(&request.host)),
+                ("port", Value::Int(i64::from(request.port))),
+                ("path", Value::str(&request.path)),
+                ("http_version", Value::str(&request.http_version)),
+                ("headers", headers_value(&request.headers)),
+                ("body", body_value(&request.body)),
+                (
+                    "timestamp_start",
+                    Value::Int(request.timestamp_start as i64),
+                ),
+                ("stream", Value::Bool(request.stream)),
+            ]),
+        ),
+        (
+            "response",
+            flow.response.as_ref().map_or(Value::Null, |r| {
+                Value::dict([
+                    ("status", Value::Int(i64::from(r.status))),
+                    ("reason", Value::str(&r.reason)),
+                    ("http_version", Value::str(&r.http_version)),
+                    ("headers", headers_value(&r.headers)),
+                    ("body", body_value(&r.body)),
+                    ("timestamp_start", Value::Int(r.timestamp_start as i64)),
+                    ("stream", Value::Bool(r.stream)),
+                ])
+            }),
+        ),
+        (
+            "error",
+            flow.error.as_ref().map_or(Value::Null, |e| {
+                Value::dict([
+                    ("message", Value::str(&e.message)),
+                    ("timestamp", Value::Int(e.timestamp as i64)),
+                ])
+            }),
+        ),
+        (
+            "server_conn",
+            flow.server_conn.as_ref().map_or(Value::Null, |s| {
+                Value::dict([
+                    ("address", Value::str(&s.address)),
+                    ("sni", Value::opt_str(s.sni.as_deref())),
+                    ("alpn", Value::opt_str(s.alpn.as_deref())),
+                    ("cert", s.cert.as_ref().map_or(Value::Null, cert_value)),
+                ])
+            }),
+        ),
+        (
+            "metadata",
+            Value::List(
+                flow.metadata
+                    .iter()
+                    .map(|(k, v)| Value::List(vec![Value::str(k), Value::str(v)]))
+                    .collect(),
+            ),
+        ),
+        ("marked", Value::Bool(flow.marked)),
+        ("comment", Value::str(&flow.comment)),
+        ("killed", Value::Bool(flow.killed)),
+    ])
+}
+
+/// Reads fields of a record, naming the one that is missing or mistyped.
+struct Fields<'a> {
+    value: &'a Value,
+    path: &'static str,
+}
+
+impl<'a> Fields<'a> {
+    fn of(value: &'a Value, path: &'static str) -> Result<Self, String> {
+        match value {
+            Value::Dict(_) => Ok(Self { value, path }),
+            _ => Err(format!("{path} is not a dictionary")),
+        }
+    }
+    fn field(&self, key: &str) -> Result<&'a Value, String> {
+        self.value
+            .get(key)
+            .ok_or_else(|| format!("{}.{key} is missing", self.path))
+    }
+    fn string(&self, key: &str) -> Result<String, String> {
+        self.field(key)?
+            .as_string()
+            .ok_or_else(|| format!("{}.{key} is not text", self.path))
+    }
+    fn opt_string(&self, key: &str) -> Result<Option<String>, String> {
+        match self.value.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.string(key).map(Some),
+        }
+    }
+    fn int(&self, key: &str) -> Result<i64, String> {
+        self.field(key)?
+            .as_int()
+            .ok_or_else(|| format!("{}.{key} is not a number", self.path))
+    }
+    fn uint<T: TryFrom<i64>>(&self, key: &str) -> Result<T, String> {
+        T::try_from(self.int(key)?).map_err(|_| format!("{}.{key} is out of range", self.path))
+    }
+    fn bool(&self, key: &str) -> Result<bool, String> {
+        self.field(key)?
+            .as_bool()
+            .ok_or_else(|| format!("{}.{key} is not a boolean", self.path))
+    }
+    fn list(&self, key: &str) -> Result<&'a [Value], String> {
+        self.field(key)?
+            .as_list()
+            .ok_or_else(|| format!("{}.{key} is not a list", self.path))
+    }
+    fn headers(&self) -> Result<Headers, String> {
+        let mut headers = Headers::new();
+        for pair in self.list("headers")? {
+            match pair.as_list() {
+                Some([name, value]) => match (name.as_string(), value.as_bytes()) {
+                    (Some(name), Some(value)) => {
+                        headers.append(&name, Bytes::copy_from_slice(value))
+                    }
+                    _ => return Err(format!("{}.headers has a bad entry", self.path)),
+                },
+                _ => return Err(format!("{}.headers has a bad entry", self.path)),
+            }
+        }
+        Ok(headers)
+    }
+    fn body(&self) -> Result<Body, String> {
+        match self.field("body")? {
+            Value::Null => Ok(Body::Streamed),
+            Value::Bytes(b) => Ok(Body::Buffered(b.clone())),
+            Value::Str(s) => Ok(Body::Buffered(Bytes::from(s.clone()))),
+            _ => Err(format!("{}.body is not bytes", self.path)),
+        }
+    }
+}
+
+/// A record back into a flow; the error names the bad field.
+pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
+    let flow = Fields::of(value, "flow")?;
+    let client = Fields::of(flow.field("client")?, "client")?;
+    let address: SocketAddr = client
+        .string("address")?
+        .parse()
+        .map_err(|_| "client.address is not an address".to_string())?;
+    let tls = match client.field("tls")? {
+        Value::Null => None,
+        tls => {
+            let tls = Fields::of(tls, "client.tls")?;
+            Some(ClientTls {
+                sni: tls.opt_string("sni")?,
+                alpn: tls.opt_string("alpn")?,
+            })
+        }
+    };
+    let client = ClientConn {
+        id: client.string("id")?,
+        address,
+        timestamp_start: client.uint("timestamp_start")?,
+        tls,
+    };
+    let r = Fields::of(flow.field("request")?, "request")?;
+    let request = Request {
+        method: r.string("method")?,
+        scheme: r.string("scheme")?,
+        host: r.string("host")?,
+        port: r.uint("port")?,
+        path: r.string("path")?,
+        http_version: r.string("http_version")?,
+        headers: r.headers()?,
+        body: r.body()?,
+        timestamp_start: r.uint("timestamp_start")?,
+        stream: r.bool("stream")?,
+    };
+    let response = match flow.field("response")? {
+        Value::Null => None,
+        response => {
+            let r = Fields::of(response, "response")?;
+            Some(Response {
+                status: r.uint("status")?,
+                reason: r.string("reason")?,
+                http_version: r.string("http_version")?,
+                headers: r.headers()?,
+                body: r.body()?,
+                timestamp_start: r.uint("timestamp_start")?,
+                stream: r.bool("stream")?,
+            })
+        }
+    };
+    let error = match flow.field("error")? {
+        Value::Null => None,
+        error => {
+            let e = Fields::of(error, "error")?;
+            Some(FlowError {
+                message: e.string("message")?,
+                timestamp: e.uint("timestamp")?,
+            })
+        }
+    };
+    let server_conn = match flow.field("server_conn")? {
+        Value::Null => None,
+        server => {
+            let s = Fields::of(server, "server_conn")?;
+            let cert = match s.field("cert")? {
+                Value::Null => None,
+                cert => {
+                    let c = Fields::of(cert, "server_conn.cert")?;
+                    Some(CertInfo {
+                        subject: c.string("subject")?,
+                        issuer: c.string("issuer")?,
+                        serial: c.string("serial")?,
+                        not_before: c.int("not_before")?,
+                        not_after: c.int("not_after")?,
+                        sans: c
+                            .list("sans")?
+                            .iter()
+                            .filter_map(Value::as_string)
+                            .collect(),
+                        der: c
+                            .field("der")?
+                            .as_bytes()
+                            .ok_or("server_conn.cert.der is not bytes")?
+                            .to_vec(),
+                    })
+                }
+            };
+            Some(Arc::new(ServerConn {
+                address: s.string("address")?,
+                sni: s.opt_string("sni")?,
+                alpn: s.opt_string("alpn")?,
+                cert,
+            }))
+        }
+    };
+    let mut metadata = Vec::new();
+    for pair in flow.list("metadata")? {
+        match pair.as_list() {
+            Some([k, v]) => match (k.as_string(), v.as_string()) {
+                (Some(k), Some(v)) => metadata.push((k, v)),
+                _ => return Err("flow.metadata has a bad entry".into()),
+            },
+            _ => return Err("flow.metadata has a bad entry".into()),
+        }
+    }
+    Ok(Flow {
+        id: flow.string("id")?,
+        client: Arc::new(client),
+        request,
+        response,
+        error,
+        server_conn,
+        metadata,
+        marked: flow.bool("marked")?,
+        comment: flow.string("comment")?,
+        killed: flow.bool("killed")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use witm_flow::HttpMessage;
+
+    /// A flow with every field set to something other than its default.
+    pub(crate) fn full_flow() -> Flow {
+        let client = ClientConn {
+            id: "client-1".into(),
+            address: "[::1]:50000".parse().unwrap(),
+            timestamp_start: 1_700_000_000_123,
+            tls: Some(ClientTls {
+                sni: Some("example.com".into()),
+                alpn: Some("h2".into()),
+            }),
+        };
+        let mut request = Request {
+            method: "POST".into(),
+            scheme: "https".into(),
+            host: "example.com".into(),
+            port: 8443,
+            path: "/p?q=1&q=2".into(),
+            http_version: "HTTP/2.0".into(),
+            headers: Headers::from_pairs([
+                ("X-Dup", "one"),
+                ("x-dup", "two"),
+                ("Cookie", "a=1; b=2"),
+            ]),
+            body: Body::Buffered(Bytes::from_static(b"\x00binary\xff")),
+            timestamp_start: 1_700_000_000_200,
+            stream: false,
+        };
+        request
+            .headers
+            .append("X-Bin", Bytes::from_static(b"\xe9t\xe9"));
+        let mut response = Response::make(
+            418,
+            Headers::from_pairs([("Content-Encoding", "gzip"), ("Set-Cookie", "s=1; Path=/")]),
+            Bytes::new(),
+        );
+        response.set_content(b"short and stout").unwrap();
+        response.reason = "I'm a teapot".into();
+        response.http_version = "HTTP/2.0".into();
+        response.timestamp_start = 1_700_000_000_300;
+        Flow {
+            id: "flow-1".into(),
+            client: Arc::new(client),
+            request,
+            response: Some(response),
+            error: Some(FlowError {
+                message: "connection reset".into(),
+                timestamp: 1_700_000_000_400,
+            }),
+            server_conn: Some(Arc::new(ServerConn {
+                address: "example.com:8443".into(),
+                sni: Some("example.com".into()),
+                alpn: Some("h2".into()),
+                cert: Some(CertInfo {
+                    subject: "CN=example.com".into(),
+                    issuer: "CN=ca".into(),
+                    serial: "01:02".into(),
+                    not_before: -5,
+                    not_after: 1_900_000_000,
+                    sans: vec!["example.com".into(), "*.example.com".into()],
+                    der: vec![0x30, 0x82, 0x01],
+                }),
+            })),
+            metadata: vec![("tag".into(), "v".into()), ("k2".into(), "ünï".into())],
+            marked: true,
+            comment: "look at this".into(),
+            killed: true,
+        }
+    }
+
+    fn assert_same(a: &Flow, b: &Flow) {
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.client.id, b.client.id);
+        assert_eq!(a.client.address, b.client.address);
+        assert_eq!(a.client.timestamp_start, b.client.timestamp_start);
+        assert_eq!(a.client.tls, b.client.tls);
+        assert_eq!(a.request, b.request);
+        assert_eq!(a.response, b.response);
+        assert_eq!(a.error, b.error);
+        assert_eq!(a.server_conn, b.server_conn);
+        assert_eq!(a.metadata, b.metadata);
+        assert_eq!(a.marked, b.marked);
+        assert_eq!(a.comment, b.comment);
+        assert_eq!(a.killed, b.killed);
+    }
+
+    fn write_all(flows: &[Flow]) -> Vec<u8> {
+        let mut w = FlowWriter::new(Vec::new()).unwrap();
+        for f in flows {
+            w.write(f).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn every_field_round_trips() {
+        let mut streamed = full_flow();
+        streamed.id = "flow-2".into();
+        streamed.request.body = Body::Streamed;
+        streamed.request.stream = true;
+        streamed.response = None;
+        streamed.error = None;
+        streamed.server_conn = None;
+        streamed.metadata.clear();
+        streamed.marked = false;
+        streamed.killed = false;
+        streamed.client = Arc::new(ClientConn {
+            tls: None,
+            ..(*streamed.client).clone()
+        });
+        let flows = [full_flow(), streamed];
+        let bytes = write_all(&flows);
+        assert!(bytes.starts_with(b"witm-flows 1\n"));
+        let mut reader = FlowReader::new(&bytes[..]).unwrap();
+        let back: Vec<Flow> = reader.by_ref().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back.len(), 2);
+        assert_same(&back[0], &flows[0]);
+        assert_same(&back[1], &flows[1]);
+        assert_eq!(reader.skipped_bytes(), 0);
+        assert_eq!(
+            back[0].response.as_ref().unwrap().content().unwrap(),
+            b"short and stout"
+        );
+    }
+
+    #[test]
+    fn a_truncated_file_gives_every_complete_flow_and_the_skipped_bytes() {
+        let flows: Vec<Flow> = (0..5)
+            .map(|i| {
+                let mut f = full_flow();
+                f.id = format!("flow-{i}");
+                f
+            })
+            .collect();
+        let bytes = write_all(&flows);
+        let header = header().len();
+        let record = (bytes.len() - header) / 5;
+        for cut in [
+            header,
+            header + 3,
+            header + record,
+            bytes.len() - 1,
+            bytes.len(),
+        ] {
+            let mut reader = FlowReader::new(&bytes[..cut]).unwrap();
+            let back: Vec<Flow> = reader.by_ref().collect::<Result<_, _>>().unwrap();
+            assert_eq!(back.len(), (cut - header) / record, "cut at {cut}");
+            assert_eq!(
+                reader.skipped_bytes() as usize,
+                (cut - header) % record,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_naming_its_offset() {
+        let flows = [full_flow(), full_flow()];
+        let mut bytes = write_all(&flows);
+        let header = header().len();
+        let record = (bytes.len() - header) / 2;
+        bytes[header + record + 40] ^= 0x55;
+        let mut reader = FlowReader::new(&bytes[..]).unwrap();
+        assert!(reader.next().unwrap().is_ok());
+        let err = reader.next().unwrap().unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { offset, .. } if *offset == (header + record) as u64),
+            "{err}"
+        );
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert!(reader.next().is_none());
+    }
+
+    #[test]
+    fn newer_versions_and_other_files_are_refused_clearly() {
+        let err = FlowReader::new(&b"witm-flows 2\n"[..]).err().unwrap();
+        assert!(err.to_string().contains("newer"), "{err}");
+        let err = FlowReader::new(&b"{\"log\": {}}"[..]).err().unwrap();
+        assert!(err.to_string().contains("not a witm flow file"), "{err}");
+    }
+
+    #[test]
+    fn atomic_file_appears_only_on_commit() {
+        let dir = std::env::temp_dir().join(format!("witm-store-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.witm");
+        let mut file = AtomicFlowFile::create(&path).unwrap();
+        file.write(&full_flow()).unwrap();
+        assert!(!path.exists());
+        drop(file);
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "temporary removed"
+        );
+        let mut file = AtomicFlowFile::create(&path).unwrap();
+        file.write(&full_flow()).unwrap();
+        file.commit().unwrap();
+        let back: Vec<_> = FlowReader::new(std::fs::File::open(&path).unwrap())
+            .unwrap()
+            .collect();
+        assert_eq!(back.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
