@@ -14,8 +14,13 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 mod log_format;
+mod offline;
+mod saved;
+use offline::FlowSelector;
+use saved::{Recorder, SavedFlowHooks, ServerReplay, Unmatched};
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
 use witm_proxy::{Proxy, ProxyOptions, TlsOptions};
+use witm_store::{Filter, FlowFile};
 use witm_tls::{CertificateAuthority, Upstream, UpstreamTrust};
 
 /// An intercepting HTTP proxy whose scripts are sandboxed WebAssembly components.
@@ -77,21 +82,111 @@ struct Cli {
 
     /// CPU time one plugin event may take, in milliseconds, before it is
     /// interrupted (the flow goes on as before the call).
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    #[arg(long, value_name = "MS", default_value_t = 5000, global = true)]
     plugin_timeout_ms: u64,
+
+    /// Save finished flows to FILE (witm's flow format), as they end.
+    #[arg(short = 'w', long = "save", value_name = "FILE")]
+    save: Option<PathBuf>,
+
+    /// Only save flows matching this filter expression (e.g. "~d example.com & ~c 200").
+    #[arg(long = "save-filter", value_name = "EXPR", value_parser = parse_filter)]
+    save_filter: Option<Filter>,
+
+    /// Send the requests saved in FILE again, one after another, through the
+    /// plugins to their servers (witm, mitmproxy or HAR file).
+    #[arg(long, value_name = "FILE")]
+    client_replay: Option<PathBuf>,
+
+    /// Answer requests from the responses saved in FILE, matched on method,
+    /// URL and body; each saved response is served once, in order.
+    #[arg(long, value_name = "FILE")]
+    server_replay: Option<PathBuf>,
+
+    /// What to do with requests --server-replay has no response for:
+    /// forward (to the server), kill, or a status code such as 404.
+    #[arg(long, value_name = "WHAT", default_value = "forward")]
+    server_replay_extra: Unmatched,
+
+    /// Serve a saved response as often as it matches, not once.
+    #[arg(long)]
+    server_replay_reuse: bool,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print where the CA certificate is and how to trust it.
     Ca,
+    /// Run plugins over saved flows, with no network: start, then request,
+    /// response and error for each flow, then done.
+    Replay(ReplayArgs),
+    /// List the flows of a file (witm, mitmproxy or HAR), one per line.
+    Flows {
+        /// The file.
+        file: PathBuf,
+        /// Only flows matching this filter expression.
+        #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+        filter: Option<Filter>,
+    },
+    /// Convert saved flows to another format.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// The saved flows (witm, mitmproxy capture or HAR).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    read: PathBuf,
+    /// A plugin and its arguments; repeat to chain plugins.
+    #[arg(short = 's', long = "script", value_name = "PLUGIN [ARGS]")]
+    scripts: Vec<String>,
+    /// Write the flows after the plugins ran to FILE (witm format). It
+    /// appears only when every flow was written; the input is never changed.
+    #[arg(short = 'w', long = "save", value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Only flows matching this filter expression.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+    filter: Option<Filter>,
+    /// Run on one flow only, by number (as `witm flows` counts) or id, and
+    /// print it in full.
+    #[arg(long, value_name = "N|ID")]
+    flow: Option<FlowSelector>,
+    /// Do not print a line per flow.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// Write HAR 1.2 (the only export format so far).
+    #[arg(long, required = true)]
+    har: bool,
+    /// The saved flows (witm, mitmproxy capture or HAR).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    read: PathBuf,
+    /// Where to write; stdout without it.
+    #[arg(short = 'w', long = "save", value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Only flows matching this filter expression.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+    filter: Option<Filter>,
+}
+
+/// A filter expression, or the error drawn under it.
+fn parse_filter(expression: &str) -> Result<Filter, String> {
+    Filter::parse(expression).map_err(|e| format!("{e}\n{}", e.explain(expression)))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    if let Some(Command::Ca) = cli.command {
-        return print_ca(&cli);
+    match &cli.command {
+        Some(Command::Ca) => return print_ca(&cli),
+        Some(Command::Flows { file, filter }) => return offline::list(file, filter.as_ref()),
+        Some(Command::Export(args)) => {
+            return offline::export_har(&args.read, args.save.as_ref(), args.filter.as_ref());
+        }
+        Some(Command::Replay(_)) | None => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,42 +214,97 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(cli: Cli) -> ExitCode {
-    let specs = match cli
-        .scripts
+/// Loads the plugins given with `-s`, running their `start`.
+async fn load_plugins(
+    cli: &Cli,
+    scripts: &[String],
+    confdir: &std::path::Path,
+) -> Result<(PluginRuntime, PluginChain), String> {
+    let specs = scripts
         .iter()
         .map(|s| PluginSpec::parse(s))
         .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(specs) => specs,
-        Err(e) => return fail(&e.to_string()),
-    };
+        .map_err(|e| e.to_string())?;
     for spec in &specs {
         if !spec.path.is_file() {
-            return fail(&format!("plugin file not found: {}", spec.path.display()));
+            return Err(format!("plugin file not found: {}", spec.path.display()));
         }
     }
-    let confdir = match confdir(&cli) {
-        Ok(dir) => dir,
-        Err(e) => return fail(&e),
-    };
-    let tls = match tls_options(&cli, &confdir) {
-        Ok(tls) => tls,
-        Err(e) => return fail(&e),
-    };
     let options = RuntimeOptions {
         event_deadline: std::time::Duration::from_millis(cli.plugin_timeout_ms),
         cache_dir: Some(confdir.join("cache")),
         ..RuntimeOptions::default()
     };
-    let plugin_runtime = match PluginRuntime::new(options) {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the plugin runtime: {e}")),
+    let runtime =
+        PluginRuntime::new(options).map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
+    let chain = PluginChain::load(&runtime, &specs)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((runtime, chain))
+}
+
+/// Every flow of a file, or an error naming it.
+fn read_all(path: &std::path::Path) -> Result<Vec<witm_flow::Flow>, String> {
+    let mut file = FlowFile::open(path).map_err(|e| e.to_string())?;
+    let flows = file
+        .by_ref()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(skipped) = file.skipped_summary() {
+        tracing::warn!("{}: {skipped}", path.display());
+    }
+    Ok(flows)
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let confdir = match confdir(&cli) {
+        Ok(dir) => dir,
+        Err(e) => return fail(&e),
     };
-    let chain = match PluginChain::load(&plugin_runtime, &specs).await {
-        Ok(chain) => Arc::new(chain),
-        Err(e) => return fail(&e.to_string()),
+    if let Some(Command::Replay(args)) = &cli.command {
+        let (_runtime, chain) = match load_plugins(&cli, &args.scripts, &confdir).await {
+            Ok(loaded) => loaded,
+            Err(e) => return fail(&e),
+        };
+        let job = offline::ReplayJob {
+            input: &args.read,
+            output: args.save.as_deref(),
+            filter: args.filter.as_ref(),
+            one: args.flow.as_ref(),
+            quiet: args.quiet,
+        };
+        return offline::replay(&chain, job).await;
+    }
+    let tls = match tls_options(&cli, &confdir) {
+        Ok(tls) => tls,
+        Err(e) => return fail(&e),
     };
+    let client_replay = match cli.client_replay.as_deref().map(read_all).transpose() {
+        Ok(flows) => flows,
+        Err(e) => return fail(&e),
+    };
+    let server_replay = match cli.server_replay.as_deref().map(read_all).transpose() {
+        Ok(flows) => flows.map(|flows| {
+            let replay = ServerReplay::new(flows, cli.server_replay_extra, cli.server_replay_reuse);
+            tracing::info!("server replay: {} saved responses", replay.len());
+            replay
+        }),
+        Err(e) => return fail(&e),
+    };
+    let recorder = match cli
+        .save
+        .as_deref()
+        .map(|path| Recorder::create(path, cli.save_filter.clone()))
+        .transpose()
+    {
+        Ok(recorder) => recorder,
+        Err(e) => return fail(&e),
+    };
+    let (plugin_runtime, chain) = match load_plugins(&cli, &cli.scripts, &confdir).await {
+        Ok(loaded) => loaded,
+        Err(e) => return fail(&e),
+    };
+    let hooks = Arc::new(SavedFlowHooks::new(chain, recorder, server_replay));
 
     let address = SocketAddr::new(cli.listen_host, cli.listen_port);
     let listener = match tokio::net::TcpListener::bind(address).await {
@@ -169,10 +319,21 @@ async fn run(cli: Cli) -> ExitCode {
         tls: Some(Arc::new(tls)),
         ..ProxyOptions::default()
     };
-    let proxy = Proxy::new(chain.clone(), proxy_options);
+    let proxy = Proxy::new(hooks.clone(), proxy_options);
     plugin_runtime.set_replayer(proxy.replayer());
+    if let Some(flows) = client_replay {
+        let replays: Vec<_> = flows.into_iter().map(|flow| proxy.replay(flow)).collect();
+        tokio::spawn(async move {
+            let count = replays.len();
+            for replay in replays {
+                replay.await;
+            }
+            tracing::info!("client replay: {count} requests sent again");
+        });
+    }
     let served = proxy.serve(listener, shutdown_signal()).await;
-    chain.done().await;
+    hooks.plugins().done().await;
+    hooks.finish();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

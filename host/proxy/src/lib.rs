@@ -32,6 +32,7 @@ mod tunnel;
 mod websocket;
 mod wire;
 
+pub use flow_log::human_size;
 pub use server::{Proxy, ProxyOptions, serve};
 pub use tls::TlsOptions;
 pub use witm_flow::FlowHooks;

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use witm_flow::{ClientConn, Events, FlowHooks, Replayer};
+use witm_flow::{ClientConn, Events, Flow, FlowHooks, Replayer};
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use witm_tls::{Upstream, UpstreamTrust};
@@ -94,6 +94,13 @@ impl<H: FlowHooks> Proxy<H> {
         Arc::new(move |flow| {
             runtime.spawn(forward::replay(shared.clone(), flow));
         })
+    }
+
+    /// Sends `flow`'s request again through the hooks and to its server,
+    /// as a client would (client replay); resolves once the response has
+    /// been read.
+    pub fn replay(&self, flow: Flow) -> impl Future<Output = ()> + Send + 'static {
+        forward::replay(self.shared.clone(), flow)
     }
 
     /// Serves proxy clients on `listener` until `shutdown` resolves, then

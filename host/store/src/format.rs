@@ -300,7 +300,7 @@ impl<R: Read> Iterator for FlowReader<R> {
 }
 
 /// Reads until `buf` is full or the input ends; how many bytes were read.
-fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match input.read(&mut buf[filled..]) {

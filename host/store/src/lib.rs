@@ -4,12 +4,13 @@
 //! Layout:
 //! - [`tnetstring`]: the typed netstring codec mitmproxy's files are made of,
 //!   also the encoding of one record in witm's own files;
-//! - [`format`]: witm's flow files — a versioned header, then self-delimiting,
+//! - [`format`](mod@format): witm's flow files — a versioned header, then self-delimiting,
 //!   checksummed records appended one flow at a time;
 //! - [`mitmproxy`]: reading mitmproxy capture files (flow format 21 and the
 //!   older versions whose migration is simple);
 //! - [`har`]: HAR 1.2 import and export;
-//! - [`filter`]: `~d example.com & !~c 200` and friends.
+//! - [`filter`]: `~d example.com & !~c 200` and friends;
+//! - [`source`]: opening a file of any of these kinds, told apart by content.
 //!
 //! Depends on `witm-flow` only: no sockets, no plugins.
 #![forbid(unsafe_code)]
@@ -19,4 +20,9 @@ pub mod filter;
 pub mod format;
 pub mod har;
 pub mod mitmproxy;
+pub mod source;
 pub mod tnetstring;
+
+pub use filter::{Filter, FilterError};
+pub use format::{AtomicFlowFile, FlowReader, FlowWriter, StoreError};
+pub use source::{FileKind, FlowFile};

@@ -391,7 +391,7 @@ mod tests {
 
     const FIXTURE: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/mitmproxy/mitm-capture.flow"
+        "/../../tests/fixtures/mitmproxy/mitm-capture.flow"
     );
 
     /// The decoded body of the fixture's data.json flows.
