@@ -32,3 +32,4 @@ bench: setup
 	cargo bench -p witm --bench https
 	cargo bench -p witm-plugin-host --bench event
 	cargo bench -p witm-tls --bench mint
+	cargo bench -p witm --bench saved_flows
