@@ -175,6 +175,39 @@ pub struct Flow {
     pub comment: String,
     /// Set by a plugin's `kill`: the client connection is dropped.
     pub killed: bool,
+    /// The tenant whose credentials (`Proxy-Authorization`) or listener the
+    /// flow came through; `None` for a proxy without tenants.
+    pub tenant: Option<Arc<str>>,
+    /// What hooks attach to the flow for its lifetime (see [`Attachments`]).
+    pub attachments: Attachments,
+}
+
+/// Values hooks attach to a flow for as long as it lives, opaque to anyone
+/// else. The plugin host pins here the plugin versions a flow started with,
+/// so that after a hot reload flows in flight finish on the old version, which
+/// is freed with the last of them. Not saved with the flow.
+#[derive(Clone, Default)]
+pub struct Attachments(Vec<Arc<dyn std::any::Any + Send + Sync>>);
+
+impl std::fmt::Debug for Attachments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Attachments({})", self.0.len())
+    }
+}
+
+impl Attachments {
+    /// The first attached `T` for which `pick` is true.
+    pub fn find<T: std::any::Any>(&self, pick: impl Fn(&T) -> bool) -> Option<&T> {
+        self.0
+            .iter()
+            .filter_map(|a| a.downcast_ref::<T>())
+            .find(|t| pick(t))
+    }
+
+    /// Attaches `value`.
+    pub fn push<T: std::any::Any + Send + Sync>(&mut self, value: T) {
+        self.0.push(Arc::new(value));
+    }
 }
 
 /// The connection of a flow that has none (a default flow).
@@ -194,6 +227,8 @@ impl Default for Flow {
             marked: false,
             comment: String::new(),
             killed: false,
+            tenant: None,
+            attachments: Attachments::default(),
         }
     }
 }
@@ -237,6 +272,8 @@ impl Flow {
             marked: false,
             comment: String::new(),
             killed: false,
+            tenant: None,
+            attachments: Attachments::default(),
         }
     }
 }

@@ -22,7 +22,8 @@ pub mod hooks;
 pub mod message;
 
 pub use flow::{
-    CertInfo, ClientConn, ClientHello, ClientTls, Flow, FlowError, ServerConn, WebSocketMessage,
+    Attachments, CertInfo, ClientConn, ClientHello, ClientTls, Flow, FlowError, ServerConn,
+    WebSocketMessage,
 };
 pub use headers::Headers;
 pub use hooks::{Events, FlowHooks, NoHooks, Replayer};

@@ -12,6 +12,7 @@ use hyper::upgrade::OnUpgrade;
 use witm_flow::message::{canonical_reason, default_port};
 use witm_flow::{Body, ClientConn, Events, Flow, FlowError, FlowHooks, Request, Response};
 
+use crate::auth;
 use crate::body::{self, ProxyBody};
 use crate::flow_log::{FlowLine, LoggedBody};
 use crate::intercept::{ServerLink, Tunnel};
@@ -24,16 +25,25 @@ use crate::wire;
 /// becomes a response that says what went wrong.
 ///
 /// `tunnel` is set for requests inside a CONNECT tunnel: they default to its
-/// scheme, host and port, and go over its server connection.
+/// scheme, host and port, go over its server connection, and belong to its
+/// tenant. Other requests (a CONNECT among them) are authenticated here when
+/// the proxy requires credentials.
 pub(crate) async fn handle<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     conn: Arc<ClientConn>,
     tunnel: Option<Arc<Tunnel>>,
-    request: hyper::Request<Incoming>,
+    mut request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let started = Instant::now();
+    let tenant = match &tunnel {
+        Some(tunnel) => tunnel.tenant.clone(),
+        None => match auth::admit(&shared.options, request.headers_mut(), conn.address) {
+            Ok(tenant) => tenant,
+            Err(refused) => return Ok(refused.response()),
+        },
+    };
     if request.method() == Method::CONNECT && tunnel.is_none() {
-        return tunnel::connect(shared, request, conn).await;
+        return tunnel::connect(shared, request, conn, tenant).await;
     }
     let (mut parts, incoming) = request.into_parts();
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
@@ -61,6 +71,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         stream: false,
     };
     let mut flow = Flow::new(conn, request);
+    flow.tenant = tenant;
     if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
     }

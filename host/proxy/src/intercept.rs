@@ -47,6 +47,8 @@ pub(crate) struct Tunnel {
     pub link: Option<ServerLink>,
     /// Why there is no server connection, for each flow's 502 and `error`.
     pub link_error: Option<String>,
+    /// The tenant of the CONNECT, and so of every flow in the tunnel.
+    pub tenant: Option<Arc<str>>,
 }
 
 impl Tunnel {
@@ -117,8 +119,11 @@ pub(crate) fn intercept<H: FlowHooks>(
     upgraded: Upgraded,
     host: String,
     port: u16,
+    tenant: Option<Arc<str>>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(intercept_tunnel(shared, tls, conn, upgraded, host, port))
+    Box::pin(intercept_tunnel(
+        shared, tls, conn, upgraded, host, port, tenant,
+    ))
 }
 
 async fn intercept_tunnel<H: FlowHooks>(
@@ -128,6 +133,7 @@ async fn intercept_tunnel<H: FlowHooks>(
     upgraded: Upgraded,
     host: String,
     port: u16,
+    tenant: Option<Arc<str>>,
 ) {
     let mut io = TokioIo::new(upgraded);
     let mut first = [0u8; 1];
@@ -149,6 +155,7 @@ async fn intercept_tunnel<H: FlowHooks>(
             port,
             link: None,
             link_error: None,
+            tenant,
         });
         serve_http1(shared, conn, tunnel, io).await;
         return;
@@ -279,6 +286,7 @@ async fn intercept_tunnel<H: FlowHooks>(
         port,
         link,
         link_error,
+        tenant,
     });
     if client_alpn.as_deref() == Some(ALPN_H2) {
         let service = {

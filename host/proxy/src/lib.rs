@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`server`]: listening, per-connection tasks, graceful shutdown;
+//! - `auth`: `Proxy-Authorization: Basic` and the tenant of each flow;
 //! - `forward`: one request, from the client to the server and back;
 //! - `wire`: translation between hyper messages and flow messages
 //!   (hop-by-hop headers, `content-length`);
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod auth;
 mod body;
 mod cert_info;
 mod flow_log;
@@ -32,6 +34,7 @@ mod tunnel;
 mod websocket;
 mod wire;
 
+pub use auth::Authenticator;
 pub use flow_log::human_size;
 pub use server::{Proxy, ProxyOptions, serve};
 pub use tls::TlsOptions;

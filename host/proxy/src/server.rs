@@ -16,6 +16,7 @@ use witm_flow::{ClientConn, Events, Flow, FlowHooks, Replayer};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use witm_tls::{Upstream, UpstreamTrust};
 
+use crate::auth::Authenticator;
 use crate::body::ProxyBody;
 use crate::forward;
 use crate::server_events::{HookEvents, ServerEvents, Watched};
@@ -23,7 +24,7 @@ use crate::tls::TlsOptions;
 
 /// How the proxy behaves; every field has a default that suits a person at
 /// a terminal.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ProxyOptions {
     /// Print one line per flow on stdout.
     pub flow_lines: bool,
@@ -36,6 +37,39 @@ pub struct ProxyOptions {
     pub shutdown_grace: Duration,
     /// HTTPS interception; `None` tunnels every CONNECT untouched.
     pub tls: Option<Arc<TlsOptions>>,
+    /// When set, every client must authenticate with `Proxy-Authorization: Basic`; the
+    /// function gets user and password and returns the tenant name, or None to refuse.
+    pub authenticate: Option<Authenticator>,
+    /// The tenant of every flow on this listener (tenants chosen by port).
+    /// With `authenticate` set too, the credentials' tenant wins.
+    pub tenant: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for ProxyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let Self {
+            flow_lines,
+            max_buffered_body,
+            connect_timeout,
+            shutdown_grace,
+            tls,
+            authenticate,
+            tenant,
+        } = self;
+        f.debug_struct("ProxyOptions")
+            .field("flow_lines", flow_lines)
+            .field("max_buffered_body", max_buffered_body)
+            .field("connect_timeout", connect_timeout)
+            .field("shutdown_grace", shutdown_grace)
+            .field("tls", tls)
+            .field(
+                "authenticate",
+                &authenticate.as_ref().map(|_| "Fn(user, password)"),
+            )
+            .field("tenant", tenant)
+            .finish()
+    }
 }
 
 impl Default for ProxyOptions {
@@ -46,6 +80,8 @@ impl Default for ProxyOptions {
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
+            authenticate: None,
+            tenant: None,
         }
     }
 }

@@ -17,10 +17,14 @@ use crate::wire;
 
 /// Answers a CONNECT: 200 and a tunnel, a plugin's refusal (from
 /// `http-connect`), or 400 for a target that is not "host:port".
+///
+/// `tenant` (from the CONNECT's credentials or the listener) is the tenant
+/// of the CONNECT's flow and of every flow in the tunnel.
 pub(crate) async fn connect<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     request: hyper::Request<Incoming>,
     conn: Arc<ClientConn>,
+    tenant: Option<Arc<str>>,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let started = std::time::Instant::now();
     let Some((host, port)) = request.uri().authority().and_then(|a| {
@@ -51,6 +55,7 @@ pub(crate) async fn connect<H: FlowHooks>(
             stream: false,
         };
         let mut flow = Flow::new(conn.clone(), connect);
+        flow.tenant = tenant.clone();
         shared.hooks.http_connect(&mut flow).await;
         killed(&shared, &flow)?;
         if flow.response.is_some() {
@@ -71,7 +76,9 @@ pub(crate) async fn connect<H: FlowHooks>(
             }
         };
         match tls {
-            Some(tls) => intercept::intercept(shared, tls, conn, upgraded, host, port).await,
+            Some(tls) => {
+                intercept::intercept(shared, tls, conn, upgraded, host, port, tenant).await
+            }
             None => {
                 if let Err(e) = relay(upgraded, &host, port).await {
                     tracing::info!(client = %conn.address, "CONNECT {host}:{port}: {e}");
