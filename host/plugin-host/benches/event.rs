@@ -49,6 +49,7 @@ async fn median_ns_per_event(
     let spec = PluginSpec {
         path: guests().rust(name),
         args: args.iter().map(|a| a.to_string()).collect(),
+        settings: Default::default(),
     };
     let chain = PluginChain::load(plugins, &[spec])
         .await

@@ -4,16 +4,20 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks, ServerConn, WebSocketMessage};
+use witm_flow::{
+    ClientConn, ClientHello, Events, Flow, FlowHooks, Headers, Response, ServerConn,
+    WebSocketMessage,
+};
 
-use crate::plugin::{ConnEvent, Delivery, FlowEvent, LoadError, Plugin, PluginSpec};
+use crate::plugin::{
+    ConnEvent, Delivery, FlowEvent, LoadError, Outcome, Plugin, PluginSpec, PluginStats,
+};
 use crate::runtime::PluginRuntime;
+use crate::settings::{FailurePolicy, PluginSettings};
 
 /// Plugins run in the order given; each sees the changes of the ones before.
 pub struct PluginChain {
     plugins: Vec<Plugin>,
-    /// Union of the plugins' subscriptions: what the proxy must deliver.
-    subscriptions: Events,
 }
 
 impl PluginChain {
@@ -25,20 +29,16 @@ impl PluginChain {
             let name = unique_name(spec, &plugins);
             plugins.push(Plugin::load(runtime, spec, name).await?);
         }
-        let subscriptions = plugins
-            .iter()
-            .fold(Events::NONE, |all, p| all | p.subscriptions());
         for plugin in &plugins {
+            let settings = &plugin.spec().settings;
             tracing::info!(
                 plugin = plugin.name(),
-                "loaded; events: {}",
-                describe(plugin.subscriptions())
+                "loaded; events: {}; {}",
+                describe(plugin.subscriptions()),
+                describe_settings(settings)
             );
         }
-        Ok(Self {
-            plugins,
-            subscriptions,
-        })
+        Ok(Self { plugins })
     }
 
     /// The plugins, in order.
@@ -46,19 +46,62 @@ impl PluginChain {
         &self.plugins
     }
 
+    /// Reloads every plugin whose file changed since it was loaded: new
+    /// flows use the new version, flows in flight finish on the old one; a
+    /// new version that fails to compile or start leaves the old one.
+    pub async fn reload_changed(&self, runtime: &PluginRuntime) {
+        for plugin in &self.plugins {
+            if plugin.file_changed() {
+                self.reload_one(runtime, plugin, None).await;
+            }
+        }
+    }
+
+    /// Loads `plugin` again, from `spec` if given (new settings), and logs
+    /// the outcome.
+    pub async fn reload_one(
+        &self,
+        runtime: &PluginRuntime,
+        plugin: &Plugin,
+        spec: Option<PluginSpec>,
+    ) {
+        match plugin.reload(runtime, spec).await {
+            Ok(version) => tracing::info!(
+                plugin = plugin.name(),
+                "reloaded: version {version} serves new flows; events: {}",
+                describe(plugin.subscriptions())
+            ),
+            Err(e) => tracing::error!(
+                plugin = plugin.name(),
+                "new version not loaded, the old one keeps running: {e}"
+            ),
+        }
+    }
+
     /// Runs every plugin's `done` and logs a summary of its calls.
     pub async fn done(&self) {
         for plugin in &self.plugins {
             plugin.done().await;
-            let stats = plugin.stats();
-            let calls = stats.calls.load(Ordering::Relaxed);
-            let busy_ms = stats.busy_ns.load(Ordering::Relaxed) as f64 / 1e6;
-            tracing::info!(
-                plugin = plugin.name(),
-                "{calls} calls, {} failed, {busy_ms:.1} ms in the plugin",
-                stats.failures.load(Ordering::Relaxed)
-            );
+            tracing::info!(plugin = plugin.name(), "{}", summary(plugin.stats()));
         }
+    }
+
+    /// Per-plugin counters in Prometheus text format, labelled with the
+    /// plugin (and `tenant`, when given). Without the `# HELP`/`# TYPE`
+    /// lines, which [`metrics_preamble`] writes once.
+    pub fn metrics(&self, tenant: Option<&str>) -> String {
+        let mut out = String::new();
+        for plugin in &self.plugins {
+            let stats = plugin.stats();
+            let labels = match tenant {
+                Some(t) => format!("plugin=\"{}\",tenant=\"{}\"", plugin.name(), t),
+                None => format!("plugin=\"{}\"", plugin.name()),
+            };
+            for (name, value) in counters(stats) {
+                out += &format!("witm_plugin_{name}{{{labels}}} {value}\n");
+            }
+        }
+        out
     }
 
     async fn each_flow(&self, event: FlowEvent, wanted: Events, flow: &mut Flow) {
@@ -67,7 +110,14 @@ impl PluginChain {
             .iter()
             .filter(|p| p.subscriptions().contains(wanted))
         {
-            plugin.deliver(Delivery::Flow(event, flow)).await;
+            let outcome = plugin.deliver(Delivery::Flow(event, flow)).await;
+            if let Outcome::Failed(reason) | Outcome::Skipped(reason) = outcome
+                && plugin.failure_policy() == FailurePolicy::Closed
+                && !matches!(event, FlowEvent::Error)
+            {
+                flow.response = Some(bad_gateway(plugin.name(), &reason));
+                break;
+            }
         }
     }
 
@@ -80,6 +130,120 @@ impl PluginChain {
             plugin.deliver(Delivery::Conn(event, conn)).await;
         }
     }
+}
+
+/// The answer a client gets when a plugin with failure policy `closed` fails.
+fn bad_gateway(plugin: &str, reason: &str) -> Response {
+    Response::make(
+        502,
+        Headers::from_pairs([("content-type", "text/plain; charset=utf-8")]),
+        format!("witm: plugin {plugin} failed: {reason}\n"),
+    )
+}
+
+/// Counter names and values, in Prometheus naming.
+fn counters(stats: &PluginStats) -> [(&'static str, f64); 11] {
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+    [
+        ("calls_total", n(&stats.calls)),
+        ("failures_total", n(&stats.failures)),
+        ("traps_total", n(&stats.traps)),
+        ("deadline_hits_total", n(&stats.deadline_hits)),
+        ("fuel_exhausted_total", n(&stats.fuel_exhausted)),
+        ("skipped_total", n(&stats.skipped)),
+        ("queue_timeouts_total", n(&stats.queue_timeouts)),
+        ("busy_seconds_total", n(&stats.busy_ns) / 1e9),
+        ("wait_seconds_total", n(&stats.wait_ns) / 1e9),
+        ("instances_started_total", n(&stats.instances_started)),
+        ("reloads_total", n(&stats.reloads)),
+    ]
+}
+
+/// The `# HELP`/`# TYPE` lines of [`PluginChain::metrics`].
+pub fn metrics_preamble() -> String {
+    let help = [
+        ("calls_total", "events delivered to the plugin"),
+        ("failures_total", "calls that failed (trap, deadline, fuel)"),
+        ("traps_total", "calls that trapped (crash or memory limit)"),
+        (
+            "deadline_hits_total",
+            "calls interrupted at their CPU deadline",
+        ),
+        ("fuel_exhausted_total", "calls that ran out of fuel"),
+        (
+            "skipped_total",
+            "events skipped while the plugin backed off",
+        ),
+        (
+            "queue_timeouts_total",
+            "events skipped for want of a free instance",
+        ),
+        ("busy_seconds_total", "time spent in the plugin"),
+        (
+            "wait_seconds_total",
+            "time events waited for a free instance",
+        ),
+        ("instances_started_total", "instances started"),
+        ("reloads_total", "new versions loaded while running"),
+    ];
+    help.iter()
+        .map(|(name, text)| {
+            format!("# HELP witm_plugin_{name} {text}\n# TYPE witm_plugin_{name} counter\n")
+        })
+        .collect()
+}
+
+/// One line of a plugin's counters, for the log at exit.
+fn summary(stats: &PluginStats) -> String {
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    format!(
+        "{} calls, {} failed ({} traps, {} deadline hits, {} out of fuel), {} skipped while \
+         backing off, {} queue timeouts, {:.1} ms in the plugin, {:.1} ms waiting for an \
+         instance, {} instances started, {} reloads",
+        n(&stats.calls),
+        n(&stats.failures),
+        n(&stats.traps),
+        n(&stats.deadline_hits),
+        n(&stats.fuel_exhausted),
+        n(&stats.skipped),
+        n(&stats.queue_timeouts),
+        n(&stats.busy_ns) as f64 / 1e6,
+        n(&stats.wait_ns) as f64 / 1e6,
+        n(&stats.instances_started),
+        n(&stats.reloads),
+    )
+}
+
+/// The settings that matter at a glance, for the log line at load.
+fn describe_settings(settings: &PluginSettings) -> String {
+    let mut parts = vec![
+        format!("{} MiB", settings.memory_bytes >> 20),
+        format!("{} ms per event", settings.event_deadline.as_millis()),
+        format!("failure policy {}", settings.failure),
+    ];
+    if let Some(fuel) = settings.fuel {
+        parts.push(format!("{fuel} fuel per event"));
+    }
+    parts.push(if settings.instances > 1 {
+        format!("stateless pool of {}", settings.instances)
+    } else {
+        "one instance".into()
+    });
+    if !settings.dirs.is_empty() {
+        parts.push(format!(
+            "dirs {}",
+            settings
+                .dirs
+                .iter()
+                .map(|d| format!("{}{}", d.guest, if d.writable { " (rw)" } else { " (ro)" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !settings.env.is_empty() {
+        parts.push(format!("env {}", settings.env.join(", ")));
+    }
+    parts.join(", ")
 }
 
 /// The file stem, with "#2", "#3" … when the same file is loaded again.
@@ -131,7 +295,10 @@ fn describe(events: Events) -> String {
 
 impl FlowHooks for PluginChain {
     fn subscriptions(&self) -> Events {
-        self.subscriptions
+        // Read each time: a hot reload can change what a plugin wants.
+        self.plugins
+            .iter()
+            .fold(Events::NONE, |all, p| all | p.subscriptions())
     }
 
     async fn client_connect(&self, conn: &Arc<ClientConn>) {
@@ -177,7 +344,12 @@ impl FlowHooks for PluginChain {
             if message.dropped {
                 break;
             }
-            plugin.deliver(Delivery::WebSocket(flow, message)).await;
+            let outcome = plugin.deliver(Delivery::WebSocket(flow, message)).await;
+            if !matches!(outcome, Outcome::Done) && plugin.failure_policy() == FailurePolicy::Closed
+            {
+                // Closed: a message the plugin could not check is not sent.
+                message.dropped = true;
+            }
         }
     }
 

@@ -4,7 +4,8 @@
 //! Layout:
 //! - [`bindings`]: the one `bindgen!` of `wit/`;
 //! - `resources`: what guest handles point to, and the host methods;
-//! - `state`: the data of a plugin's store (table, WASI with nothing granted, limits);
+//! - [`settings`]: a plugin's capabilities, limits, failure policy, instances;
+//! - `state`: the data of a plugin's store (table, WASI with what is granted, limits);
 //! - [`runtime`]: the shared engine, linker and epoch ticker;
 //! - [`plugin`]: one plugin: compile, instantiate, deliver events, contain failures;
 //! - [`chain`]: plugins in command-line order, as `FlowHooks`.
@@ -18,8 +19,10 @@ pub mod chain;
 pub mod plugin;
 mod resources;
 pub mod runtime;
+pub mod settings;
 mod state;
 
-pub use chain::PluginChain;
+pub use chain::{PluginChain, metrics_preamble};
 pub use plugin::{LoadError, Plugin, PluginSpec, PluginStats};
 pub use runtime::{PluginRuntime, RuntimeOptions};
+pub use settings::{DirGrant, FailurePolicy, PluginSettings};

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 use wasmtime::component::{Component, Linker, Resource, ResourceTableError};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use witm_flow::{ClientConn, ClientHello, Events, Flow, ServerConn, WebSocketMessage};
@@ -17,6 +17,7 @@ use crate::resources::{
     ClientConnHandle, ClientHelloEntry, ContextHandle, FlowEntry, WebSocketMessageEntry,
 };
 use crate::runtime::PluginRuntime;
+use crate::settings::{FailurePolicy, PluginSettings};
 use crate::state::{KvStore, StoreState};
 
 /// Why a plugin could not be loaded or started. Its `Display` is one line
@@ -32,14 +33,16 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// A plugin as given on the command line: a component file and the
-/// arguments that follow it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A plugin as given on the command line or in the configuration: a
+/// component file, the arguments for its `start`, and its settings.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PluginSpec {
     /// The component file.
     pub path: PathBuf,
     /// Arguments passed to `start`.
     pub args: Vec<String>,
+    /// Capabilities, limits, failure policy, instances.
+    pub settings: PluginSettings,
 }
 
 impl PluginSpec {
@@ -53,6 +56,7 @@ impl PluginSpec {
         Ok(Self {
             path: PathBuf::from(path),
             args: words.map(str::to_owned).collect(),
+            settings: PluginSettings::default(),
         })
     }
 }
@@ -218,35 +222,107 @@ struct Live {
     context: Resource<ContextHandle>,
 }
 
-/// Counters for the summary at exit.
+/// Counters for the summary at exit and the metrics endpoint.
 #[derive(Default, Debug)]
 pub struct PluginStats {
     /// Events delivered.
     pub calls: AtomicU64,
-    /// Events that ended in a trap (including deadline and memory limit).
+    /// Calls that failed, whatever the reason.
     pub failures: AtomicU64,
-    /// Total time spent inside the plugin, in nanoseconds.
+    /// Calls that ended in a trap (a crash, or the memory cap).
+    pub traps: AtomicU64,
+    /// Calls interrupted at their CPU deadline.
+    pub deadline_hits: AtomicU64,
+    /// Calls that ran out of fuel.
+    pub fuel_exhausted: AtomicU64,
+    /// Events not delivered because the plugin was backing off.
+    pub skipped: AtomicU64,
+    /// Events not delivered because no instance came free in time.
+    pub queue_timeouts: AtomicU64,
+    /// Time spent inside the plugin, in nanoseconds.
     pub busy_ns: AtomicU64,
+    /// Time events waited for a free instance, in nanoseconds.
+    pub wait_ns: AtomicU64,
+    /// Instances started (first start, replacements, pool growth, reloads).
+    pub instances_started: AtomicU64,
+    /// New versions loaded while running.
+    pub reloads: AtomicU64,
 }
 
-/// A loaded plugin. Its events run one at a time on one instance, like a
-/// mitmproxy script, so its global variables work as state.
-pub struct Plugin {
-    name: String,
-    args: Vec<String>,
+/// How a delivery ended, for the chain to apply the failure policy.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The plugin ran (or was not asked: nothing to apply).
+    Done,
+    /// The call failed; the flow is as it was before the call.
+    Failed(String),
+    /// The plugin was not called (backing off, no free instance).
+    Skipped(String),
+}
+
+/// One loaded version of a plugin's component: after a hot reload, flows
+/// that started on the old version finish on it.
+struct Version {
+    number: u64,
+    spec: PluginSpec,
     pre: PluginBindingsPre<StoreState>,
-    engine: Engine,
-    memory_bytes: usize,
-    event_deadline: Duration,
     subscriptions: Events,
-    live: Mutex<Option<Live>>,
-    stats: Arc<PluginStats>,
-    kv: KvStore,
-    replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
+    /// One slot per instance; empty slots start an instance when used.
+    slots: Vec<Mutex<Option<Live>>>,
+    /// As many permits as slots: holding one guarantees a free slot.
+    permits: Semaphore,
+}
+
+/// Attached to a flow: the version of plugin `plugin` it started with.
+struct Pinned {
+    plugin: u64,
+    version: Arc<Version>,
+}
+
+/// Consecutive failures before a plugin is skipped for a while.
+const BACKOFF_AFTER: u32 = 3;
+/// The longest a failing plugin is skipped.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A plugin's recent failures.
+#[derive(Default)]
+struct Health {
+    consecutive: u32,
+    skip_until: Option<Instant>,
+}
+
+/// The size and modification time of a plugin file, to notice a change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FileStamp(Option<(std::time::SystemTime, u64)>);
+
+impl FileStamp {
+    fn of(path: &Path) -> Self {
+        FileStamp(
+            std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len()))),
+        )
+    }
+}
+
+/// A loaded plugin. By default its events run one at a time on one
+/// instance, like a mitmproxy script, so its global variables work as state;
+/// configured with more instances it is a stateless pool.
+pub struct Plugin {
+    /// Unique in the process, to find this plugin's pin on a flow.
+    id: u64,
+    starter: Starter,
+    current: std::sync::RwLock<Arc<Version>>,
+    subscriptions: AtomicU32,
+    /// The file as last loaded or tried, so a broken file is tried once.
+    stamp: std::sync::Mutex<FileStamp>,
+    health: std::sync::Mutex<Health>,
     /// Set once `done` has run: later events (a pooled server connection
     /// closing at exit) are dropped instead of starting the plugin again.
-    finished: std::sync::atomic::AtomicBool,
+    finished: AtomicBool,
 }
+
+static NEXT_PLUGIN_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Plugin {
     /// Compiles (or loads from the cache) the component at `spec.path`,
@@ -257,115 +333,215 @@ impl Plugin {
         spec: &PluginSpec,
         name: String,
     ) -> Result<Self, LoadError> {
-        let component = compile(runtime.engine(), &spec.path).await?;
-        let pre = instantiate_pre(runtime.linker(), &component)
-            .map_err(|e| LoadError(format!("{}: {e}", spec.path.display())))?;
-        let mut plugin = Self {
+        let starter = Starter {
             name,
-            args: spec.args.clone(),
-            pre,
             engine: runtime.engine().clone(),
-            memory_bytes: runtime.options().memory_bytes,
-            event_deadline: runtime.options().event_deadline,
-            subscriptions: Events::NONE,
-            live: Mutex::new(None),
+            fuel_enabled: runtime.options().fuel,
             stats: Arc::default(),
             kv: KvStore::default(),
             replayer: runtime.replayer(),
-            finished: Default::default(),
         };
-        let (live, subscriptions) = plugin
-            .start_instance()
+        let version = starter
+            .prepare(runtime, spec.clone(), 1)
             .await
-            .map_err(|e| LoadError(format!("{}: start failed: {e}", plugin.name)))?;
-        plugin.subscriptions = subscriptions;
-        *plugin.live.get_mut() = Some(live);
-        Ok(plugin)
+            .map_err(LoadError)?;
+        Ok(Self {
+            id: NEXT_PLUGIN_ID.fetch_add(1, Ordering::Relaxed),
+            starter,
+            subscriptions: AtomicU32::new(version.subscriptions.bits()),
+            current: std::sync::RwLock::new(Arc::new(version)),
+            stamp: std::sync::Mutex::new(FileStamp::of(&spec.path)),
+            health: Default::default(),
+            finished: Default::default(),
+        })
     }
 
     /// The plugin's name in logs: its file name without the extension.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.starter.name
     }
 
-    /// The events the plugin's `start` subscribed to.
+    /// The events the plugin's `start` subscribed to (of its current version).
     pub fn subscriptions(&self) -> Events {
-        self.subscriptions
+        Events::from_bits(self.subscriptions.load(Ordering::Relaxed))
     }
 
     /// Counters of this plugin's calls.
     pub fn stats(&self) -> &PluginStats {
-        &self.stats
+        &self.starter.stats
     }
 
-    /// A fresh instance with `start` run on it.
-    async fn start_instance(&self) -> Result<(Live, Events), String> {
-        let mut store = Store::new(
-            &self.engine,
-            StoreState::new(
-                &self.name,
-                self.memory_bytes,
-                self.kv.clone(),
-                self.replayer.clone(),
-            ),
-        );
-        store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
+    /// The specification of the current version (file, arguments, settings).
+    pub fn spec(&self) -> PluginSpec {
+        self.current().spec.clone()
+    }
+
+    /// What happens to a flow when this plugin fails.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.current().spec.settings.failure
+    }
+
+    fn current(&self) -> Arc<Version> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the plugin file changed since it was last loaded or tried.
+    pub fn file_changed(&self) -> bool {
+        let path = self.current().spec.path.clone();
+        let now = FileStamp::of(&path);
+        let mut stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        if *stamp == now {
+            return false;
+        }
+        *stamp = now;
+        now.0.is_some()
+    }
+
+    /// Loads a new version — the same file again, or `spec` when the
+    /// configuration changed — and makes it current once its `start`
+    /// succeeded. Flows in flight finish on the version they started with.
+    /// On failure the current version keeps running.
+    pub async fn reload(
+        &self,
+        runtime: &PluginRuntime,
+        spec: Option<PluginSpec>,
+    ) -> Result<u64, String> {
+        let old = self.current();
+        let spec = spec.unwrap_or_else(|| old.spec.clone());
+        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = FileStamp::of(&spec.path);
+        let version = self.starter.prepare(runtime, spec, old.number + 1).await?;
+        let number = version.number;
+        self.subscriptions
+            .store(version.subscriptions.bits(), Ordering::Relaxed);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(version);
+        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = Health::default();
+        self.starter.stats.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(number)
+    }
+
+    /// The version an event goes to: the one the flow started with, or the
+    /// current one (pinned on the flow at its first event).
+    fn version_for(&self, event: &mut Delivery<'_>) -> Arc<Version> {
+        let (Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _)) = event else {
+            return self.current();
+        };
+        if let Some(pinned) = flow.attachments.find::<Pinned>(|p| p.plugin == self.id) {
+            return pinned.version.clone();
+        }
+        let version = self.current();
+        flow.attachments.push(Pinned {
+            plugin: self.id,
+            version: version.clone(),
         });
-        self.arm_deadline(&mut store);
-        let bindings = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| describe_failure(&e))?;
-        let context = store
-            .data_mut()
-            .table
-            .push(ContextHandle)
-            .map_err(|e| e.to_string())?;
-        self.arm_deadline(&mut store);
-        let started = bindings
-            .call_start(&mut store, Resource::new_borrow(context.rep()), &self.args)
-            .await
-            .map_err(|e| describe_failure(&e))?;
-        let subscriptions = started.map(events_from_wit)?;
-        Ok((
-            Live {
-                store,
-                bindings,
-                context,
-            },
-            subscriptions,
+        version
+    }
+
+    /// `Some(reason)` while the plugin is skipped after repeated failures.
+    fn backing_off(&self) -> Option<String> {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let until = health.skip_until?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(format!(
+            "skipped for {:.1} s more after {} failures in a row",
+            left.as_secs_f64(),
+            health.consecutive
         ))
     }
 
-    fn arm_deadline(&self, store: &mut Store<StoreState>) {
-        store.data_mut().deadline = Instant::now() + self.event_deadline;
-        store.set_epoch_deadline(1);
+    /// Counts a failed call; past [`BACKOFF_AFTER`] in a row, the plugin is
+    /// skipped for a while that doubles with each further failure.
+    fn note_failure(&self, error: &wasmtime::Error, policy: FailurePolicy) {
+        self.starter.stats.failures.fetch_add(1, Ordering::Relaxed);
+        let counter = match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => &self.starter.stats.deadline_hits,
+            Some(wasmtime::Trap::OutOfFuel) => &self.starter.stats.fuel_exhausted,
+            _ => &self.starter.stats.traps,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.consecutive += 1;
+        if health.consecutive >= BACKOFF_AFTER {
+            let doublings = (health.consecutive - BACKOFF_AFTER).min(6);
+            let pause = (Duration::from_secs(1) * (1 << doublings)).min(MAX_BACKOFF);
+            health.skip_until = Some(Instant::now() + pause);
+            tracing::warn!(
+                plugin = %self.starter.name,
+                "failed {} times in a row: skipped for {} s (failure policy {policy}: {})",
+                health.consecutive,
+                pause.as_secs(),
+                match policy {
+                    FailurePolicy::Open => "flows go on without it",
+                    FailurePolicy::Closed => "flows get a 502",
+                }
+            );
+        }
+    }
+
+    fn note_success(&self) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if health.consecutive > 0 {
+            *health = Health::default();
+        }
     }
 
     /// Delivers one event. What it lends the plugin goes into the store's
     /// table for the call and comes back after it; if the call fails, the
     /// flow (and the hello or message) stay as they were before it, and the
     /// instance is replaced.
-    pub(crate) async fn deliver(&self, mut event: Delivery<'_>) {
-        let mut guard = self.live.lock().await;
-        let Some(live) = self.ready(&mut guard).await else {
-            return;
+    pub(crate) async fn deliver(&self, mut event: Delivery<'_>) -> Outcome {
+        if self.finished.load(Ordering::Relaxed) {
+            return Outcome::Done;
+        }
+        let version = self.version_for(&mut event);
+        let settings = &version.spec.settings;
+        if let Some(reason) = self.backing_off() {
+            self.starter.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Skipped(reason);
+        }
+        let waiting = Instant::now();
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(settings.queue_timeout, version.permits.acquire()).await
+        else {
+            self.starter
+                .stats
+                .queue_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            let reason = format!(
+                "no free instance within {} ms ({} busy)",
+                settings.queue_timeout.as_millis(),
+                version.slots.len()
+            );
+            tracing::warn!(plugin = %self.starter.name, "{} skipped: {reason}", event.name());
+            return Outcome::Skipped(reason);
+        };
+        self.starter
+            .stats
+            .wait_ns
+            .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let Some(mut guard) = version.slots.iter().find_map(|slot| slot.try_lock().ok()) else {
+            // Unreachable: a permit is held for every locked slot.
+            return Outcome::Skipped("no free instance".into());
+        };
+        let Some(live) = self.ready(&version, &mut guard).await else {
+            return Outcome::Skipped("the plugin cannot start".into());
         };
         let mut lent = Lent::default();
         if let Err(e) = lend(live.store.data_mut(), &mut event, &mut lent) {
-            tracing::error!(plugin = %self.name, "cannot lend what {} needs: {e}", event.name());
-            take_back(&self.name, live.store.data_mut(), &mut event, lent, true);
-            return;
+            tracing::error!(plugin = %self.starter.name, "cannot lend what {} needs: {e}", event.name());
+            take_back(
+                &self.starter.name,
+                live.store.data_mut(),
+                &mut event,
+                lent,
+                true,
+            );
+            return Outcome::Failed(format!("cannot lend the event: {e}"));
         }
         let context = Resource::new_borrow(live.context.rep());
-        self.arm_deadline(&mut live.store);
+        self.starter.arm_limits(&mut live.store, settings);
         let started = Instant::now();
         let (b, s) = (&live.bindings, &mut live.store);
         let outcome = match &event {
@@ -418,40 +594,73 @@ impl Plugin {
                 .await
             }
         };
-        self.record(started, outcome.is_err());
-        take_back(&self.name, s.data_mut(), &mut event, lent, outcome.is_err());
-        if let Err(e) = outcome {
-            self.replace_after_failure(&mut guard, event.name(), &e)
-                .await;
+        self.starter.stats.calls.fetch_add(1, Ordering::Relaxed);
+        self.starter
+            .stats
+            .busy_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        take_back(
+            &self.starter.name,
+            s.data_mut(),
+            &mut event,
+            lent,
+            outcome.is_err(),
+        );
+        match outcome {
+            Ok(()) => {
+                self.note_success();
+                Outcome::Done
+            }
+            Err(e) => {
+                let reason = describe_failure(&e);
+                self.note_failure(&e, settings.failure);
+                self.replace_after_failure(&version, &mut guard, event.name(), &reason)
+                    .await;
+                Outcome::Failed(reason)
+            }
         }
     }
 
-    /// Runs `done` (if subscribed) and drops the instance.
+    /// Runs `done` on every live instance (if subscribed) and drops them.
     pub(crate) async fn done(&self) {
-        let mut guard = self.live.lock().await;
-        if self.subscriptions.contains(Events::DONE)
-            && let Some(live) = self.ready(&mut guard).await
-        {
-            self.arm_deadline(&mut live.store);
-            let context = Resource::new_borrow(live.context.rep());
-            let started = Instant::now();
-            let outcome = live.bindings.call_done(&mut live.store, context).await;
-            self.record(started, outcome.is_err());
-            if let Err(e) = outcome {
-                tracing::error!(plugin = %self.name, "done failed: {}", describe_failure(&e));
+        let version = self.current();
+        for slot in &version.slots {
+            let mut guard = slot.lock().await;
+            if self.subscriptions().contains(Events::DONE)
+                && let Some(live) = guard.as_mut()
+            {
+                self.starter
+                    .arm_limits(&mut live.store, &version.spec.settings);
+                let context = Resource::new_borrow(live.context.rep());
+                let started = Instant::now();
+                let outcome = live.bindings.call_done(&mut live.store, context).await;
+                self.starter.stats.calls.fetch_add(1, Ordering::Relaxed);
+                self.starter
+                    .stats
+                    .busy_ns
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if let Err(e) = outcome {
+                    self.note_failure(&e, version.spec.settings.failure);
+                    tracing::error!(plugin = %self.starter.name, "done failed: {}", describe_failure(&e));
+                }
             }
+            *guard = None;
         }
-        *guard = None;
         self.finished.store(true, Ordering::Relaxed);
     }
 
-    /// The live instance, starting a new one if the last one was lost.
-    async fn ready<'a>(&self, guard: &'a mut Option<Live>) -> Option<&'a mut Live> {
-        if guard.is_none() && !self.finished.load(Ordering::Relaxed) {
-            match self.start_instance().await {
+    /// The slot's instance, starting one if the slot is empty (first use
+    /// in a pool, or the last instance was lost).
+    async fn ready<'a>(
+        &self,
+        version: &Version,
+        guard: &'a mut Option<Live>,
+    ) -> Option<&'a mut Live> {
+        if guard.is_none() {
+            match self.starter.start_instance(version).await {
                 Ok((live, _)) => *guard = Some(live),
                 Err(e) => {
-                    tracing::error!(plugin = %self.name, "cannot restart the plugin, event skipped: {e}");
+                    tracing::error!(plugin = %self.starter.name, "cannot start an instance, event skipped: {e}");
                     return None;
                 }
             }
@@ -463,32 +672,127 @@ impl Plugin {
     /// store and start a fresh instance (whose `start` runs again).
     async fn replace_after_failure(
         &self,
+        version: &Version,
         guard: &mut Option<Live>,
         event: &str,
-        error: &wasmtime::Error,
+        reason: &str,
     ) {
+        let policy = version.spec.settings.failure;
         tracing::error!(
-            plugin = %self.name,
-            "{event} failed, the flow goes on as before the call: {}",
-            describe_failure(error)
+            plugin = %self.starter.name,
+            "{event} failed ({}): {reason}",
+            match policy {
+                FailurePolicy::Open => "the flow goes on as before the call",
+                FailurePolicy::Closed => "failure policy closed: the client gets a 502",
+            }
         );
         *guard = None;
-        match self.start_instance().await {
+        match self.starter.start_instance(version).await {
             Ok((live, _)) => {
-                tracing::info!(plugin = %self.name, "instance replaced and started again");
+                tracing::info!(plugin = %self.starter.name, "instance replaced and started again");
                 *guard = Some(live);
             }
-            Err(e) => tracing::error!(plugin = %self.name, "cannot restart the plugin: {e}"),
+            Err(e) => {
+                tracing::error!(plugin = %self.starter.name, "cannot restart the plugin: {e}")
+            }
         }
     }
+}
 
-    fn record(&self, started: Instant, failed: bool) {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .busy_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        if failed {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+/// What starting an instance needs; shared by every version of a plugin.
+struct Starter {
+    name: String,
+    engine: Engine,
+    fuel_enabled: bool,
+    stats: Arc<PluginStats>,
+    /// The plugin's key-value store, shared by its instances and versions.
+    kv: KvStore,
+    replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
+}
+
+impl Starter {
+    /// Compiles `spec`'s component and starts its first instance; the
+    /// version is ready to serve.
+    async fn prepare(
+        &self,
+        runtime: &PluginRuntime,
+        spec: PluginSpec,
+        number: u64,
+    ) -> Result<Version, String> {
+        let component = compile(runtime.engine(), &spec.path)
+            .await
+            .map_err(|e| e.0)?;
+        let pre = instantiate_pre(runtime.linker(), &component)
+            .map_err(|e| format!("{}: {e}", spec.path.display()))?;
+        let instances = spec.settings.instances.max(1);
+        let mut version = Version {
+            number,
+            spec,
+            pre,
+            subscriptions: Events::NONE,
+            slots: (0..instances).map(|_| Mutex::new(None)).collect(),
+            permits: Semaphore::new(instances),
+        };
+        let (live, subscriptions) = self
+            .start_instance(&version)
+            .await
+            .map_err(|e| format!("{}: start failed: {e}", self.name))?;
+        version.subscriptions = subscriptions;
+        *version.slots[0].get_mut() = Some(live);
+        Ok(version)
+    }
+
+    /// A fresh instance of `version` with `start` run on it.
+    async fn start_instance(&self, version: &Version) -> Result<(Live, Events), String> {
+        let settings = &version.spec.settings;
+        let state = StoreState::new(&self.name, settings, self.kv.clone(), self.replayer.clone())?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        self.arm_limits(&mut store, settings);
+        let bindings = version
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| describe_failure(&e))?;
+        let context = store
+            .data_mut()
+            .table
+            .push(ContextHandle)
+            .map_err(|e| e.to_string())?;
+        self.arm_limits(&mut store, settings);
+        let started = bindings
+            .call_start(
+                &mut store,
+                Resource::new_borrow(context.rep()),
+                &version.spec.args,
+            )
+            .await
+            .map_err(|e| describe_failure(&e))?;
+        let subscriptions = started.map(events_from_wit)?;
+        self.stats.instances_started.fetch_add(1, Ordering::Relaxed);
+        Ok((
+            Live {
+                store,
+                bindings,
+                context,
+            },
+            subscriptions,
+        ))
+    }
+
+    /// Sets the CPU deadline (and fuel) for the next call.
+    fn arm_limits(&self, store: &mut Store<StoreState>, settings: &PluginSettings) {
+        store.data_mut().deadline = Instant::now() + settings.event_deadline;
+        store.set_epoch_deadline(1);
+        if self.fuel_enabled {
+            let _ = store.set_fuel(settings.fuel.unwrap_or(u64::MAX));
         }
     }
 }

@@ -17,26 +17,16 @@ use crate::state::StoreState;
 /// and of yielding to other tasks while a plugin computes.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Limits and settings applied to every plugin.
-#[derive(Clone, Debug)]
+/// Settings of the engine shared by every plugin (each plugin's own limits
+/// are in its [`PluginSettings`](crate::PluginSettings)).
+#[derive(Clone, Debug, Default)]
 pub struct RuntimeOptions {
-    /// Linear memory an instance may use, in bytes.
-    pub memory_bytes: usize,
-    /// CPU time one event may take before it is interrupted.
-    pub event_deadline: Duration,
     /// Where compiled components are cached (keyed by wasmtime on content
     /// and engine settings); `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
-}
-
-impl Default for RuntimeOptions {
-    fn default() -> Self {
-        Self {
-            memory_bytes: 512 << 20,
-            event_deadline: Duration::from_secs(5),
-            cache_dir: None,
-        }
-    }
+    /// Count fuel, so plugins may be given a fuel limit per event. Off by
+    /// default: counting costs every plugin some speed.
+    pub fuel: bool,
 }
 
 /// The wasmtime engine and linker all plugins share.
@@ -54,6 +44,7 @@ impl PluginRuntime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        config.consume_fuel(options.fuel);
         // Component-model async is not used; leaving it on costs a third of
         // every call (ARCHITECTURE.md, measured).
         config.concurrency_support(false);

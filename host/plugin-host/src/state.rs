@@ -9,7 +9,9 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use crate::settings::PluginSettings;
 
 /// The data of one plugin instance's store.
 pub struct StoreState {
@@ -18,8 +20,9 @@ pub struct StoreState {
     /// Host resources the guest holds handles to (flows during a call, the
     /// context, the guest's own responses).
     pub(crate) table: ResourceTable,
-    /// WASI with nothing granted: no files, no environment, no sockets.
-    /// stdout/stderr become log lines under the plugin's name.
+    /// WASI with only what the plugin's settings grant (by default nothing:
+    /// no files, no environment, no sockets). stdout/stderr become log
+    /// lines under the plugin's name.
     wasi: WasiCtx,
     /// The memory cap of this instance.
     pub(crate) limits: StoreLimits,
@@ -35,23 +38,39 @@ pub struct StoreState {
 }
 
 impl StoreState {
-    /// A store for `plugin`, with at most `memory_bytes` of linear memory.
+    /// A store for `plugin` with its capabilities and memory cap: WASI
+    /// grants only the directories and environment variables of
+    /// `settings`; sockets and name lookups stay denied (wasmtime-wasi's
+    /// default address check refuses every address).
     pub fn new(
         plugin: &str,
-        memory_bytes: usize,
+        settings: &PluginSettings,
         kv: KvStore,
         replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
-    ) -> Self {
-        let wasi = WasiCtx::builder()
-            .stdout(LogStream::new(plugin, "stdout"))
-            .stderr(LogStream::new(plugin, "stderr"))
-            .build();
-        Self {
+    ) -> Result<Self, String> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(LogStream::new(plugin, "stdout"))
+            .stderr(LogStream::new(plugin, "stderr"));
+        for grant in &settings.dirs {
+            let perms = if grant.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&grant.host, &grant.guest, perms)
+                .map_err(|e| format!("cannot grant directory {}: {e}", grant.host.display()))?;
+        }
+        for name in &settings.env {
+            if let Ok(value) = std::env::var(name) {
+                wasi.env(name, value);
+            }
+        }
+        Ok(Self {
             plugin: plugin.to_owned(),
             table: ResourceTable::new(),
-            wasi,
+            wasi: wasi.build(),
             limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
+                .memory_size(settings.memory_bytes)
                 .instances(16)
                 .tables(64)
                 .memories(16)
@@ -61,7 +80,7 @@ impl StoreState {
             kv,
             replayer,
             next_generation: 1,
-        }
+        })
     }
 
     /// A generation number never handed out before in this store.

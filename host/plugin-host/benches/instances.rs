@@ -1,0 +1,124 @@
+//! Instances: how long a fresh instance takes to be ready (instantiate +
+//! `start`), and how much memory one costs.
+//!
+//! - instantiation: a `request` event that traps makes the host drop the
+//!   instance and start a new one before the event returns; its time minus
+//!   an ordinary event's is the replacement (tests/plugins/trap);
+//! - memory: a stateless pool of 200 instances of tests/plugins/hostile is
+//!   filled by 200 events sleeping at once; the process's resident memory
+//!   grows by that many instances.
+//!
+//! `cargo bench -p witm-plugin-host --bench instances`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use witm_flow::{Flow, FlowHooks, Request};
+use witm_plugin_host::{PluginChain, PluginRuntime, PluginSettings, PluginSpec, RuntimeOptions};
+use witm_test_support::guests;
+
+const POOL: usize = 200;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let plugins = PluginRuntime::new(RuntimeOptions::default()).expect("runtime");
+        let trap = PluginChain::load(&plugins, &[spec("trap", 1)])
+            .await
+            .expect("trap");
+        let ordinary = median(&trap, "/ok", 2000).await;
+        let replaced = median(&trap, "/trap", 200).await;
+        println!(
+            "instance replaced after a trap (instantiate + start, Rust guest): {:.1} µs \
+             (trapping event {:.1} µs, ordinary event {:.1} µs)",
+            (replaced - ordinary) / 1000.0,
+            replaced / 1000.0,
+            ordinary / 1000.0
+        );
+
+        let before = resident_kib();
+        let pool = Arc::new(
+            PluginChain::load(&plugins, &[spec("hostile", POOL)])
+                .await
+                .expect("hostile"),
+        );
+        let loaded = resident_kib();
+        let started = Instant::now();
+        let events: Vec<_> = (0..POOL)
+            .map(|i| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let mut flow = flow(&format!("/slow?ms=1500&i={i}"));
+                    pool.request(&mut flow).await;
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let filled = resident_kib();
+        for event in events {
+            event.await.unwrap();
+        }
+        println!(
+            "{POOL} instances started in {:.0} ms; memory per instance: {:.0} KiB \
+             (resident {} MiB before the plugin, {} MiB with one instance, {} MiB with {POOL})",
+            started.elapsed().as_millis().saturating_sub(1500),
+            (filled - loaded) as f64 / (POOL - 1) as f64,
+            before / 1024,
+            loaded / 1024,
+            filled / 1024,
+        );
+    });
+}
+
+fn spec(name: &str, instances: usize) -> PluginSpec {
+    PluginSpec {
+        path: guests().rust(name),
+        args: Vec::new(),
+        settings: PluginSettings {
+            instances,
+            ..PluginSettings::default()
+        },
+    }
+}
+
+fn flow(path: &str) -> Flow {
+    let request = Request {
+        method: "GET".into(),
+        scheme: "http".into(),
+        host: "example.com".into(),
+        port: 80,
+        path: path.into(),
+        http_version: "HTTP/1.1".into(),
+        ..Request::default()
+    };
+    Flow::new(Default::default(), request)
+}
+
+/// Median nanoseconds of a `request` event on `path`.
+async fn median(chain: &PluginChain, path: &str, calls: usize) -> f64 {
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let mut flow = flow(path);
+        let started = Instant::now();
+        chain.request(&mut flow).await;
+        times.push(started.elapsed().as_nanos() as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    times[calls / 2]
+}
+
+/// This process's resident memory (VmRSS), in KiB.
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
