@@ -8,6 +8,7 @@ mod events;
 mod flow_api;
 mod https;
 mod plugins;
+mod sandbox;
 mod saved_flows;
 
 use std::path::Path;

@@ -6,20 +6,22 @@
 //! meet here through `FlowHooks`.
 #![forbid(unsafe_code)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+mod config;
+mod live;
 mod log_format;
 mod offline;
 mod saved;
+mod tenants;
 use offline::FlowSelector;
-use saved::{Recorder, SavedFlowHooks, ServerReplay, Unmatched};
+use saved::Unmatched;
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
-use witm_proxy::{Proxy, ProxyOptions, TlsOptions};
+use witm_proxy::TlsOptions;
 use witm_store::{Filter, FlowFile};
 use witm_tls::{CertificateAuthority, Upstream, UpstreamTrust};
 
@@ -111,6 +113,16 @@ struct Cli {
     /// Serve a saved response as often as it matches, not once.
     #[arg(long)]
     server_replay_reuse: bool,
+
+    /// A configuration file (TOML): plugins with their capabilities, limits
+    /// and failure policy, tenants, the admin port. SIGHUP reads it again.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Set a configuration key, e.g. --set plugins.tagger.failure=closed
+    /// (repeatable; applied over the configuration file).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,30 +226,25 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Loads the plugins given with `-s`, running their `start`.
-async fn load_plugins(
-    cli: &Cli,
-    scripts: &[String],
+/// A runtime for `specs` and their chain, each plugin started. Every
+/// listener gets its own runtime, so a plugin's `replay-request` goes
+/// through the listener (and tenant) its flow came from.
+async fn load_chain(
+    specs: &[PluginSpec],
     confdir: &std::path::Path,
 ) -> Result<(PluginRuntime, PluginChain), String> {
-    let specs = scripts
-        .iter()
-        .map(|s| PluginSpec::parse(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    for spec in &specs {
+    for spec in specs {
         if !spec.path.is_file() {
             return Err(format!("plugin file not found: {}", spec.path.display()));
         }
     }
     let options = RuntimeOptions {
-        event_deadline: std::time::Duration::from_millis(cli.plugin_timeout_ms),
         cache_dir: Some(confdir.join("cache")),
-        ..RuntimeOptions::default()
+        fuel: specs.iter().any(|s| s.settings.fuel.is_some()),
     };
     let runtime =
         PluginRuntime::new(options).map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
-    let chain = PluginChain::load(&runtime, &specs)
+    let chain = PluginChain::load(&runtime, specs)
         .await
         .map_err(|e| e.to_string())?;
     Ok((runtime, chain))
@@ -262,7 +269,21 @@ async fn run(cli: Cli) -> ExitCode {
         Err(e) => return fail(&e),
     };
     if let Some(Command::Replay(args)) = &cli.command {
-        let (_runtime, chain) = match load_plugins(&cli, &args.scripts, &confdir).await {
+        let specs = args
+            .scripts
+            .iter()
+            .map(|s| {
+                let mut spec = PluginSpec::parse(s)?;
+                spec.settings.event_deadline =
+                    std::time::Duration::from_millis(cli.plugin_timeout_ms);
+                Ok(spec)
+            })
+            .collect::<Result<Vec<_>, witm_plugin_host::LoadError>>();
+        let loaded = match specs {
+            Ok(specs) => load_chain(&specs, &confdir).await,
+            Err(e) => Err(e.to_string()),
+        };
+        let (_runtime, chain) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => return fail(&e),
         };
@@ -275,72 +296,7 @@ async fn run(cli: Cli) -> ExitCode {
         };
         return offline::replay(&chain, job).await;
     }
-    let tls = match tls_options(&cli, &confdir) {
-        Ok(tls) => tls,
-        Err(e) => return fail(&e),
-    };
-    let client_replay = match cli.client_replay.as_deref().map(read_all).transpose() {
-        Ok(flows) => flows,
-        Err(e) => return fail(&e),
-    };
-    let server_replay = match cli.server_replay.as_deref().map(read_all).transpose() {
-        Ok(flows) => flows.map(|flows| {
-            let replay = ServerReplay::new(flows, cli.server_replay_extra, cli.server_replay_reuse);
-            tracing::info!("server replay: {} saved responses", replay.len());
-            replay
-        }),
-        Err(e) => return fail(&e),
-    };
-    let recorder = match cli
-        .save
-        .as_deref()
-        .map(|path| Recorder::create(path, cli.save_filter.clone()))
-        .transpose()
-    {
-        Ok(recorder) => recorder,
-        Err(e) => return fail(&e),
-    };
-    let (plugin_runtime, chain) = match load_plugins(&cli, &cli.scripts, &confdir).await {
-        Ok(loaded) => loaded,
-        Err(e) => return fail(&e),
-    };
-    let hooks = Arc::new(SavedFlowHooks::new(chain, recorder, server_replay));
-
-    let address = SocketAddr::new(cli.listen_host, cli.listen_port);
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(e) => return fail(&format!("cannot listen on {address}: {e}")),
-    };
-    let bound = listener.local_addr().unwrap_or(address);
-    tracing::info!("proxy listening at http://{bound}");
-    let proxy_options = ProxyOptions {
-        flow_lines: !cli.quiet,
-        max_buffered_body: cli.stream_large_bodies,
-        tls: Some(Arc::new(tls)),
-        ..ProxyOptions::default()
-    };
-    let proxy = Proxy::new(hooks.clone(), proxy_options);
-    plugin_runtime.set_replayer(proxy.replayer());
-    if let Some(flows) = client_replay {
-        let replays: Vec<_> = flows.into_iter().map(|flow| proxy.replay(flow)).collect();
-        tokio::spawn(async move {
-            let count = replays.len();
-            for replay in replays {
-                replay.await;
-            }
-            tracing::info!("client replay: {count} requests sent again");
-        });
-    }
-    let served = proxy.serve(listener, shutdown_signal()).await;
-    hooks.plugins().done().await;
-    hooks.finish();
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("witm: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    live::run(&cli, &confdir).await
 }
 
 /// "512", "64k", "128m", "1g" (binary units) as bytes.

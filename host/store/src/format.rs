@@ -634,6 +634,7 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
         marked: flow.bool("marked")?,
         comment: flow.string("comment")?,
         killed: flow.bool("killed")?,
+        ..Flow::default()
     })
 }
 
@@ -708,6 +709,7 @@ mod tests {
             marked: true,
             comment: "look at this".into(),
             killed: true,
+            ..Flow::default()
         }
     }
 

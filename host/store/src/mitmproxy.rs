@@ -368,6 +368,7 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
         marked: text(state, "marked").is_some_and(|m| !m.is_empty()),
         comment: text(state, "comment").unwrap_or_default(),
         killed: false,
+        ..Flow::default()
     })
 }
 

@@ -23,11 +23,21 @@ impl Witm {
     /// Starts `binary` with `args` (plus `-p 0` and a shared `--confdir`) and
     /// waits until it listens. Returns the exit status and stderr if it exits.
     pub fn start(binary: &Path, args: &[&str]) -> Result<Witm, (ExitStatus, String)> {
+        Self::start_with_env(binary, args, &[])
+    }
+
+    /// As [`Witm::start`], with environment variables set for witm.
+    pub fn start_with_env(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Witm, (ExitStatus, String)> {
         let confdir = crate::target_dir().join("e2e-confdir");
         let mut child = Command::new(binary)
             .args(["-p", "0", "--confdir"])
             .arg(&confdir)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -39,6 +49,7 @@ impl Witm {
             let port = stderr.lock().unwrap().iter().find_map(|line| {
                 line.split("proxy listening at http://")
                     .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
                     .and_then(|address| address.rsplit(':').next())
                     .and_then(|port| port.trim().parse().ok())
             });
@@ -61,6 +72,11 @@ impl Witm {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The proxy URL to give to clients (`curl -x`).

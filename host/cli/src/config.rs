@@ -1,0 +1,443 @@
+//! The configuration file (`--config FILE`, TOML) and `--set key=value`.
+//!
+//! ```toml
+//! admin_port = 9090                  # Prometheus metrics at /metrics
+//!
+//! [[plugins]]                        # in chain order
+//! path = "plugins/tagger.wasm"
+//! args = ["blue"]
+//! timeout_ms = 200                   # CPU time per event
+//! memory_mb = 64                     # linear memory per instance
+//! fuel = 50_000_000                  # optional, per event
+//! failure = "closed"                 # or "open" (default)
+//! instances = 4                      # > 1: a stateless pool
+//! queue_timeout_ms = 2000            # longest wait for a free instance
+//! dirs = ["/srv/rules:/rules:ro"]    # HOST:GUEST[:ro|rw]
+//! env = ["API_TOKEN"]                # passed through from witm's environment
+//!
+//! [[tenants]]                        # instead of top-level plugins
+//! name = "a"
+//! listen_port = 8081                 # chosen by listener, and/or
+//! credentials = ["alice:secret"]     # by Proxy-Authorization
+//! save = "a.witm"                    # the tenant's own flow file
+//! [[tenants.plugins]]
+//! path = "plugins/tagger.wasm"
+//! ```
+//!
+//! `--set` addresses the same keys with dots; a plugin or tenant in a list is
+//! addressed by its name (a plugin's name defaults to its file stem):
+//! `--set admin_port=9090`, `--set plugins.tagger.failure=closed`,
+//! `--set tenants.a.save=a.witm`. Values are TOML (`200`, `true`,
+//! `["x"]`); anything that does not parse as TOML is a string.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+use witm_plugin_host::{DirGrant, FailurePolicy, PluginSettings, PluginSpec};
+
+/// The whole configuration.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Port of the admin endpoint (`GET /metrics`), on the listen host.
+    pub admin_port: Option<u16>,
+    /// The plugin chain when there are no tenants.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    /// Tenants, each with its own chain, limits and flow file.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// One plugin in a chain.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The component file.
+    pub path: PathBuf,
+    /// Its name for `--set` (default: the file stem).
+    pub name: Option<String>,
+    /// Arguments for `start`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// CPU time per event, in ms.
+    pub timeout_ms: Option<u64>,
+    /// Linear memory per instance, in MiB.
+    pub memory_mb: Option<u64>,
+    /// Fuel per event.
+    pub fuel: Option<u64>,
+    /// "open" or "closed".
+    pub failure: Option<String>,
+    /// Instances; more than one makes a stateless pool.
+    pub instances: Option<usize>,
+    /// Longest wait for a free instance, in ms.
+    pub queue_timeout_ms: Option<u64>,
+    /// Directories granted, as "HOST:GUEST[:ro|rw]".
+    #[serde(default)]
+    pub dirs: Vec<String>,
+    /// Environment variables passed through, by name.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+/// One tenant.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's name, in logs and metrics.
+    pub name: String,
+    /// A listener of its own; without it, the tenant shares the main
+    /// listener and is told apart by its credentials.
+    pub listen_port: Option<u16>,
+    /// "user:password" pairs that select this tenant.
+    #[serde(default)]
+    pub credentials: Vec<String>,
+    /// The tenant's flow file.
+    pub save: Option<PathBuf>,
+    /// The tenant's chain.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+impl PluginConfig {
+    /// The plugin's specification; `default_timeout` applies when the
+    /// configuration gives none.
+    pub fn spec(&self, default_timeout: Duration) -> Result<PluginSpec, String> {
+        let defaults = PluginSettings::default();
+        let failure = match &self.failure {
+            None => FailurePolicy::Open,
+            Some(policy) => policy.parse()?,
+        };
+        let instances = self.instances.unwrap_or(1);
+        if instances == 0 {
+            return Err(format!(
+                "{}: instances must be at least 1",
+                self.path.display()
+            ));
+        }
+        let settings = PluginSettings {
+            memory_bytes: self
+                .memory_mb
+                .map_or(defaults.memory_bytes, |mb| (mb as usize) << 20),
+            event_deadline: self
+                .timeout_ms
+                .map_or(default_timeout, Duration::from_millis),
+            fuel: self.fuel,
+            failure,
+            instances,
+            queue_timeout: self
+                .queue_timeout_ms
+                .map_or(defaults.queue_timeout, Duration::from_millis),
+            dirs: self
+                .dirs
+                .iter()
+                .map(|d| parse_dir(d))
+                .collect::<Result<_, _>>()?,
+            env: self.env.clone(),
+        };
+        Ok(PluginSpec {
+            path: self.path.clone(),
+            args: self.args.clone(),
+            settings,
+        })
+    }
+}
+
+/// "HOST:GUEST[:ro|rw]" (read-only unless `rw`).
+fn parse_dir(grant: &str) -> Result<DirGrant, String> {
+    let parts: Vec<&str> = grant.split(':').collect();
+    let (host, guest, writable) = match parts.as_slice() {
+        [host, guest] => (host, guest, false),
+        [host, guest, "ro"] => (host, guest, false),
+        [host, guest, "rw"] => (host, guest, true),
+        _ => {
+            return Err(format!(
+                "dirs: {grant:?} is not HOST:GUEST, HOST:GUEST:ro or HOST:GUEST:rw"
+            ));
+        }
+    };
+    if !Path::new(host).is_dir() {
+        return Err(format!("dirs: {host} is not a directory"));
+    }
+    Ok(DirGrant {
+        host: PathBuf::from(host),
+        guest: guest.to_string(),
+        writable,
+    })
+}
+
+/// Reads `path` (if given), adds the `-s` plugins to the top-level chain,
+/// applies `--set`s, and checks the result.
+pub fn load(path: Option<&Path>, scripts: &[String], sets: &[String]) -> Result<Config, String> {
+    let mut table = match path {
+        None => Table::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--config {}: {e}", path.display()))?;
+            text.parse::<Table>()
+                .map_err(|e| format!("--config {}: {}", path.display(), e.to_string().trim()))?
+        }
+    };
+    if !scripts.is_empty() {
+        let list = table
+            .entry("plugins")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        let Value::Array(list) = list else {
+            return Err("plugins must be a list of [[plugins]] tables".into());
+        };
+        for script in scripts {
+            let spec = PluginSpec::parse(script).map_err(|e| e.to_string())?;
+            let mut entry = Table::new();
+            entry.insert(
+                "path".into(),
+                Value::String(spec.path.display().to_string()),
+            );
+            entry.insert(
+                "args".into(),
+                Value::Array(spec.args.into_iter().map(Value::String).collect()),
+            );
+            list.push(Value::Table(entry));
+        }
+    }
+    for set in sets {
+        apply_set(&mut table, set)?;
+    }
+    let config: Config = Table::try_into(table).map_err(|e| {
+        let where_ = if path.is_some() {
+            "the configuration"
+        } else {
+            "--set"
+        };
+        format!("{where_}: {}", e.to_string().trim())
+    })?;
+    config.check()?;
+    Ok(config)
+}
+
+/// `key.path=value` into the document.
+fn apply_set(table: &mut Table, set: &str) -> Result<(), String> {
+    let (key, value) = set
+        .split_once('=')
+        .ok_or_else(|| format!("--set {set:?}: expected key=value"))?;
+    let value = format!("v = {value}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(value.to_owned()));
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(format!("--set {set:?}: empty part in the key"));
+    }
+    set_path(table, &path, value).map_err(|e| format!("--set {set:?}: {e}"))
+}
+
+/// Sets `path` to `value`, creating tables on the way; in a list of named
+/// tables (`[[plugins]]`, `[[tenants]]`) the next part is an entry's name.
+fn set_path(at: &mut Table, path: &[&str], value: Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            at.insert(last.to_string(), value);
+            Ok(())
+        }
+        [part, rest @ ..] => match at
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()))
+        {
+            Value::Table(table) => set_path(table, rest, value),
+            Value::Array(items) => {
+                let [name, rest @ ..] = rest else {
+                    return Err(format!("name the entry of {part}"));
+                };
+                let entry = items
+                    .iter_mut()
+                    .filter_map(Value::as_table_mut)
+                    .find(|t| entry_name(t).as_deref() == Some(*name))
+                    .ok_or_else(|| format!("no entry named {name:?} in {part}"))?;
+                set_path(entry, rest, value)
+            }
+            _ => Err(format!("{part} is not a table")),
+        },
+    }
+}
+
+/// The name of a `[[plugins]]` or `[[tenants]]` entry: `name`, or a
+/// plugin's file stem.
+fn entry_name(entry: &Table) -> Option<String> {
+    if let Some(Value::String(name)) = entry.get("name") {
+        return Some(name.clone());
+    }
+    let Some(Value::String(path)) = entry.get("path") else {
+        return None;
+    };
+    Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+}
+
+impl Config {
+    fn check(&self) -> Result<(), String> {
+        if !self.tenants.is_empty() && !self.plugins.is_empty() {
+            return Err(
+                "with tenants, give each tenant its own plugins ([[tenants.plugins]]), \
+                 not top-level plugins or -s"
+                    .into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for tenant in &self.tenants {
+            if !names.insert(tenant.name.as_str()) {
+                return Err(format!("two tenants are named {:?}", tenant.name));
+            }
+            if tenant.listen_port.is_none() && tenant.credentials.is_empty() {
+                return Err(format!(
+                    "tenant {:?}: give it a listen_port or credentials (or both)",
+                    tenant.name
+                ));
+            }
+            for credential in &tenant.credentials {
+                if !credential.contains(':') {
+                    return Err(format!(
+                        "tenant {:?}: credentials are \"user:password\"",
+                        tenant.name
+                    ));
+                }
+            }
+        }
+        for a in &self.tenants {
+            for b in &self.tenants {
+                if a.name < b.name
+                    && a.listen_port == b.listen_port
+                    && (a.credentials.is_empty() || b.credentials.is_empty())
+                {
+                    return Err(format!(
+                        "tenants {:?} and {:?} share a listener, so both need credentials",
+                        a.name, b.name
+                    ));
+                }
+                if a.name < b.name && a.credentials.iter().any(|c| b.credentials.contains(c)) {
+                    return Err(format!(
+                        "tenants {:?} and {:?} have the same credentials",
+                        a.name, b.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(path: &str) -> PluginConfig {
+        toml::from_str(&format!("path = {path:?}")).unwrap()
+    }
+
+    fn config_file(text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "witm-config-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_file_with_sets_on_top() {
+        let path = config_file(
+            "admin_port = 1\n[[plugins]]\npath = \"a/tagger.wasm\"\nargs = [\"x\"]\n\
+             [[plugins]]\nname = \"second\"\npath = \"b.wasm\"\n",
+        );
+        let config = load(
+            Some(&path),
+            &["c/extra.wasm arg".into()],
+            &[
+                "admin_port=9090".into(),
+                "plugins.tagger.failure=closed".into(),
+                "plugins.second.timeout_ms=200".into(),
+                "plugins.extra.env=[\"HOME\"]".into(),
+            ],
+        )
+        .unwrap();
+        std::fs::remove_file(path).unwrap();
+        assert_eq!(config.admin_port, Some(9090));
+        assert_eq!(config.plugins.len(), 3);
+        assert_eq!(config.plugins[0].failure.as_deref(), Some("closed"));
+        assert_eq!(config.plugins[0].args, ["x"]);
+        assert_eq!(config.plugins[1].timeout_ms, Some(200));
+        assert_eq!(config.plugins[2].path, Path::new("c/extra.wasm"));
+        assert_eq!(config.plugins[2].env, ["HOME"]);
+        let spec = config.plugins[0].spec(Duration::from_secs(5)).unwrap();
+        assert_eq!(spec.settings.failure, FailurePolicy::Closed);
+        assert_eq!(
+            config.plugins[1]
+                .spec(Duration::from_secs(5))
+                .unwrap()
+                .settings
+                .event_deadline,
+            Duration::from_millis(200)
+        );
+    }
+
+    #[test]
+    fn mistakes_are_clear_errors() {
+        let err = load(None, &[], &["nope".into()]).unwrap_err();
+        assert!(err.contains("expected key=value"), "{err}");
+        let err = load(None, &[], &["bogus=1".into()]).unwrap_err();
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+        let err = load(None, &["x.wasm".into()], &["plugins.y.fuel=1".into()]).unwrap_err();
+        assert!(err.contains("no entry named \"y\""), "{err}");
+        let err = load(None, &[], &["admin_port=\"x\"".into()]).unwrap_err();
+        assert!(err.contains("admin_port"), "{err}");
+        let path = config_file("[[tenants]]\nname = \"a\"\n");
+        let err = load(Some(&path), &[], &[]).unwrap_err();
+        std::fs::remove_file(path).unwrap();
+        assert!(err.contains("listen_port or credentials"), "{err}");
+        let path = config_file("this is = not toml =");
+        let err = load(Some(&path), &[], &[]).unwrap_err();
+        std::fs::remove_file(path).unwrap();
+        assert!(err.starts_with("--config"), "{err}");
+        let bad_policy = PluginConfig {
+            failure: Some("maybe".into()),
+            ..plugin("x.wasm")
+        };
+        assert!(
+            bad_policy
+                .spec(Duration::from_secs(1))
+                .unwrap_err()
+                .contains("open or closed")
+        );
+        let bad_dir = PluginConfig {
+            dirs: vec!["/nonexistent-dir:/d".into()],
+            ..plugin("x.wasm")
+        };
+        assert!(
+            bad_dir
+                .spec(Duration::from_secs(1))
+                .unwrap_err()
+                .contains("not a directory")
+        );
+    }
+
+    #[test]
+    fn tenants_by_port_and_credentials() {
+        let path = config_file(
+            "[[tenants]]\nname = \"a\"\ncredentials = [\"alice:pw\"]\n\
+             [[tenants]]\nname = \"b\"\ncredentials = [\"bob:pw\"]\nsave = \"b.witm\"\n\
+             [[tenants]]\nname = \"c\"\nlisten_port = 9001\n",
+        );
+        let config = load(Some(&path), &[], &["tenants.b.save=\"other.witm\"".into()]).unwrap();
+        assert_eq!(
+            config.tenants[1].save.as_deref(),
+            Some(Path::new("other.witm"))
+        );
+        let err = load(Some(&path), &["x.wasm".into()], &[]).unwrap_err();
+        assert!(err.contains("each tenant its own plugins"), "{err}");
+        std::fs::remove_file(path).unwrap();
+    }
+}

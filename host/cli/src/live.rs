@@ -1,0 +1,373 @@
+//! The running proxy: tenants and their listeners, saved-flow options, hot
+//! reload (plugin files, and the configuration on SIGHUP), the admin
+//! endpoint, and an orderly stop.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use witm_plugin_host::PluginSpec;
+use witm_proxy::{Authenticator, Proxy, ProxyOptions};
+
+use crate::config::{self, Config, PluginConfig};
+use crate::saved::{Recorder, SavedFlowHooks, ServerReplay};
+use crate::tenants::{Tenant, TenantRouter};
+use crate::{Cli, fail, load_chain, read_all, shutdown_signal, tls_options};
+
+/// How often plugin files are checked for a new version.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// A tenant as configured, before its plugins are loaded.
+struct TenantPlan {
+    name: Option<Arc<str>>,
+    credentials: Vec<String>,
+    save: Option<PathBuf>,
+    plugins: Vec<PluginConfig>,
+}
+
+/// The tenants of each listening port (`None`: the main `-p` port).
+fn plan(config: &Config) -> BTreeMap<Option<u16>, Vec<TenantPlan>> {
+    let mut listeners: BTreeMap<Option<u16>, Vec<TenantPlan>> = BTreeMap::new();
+    if config.tenants.is_empty() {
+        listeners.entry(None).or_default().push(TenantPlan {
+            name: None,
+            credentials: Vec::new(),
+            save: None,
+            plugins: config.plugins.clone(),
+        });
+    }
+    for tenant in &config.tenants {
+        listeners
+            .entry(tenant.listen_port)
+            .or_default()
+            .push(TenantPlan {
+                name: Some(Arc::from(tenant.name.as_str())),
+                credentials: tenant.credentials.clone(),
+                save: tenant.save.clone(),
+                plugins: tenant.plugins.clone(),
+            });
+    }
+    listeners
+}
+
+fn specs(plugins: &[PluginConfig], timeout: Duration) -> Result<Vec<PluginSpec>, String> {
+    plugins.iter().map(|p| p.spec(timeout)).collect()
+}
+
+/// Runs the proxy until Ctrl-C or SIGTERM.
+pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
+    let config = match config::load(cli.config.as_deref(), &cli.scripts, &cli.set) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    if !config.tenants.is_empty()
+        && (cli.save.is_some() || cli.client_replay.is_some() || cli.server_replay.is_some())
+    {
+        return fail(
+            "with tenants, give each tenant its flow file (`save`) in the configuration; \
+             -w, --client-replay and --server-replay work without tenants",
+        );
+    }
+    let timeout = Duration::from_millis(cli.plugin_timeout_ms);
+    let tls = match tls_options(cli, confdir) {
+        Ok(tls) => Arc::new(tls),
+        Err(e) => return fail(&e),
+    };
+    let client_replay = match cli.client_replay.as_deref().map(read_all).transpose() {
+        Ok(flows) => flows,
+        Err(e) => return fail(&e),
+    };
+    let mut server_replay = match cli.server_replay.as_deref().map(read_all).transpose() {
+        Ok(flows) => flows.map(|flows| {
+            let replay = ServerReplay::new(flows, cli.server_replay_extra, cli.server_replay_reuse);
+            tracing::info!("server replay: {} saved responses", replay.len());
+            replay
+        }),
+        Err(e) => return fail(&e),
+    };
+
+    let mut proxies = Vec::new();
+    let mut all_tenants: Vec<Arc<Tenant>> = Vec::new();
+    for (port, plans) in plan(&config) {
+        let mut tenants = Vec::new();
+        let mut credentials: Vec<(String, Arc<str>)> = Vec::new();
+        for plan in plans {
+            let loaded = match specs(&plan.plugins, timeout) {
+                Ok(specs) => load_chain(&specs, confdir).await,
+                Err(e) => Err(e),
+            };
+            let (runtime, chain) = match loaded {
+                Ok(loaded) => loaded,
+                Err(e) => return fail(&tenant_error(&plan.name, &e)),
+            };
+            let save = plan.save.as_deref().or(cli.save.as_deref());
+            let recorder = match save
+                .map(|path| Recorder::create(path, cli.save_filter.clone()))
+                .transpose()
+            {
+                Ok(recorder) => recorder,
+                Err(e) => return fail(&tenant_error(&plan.name, &e)),
+            };
+            if let Some(name) = &plan.name {
+                credentials.extend(plan.credentials.iter().map(|c| (c.clone(), name.clone())));
+            }
+            let tenant = Arc::new(Tenant {
+                name: plan.name,
+                hooks: SavedFlowHooks::new(chain, recorder, server_replay.take()),
+                runtime: Arc::new(runtime),
+            });
+            tenants.push(tenant.clone());
+            all_tenants.push(tenant);
+        }
+        let address = SocketAddr::new(cli.listen_host, port.unwrap_or(cli.listen_port));
+        let listener = match TcpListener::bind(address).await {
+            Ok(listener) => listener,
+            Err(e) => return fail(&format!("cannot listen on {address}: {e}")),
+        };
+        let bound = listener.local_addr().unwrap_or(address);
+        let names: Vec<&str> = tenants.iter().filter_map(|t| t.name.as_deref()).collect();
+        if names.is_empty() {
+            tracing::info!("proxy listening at http://{bound}");
+        } else {
+            tracing::info!(
+                "proxy listening at http://{bound} for tenants {}",
+                names.join(", ")
+            );
+        }
+        let options = ProxyOptions {
+            flow_lines: !cli.quiet,
+            max_buffered_body: cli.stream_large_bodies,
+            tls: Some(tls.clone()),
+            authenticate: (!credentials.is_empty()).then(|| authenticator(credentials)),
+            tenant: match tenants.as_slice() {
+                [only] => only.name.clone(),
+                _ => None,
+            },
+            ..ProxyOptions::default()
+        };
+        let proxy = Proxy::new(TenantRouter::new(tenants.clone()), options);
+        for tenant in &tenants {
+            tenant.runtime.set_replayer(proxy.replayer());
+        }
+        proxies.push((proxy, listener));
+    }
+
+    if let (Some(flows), Some((proxy, _))) = (client_replay, proxies.first()) {
+        let replays: Vec<_> = flows.into_iter().map(|flow| proxy.replay(flow)).collect();
+        tokio::spawn(async move {
+            let count = replays.len();
+            for replay in replays {
+                replay.await;
+            }
+            tracing::info!("client replay: {count} requests sent again");
+        });
+    }
+    let watcher = tokio::spawn(watch_plugin_files(all_tenants.clone()));
+    let reconfigure = tokio::spawn(reload_on_sighup(
+        all_tenants.clone(),
+        cli.config.clone(),
+        cli.scripts.clone(),
+        cli.set.clone(),
+        timeout,
+    ));
+    let admin = match config.admin_port {
+        Some(port) => {
+            let address = SocketAddr::new(cli.listen_host, port);
+            match TcpListener::bind(address).await {
+                Ok(listener) => {
+                    tracing::info!("metrics at http://{address}/metrics");
+                    Some(tokio::spawn(serve_metrics(listener, all_tenants.clone())))
+                }
+                Err(e) => return fail(&format!("admin_port: cannot listen on {address}: {e}")),
+            }
+        }
+        None => None,
+    };
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut serving = tokio::task::JoinSet::new();
+    for (proxy, listener) in proxies {
+        let mut stopped = stopped.clone();
+        serving.spawn(async move {
+            let served = proxy
+                .serve(listener, async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+            drop(proxy);
+            served
+        });
+    }
+    let mut failed = false;
+    while let Some(served) = serving.join_next().await {
+        if let Ok(Err(e)) = served {
+            eprintln!("witm: error: {e}");
+            failed = true;
+        }
+    }
+    watcher.abort();
+    reconfigure.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
+    for tenant in &all_tenants {
+        tenant.hooks.plugins().done().await;
+        tenant.hooks.finish();
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn tenant_error(name: &Option<Arc<str>>, error: &str) -> String {
+    match name {
+        Some(name) => format!("tenant {name}: {error}"),
+        None => error.to_owned(),
+    }
+}
+
+/// Checks `Proxy-Authorization` credentials against the tenants'.
+fn authenticator(credentials: Vec<(String, Arc<str>)>) -> Authenticator {
+    Arc::new(move |user: &str, password: &str| {
+        credentials
+            .iter()
+            .find(|(pair, _)| {
+                pair.split_once(':')
+                    .is_some_and(|(u, p)| u == user && constant_time_eq(p, password))
+            })
+            .map(|(_, tenant)| tenant.clone())
+    })
+}
+
+/// Compares secrets without an early exit that would time the match.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
+}
+
+/// Loads a new version of any plugin whose file changed.
+async fn watch_plugin_files(tenants: Vec<Arc<Tenant>>) {
+    let mut tick = tokio::time::interval(RELOAD_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        for tenant in &tenants {
+            tenant.hooks.plugins().reload_changed(&tenant.runtime).await;
+        }
+    }
+}
+
+/// On SIGHUP, reads the configuration again and reloads every plugin whose
+/// file, arguments or settings changed. Adding, removing or reordering
+/// plugins or tenants needs a restart (said in the log).
+async fn reload_on_sighup(
+    tenants: Vec<Arc<Tenant>>,
+    config: Option<PathBuf>,
+    scripts: Vec<String>,
+    sets: Vec<String>,
+    timeout: Duration,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reading the configuration again");
+            let config = match config::load(config.as_deref(), &scripts, &sets) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!("configuration not reloaded, the old one stays: {e}");
+                    continue;
+                }
+            };
+            for tenant in &tenants {
+                let plugins = match &tenant.name {
+                    None => Some(&config.plugins),
+                    Some(name) => config
+                        .tenants
+                        .iter()
+                        .find(|t| *t.name == **name)
+                        .map(|t| &t.plugins),
+                };
+                let Some(plugins) = plugins else {
+                    tracing::warn!(
+                        "tenant {} is gone from the configuration: restart witm to remove it",
+                        tenant.name.as_deref().unwrap_or("-")
+                    );
+                    continue;
+                };
+                let new_specs = match specs(plugins, timeout) {
+                    Ok(specs) => specs,
+                    Err(e) => {
+                        tracing::error!("configuration not reloaded: {e}");
+                        continue;
+                    }
+                };
+                let chain = tenant.hooks.plugins();
+                if new_specs.len() != chain.plugins().len() {
+                    tracing::warn!(
+                        "plugins were added or removed: restart witm to apply that; \
+                         changed settings of the others are applied"
+                    );
+                }
+                for (plugin, spec) in chain.plugins().iter().zip(new_specs) {
+                    if plugin.spec() != spec {
+                        chain.reload_one(&tenant.runtime, plugin, Some(spec)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /metrics`: every plugin's counters in Prometheus text format.
+async fn serve_metrics(listener: TcpListener, tenants: Vec<Arc<Tenant>>) {
+    let tenants = Arc::new(tenants);
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let tenants = tenants.clone();
+        tokio::spawn(async move {
+            let mut request = vec![0u8; 4096];
+            let mut read = 0;
+            while read < request.len() && !request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut request[read..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => read += n,
+                }
+            }
+            let (status, body) = if request.starts_with(b"GET /metrics ") {
+                let mut body = witm_plugin_host::metrics_preamble();
+                for tenant in tenants.iter() {
+                    body += &tenant.hooks.plugins().metrics(tenant.name.as_deref());
+                }
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", "try /metrics\n".to_owned())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}

@@ -1,0 +1,507 @@
+//! Untrusted plugins: capabilities denied by default and granted by
+//! configuration, limits, failure policy and back-off, pools, hot reload,
+//! tenants, metrics. The hostile plugin (tests/plugins/hostile) does one
+//! bad thing per request path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use witm_flow::Flow;
+use witm_store::FlowFile;
+use witm_test_support::{Origin, Witm, curl, guests, target_dir};
+
+use crate::witm_binary;
+
+/// A fresh folder for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = target_dir().join("e2e-sandbox").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn hostile() -> String {
+    guests().rust("hostile").display().to_string()
+}
+
+/// Writes `config` (TOML) into `dir` and starts witm with it.
+fn start_with_config(dir: &Path, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Witm {
+    let path = dir.join("witm.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut args = vec!["--config", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Witm::start_with_env(witm_binary(), &args, env)
+        .unwrap_or_else(|(status, log)| panic!("witm exited ({status}):\n{log}"))
+}
+
+/// What the plugin told the origin it got, for the last request to `path`.
+fn outcome(origin: &Origin, path: &str) -> Option<String> {
+    origin
+        .seen()
+        .iter()
+        .rev()
+        .find(|r| r.path.starts_with(path))
+        .and_then(|r| r.header_values("x-hostile").first().map(|v| v.to_string()))
+}
+
+/// Keeps a client busy with ordinary requests until dropped; counts them.
+struct Bystander {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bystander {
+    fn start(proxy: String, url: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (s, a, f) = (stop.clone(), answered.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let status = curl(&proxy, &[&url]).status;
+                if status == 200 { &a } else { &f }.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Self {
+            stop,
+            answered,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the client; (answered, failed).
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[test]
+fn hostile_acts_are_contained_and_reported_while_another_client_is_served() {
+    let origin = Origin::start();
+    let dir = scratch("hostile-open");
+    let config = format!(
+        "[[plugins]]\npath = {:?}\ntimeout_ms = 300\nmemory_mb = 32\n",
+        hostile()
+    );
+    let mut witm = start_with_config(&dir, &config, &[], &[("WITM_SECRET", "s3cret")]);
+    let proxy = witm.proxy_url();
+    let bystander = Bystander::start(proxy.clone(), origin.url("/page"));
+    // Failures and successes alternate, so the plugin never backs off here.
+    let socket = format!("/socket?port={}", origin.address.port());
+    for path in [
+        "/loop",
+        "/passwd",
+        "/bomb",
+        "/env",
+        "/crash",
+        socket.as_str(),
+    ] {
+        let started = Instant::now();
+        let response = curl(&proxy, &[&origin.url(path)]);
+        assert_eq!(
+            response.status, 200,
+            "{path}: the flow goes on (policy open)"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    let (answered, failed) = bystander.finish();
+    witm.stop();
+    assert!(
+        answered > 0 && failed == 0,
+        "bystander: {answered} answered, {failed} failed"
+    );
+
+    // What the plugin got from the sandbox (the origin saw it in x-hostile).
+    for path in ["/passwd", "/env", "/socket"] {
+        let got = outcome(&origin, path).unwrap_or_else(|| panic!("{path}: no outcome"));
+        assert!(got.starts_with("denied"), "{path}: {got}");
+    }
+    // A failed call leaves the request as it was: no header from the plugin.
+    for path in ["/loop", "/bomb", "/crash"] {
+        assert!(
+            origin.seen().iter().any(|r| r.path == path),
+            "{path} reached the origin"
+        );
+        assert_eq!(outcome(&origin, path), None, "{path}");
+    }
+    let log = witm.stderr().join("\n");
+    assert!(log.contains("CPU deadline exceeded"), "{log}");
+    assert!(log.contains("memory") || log.contains("trap"), "{log}");
+    assert!(log.contains("instance replaced and started again"), "{log}");
+    assert!(
+        log.contains("3 failed (2 traps, 1 deadline hits"),
+        "exit summary: {log}"
+    );
+}
+
+#[test]
+fn granted_directories_and_environment_variables_are_visible() {
+    let origin = Origin::start();
+    let dir = scratch("granted");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("granted.txt"), "hello\n").unwrap();
+    let config = format!(
+        "[[plugins]]\npath = {:?}\ndirs = [\"{}:/data:ro\"]\nenv = [\"WITM_SECRET\"]\n",
+        hostile(),
+        data.display()
+    );
+    let mut witm = start_with_config(&dir, &config, &[], &[("WITM_SECRET", "s3cret")]);
+    for path in ["/granted", "/env", "/passwd"] {
+        curl(&witm.proxy_url(), &[&origin.url(path)]);
+    }
+    witm.stop();
+    assert_eq!(outcome(&origin, "/granted").as_deref(), Some("read hello"));
+    assert_eq!(outcome(&origin, "/env").as_deref(), Some("got s3cret"));
+    assert!(outcome(&origin, "/passwd").unwrap().starts_with("denied"));
+}
+
+#[test]
+fn failure_policy_closed_answers_502_naming_the_plugin_and_backs_off() {
+    let origin = Origin::start();
+    let dir = scratch("closed");
+    let config = format!(
+        "[[plugins]]\npath = {:?}\nfailure = \"closed\"\n",
+        hostile()
+    );
+    let mut witm = start_with_config(&dir, &config, &[], &[]);
+    let proxy = witm.proxy_url();
+    let crashed = curl(&proxy, &[&origin.url("/crash")]);
+    assert_eq!(crashed.status, 502);
+    assert!(
+        crashed.body.contains("plugin hostile failed"),
+        "{}",
+        crashed.body
+    );
+    assert!(
+        !origin.seen().iter().any(|r| r.path == "/crash"),
+        "closed: not forwarded"
+    );
+    assert_eq!(
+        curl(&proxy, &[&origin.url("/page")]).status,
+        200,
+        "a fresh instance serves"
+    );
+    // Three failures in a row: the plugin is skipped for a second, and with
+    // policy closed that means 502s; then it is tried again.
+    for _ in 0..3 {
+        assert_eq!(curl(&proxy, &[&origin.url("/crash")]).status, 502);
+    }
+    let skipped = curl(&proxy, &[&origin.url("/page")]);
+    assert_eq!(skipped.status, 502);
+    assert!(skipped.body.contains("skipped"), "{}", skipped.body);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(curl(&proxy, &[&origin.url("/page")]).status, 200);
+    witm.stop();
+    let log = witm.stderr().join("\n");
+    assert!(
+        log.contains("failed 3 times in a row: skipped for 1 s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_fuel_limit_ends_a_spinning_call() {
+    let origin = Origin::start();
+    let dir = scratch("fuel");
+    let config = format!("[[plugins]]\npath = {:?}\nfuel = 5_000_000\n", hostile());
+    let mut witm = start_with_config(&dir, &config, &[], &[]);
+    let started = Instant::now();
+    assert_eq!(curl(&witm.proxy_url(), &[&origin.url("/loop")]).status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "fuel, not the 5 s deadline"
+    );
+    witm.stop();
+    let log = witm.stderr().join("\n");
+    assert!(log.contains("1 out of fuel"), "{log}");
+}
+
+/// Four requests that each make the plugin sleep 400 ms, sent together.
+fn four_slow_requests(proxy: &str, origin: &Origin) -> Duration {
+    let started = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let (proxy, url) = (proxy.to_owned(), origin.url(&format!("/slow?ms=400&i={i}")));
+            std::thread::spawn(move || curl(&proxy, &[&url]).status)
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), 200);
+    }
+    started.elapsed()
+}
+
+#[test]
+fn a_stateless_pool_runs_flows_in_parallel_and_waiting_is_bounded() {
+    let origin = Origin::start();
+    let dir = scratch("pool");
+    let single = format!("[[plugins]]\npath = {:?}\n", hostile());
+    let mut witm = start_with_config(&dir, &single, &[], &[]);
+    let one_at_a_time = four_slow_requests(&witm.proxy_url(), &origin);
+    witm.stop();
+    let pool = format!("[[plugins]]\npath = {:?}\ninstances = 4\n", hostile());
+    let mut witm = start_with_config(&dir, &pool, &[], &[]);
+    let in_parallel = four_slow_requests(&witm.proxy_url(), &origin);
+    witm.stop();
+    assert!(
+        one_at_a_time >= Duration::from_millis(1600),
+        "{one_at_a_time:?}"
+    );
+    assert!(in_parallel < Duration::from_millis(1200), "{in_parallel:?}");
+
+    // One instance, a short queue: a flow that cannot get the instance in
+    // time goes on without the plugin (policy open) and it is counted.
+    let queue = format!(
+        "[[plugins]]\npath = {:?}\nqueue_timeout_ms = 100\n",
+        hostile()
+    );
+    let mut witm = start_with_config(&dir, &queue, &[], &[]);
+    let proxy = witm.proxy_url();
+    let slow = {
+        let (proxy, url) = (proxy.clone(), origin.url("/slow?ms=1000"));
+        std::thread::spawn(move || curl(&proxy, &[&url]).status)
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert_eq!(curl(&proxy, &[&origin.url("/passwd?queued")]).status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.join().unwrap(), 200);
+    witm.stop();
+    assert_eq!(
+        outcome(&origin, "/passwd?queued"),
+        None,
+        "the plugin was skipped"
+    );
+    let log = witm.stderr().join("\n");
+    assert!(log.contains("no free instance within 100 ms"), "{log}");
+    assert!(log.contains("1 queue timeouts"), "{log}");
+}
+
+/// Replaces `path` the way editors and build tools do: write, then rename.
+fn replace_file(path: &Path, contents: &[u8]) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, contents).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+#[test]
+fn hot_reload_under_steady_load_loses_no_request() {
+    let origin = Origin::start();
+    let dir = scratch("reload");
+    let plugin = dir.join("plugin.wasm");
+    std::fs::copy(guests().rust("add-header"), &plugin).unwrap();
+    let spec = format!("{} v2", plugin.display());
+    let mut witm = Witm::start(witm_binary(), &["-s", &spec])
+        .unwrap_or_else(|(status, log)| panic!("witm exited ({status}):\n{log}"));
+    let proxy = witm.proxy_url();
+    let load = Bystander::start(proxy.clone(), origin.url("/page"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        curl(&proxy, &[&origin.url("/page")]).header_values("newheader"),
+        ["foo"]
+    );
+
+    // A broken new version: the old one keeps serving.
+    replace_file(&plugin, b"not a component");
+    assert!(witm.wait_for_log("new version not loaded, the old one keeps running", 1));
+    assert_eq!(
+        curl(&proxy, &[&origin.url("/page")]).header_values("newheader"),
+        ["foo"]
+    );
+
+    // A good one (the tag plugin, started with the same argument "v2").
+    replace_file(&plugin, &std::fs::read(guests().rust("tag")).unwrap());
+    assert!(
+        witm.wait_for_log("reloaded: version 2 serves new flows", 1),
+        "{:?}",
+        witm.stderr()
+    );
+    let after = curl(&proxy, &[&origin.url("/page")]);
+    assert_eq!(after.header_values("x-tag"), ["v2"]);
+    assert!(after.header_values("newheader").is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let (answered, failed) = load.finish();
+    witm.stop();
+    assert!(answered > 10, "{answered}");
+    assert_eq!(failed, 0, "no request lost across two reloads");
+}
+
+#[test]
+fn sighup_applies_changed_plugin_settings() {
+    let origin = Origin::start();
+    let dir = scratch("sighup");
+    let open = format!("[[plugins]]\npath = {:?}\n", hostile());
+    let mut witm = start_with_config(&dir, &open, &[], &[]);
+    assert_eq!(
+        curl(&witm.proxy_url(), &[&origin.url("/crash")]).status,
+        200
+    );
+    std::fs::write(
+        dir.join("witm.toml"),
+        format!("{open}failure = \"closed\"\n"),
+    )
+    .unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &witm.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        witm.wait_for_log("reloaded: version 2", 1),
+        "{:?}",
+        witm.stderr()
+    );
+    assert_eq!(
+        curl(&witm.proxy_url(), &[&origin.url("/crash")]).status,
+        502
+    );
+    witm.stop();
+}
+
+fn saved(path: &Path) -> Vec<Flow> {
+    FlowFile::open(path)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+#[test]
+fn two_tenants_with_their_own_chains_credentials_and_flow_files() {
+    let origin = Origin::start();
+    let dir = scratch("tenants");
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (a_file, b_file, c_file) = (dir.join("a.witm"), dir.join("b.witm"), dir.join("c.witm"));
+    let config = format!(
+        "admin_port = {admin_port}\n\
+         [[tenants]]\nname = \"a\"\ncredentials = [\"alice:wonder\"]\nsave = {a_file:?}\n\
+         [[tenants.plugins]]\npath = {tag:?}\nargs = [\"from-a\"]\n\
+         [[tenants]]\nname = \"b\"\ncredentials = [\"bob:builder\"]\nsave = {b_file:?}\n\
+         [[tenants.plugins]]\npath = {hostile:?}\n\
+         [[tenants]]\nname = \"c\"\nlisten_port = {free_port}\nsave = {c_file:?}\n\
+         [[tenants.plugins]]\npath = {tag:?}\nargs = [\"from-c\"]\n",
+        tag = guests().rust("tag"),
+        hostile = hostile(),
+    );
+    let mut witm = start_with_config(&dir, &config, &[], &[]);
+    let proxy = witm.proxy_url();
+    assert!(witm.wait_for_log(&format!("127.0.0.1:{free_port} for tenants c"), 1));
+
+    // No credentials, or wrong ones: 407 and a challenge; the origin sees nothing.
+    let before = origin.seen().len();
+    let anonymous = curl(&proxy, &[&origin.url("/page?anonymous")]);
+    assert_eq!(anonymous.status, 407);
+    assert_eq!(
+        anonymous.header_values("proxy-authenticate"),
+        ["Basic realm=\"witm\""]
+    );
+    let wrong = curl(
+        &proxy,
+        &["--proxy-user", "alice:nope", &origin.url("/page?wrong")],
+    );
+    assert_eq!(wrong.status, 407);
+    assert_eq!(origin.seen().len(), before);
+
+    // Each tenant's chain, and only its own.
+    let a = curl(
+        &proxy,
+        &["--proxy-user", "alice:wonder", &origin.url("/page?who=a")],
+    );
+    assert_eq!(a.header_values("x-tag"), ["from-a"]);
+    let b = curl(
+        &proxy,
+        &["--proxy-user", "bob:builder", &origin.url("/env?who=b")],
+    );
+    assert!(b.header_values("x-tag").is_empty());
+    let c = curl(
+        &format!("http://127.0.0.1:{free_port}"),
+        &[&origin.url("/page?who=c")],
+    );
+    assert_eq!(c.header_values("x-tag"), ["from-c"]);
+
+    // Tenant B's slow plugin does not slow tenant A.
+    let slow_b = {
+        let (proxy, url) = (proxy.clone(), origin.url("/slow?ms=2000&who=b"));
+        std::thread::spawn(move || curl(&proxy, &["--proxy-user", "bob:builder", &url]).status)
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(
+            curl(
+                &proxy,
+                &["--proxy-user", "alice:wonder", &origin.url("/page?who=a")]
+            )
+            .status,
+            200
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "A waited for B: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow_b.join().unwrap(), 200);
+
+    // Per-plugin metrics, labelled by tenant.
+    let metrics = curl(
+        "",
+        &[
+            &format!("http://127.0.0.1:{admin_port}/metrics"),
+            "--noproxy",
+            "*",
+        ],
+    );
+    assert!(
+        metrics
+            .body
+            .contains("witm_plugin_calls_total{plugin=\"hostile\",tenant=\"b\"} 2"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("# TYPE witm_plugin_calls_total counter"),
+        "{}",
+        metrics.body
+    );
+    witm.stop();
+
+    let urls =
+        |path: &Path| -> Vec<String> { saved(path).iter().map(|f| f.request.url()).collect() };
+    let a_urls = urls(&a_file);
+    assert_eq!(a_urls.len(), 6);
+    assert!(a_urls.iter().all(|u| u.contains("who=a")), "{a_urls:?}");
+    assert_eq!(
+        urls(&b_file),
+        [origin.url("/env?who=b"), origin.url("/slow?ms=2000&who=b")]
+    );
+    assert_eq!(urls(&c_file), [origin.url("/page?who=c")]);
+}
