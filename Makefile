@@ -33,3 +33,5 @@ bench: setup
 	cargo bench -p witm-plugin-host --bench event
 	cargo bench -p witm-tls --bench mint
 	cargo bench -p witm --bench saved_flows
+	cargo bench -p witm-plugin-host --bench instances
+	cargo bench -p witm --bench isolation

@@ -15,6 +15,7 @@ mod raw_origin;
 mod test_ca;
 mod websocket;
 mod witm;
+mod wrk;
 
 pub use curl::{CurlResponse, curl};
 pub use guests::{Guests, guests, repo_root, target_dir};
@@ -23,3 +24,4 @@ pub use raw_origin::{RAW_RESPONSE, RawOrigin};
 pub use test_ca::TestCa;
 pub use websocket::websocket_exchange;
 pub use witm::Witm;
+pub use wrk::{wrk, wrk_line, wrk_seconds};
