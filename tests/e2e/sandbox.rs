@@ -175,27 +175,31 @@ fn failure_policy_closed_answers_502_naming_the_plugin_and_backs_off() {
     let origin = Origin::start();
     let dir = scratch("closed");
     let config = format!(
-        "[[plugins]]\npath = {:?}\nfailure = \"closed\"\n",
+        "[[plugins]]\npath = {:?}\nfailure = \"closed\"\ntimeout_ms = 300\nmemory_mb = 32\n",
         hostile()
     );
     let mut witm = start_with_config(&dir, &config, &[], &[]);
     let proxy = witm.proxy_url();
-    let crashed = curl(&proxy, &[&origin.url("/crash")]);
-    assert_eq!(crashed.status, 502);
-    assert!(
-        crashed.body.contains("plugin hostile failed"),
-        "{}",
-        crashed.body
-    );
-    assert!(
-        !origin.seen().iter().any(|r| r.path == "/crash"),
-        "closed: not forwarded"
-    );
-    assert_eq!(
-        curl(&proxy, &[&origin.url("/page")]).status,
-        200,
-        "a fresh instance serves"
-    );
+    for (path, reason) in [
+        ("/crash", "trap"),
+        ("/loop", "CPU deadline exceeded"),
+        ("/bomb", "trap"),
+    ] {
+        let failed = curl(&proxy, &[&origin.url(path)]);
+        assert_eq!(failed.status, 502, "{path}");
+        assert!(
+            failed.body.contains("plugin hostile failed"),
+            "{path}: {}",
+            failed.body
+        );
+        assert!(failed.body.contains(reason), "{path}: {}", failed.body);
+        assert!(
+            !origin.seen().iter().any(|r| r.path == path),
+            "closed: {path} not forwarded"
+        );
+        let next = curl(&proxy, &[&origin.url("/page")]);
+        assert_eq!(next.status, 200, "after {path}, a fresh instance serves");
+    }
     // Three failures in a row: the plugin is skipped for a second, and with
     // policy closed that means 502s; then it is tried again.
     for _ in 0..3 {
