@@ -350,32 +350,66 @@ fn hot_reload_under_steady_load_loses_no_request() {
 }
 
 #[test]
-fn sighup_applies_changed_plugin_settings() {
+fn sighup_applies_changed_settings_and_added_or_removed_plugins() {
     let origin = Origin::start();
     let dir = scratch("sighup");
     let open = format!("[[plugins]]\npath = {:?}\n", hostile());
     let mut witm = start_with_config(&dir, &open, &[], &[]);
-    assert_eq!(
-        curl(&witm.proxy_url(), &[&origin.url("/crash")]).status,
-        200
-    );
-    std::fs::write(
-        dir.join("witm.toml"),
-        format!("{open}failure = \"closed\"\n"),
-    )
-    .unwrap();
-    std::process::Command::new("kill")
-        .args(["-HUP", &witm.pid().to_string()])
-        .status()
-        .unwrap();
+    let proxy = witm.proxy_url();
+    let hangup = |witm: &Witm| {
+        std::process::Command::new("kill")
+            .args(["-HUP", &witm.pid().to_string()])
+            .status()
+            .unwrap();
+    };
+    assert_eq!(curl(&proxy, &[&origin.url("/crash")]).status, 200);
+
+    // Changed settings: the plugin is reloaded with them.
+    let closed = format!("{open}failure = \"closed\"\n");
+    std::fs::write(dir.join("witm.toml"), &closed).unwrap();
+    hangup(&witm);
     assert!(
         witm.wait_for_log("reloaded: version 2", 1),
         "{:?}",
         witm.stderr()
     );
+    assert_eq!(curl(&proxy, &[&origin.url("/crash")]).status, 502);
+
+    // A plugin added after it.
+    let tag = format!(
+        "[[plugins]]\npath = {:?}\nargs = [\"added\"]\n",
+        guests().rust("tag")
+    );
+    std::fs::write(dir.join("witm.toml"), format!("{closed}{tag}")).unwrap();
+    hangup(&witm);
+    assert!(
+        witm.wait_for_log("plugins now: hostile, tag", 1),
+        "{:?}",
+        witm.stderr()
+    );
+    let tagged = curl(&proxy, &[&origin.url("/page")]);
+    assert_eq!(tagged.header_values("x-tag"), ["added"]);
+
+    // The first one removed: its done runs, and it is gone from the chain.
+    std::fs::write(dir.join("witm.toml"), &tag).unwrap();
+    hangup(&witm);
+    assert!(
+        witm.wait_for_log("plugins now: tag", 1),
+        "{:?}",
+        witm.stderr()
+    );
+    assert!(witm.wait_for_log("removed;", 1), "{:?}", witm.stderr());
+    let crash = curl(&proxy, &[&origin.url("/crash")]);
+    assert_eq!(crash.status, 200, "no hostile plugin any more");
+    assert_eq!(crash.header_values("x-tag"), ["added"]);
+
+    // A broken configuration changes nothing.
+    std::fs::write(dir.join("witm.toml"), "this is not toml = =").unwrap();
+    hangup(&witm);
+    assert!(witm.wait_for_log("configuration not reloaded", 1));
     assert_eq!(
-        curl(&witm.proxy_url(), &[&origin.url("/crash")]).status,
-        502
+        curl(&proxy, &[&origin.url("/page")]).header_values("x-tag"),
+        ["added"]
     );
     witm.stop();
 }

@@ -271,9 +271,9 @@ async fn watch_plugin_files(tenants: Vec<Arc<Tenant>>) {
     }
 }
 
-/// On SIGHUP, reads the configuration again and reloads every plugin whose
-/// file, arguments or settings changed. Adding, removing or reordering
-/// plugins or tenants needs a restart (said in the log).
+/// On SIGHUP, reads the configuration again and applies each tenant's
+/// plugin list: plugins added, removed, or with changed file, arguments or
+/// settings. Adding or removing tenants needs a restart (said in the log).
 async fn reload_on_sighup(
     tenants: Vec<Arc<Tenant>>,
     config: Option<PathBuf>,
@@ -319,17 +319,15 @@ async fn reload_on_sighup(
                         continue;
                     }
                 };
-                let chain = tenant.hooks.plugins();
-                if new_specs.len() != chain.plugins().len() {
-                    tracing::warn!(
-                        "plugins were added or removed: restart witm to apply that; \
-                         changed settings of the others are applied"
-                    );
-                }
-                for (plugin, spec) in chain.plugins().iter().zip(new_specs) {
-                    if plugin.spec() != spec {
-                        chain.reload_one(&tenant.runtime, plugin, Some(spec)).await;
-                    }
+                tenant
+                    .hooks
+                    .plugins()
+                    .reconfigure(&tenant.runtime, &new_specs)
+                    .await;
+            }
+            for new in &config.tenants {
+                if !tenants.iter().any(|t| t.name.as_deref() == Some(&new.name)) {
+                    tracing::warn!("tenant {} is new: restart witm to add it", new.name);
                 }
             }
         }

@@ -17,40 +17,87 @@ use crate::settings::{FailurePolicy, PluginSettings};
 
 /// Plugins run in the order given; each sees the changes of the ones before.
 pub struct PluginChain {
-    plugins: Vec<Plugin>,
+    /// Swapped whole when the configuration adds or removes plugins; each
+    /// event runs over the list as it was when the event began.
+    plugins: std::sync::RwLock<Arc<[Arc<Plugin>]>>,
 }
 
 impl PluginChain {
     /// Loads and starts every plugin, in order. The first that fails stops
     /// the loading with its error.
     pub async fn load(runtime: &PluginRuntime, specs: &[PluginSpec]) -> Result<Self, LoadError> {
-        let mut plugins: Vec<Plugin> = Vec::with_capacity(specs.len());
+        let mut plugins: Vec<Arc<Plugin>> = Vec::with_capacity(specs.len());
         for spec in specs {
-            let name = unique_name(spec, &plugins);
-            plugins.push(Plugin::load(runtime, spec, name).await?);
+            plugins.push(Arc::new(load_one(runtime, spec, &plugins).await?));
         }
-        for plugin in &plugins {
-            let settings = &plugin.spec().settings;
-            tracing::info!(
-                plugin = plugin.name(),
-                "loaded; events: {}; {}",
-                describe(plugin.subscriptions()),
-                describe_settings(settings)
-            );
-        }
-        Ok(Self { plugins })
+        Ok(Self {
+            plugins: std::sync::RwLock::new(plugins.into()),
+        })
     }
 
-    /// The plugins, in order.
-    pub fn plugins(&self) -> &[Plugin] {
-        &self.plugins
+    /// The plugins, in order, as they are now.
+    pub fn plugins(&self) -> Arc<[Arc<Plugin>]> {
+        self.plugins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes the chain `specs` (a configuration read again): a plugin whose
+    /// file is still there keeps its instances and key-value store (and is
+    /// reloaded if its arguments or settings changed), a new one is loaded,
+    /// a removed one gets its `done`. If a new plugin fails to load, the
+    /// chain stays as it was.
+    pub async fn reconfigure(&self, runtime: &PluginRuntime, specs: &[PluginSpec]) {
+        let old = self.plugins();
+        let mut kept = vec![false; old.len()];
+        let mut plugins: Vec<Arc<Plugin>> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let same_file = (0..old.len()).find(|&i| !kept[i] && old[i].spec().path == spec.path);
+            match same_file {
+                Some(i) => {
+                    kept[i] = true;
+                    if old[i].spec() != *spec {
+                        self.reload_one(runtime, &old[i], Some(spec.clone())).await;
+                    }
+                    plugins.push(old[i].clone());
+                }
+                None => match load_one(runtime, spec, &plugins).await {
+                    Ok(plugin) => plugins.push(Arc::new(plugin)),
+                    Err(e) => {
+                        tracing::error!("plugins not changed: {e}");
+                        return;
+                    }
+                },
+            }
+        }
+        let names: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
+        tracing::info!(
+            "plugins now: {}",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        );
+        *self.plugins.write().unwrap_or_else(|e| e.into_inner()) = plugins.into();
+        for (plugin, kept) in old.iter().zip(kept) {
+            if !kept {
+                plugin.done().await;
+                tracing::info!(
+                    plugin = plugin.name(),
+                    "removed; {}",
+                    summary(plugin.stats())
+                );
+            }
+        }
     }
 
     /// Reloads every plugin whose file changed since it was loaded: new
     /// flows use the new version, flows in flight finish on the old one; a
     /// new version that fails to compile or start leaves the old one.
     pub async fn reload_changed(&self, runtime: &PluginRuntime) {
-        for plugin in &self.plugins {
+        for plugin in self.plugins().iter() {
             if plugin.file_changed() {
                 self.reload_one(runtime, plugin, None).await;
             }
@@ -80,7 +127,7 @@ impl PluginChain {
 
     /// Runs every plugin's `done` and logs a summary of its calls.
     pub async fn done(&self) {
-        for plugin in &self.plugins {
+        for plugin in self.plugins().iter() {
             plugin.done().await;
             tracing::info!(plugin = plugin.name(), "{}", summary(plugin.stats()));
         }
@@ -91,7 +138,7 @@ impl PluginChain {
     /// lines, which [`metrics_preamble`] writes once.
     pub fn metrics(&self, tenant: Option<&str>) -> String {
         let mut out = String::new();
-        for plugin in &self.plugins {
+        for plugin in self.plugins().iter() {
             let stats = plugin.stats();
             let labels = match tenant {
                 Some(t) => format!("plugin=\"{}\",tenant=\"{}\"", plugin.name(), t),
@@ -106,7 +153,7 @@ impl PluginChain {
 
     async fn each_flow(&self, event: FlowEvent, wanted: Events, flow: &mut Flow) {
         for plugin in self
-            .plugins
+            .plugins()
             .iter()
             .filter(|p| p.subscriptions().contains(wanted))
         {
@@ -123,7 +170,7 @@ impl PluginChain {
 
     async fn each_conn(&self, event: ConnEvent, wanted: Events, conn: &Arc<ClientConn>) {
         for plugin in self
-            .plugins
+            .plugins()
             .iter()
             .filter(|p| p.subscriptions().contains(wanted))
         {
@@ -246,8 +293,25 @@ fn describe_settings(settings: &PluginSettings) -> String {
     parts.join(", ")
 }
 
+/// Loads one plugin of a chain whose first plugins are `before`, and logs
+/// what it subscribed to and its settings.
+async fn load_one(
+    runtime: &PluginRuntime,
+    spec: &PluginSpec,
+    before: &[Arc<Plugin>],
+) -> Result<Plugin, LoadError> {
+    let plugin = Plugin::load(runtime, spec, unique_name(spec, before)).await?;
+    tracing::info!(
+        plugin = plugin.name(),
+        "loaded; events: {}; {}",
+        describe(plugin.subscriptions()),
+        describe_settings(&spec.settings)
+    );
+    Ok(plugin)
+}
+
 /// The file stem, with "#2", "#3" … when the same file is loaded again.
-fn unique_name(spec: &PluginSpec, loaded: &[Plugin]) -> String {
+fn unique_name(spec: &PluginSpec, loaded: &[Arc<Plugin>]) -> String {
     let stem = spec
         .path
         .file_stem()
@@ -296,7 +360,7 @@ fn describe(events: Events) -> String {
 impl FlowHooks for PluginChain {
     fn subscriptions(&self) -> Events {
         // Read each time: a hot reload can change what a plugin wants.
-        self.plugins
+        self.plugins()
             .iter()
             .fold(Events::NONE, |all, p| all | p.subscriptions())
     }
@@ -337,7 +401,7 @@ impl FlowHooks for PluginChain {
 
     async fn websocket_message(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
         for plugin in self
-            .plugins
+            .plugins()
             .iter()
             .filter(|p| p.subscriptions().contains(Events::WEBSOCKET_MESSAGE))
         {
@@ -355,7 +419,7 @@ impl FlowHooks for PluginChain {
 
     async fn server_connect(&self, server: &Arc<ServerConn>) {
         for plugin in self
-            .plugins
+            .plugins()
             .iter()
             .filter(|p| p.subscriptions().contains(Events::SERVER_CONNECT))
         {
@@ -370,7 +434,7 @@ impl FlowHooks for PluginChain {
 
     async fn server_disconnect(&self, server: &Arc<ServerConn>) {
         for plugin in self
-            .plugins
+            .plugins()
             .iter()
             .filter(|p| p.subscriptions().contains(Events::SERVER_DISCONNECT))
         {
@@ -390,7 +454,7 @@ impl FlowHooks for PluginChain {
 
     async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
         for plugin in self
-            .plugins
+            .plugins()
             .iter()
             .filter(|p| p.subscriptions().contains(Events::TLS_CLIENTHELLO))
         {

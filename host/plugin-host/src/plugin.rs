@@ -724,6 +724,12 @@ impl Starter {
             .map_err(|e| e.0)?;
         let pre = instantiate_pre(runtime.linker(), &component)
             .map_err(|e| format!("{}: {e}", spec.path.display()))?;
+        if spec.settings.fuel.is_some() && !self.fuel_enabled {
+            tracing::warn!(
+                plugin = %self.name,
+                "a fuel limit needs the runtime built with fuel: restart witm to apply it"
+            );
+        }
         let instances = spec.settings.instances.max(1);
         let mut version = Version {
             number,
