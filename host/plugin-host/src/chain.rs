@@ -189,7 +189,7 @@ fn bad_gateway(plugin: &str, reason: &str) -> Response {
 }
 
 /// Counter names and values, in Prometheus naming.
-fn counters(stats: &PluginStats) -> [(&'static str, f64); 11] {
+fn counters(stats: &PluginStats) -> [(&'static str, f64); 12] {
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
     [
         ("calls_total", n(&stats.calls)),
@@ -202,6 +202,10 @@ fn counters(stats: &PluginStats) -> [(&'static str, f64); 11] {
         ("busy_seconds_total", n(&stats.busy_ns) / 1e9),
         ("wait_seconds_total", n(&stats.wait_ns) / 1e9),
         ("instances_started_total", n(&stats.instances_started)),
+        (
+            "instance_start_seconds_total",
+            n(&stats.instance_start_ns) / 1e9,
+        ),
         ("reloads_total", n(&stats.reloads)),
     ]
 }
@@ -231,6 +235,10 @@ pub fn metrics_preamble() -> String {
             "time events waited for a free instance",
         ),
         ("instances_started_total", "instances started"),
+        (
+            "instance_start_seconds_total",
+            "time spent starting instances (instantiate + start)",
+        ),
         ("reloads_total", "new versions loaded while running"),
     ];
     help.iter()
@@ -246,7 +254,7 @@ fn summary(stats: &PluginStats) -> String {
     format!(
         "{} calls, {} failed ({} traps, {} deadline hits, {} out of fuel), {} skipped while \
          backing off, {} queue timeouts, {:.1} ms in the plugin, {:.1} ms waiting for an \
-         instance, {} instances started, {} reloads",
+         instance, {} instances started ({:.0} µs each), {} reloads",
         n(&stats.calls),
         n(&stats.failures),
         n(&stats.traps),
@@ -257,6 +265,7 @@ fn summary(stats: &PluginStats) -> String {
         n(&stats.busy_ns) as f64 / 1e6,
         n(&stats.wait_ns) as f64 / 1e6,
         n(&stats.instances_started),
+        n(&stats.instance_start_ns) as f64 / 1e3 / n(&stats.instances_started).max(1) as f64,
         n(&stats.reloads),
     )
 }

@@ -245,6 +245,8 @@ pub struct PluginStats {
     pub wait_ns: AtomicU64,
     /// Instances started (first start, replacements, pool growth, reloads).
     pub instances_started: AtomicU64,
+    /// Time spent starting them (instantiate + `start`), in nanoseconds.
+    pub instance_start_ns: AtomicU64,
     /// New versions loaded while running.
     pub reloads: AtomicU64,
 }
@@ -750,6 +752,7 @@ impl Starter {
 
     /// A fresh instance of `version` with `start` run on it.
     async fn start_instance(&self, version: &Version) -> Result<(Live, Events), String> {
+        let starting = Instant::now();
         let settings = &version.spec.settings;
         let state = StoreState::new(&self.name, settings, self.kv.clone(), self.replayer.clone())?;
         let mut store = Store::new(&self.engine, state);
@@ -783,6 +786,9 @@ impl Starter {
             .map_err(|e| describe_failure(&e))?;
         let subscriptions = started.map(events_from_wit)?;
         self.stats.instances_started.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .instance_start_ns
+            .fetch_add(starting.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok((
             Live {
                 store,
