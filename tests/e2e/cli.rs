@@ -75,3 +75,24 @@ fn a_plugin_whose_start_fails_stops_the_proxy_with_its_message() {
     let tag = witm_test_support::guests().rust("tag");
     assert_clear_error(&["-s", tag.to_str().unwrap()], "usage: tag.wasm <tag>");
 }
+
+#[test]
+fn proxy_options_can_come_from_the_configuration_and_the_command_line_wins() {
+    let origin = witm_test_support::Origin::start();
+    let dir = target_dir().join("e2e-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("options.toml");
+    // listen_port 1 would fail to bind: the -p 0 of the command line wins.
+    std::fs::write(&config, "listen_port = 1\nquiet = true\n").unwrap();
+    let mut witm = Witm::start(witm_binary(), &["--config", config.to_str().unwrap()])
+        .unwrap_or_else(|(status, log)| panic!("witm exited ({status}):\n{log}"));
+    let response = witm_test_support::curl(&witm.proxy_url(), &[&origin.url("/page")]);
+    assert_eq!(response.status, 200);
+    witm.stop();
+    assert!(witm.stdout().is_empty(), "quiet: {:?}", witm.stdout());
+    assert_clear_error(
+        &["--set", "stream_large_bodies=lots"],
+        "--stream-large-bodies",
+    );
+    assert_clear_error(&["--set", "bogus=1"], "--bogus");
+}

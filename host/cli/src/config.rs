@@ -24,6 +24,10 @@
 //! path = "plugins/tagger.wasm"
 //! ```
 //!
+//! Every command-line option of the proxy is also a top-level key, spelled
+//! with underscores (`listen_port = 9000`, `ssl_insecure = true`,
+//! `ignore_hosts = "^internal"`); an option given on the command line wins.
+//!
 //! `--set` addresses the same keys with dots; a plugin or tenant in a list is
 //! addressed by its name (a plugin's name defaults to its file stem):
 //! `--set admin_port=9090`, `--set plugins.tagger.failure=closed`,
@@ -168,9 +172,24 @@ fn parse_dir(grant: &str) -> Result<DirGrant, String> {
     })
 }
 
+/// Keys of the configuration that are not command-line options.
+const SECTIONS: [&str; 3] = ["admin_port", "plugins", "tenants"];
+
 /// Reads `path` (if given), adds the `-s` plugins to the top-level chain,
 /// applies `--set`s, and checks the result.
 pub fn load(path: Option<&Path>, scripts: &[String], sets: &[String]) -> Result<Config, String> {
+    load_with_options(path, scripts, sets).map(|(config, _)| config)
+}
+
+/// As [`load`], also returning the proxy options the configuration sets
+/// (every other top-level key: `listen_port`, `ssl_insecure`, …), as
+/// command-line arguments (`--listen-port 9000`) for the caller to apply
+/// under the command line's own.
+pub fn load_with_options(
+    path: Option<&Path>,
+    scripts: &[String],
+    sets: &[String],
+) -> Result<(Config, Vec<String>), String> {
     let mut table = match path {
         None => Table::new(),
         Some(path) => {
@@ -204,6 +223,16 @@ pub fn load(path: Option<&Path>, scripts: &[String], sets: &[String]) -> Result<
     for set in sets {
         apply_set(&mut table, set)?;
     }
+    let mut options = Vec::new();
+    for key in table
+        .keys()
+        .filter(|k| !SECTIONS.contains(&k.as_str()))
+        .cloned()
+        .collect::<Vec<_>>()
+    {
+        let value = table.remove(&key).unwrap_or(Value::Boolean(false));
+        options.extend(option_args(&key, &value)?);
+    }
     let config: Config = Table::try_into(table).map_err(|e| {
         let where_ = if path.is_some() {
             "the configuration"
@@ -213,7 +242,31 @@ pub fn load(path: Option<&Path>, scripts: &[String], sets: &[String]) -> Result<
         format!("{where_}: {}", e.to_string().trim())
     })?;
     config.check()?;
-    Ok(config)
+    Ok((config, options))
+}
+
+/// `listen_port = 9000` as `--listen-port 9000`; `true` as the bare flag;
+/// a list as the flag repeated.
+fn option_args(key: &str, value: &Value) -> Result<Vec<String>, String> {
+    if matches!(key, "config" | "set" | "script") {
+        return Err(format!("{key} cannot be set in the configuration"));
+    }
+    let flag = format!("--{}", key.replace('_', "-"));
+    let text = |value: &Value| match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Integer(_) | Value::Float(_) => Ok(value.to_string()),
+        _ => Err(format!("{key}: expected a string or a number")),
+    };
+    Ok(match value {
+        Value::Boolean(true) => vec![flag],
+        Value::Boolean(false) => Vec::new(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| Ok([flag.clone(), text(item)?]))
+            .collect::<Result<Vec<_>, String>>()?
+            .concat(),
+        other => vec![flag, text(other)?],
+    })
 }
 
 /// `key.path=value` into the document.
@@ -385,11 +438,42 @@ mod tests {
     }
 
     #[test]
+    fn proxy_options_become_command_line_arguments() {
+        let (_, options) = load_with_options(
+            None,
+            &[],
+            &[
+                "listen_port=9000".into(),
+                "ssl_insecure=true".into(),
+                "quiet=false".into(),
+                "upstream_ca=[\"a.pem\", \"b.pem\"]".into(),
+                "stream_large_bodies=1m".into(),
+            ],
+        )
+        .unwrap();
+        let mut options = options.join(" ");
+        for expected in [
+            "--listen-port 9000",
+            "--ssl-insecure",
+            "--upstream-ca a.pem --upstream-ca b.pem",
+            "--stream-large-bodies 1m",
+        ] {
+            assert!(options.contains(expected), "{options} lacks {expected}");
+            options = options.replace(expected, "");
+        }
+        assert_eq!(
+            options.trim(),
+            "",
+            "and nothing else (quiet=false adds nothing)"
+        );
+        let err = load_with_options(None, &[], &["script=x".into()]).unwrap_err();
+        assert!(err.contains("cannot be set"), "{err}");
+    }
+
+    #[test]
     fn mistakes_are_clear_errors() {
         let err = load(None, &[], &["nope".into()]).unwrap_err();
         assert!(err.contains("expected key=value"), "{err}");
-        let err = load(None, &[], &["bogus=1".into()]).unwrap_err();
-        assert!(err.contains("unknown field `bogus`"), "{err}");
         let err = load(None, &["x.wasm".into()], &["plugins.y.fuel=1".into()]).unwrap_err();
         assert!(err.contains("no entry named \"y\""), "{err}");
         let err = load(None, &[], &["admin_port=\"x\"".into()]).unwrap_err();

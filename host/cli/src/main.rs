@@ -27,7 +27,7 @@ use witm_tls::{CertificateAuthority, Upstream, UpstreamTrust};
 
 /// An intercepting HTTP proxy whose scripts are sandboxed WebAssembly components.
 #[derive(Parser, Debug)]
-#[command(name = "witm", version, about)]
+#[command(name = "witm", version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -190,7 +190,10 @@ fn parse_filter(expression: &str) -> Result<Filter, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match with_configured_options(Cli::parse()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging();
     match &cli.command {
         Some(Command::Ca) => return print_ca(&cli),
@@ -208,6 +211,34 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(run(cli))
+}
+
+/// The command line with the proxy options of `--config` / `--set`
+/// (`listen_port = 9000` …) put before it, so that an option given on the
+/// command line itself wins (later occurrences override earlier ones).
+fn with_configured_options(cli: Cli) -> Result<Cli, clap::Error> {
+    if cli.config.is_none() && cli.set.is_empty() {
+        return Ok(cli);
+    }
+    let options = match config::load_with_options(cli.config.as_deref(), &[], &cli.set) {
+        Ok((_, options)) => options,
+        // The configuration's own errors are reported where it is used.
+        Err(_) => return Ok(cli),
+    };
+    if options.is_empty() {
+        return Ok(cli);
+    }
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let program = if args.is_empty() {
+        "witm".into()
+    } else {
+        args.remove(0)
+    };
+    Cli::try_parse_from(
+        std::iter::once(program)
+            .chain(options.into_iter().map(Into::into))
+            .chain(args),
+    )
 }
 
 /// Plugin and proxy messages go to stderr; flow lines go to stdout.
