@@ -265,9 +265,9 @@ impl<R: Read> FlowReader<R> {
                 message: format!("a record length of {len} bytes"),
             });
         }
-        let mut record = vec![0u8; len as usize];
-        let got_record = read_up_to(&mut self.input, &mut record)?;
-        if got_record < record.len() {
+        let mut record = Vec::new();
+        let got_record = read_exactly(&mut self.input, &mut record, len as usize)?;
+        if got_record < len as usize {
             self.done = true;
             self.skipped = (prefix.len() + got_record) as u64;
             return Ok(None);
@@ -297,6 +297,20 @@ impl<R: Read> Iterator for FlowReader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_flow().transpose()
     }
+}
+
+/// Appends up to `len` bytes to `out` (fewer if the input ends); how many
+/// were read. Memory grows with what is read, not with what a (possibly
+/// damaged) length claims.
+pub(crate) fn read_exactly(
+    input: &mut impl Read,
+    out: &mut Vec<u8>,
+    len: usize,
+) -> io::Result<usize> {
+    let before = out.len();
+    out.reserve(len.min(1 << 20));
+    input.take(len as u64).read_to_end(out)?;
+    Ok(out.len() - before)
 }
 
 /// Reads until `buf` is full or the input ends; how many bytes were read.

@@ -12,7 +12,7 @@
 //! metadata. What is not: TCP/UDP/DNS flows (skipped and counted), WebSocket
 //! messages and server certificates.
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use witm_flow::{
     Body, ClientConn, ClientTls, Flow, FlowError, Headers, Request, Response, ServerConn,
 };
 
-use crate::format::StoreError;
+use crate::format::{StoreError, read_exactly};
 use crate::tnetstring::{self, Value};
 
 /// The mitmproxy flow format version read natively.
@@ -135,19 +135,11 @@ impl<R: Read> MitmproxyReader<R> {
                 message: "a flow length out of range".into(),
             })?;
         let head = raw.len();
-        raw.resize(head + length + 1, 0);
-        let mut filled = head;
-        while filled < raw.len() {
-            match self.input.read(&mut raw[filled..]) {
-                Ok(0) => {
-                    self.done = true;
-                    self.skipped_bytes = filled as u64;
-                    return Ok(None);
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
+        let got = read_exactly(&mut self.input, &mut raw, length + 1)?;
+        if got < length + 1 {
+            self.done = true;
+            self.skipped_bytes = (head + got) as u64;
+            return Ok(None);
         }
         self.offset += raw.len() as u64;
         Ok(Some(raw))

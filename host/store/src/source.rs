@@ -137,3 +137,57 @@ impl Iterator for FlowFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every prefix of a real file and a few thousand damaged copies: each
+    /// is read to its end or to an error, never a panic or a hang.
+    #[test]
+    fn damaged_files_of_every_kind_are_errors_not_panics() {
+        let root = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/mitmproxy/"
+        );
+        let capture = std::fs::read(format!("{root}mitm-capture.flow")).unwrap();
+        let har = std::fs::read(format!("{root}mitm-capture.har")).unwrap();
+        let mut witm = crate::format::FlowWriter::new(Vec::new()).unwrap();
+        for flow in crate::mitmproxy::MitmproxyReader::new(&capture[..]) {
+            witm.write(&flow.unwrap()).unwrap();
+        }
+        let witm = witm.finish().unwrap();
+        let dir = std::env::temp_dir().join(format!("witm-store-damaged-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("file");
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for original in [&capture, &har, &witm] {
+            for round in 0..300 {
+                let mut bytes = original.clone();
+                if round % 3 == 0 {
+                    bytes.truncate(next() as usize % original.len());
+                } else {
+                    for _ in 0..1 + round % 5 {
+                        let at = next() as usize % bytes.len();
+                        bytes[at] = next() as u8;
+                    }
+                }
+                std::fs::write(&path, &bytes).unwrap();
+                if let Ok(file) = FlowFile::open(&path) {
+                    for flow in file {
+                        if flow.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
