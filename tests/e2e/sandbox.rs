@@ -543,3 +543,33 @@ fn two_tenants_with_their_own_chains_credentials_and_flow_files() {
     );
     assert_eq!(urls(&c_file), [origin.url("/page?who=c")]);
 }
+
+#[test]
+fn a_python_plugin_is_sandboxed_the_same_way() {
+    let origin = Origin::start();
+    let dir = scratch("hostile-python");
+    let config = format!(
+        "[[plugins]]\npath = {:?}\ntimeout_ms = 500\n",
+        guests().hostile_py
+    );
+    let mut witm = start_with_config(&dir, &config, &[], &[("WITM_SECRET", "s3cret")]);
+    let proxy = witm.proxy_url();
+    let bystander = Bystander::start(proxy.clone(), origin.url("/page"));
+    let socket = format!("/socket?port={}", origin.address.port());
+    for path in ["/passwd", "/loop", "/env", socket.as_str()] {
+        assert_eq!(curl(&proxy, &[&origin.url(path)]).status, 200, "{path}");
+    }
+    let (answered, failed) = bystander.finish();
+    witm.stop();
+    assert!(
+        answered > 0 && failed == 0,
+        "bystander: {answered} answered, {failed} failed"
+    );
+    for path in ["/passwd", "/env", "/socket"] {
+        let got = outcome(&origin, path).unwrap_or_else(|| panic!("{path}: no outcome"));
+        assert!(got.starts_with("denied"), "{path}: {got}");
+    }
+    assert_eq!(outcome(&origin, "/loop"), None);
+    let log = witm.stderr().join("\n");
+    assert!(log.contains("CPU deadline exceeded"), "{log}");
+}

@@ -11,6 +11,8 @@ pub struct Guests {
     dir: PathBuf,
     /// `examples/add-header-py`, built with componentize-py.
     pub add_header_py: PathBuf,
+    /// `tests/plugins-py/hostile`, the Python twin of the hostile plugin.
+    pub hostile_py: PathBuf,
 }
 
 impl Guests {
@@ -56,9 +58,12 @@ pub fn guests() -> &'static Guests {
         );
         let add_header_py = guest_target.join("python/add_header_py.wasm");
         build_python(&root, &root.join("examples/add-header-py"), &add_header_py);
+        let hostile_py = guest_target.join("python/hostile_py.wasm");
+        build_python(&root, &root.join("tests/plugins-py/hostile"), &hostile_py);
         Guests {
             dir: guest_target.join("wasm32-wasip2/release"),
             add_header_py,
+            hostile_py,
         }
     })
 }
