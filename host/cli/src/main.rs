@@ -4,6 +4,11 @@
 //! This binary only parses arguments and wires the crates together: the
 //! proxy engine (`witm-proxy`) and the plugin runtime (`witm-plugin-host`)
 //! meet here through `FlowHooks`.
+//!
+//! Modules: `config` (the TOML file and `--set`), `live` (the running proxy:
+//! listeners, tenants, reload, metrics), `tenants` (routing flows to their
+//! tenant's hooks), `saved` (recording and server replay as hooks),
+//! `offline` (`witm replay`, `flows`, `export`), `log_format`.
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;

@@ -7,8 +7,10 @@
 //! - [`settings`]: a plugin's capabilities, limits, failure policy, instances;
 //! - `state`: the data of a plugin's store (table, WASI with what is granted, limits);
 //! - [`runtime`]: the shared engine, linker and epoch ticker;
-//! - [`plugin`]: one plugin: compile, instantiate, deliver events, contain failures;
-//! - [`chain`]: plugins in command-line order, as `FlowHooks`.
+//! - [`plugin`]: one plugin: its versions (hot reload), instances (one, or a
+//!   stateless pool), event delivery with failures contained, back-off, counters;
+//! - [`chain`]: plugins in order, as `FlowHooks`: the failure policy, reloads and
+//!   reconfiguration, metrics.
 //!
 //! This crate never touches sockets or hyper: it can be driven from saved
 //! flows as well as from the live proxy.
