@@ -197,16 +197,21 @@ impl std::fmt::Debug for Attachments {
 
 impl Attachments {
     /// The first attached `T` for which `pick` is true.
-    pub fn find<T: std::any::Any>(&self, pick: impl Fn(&T) -> bool) -> Option<&T> {
-        self.0
-            .iter()
-            .filter_map(|a| a.downcast_ref::<T>())
-            .find(|t| pick(t))
+    pub fn find<T: std::any::Any + Send + Sync>(
+        &self,
+        pick: impl Fn(&T) -> bool,
+    ) -> Option<Arc<T>> {
+        self.0.iter().find_map(|a| {
+            a.downcast_ref::<T>()
+                .filter(|t| pick(t))
+                .and_then(|_| a.clone().downcast::<T>().ok())
+        })
     }
 
-    /// Attaches `value`.
-    pub fn push<T: std::any::Any + Send + Sync>(&mut self, value: T) {
-        self.0.push(Arc::new(value));
+    /// Attaches `value` (shared, not copied: attaching costs no allocation
+    /// beyond the list's own).
+    pub fn push<T: std::any::Any + Send + Sync>(&mut self, value: Arc<T>) {
+        self.0.push(value);
     }
 }
 

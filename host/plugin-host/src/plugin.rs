@@ -265,6 +265,8 @@ pub(crate) enum Outcome {
 /// One loaded version of a plugin's component: after a hot reload, flows
 /// that started on the old version finish on it.
 struct Version {
+    /// The plugin's id, to find this version among a flow's attachments.
+    plugin: u64,
     number: u64,
     spec: PluginSpec,
     pre: PluginBindingsPre<StoreState>,
@@ -275,22 +277,38 @@ struct Version {
     permits: Semaphore,
 }
 
-/// Attached to a flow: the version of plugin `plugin` it started with.
-struct Pinned {
-    plugin: u64,
-    version: Arc<Version>,
-}
-
 /// Consecutive failures before a plugin is skipped for a while.
 const BACKOFF_AFTER: u32 = 3;
 /// The longest a failing plugin is skipped.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// A plugin's recent failures.
-#[derive(Default)]
+/// A plugin's recent failures, read on every event: atomics, no lock.
 struct Health {
-    consecutive: u32,
-    skip_until: Option<Instant>,
+    consecutive: AtomicU32,
+    /// When the plugin may be called again, in ns after `since`; 0: now.
+    skip_until_ns: AtomicU64,
+    since: Instant,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            consecutive: AtomicU32::new(0),
+            skip_until_ns: AtomicU64::new(0),
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Health {
+    fn now_ns(&self) -> u64 {
+        self.since.elapsed().as_nanos() as u64
+    }
+
+    fn reset(&self) {
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.skip_until_ns.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The size and modification time of a plugin file, to notice a change.
@@ -311,14 +329,12 @@ impl FileStamp {
 /// instance, like a mitmproxy script, so its global variables work as state;
 /// configured with more instances it is a stateless pool.
 pub struct Plugin {
-    /// Unique in the process, to find this plugin's pin on a flow.
-    id: u64,
     starter: Starter,
     current: std::sync::RwLock<Arc<Version>>,
     subscriptions: AtomicU32,
     /// The file as last loaded or tried, so a broken file is tried once.
     stamp: std::sync::Mutex<FileStamp>,
-    health: std::sync::Mutex<Health>,
+    health: Health,
     /// Set once `done` has run: later events (a pooled server connection
     /// closing at exit) are dropped instead of starting the plugin again.
     finished: AtomicBool,
@@ -336,6 +352,7 @@ impl Plugin {
         name: String,
     ) -> Result<Self, LoadError> {
         let starter = Starter {
+            id: NEXT_PLUGIN_ID.fetch_add(1, Ordering::Relaxed),
             name,
             engine: runtime.engine().clone(),
             fuel_enabled: runtime.options().fuel,
@@ -348,7 +365,6 @@ impl Plugin {
             .await
             .map_err(LoadError)?;
         Ok(Self {
-            id: NEXT_PLUGIN_ID.fetch_add(1, Ordering::Relaxed),
             starter,
             subscriptions: AtomicU32::new(version.subscriptions.bits()),
             current: std::sync::RwLock::new(Arc::new(version)),
@@ -419,7 +435,7 @@ impl Plugin {
         self.subscriptions
             .store(version.subscriptions.bits(), Ordering::Relaxed);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(version);
-        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = Health::default();
+        self.health.reset();
         self.starter.stats.reloads.fetch_add(1, Ordering::Relaxed);
         Ok(number)
     }
@@ -430,49 +446,53 @@ impl Plugin {
         let (Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _)) = event else {
             return self.current();
         };
-        if let Some(pinned) = flow.attachments.find::<Pinned>(|p| p.plugin == self.id) {
-            return pinned.version.clone();
+        let id = self.starter.id;
+        if let Some(pinned) = flow.attachments.find::<Version>(|v| v.plugin == id) {
+            return pinned;
         }
         let version = self.current();
-        flow.attachments.push(Pinned {
-            plugin: self.id,
-            version: version.clone(),
-        });
+        flow.attachments.push(version.clone());
         version
     }
 
     /// `Some(reason)` while the plugin is skipped after repeated failures.
     fn backing_off(&self) -> Option<String> {
-        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        let until = health.skip_until?;
-        let left = until.checked_duration_since(Instant::now())?;
+        let until = self.health.skip_until_ns.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let left = until
+            .checked_sub(self.health.now_ns())
+            .filter(|&ns| ns > 0)?;
         Some(format!(
             "skipped for {:.1} s more after {} failures in a row",
-            left.as_secs_f64(),
-            health.consecutive
+            left as f64 / 1e9,
+            self.health.consecutive.load(Ordering::Relaxed)
         ))
     }
 
     /// Counts a failed call; past [`BACKOFF_AFTER`] in a row, the plugin is
     /// skipped for a while that doubles with each further failure.
     fn note_failure(&self, error: &wasmtime::Error, policy: FailurePolicy) {
-        self.starter.stats.failures.fetch_add(1, Ordering::Relaxed);
+        let stats = &self.starter.stats;
+        stats.failures.fetch_add(1, Ordering::Relaxed);
         let counter = match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => &self.starter.stats.deadline_hits,
-            Some(wasmtime::Trap::OutOfFuel) => &self.starter.stats.fuel_exhausted,
-            _ => &self.starter.stats.traps,
+            Some(wasmtime::Trap::Interrupt) => &stats.deadline_hits,
+            Some(wasmtime::Trap::OutOfFuel) => &stats.fuel_exhausted,
+            _ => &stats.traps,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        health.consecutive += 1;
-        if health.consecutive >= BACKOFF_AFTER {
-            let doublings = (health.consecutive - BACKOFF_AFTER).min(6);
+        let consecutive = self.health.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        if consecutive >= BACKOFF_AFTER {
+            let doublings = (consecutive - BACKOFF_AFTER).min(6);
             let pause = (Duration::from_secs(1) * (1 << doublings)).min(MAX_BACKOFF);
-            health.skip_until = Some(Instant::now() + pause);
+            self.health.skip_until_ns.store(
+                self.health.now_ns() + pause.as_nanos() as u64,
+                Ordering::Relaxed,
+            );
             tracing::warn!(
                 plugin = %self.starter.name,
-                "failed {} times in a row: skipped for {} s (failure policy {policy}: {})",
-                health.consecutive,
+                "failed {consecutive} times in a row: skipped for {} s (failure policy {policy}: {})",
                 pause.as_secs(),
                 match policy {
                     FailurePolicy::Open => "flows go on without it",
@@ -483,9 +503,8 @@ impl Plugin {
     }
 
     fn note_success(&self) {
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        if health.consecutive > 0 {
-            *health = Health::default();
+        if self.health.consecutive.load(Ordering::Relaxed) > 0 {
+            self.health.reset();
         }
     }
 
@@ -503,26 +522,33 @@ impl Plugin {
             self.starter.stats.skipped.fetch_add(1, Ordering::Relaxed);
             return Outcome::Skipped(reason);
         }
-        let waiting = Instant::now();
-        let Ok(Ok(_permit)) =
-            tokio::time::timeout(settings.queue_timeout, version.permits.acquire()).await
-        else {
-            self.starter
-                .stats
-                .queue_timeouts
-                .fetch_add(1, Ordering::Relaxed);
-            let reason = format!(
-                "no free instance within {} ms ({} busy)",
-                settings.queue_timeout.as_millis(),
-                version.slots.len()
-            );
-            tracing::warn!(plugin = %self.starter.name, "{} skipped: {reason}", event.name());
-            return Outcome::Skipped(reason);
+        // A free instance is taken at once; only a busy plugin costs a timer.
+        let _permit = match version.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let waiting = Instant::now();
+                let Ok(Ok(permit)) =
+                    tokio::time::timeout(settings.queue_timeout, version.permits.acquire()).await
+                else {
+                    self.starter
+                        .stats
+                        .queue_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    let reason = format!(
+                        "no free instance within {} ms ({} busy)",
+                        settings.queue_timeout.as_millis(),
+                        version.slots.len()
+                    );
+                    tracing::warn!(plugin = %self.starter.name, "{} skipped: {reason}", event.name());
+                    return Outcome::Skipped(reason);
+                };
+                self.starter
+                    .stats
+                    .wait_ns
+                    .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                permit
+            }
         };
-        self.starter
-            .stats
-            .wait_ns
-            .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let Some(mut guard) = version.slots.iter().find_map(|slot| slot.try_lock().ok()) else {
             // Unreachable: a permit is held for every locked slot.
             return Outcome::Skipped("no free instance".into());
@@ -703,6 +729,8 @@ impl Plugin {
 
 /// What starting an instance needs; shared by every version of a plugin.
 struct Starter {
+    /// Unique in the process, to find this plugin's pinned version on a flow.
+    id: u64,
     name: String,
     engine: Engine,
     fuel_enabled: bool,
@@ -734,6 +762,7 @@ impl Starter {
         }
         let instances = spec.settings.instances.max(1);
         let mut version = Version {
+            plugin: self.id,
             number,
             spec,
             pre,
