@@ -350,6 +350,61 @@ fn hot_reload_under_steady_load_loses_no_request() {
 }
 
 #[test]
+fn a_flow_in_flight_during_a_reload_finishes_on_the_old_version() {
+    let origin = Origin::start();
+    let dir = scratch("reload-in-flight");
+    let plugin = dir.join("plugin.wasm");
+    // Version 1: tag (request and response events), started with "v1".
+    std::fs::copy(guests().rust("tag"), &plugin).unwrap();
+    let spec = format!("{} v1", plugin.display());
+    let mut witm = Witm::start(witm_binary(), &["-s", &spec])
+        .unwrap_or_else(|(status, log)| panic!("witm exited ({status}):\n{log}"));
+    let proxy = witm.proxy_url();
+    let in_flight = {
+        let (proxy, url) = (proxy.clone(), origin.url("/sleep/4000"));
+        std::thread::spawn(move || curl(&proxy, &[&url]))
+    };
+    // Its request event has run on version 1 once the origin has it.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !origin.seen().iter().any(|r| r.path == "/sleep/4000") {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never reached the origin"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Version 2: add-header (response only).
+    replace_file(
+        &plugin,
+        &std::fs::read(guests().rust("add-header")).unwrap(),
+    );
+    assert!(
+        witm.wait_for_log("reloaded: version 2", 1),
+        "{:?}",
+        witm.stderr()
+    );
+    let new_flow = curl(&proxy, &[&origin.url("/page")]);
+    assert_eq!(
+        new_flow.header_values("newheader"),
+        ["foo"],
+        "new flows use version 2"
+    );
+    assert!(new_flow.header_values("x-tag").is_empty());
+    let old_flow = in_flight.join().unwrap();
+    assert_eq!(old_flow.status, 200);
+    assert_eq!(
+        old_flow.header_values("x-tag"),
+        ["v1"],
+        "the response event ran on version 1"
+    );
+    assert!(
+        old_flow.header_values("newheader").is_empty(),
+        "not on version 2"
+    );
+    witm.stop();
+}
+
+#[test]
 fn sighup_applies_changed_settings_and_added_or_removed_plugins() {
     let origin = Origin::start();
     let dir = scratch("sighup");

@@ -278,6 +278,8 @@ async fn answer(
     let mut status = 200;
     if path == "/slow" {
         tokio::time::sleep(Duration::from_secs(1)).await;
+    } else if let Some(ms) = path.strip_prefix("/sleep/").and_then(|ms| ms.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     } else if let Some(code) = path.strip_prefix("/status/") {
         status = code.parse().unwrap_or(400);
     }
