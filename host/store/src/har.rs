@@ -502,65 +502,15 @@ fn parse_url(url: &str) -> Result<Option<(String, String, u16, String)>, String>
 
 /// `name=value&…`, as `application/x-www-form-urlencoded` spells a form.
 fn urlencode(pairs: &[(String, String)]) -> String {
-    fn push(out: &mut String, s: &str) {
-        for &b in s.as_bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                    out.push(b as char)
-                }
-                b' ' => out.push('+'),
-                _ => {
-                    let _ = write!(out, "%{b:02X}");
-                }
-            }
-        }
-    }
-    let mut out = String::new();
-    for (i, (name, value)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        push(&mut out, name);
-        out.push('=');
-        push(&mut out, value);
-    }
-    out
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// The pairs of an `application/x-www-form-urlencoded` body.
 fn urldecode(form: &str) -> Vec<(String, String)> {
-    fn hex(b: &u8) -> Option<u8> {
-        (*b as char).to_digit(16).map(|d| d as u8)
-    }
-    fn unescape(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' => match (
-                    bytes.get(i + 1).and_then(hex),
-                    bytes.get(i + 2).and_then(hex),
-                ) {
-                    (Some(high), Some(low)) => {
-                        out.push(high << 4 | low);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                },
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    form.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((name, value)) => (unescape(name), unescape(value)),
-            None => (unescape(pair), String::new()),
-        })
+    form_urlencoded::parse(form.as_bytes())
+        .into_owned()
         .collect()
 }
 
