@@ -400,3 +400,27 @@ fn server_replay_answers_from_saved_responses_and_refuses_the_rest() {
     forwarding.stop();
     assert_eq!(origin.seen().len(), seen_before + 1);
 }
+
+#[test]
+fn a_killed_proxy_leaves_every_finished_flow_in_its_file() {
+    let origin = Origin::start();
+    let dir = scratch("crash");
+    let file = dir.join("flows.witm");
+    let witm = start_with_args(&[], &["-w", file.to_str().unwrap()]);
+    for i in 0..5 {
+        curl(&witm.proxy_url(), &[&origin.url(&format!("/page?n={i}"))]);
+    }
+    // Flows are written as they end, not at exit: SIGKILL (no chance to
+    // flush anything) loses none of them.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-KILL", &witm.pid().to_string()])
+        .status()
+        .unwrap();
+    drop(witm);
+    let urls: Vec<String> = read(&file).iter().map(|f| f.request.url()).collect();
+    let expected: Vec<String> = (0..5)
+        .map(|i| origin.url(&format!("/page?n={i}")))
+        .collect();
+    assert_eq!(urls, expected);
+}

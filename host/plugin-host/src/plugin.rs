@@ -331,6 +331,8 @@ impl FileStamp {
 pub struct Plugin {
     starter: Starter,
     current: std::sync::RwLock<Arc<Version>>,
+    /// The current version's subscriptions, readable without the lock: the
+    /// proxy asks several times per flow. Written only where `current` is.
     subscriptions: AtomicU32,
     /// The file as last loaded or tried, so a broken file is tried once.
     stamp: std::sync::Mutex<FileStamp>,
