@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use witm_flow::{Events, Flow, FlowHooks, HttpMessage};
 use witm_plugin_host::PluginChain;
-use witm_store::{AtomicFlowFile, Filter, FlowFile};
+use witm_store::{AtomicFile, Filter, FlowFile, FlowWriter};
 
 /// Which flow of a file the one-shot replay runs on.
 #[derive(Clone, Debug)]
@@ -64,7 +64,11 @@ pub async fn replay(chain: &PluginChain, job: ReplayJob<'_>) -> ExitCode {
         Ok(input) => input,
         Err(e) => return crate::fail(&e.to_string()),
     };
-    let mut output = match job.output.map(AtomicFlowFile::create).transpose() {
+    let created = job
+        .output
+        .map(|path| AtomicFile::create(path).and_then(FlowWriter::new))
+        .transpose();
+    let mut output = match created {
         Ok(output) => output,
         Err(e) => return crate::fail(&format!("cannot write {}: {e}", show(job.output))),
     };
@@ -122,7 +126,7 @@ pub async fn replay(chain: &PluginChain, job: ReplayJob<'_>) -> ExitCode {
         return crate::fail(&format!("{}: no such flow", job.input.display()));
     }
     if let Some(output) = output {
-        if let Err(e) = output.commit() {
+        if let Err(e) = output.finish().and_then(AtomicFile::commit) {
             return crate::fail(&format!("cannot write {}: {e}", show(job.output)));
         }
         tracing::info!("{ran} flows written to {}", show(job.output));
@@ -187,18 +191,16 @@ pub fn export_har(input: &Path, output: Option<&PathBuf>, filter: Option<&Filter
             ExitCode::SUCCESS
         }
         Some(path) => {
-            let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-            let written = std::fs::write(&temporary, har.as_bytes())
-                .and_then(|()| std::fs::rename(&temporary, path));
+            let written = AtomicFile::create(path).and_then(|mut file| {
+                file.write_all(har.as_bytes())?;
+                file.commit()
+            });
             match written {
                 Ok(()) => {
                     tracing::info!("{} flows written to {}", flows.len(), path.display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&temporary);
-                    crate::fail(&format!("cannot write {}: {e}", path.display()))
-                }
+                Err(e) => crate::fail(&format!("cannot write {}: {e}", path.display())),
             }
         }
     }

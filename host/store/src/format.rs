@@ -122,16 +122,17 @@ fn header() -> Vec<u8> {
     h
 }
 
-/// Writes a whole file atomically: into `PATH.tmp-PID` first, renamed over
-/// `path` only when every flow is written and synced, so a failed run leaves
-/// any earlier file untouched.
-pub struct AtomicFlowFile {
-    writer: Option<FlowWriter<io::BufWriter<std::fs::File>>>,
+/// A file written whole or not at all: written into `PATH.tmp-PID` first
+/// and renamed over `path` only by [`AtomicFile::commit`], after a sync; a
+/// failed run (dropped without commit) leaves any earlier file untouched and
+/// no temporary behind. `FlowWriter<AtomicFile>` writes a flow file this way.
+pub struct AtomicFile {
+    file: Option<io::BufWriter<std::fs::File>>,
     temporary: PathBuf,
     path: PathBuf,
 }
 
-impl AtomicFlowFile {
+impl AtomicFile {
     /// Starts writing what will become `path`.
     pub fn create(path: &Path) -> Result<Self, StoreError> {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -139,27 +140,19 @@ impl AtomicFlowFile {
         let temporary = path.with_file_name(name);
         let file = std::fs::File::create(&temporary)?;
         Ok(Self {
-            writer: Some(FlowWriter::new(io::BufWriter::new(file))?),
+            file: Some(io::BufWriter::new(file)),
             temporary,
             path: path.to_owned(),
         })
     }
 
-    /// Appends one flow.
-    pub fn write(&mut self, flow: &Flow) -> Result<(), StoreError> {
-        match &mut self.writer {
-            Some(writer) => writer.write(flow),
-            None => Err(StoreError::Format("the file was already committed".into())),
-        }
-    }
-
     /// Syncs and renames the file into place.
     pub fn commit(mut self) -> Result<(), StoreError> {
-        let Some(writer) = self.writer.take() else {
+        let Some(file) = self.file.take() else {
             return Err(StoreError::Format("the file was already committed".into()));
         };
         let result = (|| -> Result<(), StoreError> {
-            let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
+            let file = file.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
             std::fs::rename(&self.temporary, &self.path)?;
             Ok(())
@@ -171,10 +164,26 @@ impl AtomicFlowFile {
     }
 }
 
-impl Drop for AtomicFlowFile {
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(file) => file.write(buf),
+            None => Err(io::Error::other("the file was already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.writer.is_some() {
-            // Never committed (or the commit failed): leave nothing behind.
+        if self.file.is_some() {
+            // Never committed: leave nothing behind.
             let _ = std::fs::remove_file(&self.temporary);
         }
     }
@@ -843,7 +852,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("witm-store-atomic-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.witm");
-        let mut file = AtomicFlowFile::create(&path).unwrap();
+        let mut file = FlowWriter::new(AtomicFile::create(&path).unwrap()).unwrap();
         file.write(&full_flow()).unwrap();
         assert!(!path.exists());
         drop(file);
@@ -853,9 +862,9 @@ mod tests {
             0,
             "temporary removed"
         );
-        let mut file = AtomicFlowFile::create(&path).unwrap();
+        let mut file = FlowWriter::new(AtomicFile::create(&path).unwrap()).unwrap();
         file.write(&full_flow()).unwrap();
-        file.commit().unwrap();
+        file.finish().unwrap().commit().unwrap();
         let back: Vec<_> = FlowReader::new(std::fs::File::open(&path).unwrap())
             .unwrap()
             .collect();

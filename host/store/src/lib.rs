@@ -24,5 +24,5 @@ pub mod source;
 pub mod tnetstring;
 
 pub use filter::{Filter, FilterError};
-pub use format::{AtomicFlowFile, FlowReader, FlowWriter, StoreError};
+pub use format::{AtomicFile, FlowReader, FlowWriter, StoreError};
 pub use source::{FileKind, FlowFile};
