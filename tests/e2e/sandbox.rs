@@ -349,9 +349,17 @@ fn hot_reload_under_steady_load_loses_no_request() {
         "{:?}",
         witm.stderr()
     );
-    let after = curl(&proxy, &[&origin.url("/page")]);
+    let after = curl(&proxy, &[&origin.url("/page?after-reload")]);
     assert_eq!(after.header_values("x-tag"), ["v2"]);
     assert!(after.header_values("newheader").is_empty());
+    // The new version subscribes to `request` too, which the old did not:
+    // the proxy now delivers it (the origin sees the request's tag).
+    let seen = origin.seen();
+    let request = seen
+        .iter()
+        .find(|r| r.path == "/page?after-reload")
+        .unwrap();
+    assert_eq!(request.header_values("x-tag"), ["v2"]);
     std::thread::sleep(Duration::from_millis(300));
     let (answered, failed) = load.finish();
     witm.stop();

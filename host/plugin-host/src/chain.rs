@@ -2,7 +2,7 @@
 //! [`FlowHooks`].
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use witm_flow::{
     ClientConn, ClientHello, Events, Flow, FlowHooks, Headers, Response, ServerConn,
@@ -20,6 +20,10 @@ pub struct PluginChain {
     /// Swapped whole when the configuration adds or removes plugins; each
     /// event runs over the list as it was when the event began.
     plugins: std::sync::RwLock<Arc<[Arc<Plugin>]>>,
+    /// The union of the plugins' subscriptions, read without the lock (the
+    /// proxy asks several times per flow); recomputed by [`Self::refresh`]
+    /// whenever a plugin or the list changes.
+    subscriptions: AtomicU32,
 }
 
 impl PluginChain {
@@ -30,9 +34,21 @@ impl PluginChain {
         for spec in specs {
             plugins.push(Arc::new(load_one(runtime, spec, &plugins).await?));
         }
-        Ok(Self {
+        let chain = Self {
             plugins: std::sync::RwLock::new(plugins.into()),
-        })
+            subscriptions: AtomicU32::new(0),
+        };
+        chain.refresh();
+        Ok(chain)
+    }
+
+    /// Recomputes the union of subscriptions after a change.
+    fn refresh(&self) {
+        let all = self
+            .plugins()
+            .iter()
+            .fold(Events::NONE, |all, p| all | p.subscriptions());
+        self.subscriptions.store(all.bits(), Ordering::Relaxed);
     }
 
     /// The plugins, in order, as they are now.
@@ -81,6 +97,7 @@ impl PluginChain {
             }
         );
         *self.plugins.write().unwrap_or_else(|e| e.into_inner()) = plugins.into();
+        self.refresh();
         for (plugin, kept) in old.iter().zip(kept) {
             if !kept {
                 plugin.done().await;
@@ -113,11 +130,14 @@ impl PluginChain {
         spec: Option<PluginSpec>,
     ) {
         match plugin.reload(runtime, spec).await {
-            Ok(version) => tracing::info!(
-                plugin = plugin.name(),
-                "reloaded: version {version} serves new flows; events: {}",
-                describe(plugin.subscriptions())
-            ),
+            Ok(version) => {
+                self.refresh();
+                tracing::info!(
+                    plugin = plugin.name(),
+                    "reloaded: version {version} serves new flows; events: {}",
+                    describe(plugin.subscriptions())
+                )
+            }
             Err(e) => tracing::error!(
                 plugin = plugin.name(),
                 "new version not loaded, the old one keeps running: {e}"
@@ -368,10 +388,7 @@ fn describe(events: Events) -> String {
 
 impl FlowHooks for PluginChain {
     fn subscriptions(&self) -> Events {
-        // Read each time: a hot reload can change what a plugin wants.
-        self.plugins()
-            .iter()
-            .fold(Events::NONE, |all, p| all | p.subscriptions())
+        Events::from_bits(self.subscriptions.load(Ordering::Relaxed))
     }
 
     async fn client_connect(&self, conn: &Arc<ClientConn>) {

@@ -424,7 +424,8 @@ impl Plugin {
     /// configuration changed — and makes it current once its `start`
     /// succeeded. Flows in flight finish on the version they started with.
     /// On failure the current version keeps running.
-    pub async fn reload(
+    /// Only through the chain, which keeps the union of subscriptions.
+    pub(crate) async fn reload(
         &self,
         runtime: &PluginRuntime,
         spec: Option<PluginSpec>,
