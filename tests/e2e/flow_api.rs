@@ -180,7 +180,20 @@ fn a_body_over_the_limit_is_streamed_and_the_plugin_is_told() {
 #[test]
 fn replay_request_reaches_the_origin_again_with_events() {
     let origin = Origin::start();
-    let witm = start_with(&["replayer"]);
+    // Replays are outbound requests: granted for the origin only.
+    let dir = witm_test_support::target_dir().join("e2e-flow-api-replay");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("witm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[plugins]]\npath = {:?}\nallowed_hosts = [\"127.0.0.1:{}\"]\n",
+            witm_test_support::guests().rust("replayer"),
+            origin.address.port()
+        ),
+    )
+    .unwrap();
+    let witm = crate::start_with_args(&[], &["--config", config.to_str().unwrap()]);
     let response = curl(&witm.proxy_url(), &[&origin.url("/replay-me")]);
     assert_eq!(response.status, 200);
     assert!(

@@ -193,7 +193,7 @@ fn failure_policy_closed_answers_502_naming_the_plugin_and_backs_off() {
     for (path, reason) in [
         ("/crash", "trap"),
         ("/loop", "CPU deadline exceeded"),
-        ("/bomb", "trap"),
+        ("/bomb", "memory cap reached"),
     ] {
         let failed = curl(&proxy, &[&origin.url(path)]);
         assert_eq!(failed.status, 502, "{path}");

@@ -14,6 +14,14 @@
 //! queue_timeout_ms = 2000            # longest wait for a free instance
 //! dirs = ["/srv/rules:/rules:ro"]    # HOST:GUEST[:ro|rw]
 //! env = ["API_TOKEN"]                # passed through from witm's environment
+//! host_memory_mb = 64                # what the host may hold for one instance
+//! kv_mb = 16                         # keys and values of the key-value store
+//! max_handles = 10000                # handles one instance may hold
+//! log_bytes_per_s = 65536            # log output per second (bursts of 4x)
+//! log_line_bytes = 8192              # longest log line
+//! allowed_hosts = ["api.example.com:443"]  # where replay-request may go (none by default)
+//! max_replays_in_flight = 4
+//! max_replay_depth = 1               # a replay is not replayed again
 //!
 //! [[tenants]]                        # instead of top-level plugins
 //! name = "a"
@@ -84,6 +92,23 @@ pub struct PluginConfig {
     /// Environment variables passed through, by name.
     #[serde(default)]
     pub env: Vec<String>,
+    /// What the host may hold for one instance, in MiB.
+    pub host_memory_mb: Option<u64>,
+    /// Bytes of keys and values of the key-value store, in MiB.
+    pub kv_mb: Option<u64>,
+    /// Handles one instance may hold.
+    pub max_handles: Option<usize>,
+    /// Log output per second, in bytes.
+    pub log_bytes_per_s: Option<usize>,
+    /// Longest log line, in bytes.
+    pub log_line_bytes: Option<usize>,
+    /// Where `replay-request` may send requests: `[scheme://]host[:port]`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Replays in flight at once.
+    pub max_replays_in_flight: Option<usize>,
+    /// How deep replays may nest.
+    pub max_replay_depth: Option<u32>,
 }
 
 /// One tenant.
@@ -122,9 +147,7 @@ impl PluginConfig {
             ));
         }
         let settings = PluginSettings {
-            memory_bytes: self
-                .memory_mb
-                .map_or(defaults.memory_bytes, |mb| (mb as usize) << 20),
+            memory_bytes: self.memory_mb.map_or(defaults.memory_bytes, mib),
             event_deadline: self
                 .timeout_ms
                 .map_or(default_timeout, Duration::from_millis),
@@ -140,6 +163,20 @@ impl PluginConfig {
                 .map(|d| parse_dir(d))
                 .collect::<Result<_, _>>()?,
             env: self.env.clone(),
+            host_memory_bytes: self.host_memory_mb.map_or(defaults.host_memory_bytes, mib),
+            kv_bytes: self.kv_mb.map_or(defaults.kv_bytes, mib),
+            max_handles: self.max_handles.unwrap_or(defaults.max_handles),
+            log_bytes_per_s: self.log_bytes_per_s.unwrap_or(defaults.log_bytes_per_s),
+            log_line_bytes: self.log_line_bytes.unwrap_or(defaults.log_line_bytes),
+            allowed_hosts: self
+                .allowed_hosts
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<_, _>>()?,
+            max_replays_in_flight: self
+                .max_replays_in_flight
+                .unwrap_or(defaults.max_replays_in_flight),
+            max_replay_depth: self.max_replay_depth.unwrap_or(defaults.max_replay_depth),
         };
         Ok(PluginSpec {
             path: self.path.clone(),
@@ -147,6 +184,14 @@ impl PluginConfig {
             settings,
         })
     }
+}
+
+/// MiB as bytes, saturating (a huge value means no practical limit, not a
+/// wrapped small one).
+fn mib(mb: u64) -> usize {
+    usize::try_from(mb)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20)
 }
 
 /// "HOST:GUEST[:ro|rw]" (read-only unless `rw`).

@@ -93,12 +93,17 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
 
     let mut proxies = Vec::new();
     let mut all_tenants: Vec<Arc<Tenant>> = Vec::new();
+    // Plugins' replays may not reach witm itself unless a plugin names it.
+    let own_ports: Vec<u16> = std::iter::once(cli.listen_port)
+        .chain(config.tenants.iter().filter_map(|t| t.listen_port))
+        .chain(config.admin_port)
+        .collect();
     for (port, plans) in plan(&config) {
         let mut tenants = Vec::new();
         let mut credentials: Vec<(String, Arc<str>)> = Vec::new();
         for plan in plans {
             let loaded = match specs(&plan.plugins, timeout) {
-                Ok(specs) => load_chain(&specs, confdir).await,
+                Ok(specs) => load_chain(&specs, confdir, own_ports.clone()).await,
                 Err(e) => Err(e),
             };
             let (runtime, chain) = match loaded {

@@ -268,6 +268,7 @@ fn fail(message: &str) -> ExitCode {
 async fn load_chain(
     specs: &[PluginSpec],
     confdir: &std::path::Path,
+    own_ports: Vec<u16>,
 ) -> Result<(PluginRuntime, PluginChain), String> {
     for spec in specs {
         if !spec.path.is_file() {
@@ -277,6 +278,7 @@ async fn load_chain(
     let options = RuntimeOptions {
         cache_dir: Some(confdir.join("cache")),
         fuel: specs.iter().any(|s| s.settings.fuel.is_some()),
+        own_ports,
     };
     let runtime =
         PluginRuntime::new(options).map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
@@ -316,7 +318,7 @@ async fn run(cli: Cli) -> ExitCode {
             })
             .collect::<Result<Vec<_>, witm_plugin_host::LoadError>>();
         let loaded = match specs {
-            Ok(specs) => load_chain(&specs, &confdir).await,
+            Ok(specs) => load_chain(&specs, &confdir, Vec::new()).await,
             Err(e) => Err(e.to_string()),
         };
         let (_runtime, chain) = match loaded {

@@ -27,6 +27,8 @@ pub enum CodingError {
     Invalid(String),
     /// Decoded, the content would exceed the limit (a decompression bomb).
     TooLarge(usize),
+    /// The caller's `stop` said to give up (a deadline passed).
+    Stopped,
 }
 
 impl std::fmt::Display for CodingError {
@@ -37,6 +39,7 @@ impl std::fmt::Display for CodingError {
             }
             CodingError::Invalid(why) => write!(f, "the body does not decode: {why}"),
             CodingError::TooLarge(limit) => write!(f, "the decoded content exceeds {limit} bytes"),
+            CodingError::Stopped => f.write_str("stopped before the end (deadline)"),
         }
     }
 }
@@ -61,60 +64,115 @@ impl ContentEncoding {
 
     /// Decodes `data`, refusing content larger than `limit` bytes.
     pub fn decode(self, data: &[u8], limit: usize) -> Result<Vec<u8>, CodingError> {
-        let invalid = |e: std::io::Error| CodingError::Invalid(e.to_string());
+        self.decode_until(data, limit, &|| false)
+    }
+
+    /// As [`decode`](Self::decode), asking `stop` between chunks of
+    /// [`CHUNK`] bytes and giving up with [`CodingError::Stopped`] when it
+    /// says so: a bomb inflating to the limit takes seconds of CPU, which a
+    /// deadline must be able to cut.
+    pub fn decode_until(
+        self,
+        data: &[u8],
+        limit: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<u8>, CodingError> {
         let bounded = |reader: &mut dyn Read| -> Result<Vec<u8>, CodingError> {
             let mut out = Vec::new();
-            reader
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(invalid)?;
-            if out.len() > limit {
-                return Err(CodingError::TooLarge(limit));
+            let mut chunk = vec![0u8; CHUNK];
+            loop {
+                if stop() {
+                    return Err(CodingError::Stopped);
+                }
+                let n = reader
+                    .read(&mut chunk)
+                    .map_err(|e| CodingError::Invalid(e.to_string()))?;
+                if n == 0 {
+                    return Ok(out);
+                }
+                if out.len() + n > limit {
+                    return Err(CodingError::TooLarge(limit));
+                }
+                out.extend_from_slice(&chunk[..n]);
             }
-            Ok(out)
         };
         match self {
             ContentEncoding::Identity if data.len() > limit => Err(CodingError::TooLarge(limit)),
             ContentEncoding::Identity => Ok(data.to_vec()),
             ContentEncoding::Gzip => bounded(&mut flate2::read::MultiGzDecoder::new(data)),
-            ContentEncoding::Deflate => bounded(&mut flate2::read::ZlibDecoder::new(data))
-                .or_else(|_| bounded(&mut flate2::read::DeflateDecoder::new(data))),
-            ContentEncoding::Brotli => bounded(&mut brotli::Decompressor::new(data, 4096)),
-            ContentEncoding::Zstd => {
-                bounded(&mut zstd::stream::read::Decoder::new(data).map_err(invalid)?)
+            ContentEncoding::Deflate => {
+                bounded(&mut flate2::read::ZlibDecoder::new(data)).or_else(|e| match e {
+                    CodingError::Invalid(_) => {
+                        bounded(&mut flate2::read::DeflateDecoder::new(data))
+                    }
+                    other => Err(other),
+                })
             }
+            ContentEncoding::Brotli => bounded(&mut brotli::Decompressor::new(data, 4096)),
+            ContentEncoding::Zstd => bounded(
+                &mut zstd::stream::read::Decoder::new(data)
+                    .map_err(|e| CodingError::Invalid(e.to_string()))?,
+            ),
         }
     }
 
     /// Encodes `content` in this coding.
     pub fn encode(self, content: &[u8]) -> Result<Vec<u8>, CodingError> {
+        self.encode_until(content, &|| false)
+    }
+
+    /// As [`encode`](Self::encode), feeding the encoder [`CHUNK`] bytes at
+    /// a time and asking `stop` in between.
+    pub fn encode_until(
+        self,
+        content: &[u8],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<u8>, CodingError> {
         let failed = |e: std::io::Error| CodingError::Invalid(e.to_string());
+        let feed = |encoder: &mut dyn Write| -> Result<(), CodingError> {
+            for chunk in content.chunks(CHUNK) {
+                if stop() {
+                    return Err(CodingError::Stopped);
+                }
+                encoder.write_all(chunk).map_err(failed)?;
+            }
+            Ok(())
+        };
         match self {
             ContentEncoding::Identity => Ok(content.to_vec()),
             ContentEncoding::Gzip => {
                 let mut encoder =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                encoder.write_all(content).map_err(failed)?;
+                feed(&mut encoder)?;
                 encoder.finish().map_err(failed)
             }
             ContentEncoding::Deflate => {
                 let mut encoder =
                     flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-                encoder.write_all(content).map_err(failed)?;
+                feed(&mut encoder)?;
                 encoder.finish().map_err(failed)
             }
             ContentEncoding::Brotli => {
                 let mut out = Vec::new();
                 {
                     let mut encoder = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
-                    encoder.write_all(content).map_err(failed)?;
+                    feed(&mut encoder)?;
                 }
                 Ok(out)
             }
-            ContentEncoding::Zstd => zstd::stream::encode_all(content, 3).map_err(failed),
+            ContentEncoding::Zstd => {
+                let mut encoder =
+                    zstd::stream::write::Encoder::new(Vec::new(), 3).map_err(failed)?;
+                feed(&mut encoder)?;
+                encoder.finish().map_err(failed)
+            }
         }
     }
 }
+
+/// How much a coder works between two checks of its `stop`: 64 KiB of
+/// decoded content take well under a millisecond.
+pub const CHUNK: usize = 64 << 10;
 
 /// Text from bytes in the `charset` of a `content-type` (UTF-8 when none
 /// is named; ISO-8859-1 and US-ASCII understood; others read as UTF-8 with
@@ -191,6 +249,32 @@ mod tests {
             ContentEncoding::from_header(Some(" GZIP ")),
             Ok(ContentEncoding::Gzip)
         );
+    }
+
+    #[test]
+    fn a_stop_ends_decoding_and_encoding_between_chunks() {
+        let bomb = ContentEncoding::Gzip.encode(&vec![0u8; 4 << 20]).unwrap();
+        let calls = std::cell::Cell::new(0);
+        let stop_after_two = || {
+            calls.set(calls.get() + 1);
+            calls.get() > 2
+        };
+        assert_eq!(
+            ContentEncoding::Gzip.decode_until(&bomb, 1 << 30, &stop_after_two),
+            Err(CodingError::Stopped)
+        );
+        assert_eq!(calls.get(), 3, "asked once per chunk");
+        for coding in [
+            ContentEncoding::Gzip,
+            ContentEncoding::Brotli,
+            ContentEncoding::Zstd,
+        ] {
+            assert_eq!(
+                coding.encode_until(&[1u8; 1 << 20], &|| true),
+                Err(CodingError::Stopped),
+                "{coding:?}"
+            );
+        }
     }
 
     #[test]

@@ -178,6 +178,9 @@ pub struct Flow {
     /// The tenant whose credentials (`Proxy-Authorization`) or listener the
     /// flow came through; `None` for a proxy without tenants.
     pub tenant: Option<Arc<str>>,
+    /// How many replays deep this flow is: 0 for a client's own request, 1
+    /// for a plugin's replay of it, and so on. Bounds replay loops.
+    pub replay_depth: u32,
     /// What hooks attach to the flow for its lifetime (see [`Attachments`]).
     pub attachments: Attachments,
 }
@@ -215,6 +218,9 @@ impl Attachments {
     }
 }
 
+/// What one metadata entry costs the host beyond its key and value.
+pub const METADATA_OVERHEAD: usize = 48;
+
 /// The connection of a flow that has none (a default flow).
 static NO_CLIENT: LazyLock<Arc<ClientConn>> = LazyLock::new(|| Arc::new(ClientConn::default()));
 
@@ -233,6 +239,7 @@ impl Default for Flow {
             comment: String::new(),
             killed: false,
             tenant: None,
+            replay_depth: 0,
             attachments: Attachments::default(),
         }
     }
@@ -242,6 +249,20 @@ impl Flow {
     /// A fresh flow id.
     pub fn new_id() -> String {
         new_id()
+    }
+
+    /// What the host holds for this flow (request, response, metadata,
+    /// comment), for memory budgets; bodies shared with others count in full.
+    pub fn held_bytes(&self) -> usize {
+        use crate::message::HttpMessage;
+        self.request.held_bytes()
+            + self.response.as_ref().map_or(0, |r| r.held_bytes())
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + METADATA_OVERHEAD)
+                .sum::<usize>()
+            + self.comment.len()
     }
 
     /// The metadata value of `key`.
@@ -278,6 +299,7 @@ impl Flow {
             comment: String::new(),
             killed: false,
             tenant: None,
+            replay_depth: 0,
             attachments: Attachments::default(),
         }
     }

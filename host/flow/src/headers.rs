@@ -14,6 +14,17 @@ pub struct Headers {
     fields: Vec<(String, Bytes)>,
 }
 
+/// Most fields a message may carry when it is put on the wire, and most
+/// bytes of names and values in all: past them `http::HeaderMap` panics
+/// (32,768 fields) and peers refuse the message long before. A plugin or a
+/// saved file asking for more gets an error, not a crash.
+pub const MAX_FIELDS: usize = 1000;
+/// See [`MAX_FIELDS`].
+pub const MAX_HEADER_BYTES: usize = 256 << 10;
+/// What one field costs the host beyond its name and value (the `String`
+/// and `Bytes` headers), for memory budgets.
+pub const FIELD_OVERHEAD: usize = 64;
+
 /// Why a header name or value was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidHeader(pub String);
@@ -52,6 +63,25 @@ impl Headers {
                 .map(|(n, v)| (n.into(), v.into()))
                 .collect(),
         }
+    }
+
+    /// Bytes of names and values, for the [`MAX_HEADER_BYTES`] limit.
+    pub fn wire_bytes(&self) -> usize {
+        self.fields.iter().map(|(n, v)| n.len() + v.len()).sum()
+    }
+
+    /// Bytes of names and values of every field called `name`.
+    pub fn wire_bytes_of(&self, name: &str) -> usize {
+        self.fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(n, v)| n.len() + v.len())
+            .sum()
+    }
+
+    /// What the host holds for these headers, for memory budgets.
+    pub fn held_bytes(&self) -> usize {
+        self.wire_bytes() + self.fields.len() * FIELD_OVERHEAD
     }
 
     /// Number of fields (a name with two values counts twice).
@@ -160,15 +190,26 @@ impl Headers {
     /// Fields are left out here rather than removed after: removing from a
     /// `HeaderMap` moves its last field into the hole, changing the order.
     pub fn to_header_map(&self, skip: impl Fn(&str) -> bool) -> (http::HeaderMap, Vec<String>) {
-        let mut map = http::HeaderMap::with_capacity(self.fields.len());
+        let mut map = http::HeaderMap::try_with_capacity(self.fields.len().min(MAX_FIELDS))
+            .unwrap_or_default();
         let mut refused = Vec::new();
+        let mut bytes = 0;
         for (name, value) in self.fields.iter().filter(|(n, _)| !skip(n)) {
+            bytes += name.len() + value.len();
+            if map.len() >= MAX_FIELDS || bytes > MAX_HEADER_BYTES {
+                refused.push(format!(
+                    "{name} (over {MAX_FIELDS} fields or {MAX_HEADER_BYTES} bytes)"
+                ));
+                continue;
+            }
             match (
                 http::HeaderName::from_bytes(name.as_bytes()),
                 http::HeaderValue::from_maybe_shared(value.clone()),
             ) {
                 (Ok(n), Ok(v)) => {
-                    map.append(n, v);
+                    if map.try_append(n, v).is_err() {
+                        refused.push(name.clone());
+                    }
                 }
                 _ => refused.push(name.clone()),
             }
@@ -190,6 +231,18 @@ impl Headers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_header_list_is_refused_not_a_panic() {
+        let many = Headers::from_pairs((0..100_000).map(|i| (format!("x-{i}"), "v")));
+        let (map, refused) = many.to_header_map(|_| false);
+        assert_eq!(map.len(), MAX_FIELDS);
+        assert_eq!(refused.len(), 100_000 - MAX_FIELDS);
+        let big = Headers::from_pairs((0..10).map(|i| (format!("x-{i}"), "v".repeat(60_000))));
+        let (map, refused) = big.to_header_map(|_| false);
+        assert_eq!(map.len(), 4, "256 KiB of header bytes at most");
+        assert_eq!(refused.len(), 6);
+    }
 
     fn sample() -> Headers {
         Headers::from_pairs([

@@ -157,9 +157,12 @@ pub trait FlowHooks: Send + Sync + 'static {
     }
 }
 
-/// Sends a flow's request again through the proxy, in the background, with
-/// its events (the proxy makes one; plugins reach it through their context).
-pub type Replayer = Arc<dyn Fn(Flow) + Send + Sync>;
+/// Sends a flow's request again through the proxy, with its events (the
+/// proxy makes one; plugins reach it through their context). The future
+/// resolves once the replayed response has been read; whoever calls it
+/// runs it (and may bound, track or cancel it).
+pub type Replayer =
+    Arc<dyn Fn(Flow) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Hooks that subscribe to nothing: a plain proxy.
 #[derive(Clone, Copy, Debug, Default)]

@@ -8,7 +8,8 @@
 //! - [`encoding`]: content codings (gzip, deflate, br, zstd) and charsets;
 //! - [`flow`]: [`Flow`], [`ClientConn`], [`FlowError`];
 //! - [`hooks`]: [`FlowHooks`], the one meeting point of the proxy engine and
-//!   the plugin runtime, and [`Events`], what a hook subscribes to.
+//!   the plugin runtime, and [`Events`], what a hook subscribes to;
+//! - [`testing`]: flows in one line for tests (mitmproxy's `tflow`).
 //!
 //! This crate knows nothing of sockets, hyper or wasmtime, so the proxy can be
 //! tested with a native hook and plugins can run over saved flows.
@@ -20,6 +21,7 @@ pub mod flow;
 pub mod headers;
 pub mod hooks;
 pub mod message;
+pub mod testing;
 
 pub use flow::{
     Attachments, CertInfo, ClientConn, ClientHello, ClientTls, Flow, FlowError, ServerConn,

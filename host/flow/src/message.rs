@@ -69,25 +69,55 @@ pub trait HttpMessage {
 
     /// The body decoded from its `content-encoding`.
     fn content(&self) -> Result<Vec<u8>, ContentError> {
+        self.content_until(MAX_DECODED, &|| false)
+    }
+
+    /// As [`content`](Self::content), with a smaller `limit` and a `stop`
+    /// asked between chunks (see [`ContentEncoding::decode_until`]).
+    fn content_until(
+        &self,
+        limit: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<u8>, ContentError> {
         let raw = self.body().bytes().ok_or(ContentError::Streamed)?;
-        let coding =
-            ContentEncoding::from_header(self.headers().get("content-encoding").as_deref())
-                .map_err(ContentError::Coding)?;
-        coding
-            .decode(raw, MAX_DECODED)
+        self.coding()?
+            .decode_until(raw, limit.min(MAX_DECODED), stop)
+            .map_err(ContentError::Coding)
+    }
+
+    /// The message's `content-encoding`.
+    fn coding(&self) -> Result<ContentEncoding, ContentError> {
+        ContentEncoding::from_header(self.headers().get("content-encoding").as_deref())
             .map_err(ContentError::Coding)
     }
 
     /// Replaces the content: it is encoded in the message's current
     /// `content-encoding` and `content-length` follows.
     fn set_content(&mut self, content: &[u8]) -> Result<(), ContentError> {
+        let encoded = self.encode_content(content, &|| false)?;
+        self.set_encoded(encoded)
+    }
+
+    /// `content` encoded in the message's `content-encoding`, `stop` asked
+    /// between chunks; the message is not changed.
+    fn encode_content(
+        &self,
+        content: &[u8],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<u8>, ContentError> {
         if self.body() == &Body::Streamed {
             return Err(ContentError::Streamed);
         }
-        let coding =
-            ContentEncoding::from_header(self.headers().get("content-encoding").as_deref())
-                .map_err(ContentError::Coding)?;
-        let encoded = coding.encode(content).map_err(ContentError::Coding)?;
+        self.coding()?
+            .encode_until(content, stop)
+            .map_err(ContentError::Coding)
+    }
+
+    /// Puts an already encoded body in place; `content-length` follows.
+    fn set_encoded(&mut self, encoded: Vec<u8>) -> Result<(), ContentError> {
+        if self.body() == &Body::Streamed {
+            return Err(ContentError::Streamed);
+        }
         if self.headers().contains("content-length") {
             self.headers_mut()
                 .set("content-length", encoded.len().to_string());
@@ -99,16 +129,29 @@ pub trait HttpMessage {
     /// The content as text, in the charset of `content-type`.
     fn text(&self) -> Result<String, ContentError> {
         let content = self.content()?;
-        Ok(decode_text(
-            &content,
-            self.headers().get("content-type").as_deref(),
-        ))
+        Ok(self.decode_text(&content))
+    }
+
+    /// `content` as text in the charset of `content-type`.
+    fn decode_text(&self, content: &[u8]) -> String {
+        decode_text(content, self.headers().get("content-type").as_deref())
+    }
+
+    /// `text` as bytes in the charset of `content-type`.
+    fn encode_text(&self, text: &str) -> Vec<u8> {
+        encode_text(text, self.headers().get("content-type").as_deref())
     }
 
     /// Replaces the content with `text`, in the charset of `content-type`.
     fn set_text(&mut self, text: &str) -> Result<(), ContentError> {
-        let bytes = encode_text(text, self.headers().get("content-type").as_deref());
+        let bytes = self.encode_text(text);
         self.set_content(&bytes)
+    }
+
+    /// What the host holds for this message (headers and body), for memory
+    /// budgets. A body shared with another message counts in full.
+    fn held_bytes(&self) -> usize {
+        self.headers().held_bytes() + self.body().bytes().map_or(0, |b| b.len())
     }
 }
 

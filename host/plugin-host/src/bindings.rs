@@ -1,8 +1,9 @@
 //! The one `bindgen!` of the `witm:plugin` world.
 //!
 //! Imports are `trappable` so that a host method can end the call when the
-//! guest misuses a handle (a bug in the plugin) while ordinary failures are
-//! `result`s the guest can handle. Exports are `async` so a plugin call yields
+//! guest misuses a handle (a bug in the plugin) or goes past a budget where
+//! the WIT has no error to return, while ordinary failures are `result`s the
+//! guest can handle. Exports are `async` so a plugin call yields
 //! to tokio at each epoch tick instead of holding a worker thread.
 #![allow(missing_docs)] // generated code; the WIT doc comments are the reference
 
@@ -11,7 +12,21 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "plugin",
-        imports: { default: trappable },
+        // Host calls that can take long are async, so they wait without
+        // holding a worker: body codings (off-thread, to the deadline) and
+        // replays (a name lookup).
+        imports: {
+            "witm:plugin/types.[method]request.content": async | trappable,
+            "witm:plugin/types.[method]request.set-content": async | trappable,
+            "witm:plugin/types.[method]request.text": async | trappable,
+            "witm:plugin/types.[method]request.set-text": async | trappable,
+            "witm:plugin/types.[method]response.content": async | trappable,
+            "witm:plugin/types.[method]response.set-content": async | trappable,
+            "witm:plugin/types.[method]response.text": async | trappable,
+            "witm:plugin/types.[method]response.set-text": async | trappable,
+            "witm:plugin/types.[method]context.replay-request": async | trappable,
+            default: trappable,
+        },
         exports: { default: async },
         with: {
             "witm:plugin/types.flow": crate::resources::FlowEntry,

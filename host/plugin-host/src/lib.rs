@@ -3,7 +3,11 @@
 //!
 //! Layout:
 //! - [`bindings`]: the one `bindgen!` of `wit/`;
-//! - `resources`: what guest handles point to, and the host methods;
+//! - `resources`: what guest handles point to, and the host methods, one
+//!   file per resource, implemented on the store's view (`state::HostView`);
+//! - `budget`, `kv`, `log`, `limiter`, `replay`: what bounds what a plugin
+//!   makes the host do — bytes held per instance, the key-value store, log
+//!   volume, guest memory (all memories and tables), replays;
 //! - [`settings`]: a plugin's capabilities, limits, failure policy, instances;
 //! - `state`: the data of a plugin's store (table, WASI with what is granted, limits);
 //! - [`runtime`]: the shared engine, linker and epoch ticker;
@@ -17,8 +21,13 @@
 #![deny(missing_docs)]
 
 pub mod bindings;
+mod budget;
 pub mod chain;
+mod kv;
+mod limiter;
+mod log;
 pub mod plugin;
+mod replay;
 mod resources;
 pub mod runtime;
 pub mod settings;
@@ -27,4 +36,4 @@ mod state;
 pub use chain::{PluginChain, metrics_preamble};
 pub use plugin::{LoadError, Plugin, PluginSpec, PluginStats};
 pub use runtime::{PluginRuntime, RuntimeOptions};
-pub use settings::{DirGrant, FailurePolicy, PluginSettings};
+pub use settings::{DirGrant, FailurePolicy, HostPattern, PluginSettings};

@@ -7,18 +7,22 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Semaphore};
-use wasmtime::component::{Component, Linker, Resource, ResourceTableError};
+use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use witm_flow::{ClientConn, ClientHello, Events, Flow, ServerConn, WebSocketMessage};
 
 use crate::bindings::{PluginBindings, PluginBindingsPre, types};
+use crate::kv::KvStore;
+use crate::log::LogBudget;
+use crate::replay::ReplayGate;
+use crate::resources::HostCallDeadline;
 use crate::resources::ServerConnHandle;
 use crate::resources::{
     ClientConnHandle, ClientHelloEntry, ContextHandle, FlowEntry, WebSocketMessageEntry,
 };
 use crate::runtime::PluginRuntime;
 use crate::settings::{FailurePolicy, PluginSettings};
-use crate::state::{KvStore, StoreState};
+use crate::state::{Shared, StoreState, push};
 
 /// Why a plugin could not be loaded or started. Its `Display` is one line
 /// meant for the person who gave the plugin on the command line.
@@ -136,38 +140,30 @@ fn borrow<T: 'static>(lent: &Option<Resource<T>>) -> Resource<T> {
 }
 
 /// Moves (the flow) or shares (connections) what `event` carries into the table.
-fn lend(
-    state: &mut StoreState,
-    event: &mut Delivery<'_>,
-    lent: &mut Lent,
-) -> Result<(), ResourceTableError> {
+fn lend(state: &mut StoreState, event: &mut Delivery<'_>, lent: &mut Lent) -> wasmtime::Result<()> {
+    let table = &mut state.table;
     if let Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _) = event {
-        let generation = state.generation();
-        lent.flow = Some(
-            state
-                .table
-                .push(FlowEntry::new(std::mem::take(*flow), generation))?,
-        );
+        let generation = state.host.generation();
+        lent.flow = Some(push(
+            table,
+            FlowEntry::new(std::mem::take(*flow), generation),
+        )?);
     }
     match event {
         Delivery::Conn(_, conn) | Delivery::ClientHello(conn, _) => {
-            lent.conn = Some(state.table.push(ClientConnHandle(Arc::clone(conn)))?);
+            lent.conn = Some(push(table, ClientConnHandle(Arc::clone(conn)))?);
         }
         Delivery::Server { server, .. } => {
-            lent.server = Some(state.table.push(ServerConnHandle(Arc::clone(server)))?);
+            lent.server = Some(push(table, ServerConnHandle(Arc::clone(server)))?);
         }
         _ => {}
     }
     match event {
         Delivery::ClientHello(_, hello) => {
-            lent.hello = Some(state.table.push(ClientHelloEntry((**hello).clone()))?)
+            lent.hello = Some(push(table, ClientHelloEntry((**hello).clone()))?)
         }
         Delivery::WebSocket(_, message) => {
-            lent.message = Some(
-                state
-                    .table
-                    .push(WebSocketMessageEntry((**message).clone()))?,
-            )
+            lent.message = Some(push(table, WebSocketMessageEntry((**message).clone()))?)
         }
         _ => {}
     }
@@ -187,6 +183,9 @@ fn take_back(
     if let Some(handle) = lent.flow {
         match (state.table.delete(handle), &mut *event) {
             (Ok(entry), Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _)) => {
+                // Back to the proxy: what the plugin added is no longer held
+                // for it.
+                state.host.budget.release(entry.charged);
                 **flow = entry.into_flow(failed)
             }
             (Err(e), _) => {
@@ -249,6 +248,12 @@ pub struct PluginStats {
     pub instance_start_ns: AtomicU64,
     /// New versions loaded while running.
     pub reloads: AtomicU64,
+    /// Instances whose `start` failed or trapped (after the first: the
+    /// first failing stops the plugin from loading).
+    pub start_failures: AtomicU64,
+    /// Versions of the plugin still in memory (the current one, and old
+    /// ones kept by flows in flight): 1 once old flows are done.
+    pub versions_alive: AtomicU64,
 }
 
 /// How a delivery ended, for the chain to apply the failure policy.
@@ -269,12 +274,32 @@ struct Version {
     plugin: u64,
     number: u64,
     spec: PluginSpec,
+    /// `spec.settings`, shared with the version's stores.
+    settings: Arc<PluginSettings>,
+    /// Counts this version in `versions_alive` while it exists.
+    _alive: Alive,
     pre: PluginBindingsPre<StoreState>,
     subscriptions: Events,
     /// One slot per instance; empty slots start an instance when used.
     slots: Vec<Mutex<Option<Live>>>,
     /// As many permits as slots: holding one guarantees a free slot.
     permits: Semaphore,
+}
+
+/// Counts a version in [`PluginStats::versions_alive`] for as long as it lives.
+struct Alive(Arc<PluginStats>);
+
+impl Alive {
+    fn new(stats: &Arc<PluginStats>) -> Self {
+        stats.versions_alive.fetch_add(1, Ordering::Relaxed);
+        Self(stats.clone())
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.versions_alive.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Consecutive failures before a plugin is skipped for a while.
@@ -355,12 +380,18 @@ impl Plugin {
     ) -> Result<Self, LoadError> {
         let starter = Starter {
             id: NEXT_PLUGIN_ID.fetch_add(1, Ordering::Relaxed),
-            name,
             engine: runtime.engine().clone(),
             fuel_enabled: runtime.options().fuel,
             stats: Arc::default(),
-            kv: KvStore::default(),
-            replayer: runtime.replayer(),
+            shared: Shared {
+                kv: KvStore::default(),
+                log: Arc::new(LogBudget::new(&name, &spec.settings)),
+                replay: Arc::new(ReplayGate::new(
+                    runtime.replayer(),
+                    runtime.options().own_ports.clone().into(),
+                )),
+            },
+            name,
         };
         let version = starter
             .prepare(runtime, spec.clone(), 1)
@@ -434,6 +465,7 @@ impl Plugin {
         let spec = spec.unwrap_or_else(|| old.spec.clone());
         *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = FileStamp::of(&spec.path);
         let version = self.starter.prepare(runtime, spec, old.number + 1).await?;
+        self.starter.shared.log.configure(&version.settings);
         let number = version.number;
         self.subscriptions
             .store(version.subscriptions.bits(), Ordering::Relaxed);
@@ -478,13 +510,30 @@ impl Plugin {
     /// skipped for a while that doubles with each further failure.
     fn note_failure(&self, error: &wasmtime::Error, policy: FailurePolicy) {
         let stats = &self.starter.stats;
-        stats.failures.fetch_add(1, Ordering::Relaxed);
         let counter = match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => &stats.deadline_hits,
             Some(wasmtime::Trap::OutOfFuel) => &stats.fuel_exhausted,
+            _ if error.is::<HostCallDeadline>() => &stats.deadline_hits,
             _ => &stats.traps,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.back_off_after_failure(policy);
+    }
+
+    /// Counts an instance whose `start` failed: a failure like any other, so
+    /// a plugin that cannot restart backs off instead of retrying on every
+    /// event.
+    fn note_start_failure(&self, reason: &str, policy: FailurePolicy) {
+        self.starter
+            .stats
+            .start_failures
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(plugin = %self.starter.name, "start failed: {reason}");
+        self.back_off_after_failure(policy);
+    }
+
+    fn back_off_after_failure(&self, policy: FailurePolicy) {
+        self.starter.stats.failures.fetch_add(1, Ordering::Relaxed);
         let consecutive = self.health.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
         if consecutive >= BACKOFF_AFTER {
             let doublings = (consecutive - BACKOFF_AFTER).min(6);
@@ -561,7 +610,6 @@ impl Plugin {
         };
         let mut lent = Lent::default();
         if let Err(e) = lend(live.store.data_mut(), &mut event, &mut lent) {
-            tracing::error!(plugin = %self.starter.name, "cannot lend what {} needs: {e}", event.name());
             take_back(
                 &self.starter.name,
                 live.store.data_mut(),
@@ -569,7 +617,17 @@ impl Plugin {
                 lent,
                 true,
             );
-            return Outcome::Failed(format!("cannot lend the event: {e}"));
+            // The table is full of what the plugin keeps: only a fresh
+            // instance can take events again.
+            let reason = format!(
+                "cannot lend what {} needs: {}",
+                event.name(),
+                first_line(&e)
+            );
+            self.note_failure(&e, settings.failure);
+            self.replace_after_failure(&version, &mut guard, event.name(), &reason)
+                .await;
+            return Outcome::Failed(reason);
         }
         let context = Resource::new_borrow(live.context.rep());
         self.starter.arm_limits(&mut live.store, settings);
@@ -654,6 +712,7 @@ impl Plugin {
 
     /// Runs `done` on every live instance (if subscribed) and drops them.
     pub(crate) async fn done(&self) {
+        self.starter.shared.replay.finish().await;
         let version = self.current();
         for slot in &version.slots {
             let mut guard = slot.lock().await;
@@ -691,7 +750,10 @@ impl Plugin {
             match self.starter.start_instance(version).await {
                 Ok((live, _)) => *guard = Some(live),
                 Err(e) => {
-                    tracing::error!(plugin = %self.starter.name, "cannot start an instance, event skipped: {e}");
+                    self.note_start_failure(
+                        &format!("{e}; event skipped"),
+                        version.spec.settings.failure,
+                    );
                     return None;
                 }
             }
@@ -723,9 +785,10 @@ impl Plugin {
                 tracing::info!(plugin = %self.starter.name, "instance replaced and started again");
                 *guard = Some(live);
             }
-            Err(e) => {
-                tracing::error!(plugin = %self.starter.name, "cannot restart the plugin: {e}")
-            }
+            Err(e) => self.note_start_failure(
+                &format!("cannot restart the plugin: {e}"),
+                version.spec.settings.failure,
+            ),
         }
     }
 }
@@ -738,9 +801,9 @@ struct Starter {
     engine: Engine,
     fuel_enabled: bool,
     stats: Arc<PluginStats>,
-    /// The plugin's key-value store, shared by its instances and versions.
-    kv: KvStore,
-    replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
+    /// What the plugin's instances share: its key-value store, log rate
+    /// and replays.
+    shared: Shared,
 }
 
 impl Starter {
@@ -767,6 +830,8 @@ impl Starter {
         let mut version = Version {
             plugin: self.id,
             number,
+            settings: Arc::new(spec.settings.clone()),
+            _alive: Alive::new(&self.stats),
             spec,
             pre,
             subscriptions: Events::NONE,
@@ -786,11 +851,11 @@ impl Starter {
     async fn start_instance(&self, version: &Version) -> Result<(Live, Events), String> {
         let starting = Instant::now();
         let settings = &version.spec.settings;
-        let state = StoreState::new(&self.name, settings, self.kv.clone(), self.replayer.clone())?;
+        let state = StoreState::new(version.settings.clone(), self.shared.clone())?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+            if Instant::now() >= ctx.data().host.deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -833,7 +898,7 @@ impl Starter {
 
     /// Sets the CPU deadline (and fuel) for the next call.
     fn arm_limits(&self, store: &mut Store<StoreState>, settings: &PluginSettings) {
-        store.data_mut().deadline = Instant::now() + settings.event_deadline;
+        store.data_mut().host.deadline = Instant::now() + settings.event_deadline;
         store.set_epoch_deadline(1);
         if self.fuel_enabled {
             let _ = store.set_fuel(settings.fuel.unwrap_or(u64::MAX));
@@ -889,6 +954,7 @@ fn first_line(error: &wasmtime::Error) -> String {
 fn describe_failure(error: &wasmtime::Error) -> String {
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => "CPU deadline exceeded (epoch interrupt)".to_owned(),
+        None if error.is::<HostCallDeadline>() => first_line(error),
         Some(trap) => format!("trap: {trap}; {}", first_line(error)),
         None => first_line(error),
     }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
 use crate::bindings::PluginBindings;
-use crate::state::StoreState;
+use crate::state::{PluginHost, StoreState};
 
 /// How often the engine's epoch advances: the granularity of CPU deadlines
 /// and of yielding to other tasks while a plugin computes.
@@ -27,6 +27,9 @@ pub struct RuntimeOptions {
     /// Count fuel, so plugins may be given a fuel limit per event. Off by
     /// default: counting costs every plugin some speed.
     pub fuel: bool,
+    /// witm's own ports (proxy listeners, admin): `replay-request` refuses
+    /// them on this machine unless a plugin's `allowed_hosts` names them.
+    pub own_ports: Vec<u16>,
 }
 
 /// The wasmtime engine and linker all plugins share.
@@ -61,7 +64,7 @@ impl PluginRuntime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        PluginBindings::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
+        PluginBindings::add_to_linker::<StoreState, PluginHost>(&mut linker, StoreState::view)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticking_engine = engine.clone();

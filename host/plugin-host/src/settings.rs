@@ -30,6 +30,27 @@ pub struct PluginSettings {
     /// Names of environment variables passed through from witm's own
     /// environment.
     pub env: Vec<String>,
+    /// Bytes the host may hold for one instance: responses it makes, flows
+    /// it duplicates, what it adds to the flows it is lent (headers, bodies,
+    /// metadata, comments).
+    pub host_memory_bytes: usize,
+    /// Bytes of keys and values in the plugin's key-value store.
+    pub kv_bytes: usize,
+    /// Handles one instance may hold at once (the store's resource table).
+    pub max_handles: usize,
+    /// Log output (`context.log`, stdout, stderr) the plugin may write per
+    /// second, with bursts of four times as much; the rest is dropped and
+    /// counted.
+    pub log_bytes_per_s: usize,
+    /// Longest log line; longer ones are cut.
+    pub log_line_bytes: usize,
+    /// Where `replay-request` may send requests; empty: nowhere.
+    pub allowed_hosts: Vec<HostPattern>,
+    /// Replays one plugin may have in flight at once.
+    pub max_replays_in_flight: usize,
+    /// How deep replays may nest: 1 lets a plugin replay a client's request
+    /// but not a replay.
+    pub max_replay_depth: u32,
 }
 
 impl Default for PluginSettings {
@@ -43,7 +64,97 @@ impl Default for PluginSettings {
             queue_timeout: Duration::from_secs(10),
             dirs: Vec::new(),
             env: Vec::new(),
+            host_memory_bytes: 64 << 20,
+            kv_bytes: 16 << 20,
+            max_handles: 10_000,
+            log_bytes_per_s: 64 << 10,
+            log_line_bytes: 8 << 10,
+            allowed_hosts: Vec::new(),
+            max_replays_in_flight: 4,
+            max_replay_depth: 1,
         }
+    }
+}
+
+/// An entry of `allowed_hosts`: `[scheme://]host[:port]`, where host is a
+/// name, an IP address, `*` (any host) or `*.example.com` (any name under
+/// it); no scheme or port means any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPattern {
+    scheme: Option<String>,
+    host: HostMatch,
+    port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum HostMatch {
+    Any,
+    /// `*.example.com`, kept as ".example.com".
+    Under(String),
+    Exactly(String),
+}
+
+impl std::str::FromStr for HostPattern {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("allowed_hosts: {text:?}: {why}");
+        let (scheme, rest) = match text.split_once("://") {
+            Some((scheme @ ("http" | "https"), rest)) => (Some(scheme.to_owned()), rest),
+            Some(_) => return Err(bad("the scheme must be http or https")),
+            None => (None, text),
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') && !port.contains(']') => (
+                host,
+                Some(
+                    port.parse::<u16>()
+                        .map_err(|_| bad("the port is not a number"))?,
+                ),
+            ),
+            _ => (rest, None),
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let host = match host.as_str() {
+            "" => return Err(bad("no host")),
+            "*" => HostMatch::Any,
+            h if h.starts_with("*.") && h.len() > 2 => HostMatch::Under(h[1..].to_owned()),
+            h if h.contains('*') || h.contains('/') => {
+                return Err(bad("a host is a name, an address, * or *.domain"));
+            }
+            h => HostMatch::Exactly(h.to_owned()),
+        };
+        Ok(Self { scheme, host, port })
+    }
+}
+
+impl HostPattern {
+    /// Whether a request to `scheme://host:port` matches.
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.scheme
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(scheme))
+            && self.port.is_none_or(|p| p == port)
+            && match &self.host {
+                HostMatch::Any => true,
+                HostMatch::Under(suffix) => host.to_ascii_lowercase().ends_with(suffix.as_str()),
+                HostMatch::Exactly(h) => h.eq_ignore_ascii_case(host),
+            }
+    }
+
+    /// Whether this entry names `host` itself (not through a wildcard) —
+    /// with `port` too when `need_port`: only such an entry grants loopback,
+    /// private addresses or witm's own ports.
+    pub fn names(&self, host: &str, port: u16, need_port: bool) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        matches!(&self.host, HostMatch::Exactly(h) if h.eq_ignore_ascii_case(host))
+            && match self.port {
+                Some(p) => p == port,
+                None => !need_port,
+            }
     }
 }
 

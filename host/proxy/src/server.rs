@@ -122,14 +122,11 @@ impl<H: FlowHooks> Proxy<H> {
     }
 
     /// A function that sends a flow's request again through this proxy,
-    /// with its events (for plugins' `replay-request`). The replay runs on
-    /// the current tokio runtime, in the background.
+    /// with its events (for plugins' `replay-request`): the future it
+    /// returns does it; the caller runs it (and bounds how many at once).
     pub fn replayer(&self) -> Replayer {
         let shared = self.shared.clone();
-        let runtime = tokio::runtime::Handle::current();
-        Arc::new(move |flow| {
-            runtime.spawn(forward::replay(shared.clone(), flow));
-        })
+        Arc::new(move |flow| Box::pin(forward::replay(shared.clone(), flow)))
     }
 
     /// Sends `flow`'s request again through the hooks and to its server,

@@ -55,9 +55,16 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
             || (length_is_ours && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
     });
     if !refused.is_empty() {
+        let shown: Vec<&str> = refused.iter().take(5).map(String::as_str).collect();
         tracing::warn!(
-            "headers not valid on the wire were dropped: {}",
-            refused.join(", ")
+            "{} header fields not valid on the wire were dropped: {}{}",
+            refused.len(),
+            shown.join(", "),
+            if refused.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
         );
     }
     if let (Body::Buffered(bytes), true) = (body, length_is_ours) {

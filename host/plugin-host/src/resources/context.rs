@@ -1,0 +1,84 @@
+//! `context`: the plugin's link to the proxy — its log (rate-limited), its
+//! key-value store (bounded in bytes), copies of flows (charged to the
+//! budget) and replays (a capability, checked by [`crate::replay`]).
+
+use wasmtime::component::Resource;
+use witm_flow::Flow;
+
+use super::{ContextHandle, FlowEntry, HostResult, Result};
+use crate::bindings::types::{self, Level};
+use crate::state::HostView;
+
+impl types::HostContext for HostView<'_> {
+    fn log(&mut self, _h: Resource<ContextHandle>, level: Level, message: String) -> Result<()> {
+        self.host.shared.log.line(level, "log", message.as_bytes());
+        Ok(())
+    }
+
+    fn plugin_name(&mut self, _h: Resource<ContextHandle>) -> Result<String> {
+        Ok(self.host.shared.log.plugin().to_owned())
+    }
+
+    fn kv_get(&mut self, _h: Resource<ContextHandle>, key: String) -> Result<Option<String>> {
+        Ok(self.host.shared.kv.get(&key))
+    }
+
+    fn kv_set(
+        &mut self,
+        _h: Resource<ContextHandle>,
+        key: String,
+        value: Option<String>,
+    ) -> HostResult<()> {
+        Ok(self
+            .host
+            .shared
+            .kv
+            .set(key, value, self.host.settings.kv_bytes))
+    }
+
+    fn duplicate_flow(
+        &mut self,
+        _h: Resource<ContextHandle>,
+        flow: Resource<FlowEntry>,
+    ) -> Result<Resource<FlowEntry>> {
+        let r = self.flow_ref(&flow)?;
+        let cost = self.flow(r)?.held_bytes();
+        // duplicate-flow cannot fail in the WIT: past the budget the call ends.
+        self.host
+            .budget
+            .reserve(cost)
+            .map_err(|e| wasmtime::format_err!("duplicate-flow: {e:?}"))?;
+        let mut copy = self.flow(r)?.clone();
+        copy.id = Flow::new_id();
+        copy.response = None;
+        copy.error = None;
+        copy.killed = false;
+        // The copy pins no plugin version: a copy kept by a plugin must not
+        // keep an old version (and its instances) alive after a reload.
+        copy.attachments = Default::default();
+        let generation = self.host.generation();
+        let mut entry = FlowEntry::new(copy, generation);
+        entry.owned_by_guest = true;
+        entry.charged = cost;
+        let pushed = self.push(entry);
+        if pushed.is_err() {
+            self.host.budget.release(cost);
+        }
+        pushed
+    }
+
+    async fn replay_request(
+        &mut self,
+        _h: Resource<ContextHandle>,
+        flow: Resource<FlowEntry>,
+    ) -> HostResult<()> {
+        let copy = self.flow(self.flow_ref(&flow)?)?.clone();
+        let gate = self.host.shared.replay.clone();
+        let settings = self.host.settings.clone();
+        Ok(gate.replay(copy, &settings, self.host.deadline).await)
+    }
+
+    fn drop(&mut self, _h: Resource<ContextHandle>) -> Result<()> {
+        Ok(())
+    }
+}

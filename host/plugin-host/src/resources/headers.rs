@@ -1,0 +1,150 @@
+//! `headers`: a live view of a request's or response's headers. Writes are
+//! checked for the wire (valid name and value, at most
+//! [`MAX_FIELDS`](witm_flow::headers::MAX_FIELDS) fields and
+//! [`MAX_HEADER_BYTES`](witm_flow::headers::MAX_HEADER_BYTES) per message)
+//! and charged to the budget.
+
+use wasmtime::component::Resource;
+use witm_flow::Headers;
+use witm_flow::headers::{FIELD_OVERHEAD, MAX_FIELDS, MAX_HEADER_BYTES, validate};
+
+use super::{HeadersHandle, HostResult, MessageRef, Result, invalid, stale};
+use crate::bindings::types::{self, HostError};
+use crate::state::HostView;
+
+/// How a write changes the fields of a name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Replaces every field of the name.
+    Set,
+    /// Adds one at the end.
+    Append,
+    /// Adds one at a position.
+    Insert(usize),
+}
+
+/// Refuses a write that would take `headers` past the wire's limits.
+pub(super) fn check_limits(fields: usize, bytes: usize) -> std::result::Result<(), HostError> {
+    if fields > MAX_FIELDS {
+        return Err(invalid(format!(
+            "a message may carry at most {MAX_FIELDS} header fields ({fields} asked)"
+        )));
+    }
+    if bytes > MAX_HEADER_BYTES {
+        return Err(invalid(format!(
+            "a message may carry at most {MAX_HEADER_BYTES} bytes of header names and values \
+             ({bytes} asked)"
+        )));
+    }
+    Ok(())
+}
+
+impl HostView<'_> {
+    fn headers_of(&self, h: &Resource<HeadersHandle>) -> Result<(MessageRef, &Headers)> {
+        let m = self.table.get(h).map_err(|_| stale())?.0;
+        Ok((m, self.message(m)?.headers()))
+    }
+
+    fn write_header(
+        &mut self,
+        h: &Resource<HeadersHandle>,
+        name: String,
+        value: String,
+        write: Write,
+    ) -> HostResult<()> {
+        if let Err(e) = validate(&name, value.as_bytes()) {
+            return Ok(Err(invalid(e.0)));
+        }
+        let (m, headers) = self.headers_of(h)?;
+        let new = name.len() + value.len();
+        let (fields, bytes, removed) = match write {
+            Write::Set => {
+                let count = headers.get_all(&name).count();
+                let old = headers.wire_bytes_of(&name);
+                (
+                    headers.len() - count + 1,
+                    headers.wire_bytes() - old + new,
+                    old + count * FIELD_OVERHEAD,
+                )
+            }
+            Write::Append | Write::Insert(_) => (headers.len() + 1, headers.wire_bytes() + new, 0),
+        };
+        if let Err(e) = check_limits(fields, bytes) {
+            return Ok(Err(e));
+        }
+        if let Err(e) = self.charge(m, new + FIELD_OVERHEAD, removed)? {
+            return Ok(Err(e));
+        }
+        let headers = self.message_mut(m)?.headers_mut();
+        match write {
+            Write::Set => headers.set(&name, value),
+            Write::Append => headers.append(&name, value),
+            Write::Insert(index) => headers.insert(index, &name, value),
+        }
+        Ok(Ok(()))
+    }
+}
+
+impl types::HostHeaders for HostView<'_> {
+    fn get(&mut self, h: Resource<HeadersHandle>, name: String) -> Result<Option<String>> {
+        Ok(self.headers_of(&h)?.1.get(&name))
+    }
+
+    fn get_all(&mut self, h: Resource<HeadersHandle>, name: String) -> Result<Vec<String>> {
+        Ok(self
+            .headers_of(&h)?
+            .1
+            .get_all(&name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect())
+    }
+
+    fn set(&mut self, h: Resource<HeadersHandle>, name: String, value: String) -> HostResult<()> {
+        self.write_header(&h, name, value, Write::Set)
+    }
+
+    fn append(
+        &mut self,
+        h: Resource<HeadersHandle>,
+        name: String,
+        value: String,
+    ) -> HostResult<()> {
+        self.write_header(&h, name, value, Write::Append)
+    }
+
+    fn insert(
+        &mut self,
+        h: Resource<HeadersHandle>,
+        index: u32,
+        name: String,
+        value: String,
+    ) -> HostResult<()> {
+        self.write_header(&h, name, value, Write::Insert(index as usize))
+    }
+
+    fn remove(&mut self, h: Resource<HeadersHandle>, name: String) -> Result<()> {
+        let (m, headers) = self.headers_of(&h)?;
+        if headers.contains(&name) {
+            let freed =
+                headers.wire_bytes_of(&name) + headers.get_all(&name).count() * FIELD_OVERHEAD;
+            self.message_mut(m)?.headers_mut().remove(&name);
+            // Removing never fails; it gives back what the plugin added.
+            let _ = self.charge(m, 0, freed)?;
+        }
+        Ok(())
+    }
+
+    fn entries(&mut self, h: Resource<HeadersHandle>) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .headers_of(&h)?
+            .1
+            .iter()
+            .map(|(n, v)| (n.to_owned(), String::from_utf8_lossy(v).into_owned()))
+            .collect())
+    }
+
+    fn drop(&mut self, h: Resource<HeadersHandle>) -> Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
