@@ -209,7 +209,7 @@ fn bad_gateway(plugin: &str, reason: &str) -> Response {
 }
 
 /// Counter names and values, in Prometheus naming.
-fn counters(stats: &PluginStats) -> [(&'static str, f64); 12] {
+fn counters(stats: &PluginStats) -> [(&'static str, f64); 13] {
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
     [
         ("calls_total", n(&stats.calls)),
@@ -227,6 +227,7 @@ fn counters(stats: &PluginStats) -> [(&'static str, f64); 12] {
             n(&stats.instance_start_ns) / 1e9,
         ),
         ("reloads_total", n(&stats.reloads)),
+        ("start_failures_total", n(&stats.start_failures)),
     ]
 }
 
@@ -260,6 +261,10 @@ pub fn metrics_preamble() -> String {
             "time spent starting instances (instantiate + start)",
         ),
         ("reloads_total", "new versions loaded while running"),
+        (
+            "start_failures_total",
+            "instances whose start failed or trapped (counted as failures, backed off)",
+        ),
     ];
     help.iter()
         .map(|(name, text)| {
@@ -274,7 +279,7 @@ fn summary(stats: &PluginStats) -> String {
     format!(
         "{} calls, {} failed ({} traps, {} deadline hits, {} out of fuel), {} skipped while \
          backing off, {} queue timeouts, {:.1} ms in the plugin, {:.1} ms waiting for an \
-         instance, {} instances started ({:.0} µs each), {} reloads",
+         instance, {} instances started ({:.0} µs each), {} failed starts, {} reloads",
         n(&stats.calls),
         n(&stats.failures),
         n(&stats.traps),
@@ -286,6 +291,7 @@ fn summary(stats: &PluginStats) -> String {
         n(&stats.wait_ns) as f64 / 1e6,
         n(&stats.instances_started),
         n(&stats.instance_start_ns) as f64 / 1e3 / n(&stats.instances_started).max(1) as f64,
+        n(&stats.start_failures),
         n(&stats.reloads),
     )
 }
@@ -318,6 +324,17 @@ fn describe_settings(settings: &PluginSettings) -> String {
     }
     if !settings.env.is_empty() {
         parts.push(format!("env {}", settings.env.join(", ")));
+    }
+    parts.push(format!(
+        "host memory {} MiB, key-value {} MiB",
+        settings.host_memory_bytes >> 20,
+        settings.kv_bytes >> 20
+    ));
+    if !settings.allowed_hosts.is_empty() {
+        parts.push(format!(
+            "replays to {} allowed_hosts entries",
+            settings.allowed_hosts.len()
+        ));
     }
     parts.join(", ")
 }
