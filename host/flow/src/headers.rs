@@ -79,6 +79,20 @@ impl Headers {
             .sum()
     }
 
+    /// In one pass: (fields, bytes of names and values) of all fields, and
+    /// of the fields called `name` — what a write of `name` is checked with.
+    pub fn sizes_with(&self, name: &str) -> ((usize, usize), (usize, usize)) {
+        let (mut all, mut named) = ((0, 0), (0, 0));
+        for (n, v) in &self.fields {
+            let bytes = n.len() + v.len();
+            all = (all.0 + 1, all.1 + bytes);
+            if n.eq_ignore_ascii_case(name) {
+                named = (named.0 + 1, named.1 + bytes);
+            }
+        }
+        (all, named)
+    }
+
     /// What the host holds for these headers, for memory budgets.
     pub fn held_bytes(&self) -> usize {
         self.wire_bytes() + self.fields.len() * FIELD_OVERHEAD

@@ -64,21 +64,14 @@ impl LogBudget {
     /// Writes one line at `level` (from `stream`: "log", "stdout" or
     /// "stderr"), cut to the line length, if the rate allows.
     pub(crate) fn line(&self, level: Level, stream: &str, text: &[u8]) {
-        let (text, cut, dropped_before) = {
-            let mut bucket = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-            bucket.tokens = (bucket.tokens + elapsed * bucket.per_second).min(bucket.burst);
-            bucket.refilled = now;
-            let keep = text.len().min(bucket.line_max);
-            if (keep as f64) > bucket.tokens {
-                bucket.dropped += text.len() as u64;
-                return;
-            }
-            bucket.tokens -= keep as f64;
-            let dropped = std::mem::take(&mut bucket.dropped);
-            (&text[..keep], text.len() - keep, dropped)
+        let Some(Admitted {
+            keep,
+            dropped_before,
+        }) = self.admit(text.len())
+        else {
+            return;
         };
+        let (text, cut) = (&text[..keep], text.len() - keep);
         let plugin = &*self.plugin;
         if dropped_before > 0 {
             tracing::warn!(plugin = %plugin, "dropped {dropped_before} bytes of log output (over log_bytes_per_s)");
@@ -90,12 +83,40 @@ impl LogBudget {
         } else {
             String::new()
         };
-        match level {
-            Level::Debug => tracing::debug!(plugin = %plugin, stream, "{text}{cut}"),
-            Level::Info => tracing::info!(plugin = %plugin, stream, "{text}{cut}"),
-            Level::Warn => tracing::warn!(plugin = %plugin, stream, "{text}{cut}"),
-            Level::Error => tracing::error!(plugin = %plugin, stream, "{text}{cut}"),
+        // `context.log` lines carry no stream field; stdout/stderr lines do.
+        macro_rules! emit {
+            ($macro:ident) => {
+                match stream {
+                    "log" => tracing::$macro!(plugin = %plugin, "{text}{cut}"),
+                    _ => tracing::$macro!(plugin = %plugin, stream, "{text}{cut}"),
+                }
+            };
         }
+        match level {
+            Level::Debug => emit!(debug),
+            Level::Info => emit!(info),
+            Level::Warn => emit!(warn),
+            Level::Error => emit!(error),
+        }
+    }
+
+    /// Whether a line of `len` bytes may be written now, and how much of it.
+    fn admit(&self, len: usize) -> Option<Admitted> {
+        let mut bucket = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * bucket.per_second).min(bucket.burst);
+        bucket.refilled = now;
+        let keep = len.min(bucket.line_max);
+        if (keep as f64) > bucket.tokens {
+            bucket.dropped += len as u64;
+            return None;
+        }
+        bucket.tokens -= keep as f64;
+        Some(Admitted {
+            keep,
+            dropped_before: std::mem::take(&mut bucket.dropped),
+        })
     }
 
     /// The line length.
@@ -105,6 +126,13 @@ impl LogBudget {
             .unwrap_or_else(|e| e.into_inner())
             .line_max
     }
+}
+
+/// A line let through: how many of its bytes, and how many bytes were
+/// dropped before it (to announce).
+struct Admitted {
+    keep: usize,
+    dropped_before: u64,
 }
 
 /// A plugin's stdout or stderr, turned into log lines under its name.
@@ -179,5 +207,32 @@ impl tokio::io::AsyncWrite for LineLogger {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_past_the_rate_is_dropped_counted_and_announced() {
+        let settings = PluginSettings {
+            log_bytes_per_s: 1000,
+            log_line_bytes: 100,
+            ..PluginSettings::default()
+        };
+        let budget = LogBudget::new("p", &settings);
+        // A burst of 4,000 bytes: 40 lines of 100 (each cut from 500).
+        let passed = (0..100).filter(|_| budget.admit(500).is_some()).count();
+        assert_eq!(passed, 40);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let next = budget.admit(10).expect("the rate refills");
+        assert_eq!(next.keep, 10);
+        assert_eq!(
+            next.dropped_before,
+            60 * 500,
+            "what was dropped is told once"
+        );
+        assert_eq!(budget.admit(10).unwrap().dropped_before, 0);
     }
 }

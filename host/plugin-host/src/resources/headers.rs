@@ -57,17 +57,14 @@ impl HostView<'_> {
         }
         let (m, headers) = self.headers_of(h)?;
         let new = name.len() + value.len();
+        let ((count, wire), (named, named_wire)) = headers.sizes_with(&name);
         let (fields, bytes, removed) = match write {
-            Write::Set => {
-                let count = headers.get_all(&name).count();
-                let old = headers.wire_bytes_of(&name);
-                (
-                    headers.len() - count + 1,
-                    headers.wire_bytes() - old + new,
-                    old + count * FIELD_OVERHEAD,
-                )
-            }
-            Write::Append | Write::Insert(_) => (headers.len() + 1, headers.wire_bytes() + new, 0),
+            Write::Set => (
+                count - named + 1,
+                wire - named_wire + new,
+                named_wire + named * FIELD_OVERHEAD,
+            ),
+            Write::Append | Write::Insert(_) => (count + 1, wire + new, 0),
         };
         if let Err(e) = check_limits(fields, bytes) {
             return Ok(Err(e));
