@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn bytes_of_keys_and_values_are_counted_not_only_keys() {
         let kv = KvStore::default();
-        let mib = "x".repeat((1 << 20) - 16);
+        let mib = "x".repeat((1 << 20) - 128);
         let mut stored = 0;
         while kv
             .set(format!("k{stored}"), Some(mib.clone()), 4 << 20)
