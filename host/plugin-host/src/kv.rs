@@ -99,9 +99,10 @@ mod tests {
         let kv = KvStore::default();
         let mib = "x".repeat((1 << 20) - 128);
         let mut stored = 0;
-        while kv
-            .set(format!("k{stored}"), Some(mib.clone()), 4 << 20)
-            .is_ok()
+        while stored < 10
+            && kv
+                .set(format!("k{stored}"), Some(mib.clone()), 4 << 20)
+                .is_ok()
         {
             stored += 1;
         }
