@@ -48,8 +48,8 @@ async fn key_value_store_is_bounded_in_bytes() {
         .await
         .unwrap();
     let got = act(&chain, "/kv-flood").await.expect("kv-flood reports");
-    // 2 MiB of keys and values: one 1 MiB entry fits, the second does not.
-    assert!(got.starts_with("stored 1 MiB"), "{got}");
+    // 2 MiB of keys and values: two entries of just under 1 MiB fit.
+    assert!(got.starts_with("stored 2 MiB"), "{got}");
     assert!(got.contains("key-value store"), "{got}");
 }
 
@@ -96,6 +96,8 @@ async fn made_responses_duplicates_and_handles_end_the_call_at_the_budget() {
                     .is_some_and(|g| g.contains("budget") || g.contains("handles")),
             "{path}: the act must be stopped (got {got:?}, no failure counted)"
         );
+        // A success in between, so the failures do not add up to a back-off.
+        assert!(act(&chain, "/env").await.unwrap().starts_with("denied"));
     }
     // The plugin still serves after each act ended.
     assert!(act(&chain, "/env").await.unwrap().starts_with("denied"));
@@ -163,4 +165,64 @@ async fn a_plugin_that_cannot_restart_backs_off() {
         "{starts} failed starts for 51 events: the plugin backs off instead of retrying each time"
     );
     assert!(stats.skipped.load(Ordering::Relaxed) >= 45);
+}
+
+// One worker: a decode on it would stall the ticker below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn encoding_a_body_stops_at_the_deadline_without_holding_a_worker() {
+    let runtime = runtime();
+    let settings = PluginSettings {
+        // Time for the guest to make its 64 MiB, not for the host to encode
+        // it even once.
+        event_deadline: std::time::Duration::from_millis(1000),
+        memory_bytes: 256 << 20,
+        ..small()
+    };
+    let chain = PluginChain::load(&runtime, &[hostile(settings, &[])])
+        .await
+        .unwrap();
+    let plugin = chain.plugins()[0].clone();
+    // The plugin sets 64 MiB of content 100 times on a brotli request:
+    // one encoding takes longer than the deadline.
+    let mut flow = witm_flow::testing::trequest("POST", "http://example.com/rezip", "");
+    flow.request.headers.set("Content-Encoding", "br");
+    // Another task on the same (only) worker notes when it last ran and
+    // the longest gap between its 5 ms ticks.
+    let started = std::time::Instant::now();
+    let (longest_gap_ms, last_ms) = (
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    );
+    let (gap, last) = (longest_gap_ms.clone(), last_ms.clone());
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let now = started.elapsed().as_millis() as u64;
+            gap.fetch_max(now - last.swap(now, Ordering::Relaxed), Ordering::Relaxed);
+        }
+    });
+    // On the worker, beside the ticker (the test's own thread is not one).
+    let chain = std::sync::Arc::new(chain);
+    let on_worker = chain.clone();
+    let flow = tokio::spawn(async move {
+        on_worker.request(&mut flow).await;
+        flow
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    ticker.abort();
+    assert!(
+        took < std::time::Duration::from_millis(2500),
+        "100 encodings stop at the 1 s deadline: {took:?}"
+    );
+    assert_eq!(plugin.stats().deadline_hits.load(Ordering::Relaxed), 1);
+    let gap = longest_gap_ms
+        .load(Ordering::Relaxed)
+        .max(took.as_millis() as u64 - last_ms.load(Ordering::Relaxed));
+    assert!(
+        gap < 600,
+        "the worker kept serving other tasks while the host encoded: longest gap {gap} ms"
+    );
+    eprintln!("budget-figure: encoding attack took {took:?}, longest gap of another task {gap} ms");
 }
