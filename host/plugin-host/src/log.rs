@@ -28,6 +28,8 @@ struct Bucket {
     tokens: f64,
     refilled: Instant,
     dropped: u64,
+    /// When drops were last announced: during a flood, once a second.
+    announced: Instant,
 }
 
 impl LogBudget {
@@ -41,6 +43,10 @@ impl LogBudget {
                 tokens: 0.0,
                 refilled: Instant::now(),
                 dropped: 0,
+                // The first drop is announced at once.
+                announced: Instant::now()
+                    .checked_sub(std::time::Duration::from_secs(1))
+                    .unwrap_or_else(Instant::now),
             }),
         };
         budget.configure(settings);
@@ -64,15 +70,18 @@ impl LogBudget {
     /// Writes one line at `level` (from `stream`: "log", "stdout" or
     /// "stderr"), cut to the line length, if the rate allows.
     pub(crate) fn line(&self, level: Level, stream: &str, text: &[u8]) {
+        let plugin = &*self.plugin;
         let Some(Admitted {
             keep,
             dropped_before,
         }) = self.admit(text.len())
         else {
+            if let Some(dropped) = self.announce_due() {
+                tracing::warn!(plugin = %plugin, "dropped {dropped} bytes of log output (over log_bytes_per_s); dropping more");
+            }
             return;
         };
         let (text, cut) = (&text[..keep], text.len() - keep);
-        let plugin = &*self.plugin;
         if dropped_before > 0 {
             tracing::warn!(plugin = %plugin, "dropped {dropped_before} bytes of log output (over log_bytes_per_s)");
         }
@@ -117,6 +126,17 @@ impl LogBudget {
             keep,
             dropped_before: std::mem::take(&mut bucket.dropped),
         })
+    }
+
+    /// During a flood: the bytes dropped since the last announcement, once a
+    /// second (the announcement itself is not rate-limited, so it is rare).
+    fn announce_due(&self) -> Option<u64> {
+        let mut bucket = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if bucket.announced.elapsed() < std::time::Duration::from_secs(1) {
+            return None;
+        }
+        bucket.announced = Instant::now();
+        Some(std::mem::take(&mut bucket.dropped))
     }
 
     /// The line length.
