@@ -3,6 +3,7 @@
 //!
 //! One test binary (faster to link); each module covers one area.
 
+mod budgets;
 mod cli;
 mod events;
 mod flow_api;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use witm_flow::Flow;
@@ -15,19 +15,24 @@ use witm_test_support::{Origin, Witm, curl, guests, target_dir};
 use crate::witm_binary;
 
 /// A fresh folder for one test's files.
-fn scratch(test: &str) -> PathBuf {
+pub(crate) fn scratch(test: &str) -> PathBuf {
     let dir = target_dir().join("e2e-sandbox").join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-fn hostile() -> String {
+pub(crate) fn hostile() -> String {
     guests().rust("hostile").display().to_string()
 }
 
 /// Writes `config` (TOML) into `dir` and starts witm with it.
-fn start_with_config(dir: &Path, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Witm {
+pub(crate) fn start_with_config(
+    dir: &Path,
+    config: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Witm {
     let path = dir.join("witm.toml");
     std::fs::write(&path, config).unwrap();
     let mut args = vec!["--config", path.to_str().unwrap()];
@@ -37,7 +42,7 @@ fn start_with_config(dir: &Path, config: &str, extra: &[&str], env: &[(&str, &st
 }
 
 /// What the plugin told the origin it got, for the last request to `path`.
-fn outcome(origin: &Origin, path: &str) -> Option<String> {
+pub(crate) fn outcome(origin: &Origin, path: &str) -> Option<String> {
     origin
         .seen()
         .iter()
@@ -46,42 +51,67 @@ fn outcome(origin: &Origin, path: &str) -> Option<String> {
         .and_then(|r| r.header_values("x-hostile").first().map(|v| v.to_string()))
 }
 
-/// Keeps a client busy with ordinary requests until dropped; counts them.
-struct Bystander {
+/// Keeps a client busy with ordinary requests until finished; counts them
+/// and times each.
+pub(crate) struct Bystander {
     stop: Arc<AtomicBool>,
-    answered: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Served>>,
+}
+
+/// What a [`Bystander`] got.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub answered: usize,
+    pub failed: usize,
+    /// Every request's time, sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl Served {
+    /// The `q` quantile (0.99: p99) of the request times.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let last = self.latencies.len().saturating_sub(1);
+        self.latencies
+            .get(((last as f64) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    }
 }
 
 impl Bystander {
-    fn start(proxy: String, url: String) -> Self {
+    /// Asks for `url` through `proxy`, one request after another.
+    pub fn start(proxy: String, url: String) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let answered = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let (s, a, f) = (stop.clone(), answered.clone(), failed.clone());
+        let s = stop.clone();
         let thread = std::thread::spawn(move || {
+            let mut served = Served {
+                answered: 0,
+                failed: 0,
+                latencies: Vec::new(),
+            };
             while !s.load(Ordering::Relaxed) {
+                let started = Instant::now();
                 let status = curl(&proxy, &[&url]).status;
-                if status == 200 { &a } else { &f }.fetch_add(1, Ordering::Relaxed);
+                served.latencies.push(started.elapsed());
+                if status == 200 {
+                    served.answered += 1;
+                } else {
+                    served.failed += 1;
+                }
             }
+            served.latencies.sort();
+            served
         });
         Self {
             stop,
-            answered,
-            failed,
             thread: Some(thread),
         }
     }
 
-    /// Stops the client; (answered, failed).
-    fn finish(mut self) -> (usize, usize) {
+    /// Stops the client.
+    pub fn finish(mut self) -> Served {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
-        (
-            self.answered.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
+        self.thread.take().unwrap().join().unwrap()
     }
 }
 
@@ -111,7 +141,9 @@ fn attack(origin: &Origin, dir: &Path, config: &str, acts: &[&str]) -> Witm {
             started.elapsed()
         );
     }
-    let (answered, failed) = bystander.finish();
+    let Served {
+        answered, failed, ..
+    } = bystander.finish();
     witm.stop();
     assert!(
         answered > 0 && failed == 0,
@@ -361,7 +393,9 @@ fn hot_reload_under_steady_load_loses_no_request() {
         .unwrap();
     assert_eq!(request.header_values("x-tag"), ["v2"]);
     std::thread::sleep(Duration::from_millis(300));
-    let (answered, failed) = load.finish();
+    let Served {
+        answered, failed, ..
+    } = load.finish();
     witm.stop();
     assert!(answered > 10, "{answered}");
     assert_eq!(failed, 0, "no request lost across two reloads");
