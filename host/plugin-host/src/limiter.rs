@@ -102,4 +102,53 @@ mod tests {
         assert!(limiter.table_growing(0, elements, None).unwrap());
         assert!(limiter.table_growing(elements, elements + 1, None).is_err());
     }
+
+    /// A real module with two memories and a table, run by wasmtime under
+    /// the limiter: each memory alone fits the cap, both together do not.
+    #[test]
+    fn wasmtime_sums_the_memories_of_a_real_module() {
+        let wat = r#"(module
+            (memory (export "a") 1)
+            (memory (export "b") 1)
+            (table 1 funcref)
+            (func (export "grow_a") (param i32) (result i32) local.get 0 memory.grow 0)
+            (func (export "grow_b") (param i32) (result i32) local.get 0 memory.grow 1)
+            (func (export "grow_t") (param i32) (result i32)
+                ref.null func local.get 0 table.grow 0))"#;
+        let mut config = wasmtime::Config::new();
+        config.wasm_multi_memory(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let module = wasmtime::Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
+        let page = 64 << 10;
+        let run = |grows: &[(&str, i32)]| -> Vec<bool> {
+            let mut store = wasmtime::Store::new(&engine, GuestMemoryLimiter::new(64 * page));
+            store.limiter(|limiter| limiter);
+            let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+            grows
+                .iter()
+                .map(|&(export, by)| {
+                    let grow = instance
+                        .get_typed_func::<i32, i32>(&mut store, export)
+                        .unwrap();
+                    grow.call(&mut store, by).is_ok_and(|old| old >= 0)
+                })
+                .collect()
+        };
+        // 2 pages and a table element to start with; 64 pages in all.
+        assert_eq!(run(&[("grow_a", 40)]), [true]);
+        assert_eq!(run(&[("grow_b", 40)]), [true]);
+        assert_eq!(
+            run(&[("grow_a", 40), ("grow_b", 40)]),
+            [true, false],
+            "the second memory passes the sum"
+        );
+        assert_eq!(
+            run(&[
+                ("grow_a", 40),
+                ("grow_t", (22 * page / TABLE_ELEMENT_BYTES) as i32)
+            ]),
+            [true, false],
+            "a table counts too"
+        );
+    }
 }
