@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use witm_flow::{Events, Flow, FlowHooks, HttpMessage};
 use witm_plugin_host::PluginChain;
-use witm_store::{AtomicFile, Filter, FlowFile, FlowWriter};
+use witm_store::{AtomicFile, Filter, FlowFile, FlowWriter, StoreError};
 
 /// Which flow of a file the one-shot replay runs on.
 #[derive(Clone, Debug)]
@@ -104,11 +104,17 @@ pub async fn replay(chain: &PluginChain, job: ReplayJob<'_>) -> ExitCode {
         if flow.error.is_some() && events.contains(Events::ERROR) {
             chain.error(&mut flow).await;
         }
-        if let Some(output) = &mut output
-            && let Err(e) = output.write(&flow)
-        {
-            chain.done().await;
-            return crate::fail(&format!("cannot write {}: {e}", show(job.output)));
+        if let Some(output) = &mut output {
+            match output.write(&flow) {
+                Ok(()) => {}
+                Err(e @ StoreError::TooLarge { .. }) => {
+                    tracing::warn!("flow {} not written: {e}", flow.id);
+                }
+                Err(e) => {
+                    chain.done().await;
+                    return crate::fail(&format!("cannot write {}: {e}", show(job.output)));
+                }
+            }
         }
         if job.one.is_some() {
             let _ = stdout.write_all(describe(&flow).as_bytes());

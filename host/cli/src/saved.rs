@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use witm_flow::{
     ClientConn, ClientHello, Events, Flow, FlowHooks, Response, ServerConn, WebSocketMessage,
 };
-use witm_store::{Filter, FlowWriter};
+use witm_store::{Filter, FlowWriter, StoreError};
 
 /// The plugins, wrapped with recording and server replay.
 pub struct SavedFlowHooks<H> {
@@ -138,11 +138,19 @@ impl Recorder {
             .spawn(move || {
                 let mut saved = 0;
                 for flow in flows {
-                    if let Err(e) = writer.write(&flow) {
-                        tracing::error!("cannot write flows to {shown}: {e}; recording stopped");
-                        break;
+                    match writer.write(&flow) {
+                        Ok(()) => saved += 1,
+                        // Only that flow is lost; the file stays readable.
+                        Err(e @ StoreError::TooLarge { .. }) => {
+                            tracing::warn!("flow {} not saved to {shown}: {e}", flow.id);
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                "cannot write flows to {shown}: {e}; recording stopped"
+                            );
+                            break;
+                        }
                     }
-                    saved += 1;
                 }
                 saved
             })

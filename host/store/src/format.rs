@@ -43,6 +43,12 @@ pub enum StoreError {
     Io(io::Error),
     /// The file is not a witm flow file, or has a version this build can't read.
     Format(String),
+    /// A flow too large for one record (over 1 GiB encoded): it was not
+    /// written, and the file stays good for the flows after it.
+    TooLarge {
+        /// The flow's encoded size.
+        bytes: u64,
+    },
     /// A complete record is damaged.
     Corrupt {
         /// Byte offset of the record from the start of the file.
@@ -57,6 +63,10 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Io(e) => e.fmt(f),
             StoreError::Format(m) => f.write_str(m),
+            StoreError::TooLarge { bytes } => write!(
+                f,
+                "a flow of {bytes} bytes is over the {MAX_RECORD} bytes a record may hold; not saved"
+            ),
             StoreError::Corrupt { offset, message } => {
                 write!(f, "corrupt record at byte {offset}: {message}")
             }
@@ -76,7 +86,12 @@ impl From<io::Error> for StoreError {
 pub struct FlowWriter<W: Write> {
     out: W,
     record: Vec<u8>,
+    /// [`MAX_RECORD`], what the reader accepts (lowered by tests).
+    max_record: u32,
 }
+
+/// A record buffer larger than this is not kept for the next flow.
+const KEPT_RECORD_BUFFER: usize = 16 << 20;
 
 impl FlowWriter<std::fs::File> {
     /// Creates (or truncates) `path` and writes the header.
@@ -93,15 +108,29 @@ impl<W: Write> FlowWriter<W> {
         Ok(Self {
             out,
             record: Vec::new(),
+            max_record: MAX_RECORD,
         })
     }
 
-    /// Appends one flow.
+    /// Appends one flow. A flow larger than a record may hold is refused
+    /// ([`StoreError::TooLarge`]) and nothing is written, so the reader
+    /// still finds every flow after it.
     pub fn write(&mut self, flow: &Flow) -> Result<(), StoreError> {
+        if self.record.capacity() > KEPT_RECORD_BUFFER {
+            self.record = Vec::new();
+        }
         self.record.clear();
         self.record.extend_from_slice(&[0; 8]);
         flow_to_value(flow).encode(&mut self.record);
-        let len = (self.record.len() - 8) as u32;
+        let bytes = self.record.len() - 8;
+        let len = match u32::try_from(bytes) {
+            Ok(len) if len <= self.max_record => len,
+            _ => {
+                return Err(StoreError::TooLarge {
+                    bytes: bytes as u64,
+                });
+            }
+        };
         let crc = crc32fast::hash(&self.record[8..]);
         self.record[..4].copy_from_slice(&len.to_le_bytes());
         self.record[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -750,6 +779,25 @@ mod tests {
         assert_eq!(a.marked, b.marked);
         assert_eq!(a.comment, b.comment);
         assert_eq!(a.killed, b.killed);
+    }
+
+    #[test]
+    fn a_flow_too_large_for_a_record_is_refused_and_the_next_one_is_saved() {
+        let mut big = full_flow();
+        big.id = "big".into();
+        big.request.body = Body::Buffered(Bytes::from(vec![b'x'; 1 << 20]));
+        let mut writer = FlowWriter::new(Vec::new()).unwrap();
+        writer.max_record = 1 << 20;
+        assert!(matches!(
+            writer.write(&big),
+            Err(StoreError::TooLarge { bytes }) if bytes > 1 << 20
+        ));
+        writer.write(&full_flow()).unwrap();
+        let bytes = writer.finish().unwrap();
+        let mut reader = FlowReader::new(&bytes[..]).unwrap();
+        let back: Vec<Flow> = reader.by_ref().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back.len(), 1);
+        assert_same(&back[0], &full_flow());
     }
 
     fn write_all(flows: &[Flow]) -> Vec<u8> {
