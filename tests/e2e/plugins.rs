@@ -39,6 +39,22 @@ fn plugins_run_in_order_and_their_request_changes_reach_the_origin() {
     let seen = origin.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].header_values("x-tag"), ["first", "second"]);
+    // A bodyless GET held by a `request` plugin stays bodyless on the wire.
+    assert!(
+        seen[0].header_values("content-length").is_empty(),
+        "{:?}",
+        seen[0]
+    );
+    let posted = curl(
+        &witm.proxy_url(),
+        &["--data-binary", "", &origin.url("/empty-post")],
+    );
+    assert_eq!(posted.status, 200);
+    assert_eq!(
+        origin.seen()[1].header_values("content-length"),
+        ["0"],
+        "an empty body that was framed stays framed"
+    );
 }
 
 #[test]

@@ -67,7 +67,13 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
             }
         );
     }
-    if let (Body::Buffered(bytes), true) = (body, length_is_ours) {
+    // An empty body that the message did not frame stays unframed: a
+    // bodyless GET gets no `content-length: 0` on its way through.
+    let framed = headers.get(CONTENT_LENGTH.as_str()).is_some()
+        || headers.get(TRANSFER_ENCODING.as_str()).is_some();
+    if let (Body::Buffered(bytes), true) = (body, length_is_ours)
+        && (framed || !bytes.is_empty())
+    {
         // Replaces the value in place: the field keeps its position.
         map.insert(CONTENT_LENGTH, bytes.len().into());
     }
@@ -110,6 +116,19 @@ mod tests {
         let names: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["host", "x-kept", "content-length"]);
         assert_eq!(map["content-length"], "3");
+    }
+
+    #[test]
+    fn an_empty_unframed_body_gets_no_length_and_a_framed_one_does() {
+        let get = Headers::from_pairs([("Host", "a")]);
+        let map = outgoing_headers(&get, &Body::Buffered(Bytes::new()), false);
+        assert!(map.get("content-length").is_none(), "{map:?}");
+        let emptied = Headers::from_pairs([("Host", "a"), ("Content-Length", "5")]);
+        let map = outgoing_headers(&emptied, &Body::Buffered(Bytes::new()), false);
+        assert_eq!(map["content-length"], "0");
+        let chunked = Headers::from_pairs([("Transfer-Encoding", "chunked")]);
+        let map = outgoing_headers(&chunked, &Body::Buffered(Bytes::new()), false);
+        assert_eq!(map["content-length"], "0");
     }
 
     #[test]
