@@ -152,6 +152,28 @@ fn a_200_mb_download_streams_with_bounded_memory() {
 }
 
 #[test]
+fn a_response_replaced_after_its_body_streamed_goes_out_whole_and_alone() {
+    let origin = Origin::start();
+    let witm = start_with(&["streamer"]);
+    let replaced = curl(&witm.proxy_url(), &[&origin.url("/big/2?replace")]);
+    assert_eq!(replaced.status, 200);
+    assert_eq!(replaced.body, "replaced by the plugin\n");
+    assert_eq!(replaced.header_values("content-length"), ["23"]);
+    assert!(witm.wait_for_log("body: streamed", 1));
+    // The connection is still good for the next request (same curl).
+    let both = curl(
+        &witm.proxy_url(),
+        &[&origin.url("/big/2?replace"), &origin.url("/small")],
+    );
+    assert!(
+        both.body.starts_with("replaced by the plugin\n"),
+        "{}",
+        both.body
+    );
+    assert_eq!(both.status, 200);
+}
+
+#[test]
 fn a_body_over_the_limit_is_streamed_and_the_plugin_is_told() {
     let origin = Origin::start();
     let witm = crate::start_with_args(&["streamer"], &["--stream-large-bodies", "512k"]);

@@ -502,3 +502,50 @@ fn an_http1_client_is_translated_to_http2_for_a_retargeted_request() {
         "witm spoke HTTP/2 to the second origin"
     );
 }
+
+#[test]
+fn a_tunnels_connection_ends_after_its_flows_and_shutdown_waits_for_them() {
+    let https = HttpsOrigin::start("origin-lifecycle");
+    let origin = &https.origin;
+    let mut witm = https.witm(&["recorder"], &[]);
+    let ca = witm_ca();
+    let proxy = witm.proxy_url();
+
+    // The tunnel's connection ends once, after its flow, not when it opens.
+    let response = curl(&proxy, &["--cacert", &ca, &origin.https_url("/a")]);
+    assert_eq!(response.status, 200);
+    assert!(witm.wait_for_log("event=client-disconnect", 1));
+    let log = witm.stderr();
+    let at = |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap();
+    assert!(
+        at("event=client-disconnect") > at("event=response status=200"),
+        "{}",
+        log.join("\n")
+    );
+    assert_eq!(witm.log_count("event=client-disconnect"), 1);
+
+    // Stopping witm while an HTTPS flow is in flight: it finishes, and
+    // `done` comes after it.
+    let url = origin.https_url("/slow");
+    let slow = {
+        let (proxy, ca) = (proxy.clone(), ca.clone());
+        std::thread::spawn(move || curl(&proxy, &["--cacert", &ca, &url]))
+    };
+    let started = std::time::Instant::now();
+    while !origin.seen().iter().any(|r| r.path == "/slow") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    witm.terminate();
+    let response = slow.join().unwrap();
+    assert_eq!(response.status, 200, "the flow in flight finished");
+    assert!(witm.stop().success());
+    let log = witm.stderr();
+    let last = |needle: &str| log.iter().rposition(|l| l.contains(needle)).unwrap();
+    assert!(
+        last("event=done") > last("event=response status=200"),
+        "{}",
+        log.join("\n")
+    );
+    assert_eq!(witm.log_count("event=client-disconnect"), 2);
+}

@@ -6,6 +6,7 @@
 mod budgets;
 mod cli;
 mod events;
+mod exhaustion;
 mod flow_api;
 mod https;
 mod plugins;

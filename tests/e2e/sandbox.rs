@@ -518,6 +518,29 @@ fn sighup_applies_changed_settings_and_added_or_removed_plugins() {
         curl(&proxy, &[&origin.url("/page")]).header_values("x-tag"),
         ["added"]
     );
+
+    // A change to one plugin and a later plugin that does not load: the
+    // first change is not applied either.
+    let broken = dir.join("broken.wasm");
+    std::fs::write(&broken, "not a component").unwrap();
+    std::fs::write(
+        dir.join("witm.toml"),
+        format!(
+            "{}[[plugins]]\npath = {broken:?}\n",
+            tag.replace("added", "changed")
+        ),
+    )
+    .unwrap();
+    hangup(&witm);
+    assert!(
+        witm.wait_for_log("configuration not reloaded, nothing changed", 1),
+        "{:?}",
+        witm.stderr()
+    );
+    assert_eq!(
+        curl(&proxy, &[&origin.url("/page")]).header_values("x-tag"),
+        ["added"]
+    );
     witm.stop();
 }
 

@@ -301,6 +301,9 @@ async fn reload_on_sighup(
                     continue;
                 }
             };
+            // Every chain staged before any changes: one failure changes nothing.
+            let mut staged = Vec::new();
+            let mut failed = None;
             for tenant in &tenants {
                 let plugins = match &tenant.name {
                     None => Some(&config.plugins),
@@ -317,18 +320,25 @@ async fn reload_on_sighup(
                     );
                     continue;
                 };
-                let new_specs = match specs(plugins, timeout) {
-                    Ok(specs) => specs,
-                    Err(e) => {
-                        tracing::error!("configuration not reloaded: {e}");
-                        continue;
-                    }
+                let chain = tenant.hooks.plugins();
+                let result = match specs(plugins, timeout) {
+                    Ok(specs) => chain.stage(&tenant.runtime, &specs).await,
+                    Err(e) => Err(e),
                 };
-                tenant
-                    .hooks
-                    .plugins()
-                    .reconfigure(&tenant.runtime, &new_specs)
-                    .await;
+                match result {
+                    Ok(chain_staged) => staged.push((chain, chain_staged)),
+                    Err(e) => {
+                        failed = Some(tenant_error(&tenant.name, &e));
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                tracing::error!("configuration not reloaded, nothing changed: {e}");
+                continue;
+            }
+            for (chain, chain_staged) in staged {
+                chain.apply(chain_staged).await;
             }
             for new in &config.tenants {
                 if !tenants.iter().any(|t| t.name.as_deref() == Some(&new.name)) {
@@ -342,9 +352,14 @@ async fn reload_on_sighup(
 /// `GET /metrics`: every plugin's counters in Prometheus text format.
 async fn serve_metrics(listener: TcpListener, tenants: Vec<Arc<Tenant>>) {
     let tenants = Arc::new(tenants);
+    let mut accept_errors = witm_proxy::accept::AcceptErrors::default();
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                accept_errors.pause("metrics listener", &e).await;
+                continue;
+            }
         };
         let tenants = tenants.clone();
         tokio::spawn(async move {

@@ -11,9 +11,17 @@ use witm_flow::{
 
 use crate::plugin::{
     ConnEvent, Delivery, FlowEvent, LoadError, Outcome, Plugin, PluginSpec, PluginStats,
+    StagedVersion,
 };
 use crate::runtime::PluginRuntime;
 use crate::settings::{FailurePolicy, PluginSettings};
+
+/// A configuration loaded by [`PluginChain::stage`], not yet serving.
+pub struct StagedChain {
+    plugins: Vec<Arc<Plugin>>,
+    versions: Vec<(Arc<Plugin>, StagedVersion)>,
+    removed: Vec<Arc<Plugin>>,
+}
 
 /// Plugins run in the order given; each sees the changes of the ones before.
 pub struct PluginChain {
@@ -62,32 +70,76 @@ impl PluginChain {
     /// Makes the chain `specs` (a configuration read again): a plugin whose
     /// file is still there keeps its instances and key-value store (and is
     /// reloaded if its arguments or settings changed), a new one is loaded,
-    /// a removed one gets its `done`. If a new plugin fails to load, the
-    /// chain stays as it was.
+    /// a removed one gets its `done`. If any plugin fails to load, the chain
+    /// stays as it was.
     pub async fn reconfigure(&self, runtime: &PluginRuntime, specs: &[PluginSpec]) {
+        match self.stage(runtime, specs).await {
+            Ok(staged) => self.apply(staged).await,
+            Err(e) => tracing::error!("plugins not changed: {e}"),
+        }
+    }
+
+    /// Loads and starts everything `specs` needs — new plugins, new
+    /// versions of changed ones — without changing what serves: with
+    /// several chains (tenants), every chain is staged before any is
+    /// applied, so one failure changes nothing anywhere. Plugins or
+    /// versions staged but never applied are dropped without serving (and
+    /// without `done`).
+    pub async fn stage(
+        &self,
+        runtime: &PluginRuntime,
+        specs: &[PluginSpec],
+    ) -> Result<StagedChain, String> {
         let old = self.plugins();
         let mut kept = vec![false; old.len()];
         let mut plugins: Vec<Arc<Plugin>> = Vec::with_capacity(specs.len());
+        let mut versions = Vec::new();
         for spec in specs {
             let same_file = (0..old.len()).find(|&i| !kept[i] && old[i].spec().path == spec.path);
             match same_file {
                 Some(i) => {
                     kept[i] = true;
                     if old[i].spec() != *spec {
-                        self.reload_one(runtime, &old[i], Some(spec.clone())).await;
+                        let staged = old[i]
+                            .stage(runtime, Some(spec.clone()))
+                            .await
+                            .map_err(|e| format!("{}: {e}", old[i].name()))?;
+                        versions.push((old[i].clone(), staged));
                     }
                     plugins.push(old[i].clone());
                 }
-                None => match load_one(runtime, spec, &plugins).await {
-                    Ok(plugin) => plugins.push(Arc::new(plugin)),
-                    Err(e) => {
-                        tracing::error!("plugins not changed: {e}");
-                        return;
-                    }
-                },
+                None => plugins.push(Arc::new(
+                    load_one(runtime, spec, &plugins)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )),
             }
         }
-        let names: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
+        let removed = old
+            .iter()
+            .zip(kept)
+            .filter(|(_, kept)| !kept)
+            .map(|(p, _)| p.clone())
+            .collect();
+        Ok(StagedChain {
+            plugins,
+            versions,
+            removed,
+        })
+    }
+
+    /// Makes a staged configuration the chain: new versions current, the
+    /// list swapped, removed plugins' `done` run.
+    pub async fn apply(&self, staged: StagedChain) {
+        for (plugin, version) in staged.versions {
+            let number = plugin.install(version);
+            tracing::info!(
+                plugin = plugin.name(),
+                "reloaded: version {number} serves new flows; events: {}",
+                describe(plugin.subscriptions())
+            );
+        }
+        let names: Vec<&str> = staged.plugins.iter().map(|p| p.name()).collect();
         tracing::info!(
             "plugins now: {}",
             if names.is_empty() {
@@ -96,17 +148,15 @@ impl PluginChain {
                 names.join(", ")
             }
         );
-        *self.plugins.write().unwrap_or_else(|e| e.into_inner()) = plugins.into();
+        *self.plugins.write().unwrap_or_else(|e| e.into_inner()) = staged.plugins.into();
         self.refresh();
-        for (plugin, kept) in old.iter().zip(kept) {
-            if !kept {
-                plugin.done().await;
-                tracing::info!(
-                    plugin = plugin.name(),
-                    "removed; {}",
-                    summary(plugin.stats())
-                );
-            }
+        for plugin in staged.removed {
+            plugin.done().await;
+            tracing::info!(
+                plugin = plugin.name(),
+                "removed; {}",
+                summary(plugin.stats())
+            );
         }
     }
 
@@ -172,11 +222,10 @@ impl PluginChain {
     }
 
     async fn each_flow(&self, event: FlowEvent, wanted: Events, flow: &mut Flow) {
-        for plugin in self
-            .plugins()
-            .iter()
-            .filter(|p| p.subscriptions().contains(wanted))
-        {
+        for plugin in self.plugins().iter() {
+            if !plugin.wants(flow, wanted) {
+                continue;
+            }
             let outcome = plugin.deliver(Delivery::Flow(event, flow)).await;
             if let Outcome::Failed(reason) | Outcome::Skipped(reason) = outcome
                 && plugin.failure_policy() == FailurePolicy::Closed

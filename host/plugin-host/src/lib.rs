@@ -33,7 +33,7 @@ pub mod runtime;
 pub mod settings;
 mod state;
 
-pub use chain::{PluginChain, metrics_preamble};
+pub use chain::{PluginChain, StagedChain, metrics_preamble};
 pub use plugin::{LoadError, Plugin, PluginSpec, PluginStats};
 pub use runtime::{PluginRuntime, RuntimeOptions};
 pub use settings::{DirGrant, FailurePolicy, HostPattern, PluginSettings};

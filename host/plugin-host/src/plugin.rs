@@ -367,6 +367,11 @@ pub struct Plugin {
     finished: AtomicBool,
 }
 
+/// A version compiled and started by [`Plugin::stage`], not yet serving.
+pub(crate) struct StagedVersion {
+    version: Version,
+}
+
 static NEXT_PLUGIN_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Plugin {
@@ -417,6 +422,16 @@ impl Plugin {
         Events::from_bits(self.subscriptions.load(Ordering::Relaxed))
     }
 
+    /// Whether this plugin takes `wanted` for `flow`: asked of the version
+    /// the flow is pinned to (the one its events go to), else the current.
+    pub fn wants(&self, flow: &Flow, wanted: Events) -> bool {
+        let id = self.starter.id;
+        match flow.attachments.find::<Version>(|v| v.plugin == id) {
+            Some(pinned) => pinned.subscriptions.contains(wanted),
+            None => self.subscriptions().contains(wanted),
+        }
+    }
+
     /// Counters of this plugin's calls.
     pub fn stats(&self) -> &PluginStats {
         &self.starter.stats
@@ -461,10 +476,28 @@ impl Plugin {
         runtime: &PluginRuntime,
         spec: Option<PluginSpec>,
     ) -> Result<u64, String> {
+        let staged = self.stage(runtime, spec).await?;
+        Ok(self.install(staged))
+    }
+
+    /// Compiles and starts a new version without making it current, so a
+    /// configuration can be staged whole and applied only if every part
+    /// loaded. Dropped without [`Plugin::install`], it never serves.
+    pub(crate) async fn stage(
+        &self,
+        runtime: &PluginRuntime,
+        spec: Option<PluginSpec>,
+    ) -> Result<StagedVersion, String> {
         let old = self.current();
         let spec = spec.unwrap_or_else(|| old.spec.clone());
         *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = FileStamp::of(&spec.path);
         let version = self.starter.prepare(runtime, spec, old.number + 1).await?;
+        Ok(StagedVersion { version })
+    }
+
+    /// Makes a staged version current; returns its number.
+    pub(crate) fn install(&self, staged: StagedVersion) -> u64 {
+        let version = staged.version;
         self.starter.shared.log.configure(&version.settings);
         let number = version.number;
         self.subscriptions
@@ -472,7 +505,7 @@ impl Plugin {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(version);
         self.health.reset();
         self.starter.stats.reloads.fetch_add(1, Ordering::Relaxed);
-        Ok(number)
+        number
     }
 
     /// The version an event goes to: the one the flow started with, or the

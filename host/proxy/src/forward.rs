@@ -16,6 +16,7 @@ use crate::auth;
 use crate::body::{self, ProxyBody};
 use crate::flow_log::{FlowLine, LoggedBody};
 use crate::intercept::{ServerLink, Tunnel};
+use crate::liveness::Liveness;
 use crate::server::Shared;
 use crate::tunnel;
 use crate::websocket;
@@ -35,6 +36,8 @@ pub(crate) async fn handle<H: FlowHooks>(
     mut request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let started = Instant::now();
+    // Who serves the client's connection; not for the server.
+    let live = request.extensions_mut().remove::<Liveness>();
     let tenant = match &tunnel {
         Some(tunnel) => tunnel.tenant.clone(),
         None => match auth::admit(&shared.options, request.headers_mut(), conn.address) {
@@ -43,7 +46,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         },
     };
     if request.method() == Method::CONNECT && tunnel.is_none() {
-        return tunnel::connect(shared, request, conn, tenant).await;
+        return tunnel::connect(shared, request, conn, tenant, live).await;
     }
     let (mut parts, incoming) = request.into_parts();
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
@@ -78,6 +81,7 @@ pub(crate) async fn handle<H: FlowHooks>(
     let side = ClientSide {
         upgrade: client_upgrade.filter(|_| websocket::is_upgrade(&flow.request)),
         extensions,
+        live,
     };
     run(
         &shared,
@@ -170,6 +174,7 @@ async fn run_after_request_body<H: FlowHooks>(
     let ClientSide {
         upgrade: client_upgrade,
         extensions,
+        live,
     } = side;
     let mut response_extensions = http::Extensions::new();
     if events.contains(Events::REQUEST) {
@@ -236,7 +241,18 @@ async fn run_after_request_body<H: FlowHooks>(
         let mut response = respond(&shared, &flow, None, started);
         response.extensions_mut().extend(response_extensions);
         websocket::keep_upgrade_headers(response.headers_mut());
-        tokio::spawn(websocket::relay(shared.clone(), flow, client, server));
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let relay = websocket::relay(shared, flow, client, server);
+            match live {
+                // Held until the relay ends; cut when witm stops.
+                Some(live) => tokio::select! {
+                    () = relay => {}
+                    () = live.closing() => {}
+                },
+                None => relay.await,
+            }
+        });
         return Ok(response);
     }
     let mut response = respond(&shared, &flow, response_body, started);
@@ -251,6 +267,8 @@ pub(crate) struct ClientSide {
     upgrade: Option<OnUpgrade>,
     /// hyper's extensions of the request (the original case of header names).
     extensions: http::Extensions,
+    /// Who serves the client's connection: a WebSocket relay holds it.
+    live: Option<Liveness>,
 }
 
 /// The server's answer, head read, body not yet.
@@ -520,10 +538,13 @@ pub(crate) fn respond<H: FlowHooks>(
         .as_ref()
         .expect("a response was set or fetched");
     let no_content = wire::response_has_no_content(&flow.request.method, response.status);
+    // The server's streamed body goes out only with the server's response:
+    // a response a plugin (or the failure policy) put in its place carries
+    // its own body, and the server's is dropped.
     let body = match streamed {
-        Some(streamed) => streamed,
-        None if no_content => body::empty(),
-        None => body::full(wire::buffered_bytes(&response.body)),
+        Some(streamed) if response.body == Body::Streamed => streamed,
+        _ if no_content => body::empty(),
+        _ => body::full(wire::buffered_bytes(&response.body)),
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut outgoing = hyper::Response::new(body);

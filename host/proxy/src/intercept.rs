@@ -29,6 +29,7 @@ use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
 use crate::body::ProxyBody;
 use crate::forward;
+use crate::liveness::Liveness;
 use crate::prefixed::Peeked;
 use crate::server::Shared;
 use crate::server_events::ServerEvents;
@@ -117,13 +118,21 @@ pub(crate) fn intercept<H: FlowHooks>(
     tls: Arc<TlsOptions>,
     conn: Arc<ClientConn>,
     upgraded: Upgraded,
-    host: String,
-    port: u16,
-    tenant: Option<Arc<str>>,
+    target: Connected,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(intercept_tunnel(
-        shared, tls, conn, upgraded, host, port, tenant,
-    ))
+    Box::pin(intercept_tunnel(shared, tls, conn, upgraded, target))
+}
+
+/// A CONNECT that got its 200: where to, for whom, and who serves it.
+pub(crate) struct Connected {
+    /// The CONNECT target.
+    pub host: String,
+    /// The CONNECT target's port.
+    pub port: u16,
+    /// The tenant of the CONNECT, and so of every flow in the tunnel.
+    pub tenant: Option<Arc<str>>,
+    /// Held while the tunnel serves (see `liveness`).
+    pub live: Option<Liveness>,
 }
 
 async fn intercept_tunnel<H: FlowHooks>(
@@ -131,10 +140,14 @@ async fn intercept_tunnel<H: FlowHooks>(
     tls: Arc<TlsOptions>,
     conn: Arc<ClientConn>,
     upgraded: Upgraded,
-    host: String,
-    port: u16,
-    tenant: Option<Arc<str>>,
+    target: Connected,
 ) {
+    let Connected {
+        host,
+        port,
+        tenant,
+        live,
+    } = target;
     let mut io = TokioIo::new(upgraded);
     let mut first = [0u8; 1];
     match tokio::time::timeout(tls.handshake_timeout, io.read(&mut first)).await {
@@ -157,7 +170,7 @@ async fn intercept_tunnel<H: FlowHooks>(
             link_error: None,
             tenant,
         });
-        serve_http1(shared, conn, tunnel, io).await;
+        serve_http1(shared, conn, tunnel, io, live).await;
         return;
     }
 
@@ -289,21 +302,55 @@ async fn intercept_tunnel<H: FlowHooks>(
         tenant,
     });
     if client_alpn.as_deref() == Some(ALPN_H2) {
-        let service = {
-            let (shared, conn, tunnel) = (shared.clone(), conn.clone(), tunnel.clone());
-            service_fn(move |request| {
-                forward::handle(shared.clone(), conn.clone(), Some(tunnel.clone()), request)
-            })
+        let address = conn.address;
+        let service = inner_service(shared, conn, tunnel, live.clone());
+        let mut served = Box::pin(
+            http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service),
+        );
+        let served = tokio::select! {
+            served = served.as_mut() => served,
+            () = closing(&live) => {
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
         };
-        let served = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
         if let Err(e) = served {
-            tracing::debug!(client = %conn.address, "HTTP/2 connection ended: {e}");
+            tracing::debug!(client = %address, "HTTP/2 connection ended: {e}");
         }
     } else {
-        serve_http1(shared, conn, tunnel, stream).await;
+        serve_http1(shared, conn, tunnel, stream, live).await;
+    }
+}
+
+/// The service for requests inside a tunnel: each carries the connection's
+/// liveness, for a WebSocket relay to hold.
+fn inner_service<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    conn: Arc<ClientConn>,
+    tunnel: Arc<Tunnel>,
+    live: Option<Liveness>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<ProxyBody>,
+    Error = forward::FlowKilled,
+    Future = impl std::future::Future<Output = Result<hyper::Response<ProxyBody>, forward::FlowKilled>>
+             + Send,
+> + Clone {
+    service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        if let Some(live) = &live {
+            request.extensions_mut().insert(live.clone());
+        }
+        forward::handle(shared.clone(), conn.clone(), Some(tunnel.clone()), request)
+    })
+}
+
+/// Resolves when witm stops, never without a liveness (a replay).
+async fn closing(live: &Option<Liveness>) {
+    match live {
+        Some(live) => live.closing().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -312,21 +359,29 @@ async fn serve_http1<H, IO>(
     conn: Arc<ClientConn>,
     tunnel: Arc<Tunnel>,
     io: IO,
+    live: Option<Liveness>,
 ) where
     H: FlowHooks,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let address = conn.address;
-    let service = service_fn(move |request| {
-        forward::handle(shared.clone(), conn.clone(), Some(tunnel.clone()), request)
-    });
-    let served = http1::Builder::new()
-        .preserve_header_case(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades()
-        .await;
+    let service = inner_service(shared, conn, tunnel, live.clone());
+    let mut served = Box::pin(
+        http1::Builder::new()
+            .preserve_header_case(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades(),
+    );
+    let served = tokio::select! {
+        served = served.as_mut() => served,
+        () = closing(&live) => {
+            // Finish the request in flight, then close.
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
     if let Err(e) = served {
         tracing::debug!(client = %address, "connection in tunnel ended: {e}");
     }

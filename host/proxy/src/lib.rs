@@ -3,7 +3,10 @@
 //!
 //! Layout:
 //! - [`server`]: listening, per-connection tasks, graceful shutdown;
+//! - [`accept`]: pausing after a failed accept (out of file descriptors);
 //! - `auth`: `Proxy-Authorization: Basic` and the tenant of each flow;
+//! - `liveness`: which tasks still serve a client connection (tunnels,
+//!   WebSocket relays), for `client-disconnect` and shutdown;
 //! - `forward`: one request, from the client to the server and back;
 //! - `wire`: translation between hyper messages and flow messages
 //!   (hop-by-hop headers, `content-length`);
@@ -20,12 +23,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod accept;
 mod auth;
 mod body;
 mod cert_info;
 mod flow_log;
 mod forward;
 mod intercept;
+mod liveness;
 mod prefixed;
 pub mod server;
 mod server_events;

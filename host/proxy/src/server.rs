@@ -16,9 +16,11 @@ use witm_flow::{ClientConn, Events, Flow, FlowHooks, Replayer};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use witm_tls::{Upstream, UpstreamTrust};
 
+use crate::accept::AcceptErrors;
 use crate::auth::Authenticator;
 use crate::body::ProxyBody;
 use crate::forward;
+use crate::liveness::Liveness;
 use crate::server_events::{HookEvents, ServerEvents, Watched};
 use crate::tls::TlsOptions;
 
@@ -192,6 +194,7 @@ async fn serve_listener<H: FlowHooks>(
     let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
+    let mut accept_errors = AcceptErrors::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -200,11 +203,7 @@ async fn serve_listener<H: FlowHooks>(
                     let guard = (alive.clone(), closing.clone());
                     tokio::spawn(serve_connection(shared.clone(), stream, address, guard));
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, don't spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Err(e) => accept_errors.pause("proxy listener", &e).await,
             },
             () = &mut shutdown => break,
         }
@@ -222,12 +221,14 @@ async fn serve_listener<H: FlowHooks>(
     Ok(())
 }
 
-/// One client connection: its events around hyper's HTTP/1 server.
+/// One client connection: its events around hyper's HTTP/1 server. The
+/// connection ends for `client-disconnect` when its tunnel or WebSocket
+/// relay (if any) has ended too, not when hyper hands them the socket.
 async fn serve_connection<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     stream: tokio::net::TcpStream,
     address: SocketAddr,
-    (_alive, mut closing): (
+    (alive, closing): (
         tokio::sync::mpsc::Sender<()>,
         tokio::sync::watch::Receiver<bool>,
     ),
@@ -237,29 +238,36 @@ async fn serve_connection<H: FlowHooks>(
     if events.contains(Events::CLIENT_CONNECT) {
         shared.hooks.client_connect(&conn).await;
     }
+    let (live, all_ended) = Liveness::new(alive, closing);
     let service = {
-        let shared = shared.clone();
-        let conn = conn.clone();
-        service_fn(move |request| forward::handle(shared.clone(), conn.clone(), None, request))
+        let (shared, conn, live) = (shared.clone(), conn.clone(), live.clone());
+        service_fn(move |mut request| {
+            request.extensions_mut().insert(live.clone());
+            forward::handle(shared.clone(), conn.clone(), None, request)
+        })
     };
-    let connection = http1::Builder::new()
-        .preserve_header_case(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(connection);
+    let mut connection = Box::pin(
+        http1::Builder::new()
+            .preserve_header_case(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades(),
+    );
     let ended = tokio::select! {
         ended = connection.as_mut() => ended,
-        () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+        () = live.closing() => {
             // Finish the request in flight, then close.
             connection.as_mut().graceful_shutdown();
-            connection.await
+            connection.as_mut().await
         }
     };
     if let Err(e) = ended {
         tracing::debug!(client = %address, "client connection ended: {e}");
     }
+    drop(connection);
+    drop(live);
+    all_ended.wait().await;
     if shared
         .hooks
         .subscriptions()

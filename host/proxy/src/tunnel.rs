@@ -12,6 +12,7 @@ use witm_flow::{Body, ClientConn, Events, Flow, FlowHooks, Request};
 use crate::body::{self, ProxyBody};
 use crate::forward::{FlowKilled, killed, plain_response, respond};
 use crate::intercept;
+use crate::liveness::Liveness;
 use crate::server::Shared;
 use crate::wire;
 
@@ -19,12 +20,14 @@ use crate::wire;
 /// `http-connect`), or 400 for a target that is not "host:port".
 ///
 /// `tenant` (from the CONNECT's credentials or the listener) is the tenant
-/// of the CONNECT's flow and of every flow in the tunnel.
+/// of the CONNECT's flow and of every flow in the tunnel; `live`, held by
+/// the tunnel's task, keeps the client connection open for its events.
 pub(crate) async fn connect<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     request: hyper::Request<Incoming>,
     conn: Arc<ClientConn>,
     tenant: Option<Arc<str>>,
+    live: Option<Liveness>,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let started = std::time::Instant::now();
     let Some((host, port)) = request.uri().authority().and_then(|a| {
@@ -77,11 +80,29 @@ pub(crate) async fn connect<H: FlowHooks>(
         };
         match tls {
             Some(tls) => {
-                intercept::intercept(shared, tls, conn, upgraded, host, port, tenant).await
+                let target = intercept::Connected {
+                    host,
+                    port,
+                    tenant,
+                    live,
+                };
+                intercept::intercept(shared, tls, conn, upgraded, target).await
             }
             None => {
-                if let Err(e) = relay(upgraded, &host, port).await {
-                    tracing::info!(client = %conn.address, "CONNECT {host}:{port}: {e}");
+                let relayed = relay(upgraded, &host, port);
+                // A raw tunnel carries no flows witm could let finish: it is
+                // cut when witm stops.
+                let cut = async {
+                    match &live {
+                        Some(live) => live.closing().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    relayed = relayed => if let Err(e) = relayed {
+                        tracing::info!(client = %conn.address, "CONNECT {host}:{port}: {e}");
+                    },
+                    () = cut => {}
                 }
             }
         }

@@ -258,7 +258,7 @@ async fn answer(
     }
     if let Some(megabytes) = path
         .strip_prefix("/big/")
-        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| n.split('?').next().unwrap_or(n).parse::<usize>().ok())
     {
         let mut response = hyper::Response::new(
             Zeros {

@@ -1,7 +1,9 @@
 //! In `response-headers`, asks for bodies over 1 MiB to be streamed; in
-//! `response`, logs whether the body was held or streamed.
+//! `response`, logs whether the body was held or streamed, and for a
+//! request whose URL has `replace`, puts a response of its own in place of
+//! the server's.
 
-use witm_sdk::{Context, Events, Flow, HostError, Level, Plugin};
+use witm_sdk::{Context, Events, Flow, HostError, Level, Plugin, Response};
 
 struct Streamer;
 
@@ -34,6 +36,13 @@ impl Plugin for Streamer {
             Err(e) => format!("error {e:?}"),
         };
         ctx.log(Level::Info, &format!("body: {seen}"));
+        if flow.request().url().contains("replace") {
+            flow.set_response(Response::new(
+                200,
+                &[("content-type".to_owned(), "text/plain".to_owned())],
+                b"replaced by the plugin\n",
+            ));
+        }
     }
 }
 
