@@ -126,9 +126,17 @@ impl<H: FlowHooks> Proxy<H> {
     /// A function that sends a flow's request again through this proxy,
     /// with its events (for plugins' `replay-request`): the future it
     /// returns does it; the caller runs it (and bounds how many at once).
+    ///
+    /// It holds the proxy weakly: the hooks keep the replayer (the plugin
+    /// runtime does) and the proxy keeps the hooks, so a strong reference
+    /// would be a cycle that is never freed. Once the proxy is gone, it does
+    /// nothing.
     pub fn replayer(&self) -> Replayer {
-        let shared = self.shared.clone();
-        Arc::new(move |flow| Box::pin(forward::replay(shared.clone(), flow)))
+        let shared = Arc::downgrade(&self.shared);
+        Arc::new(move |flow| match shared.upgrade() {
+            Some(shared) => Box::pin(forward::replay(shared, flow)),
+            None => Box::pin(async {}),
+        })
     }
 
     /// Sends `flow`'s request again through the hooks and to its server,
