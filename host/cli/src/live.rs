@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use witm_addons::{Save, ServerReplay, TenantRouter};
 use witm_plugin_host::PluginSpec;
 use witm_proxy::{Authenticator, Proxy, ProxyOptions};
 
 use crate::config::{self, Config, PluginConfig};
-use crate::saved::{Recorder, SavedFlowHooks, ServerReplay};
-use crate::tenants::{Tenant, TenantRouter};
+use crate::tenants::Tenant;
 use crate::{Cli, fail, load_chain, read_all, shutdown_signal, tls_options};
 
 /// How often plugin files are checked for a new version.
@@ -85,7 +85,7 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
     let mut server_replay = match cli.server_replay.as_deref().map(read_all).transpose() {
         Ok(flows) => flows.map(|flows| {
             let replay = ServerReplay::new(flows, cli.server_replay_extra, cli.server_replay_reuse);
-            tracing::info!("server replay: {} saved responses", replay.len());
+            tracing::info!("server replay: {} saved responses", replay.waiting());
             replay
         }),
         Err(e) => return fail(&e),
@@ -112,7 +112,7 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             };
             let save = plan.save.as_deref().or(cli.save.as_deref());
             let recorder = match save
-                .map(|path| Recorder::create(path, cli.save_filter.clone()))
+                .map(|path| Save::create(path, cli.save_filter.clone()))
                 .transpose()
             {
                 Ok(recorder) => recorder,
@@ -121,11 +121,13 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             if let Some(name) = &plan.name {
                 credentials.extend(plan.credentials.iter().map(|c| (c.clone(), name.clone())));
             }
-            let tenant = Arc::new(Tenant {
-                name: plan.name,
-                hooks: SavedFlowHooks::new(chain, recorder, server_replay.take()),
-                runtime: Arc::new(runtime),
-            });
+            let tenant = Arc::new(Tenant::new(
+                plan.name,
+                chain,
+                runtime,
+                server_replay.take(),
+                recorder,
+            ));
             tenants.push(tenant.clone());
             all_tenants.push(tenant);
         }
@@ -155,7 +157,13 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             },
             ..ProxyOptions::default()
         };
-        let proxy = Proxy::new(TenantRouter::new(tenants.clone()), options);
+        let router = TenantRouter::new(
+            tenants
+                .iter()
+                .map(|t| (t.name.clone(), t.hooks.clone()))
+                .collect(),
+        );
+        let proxy = Proxy::new(router, options);
         for tenant in &tenants {
             tenant.runtime.set_replayer(proxy.replayer());
         }
@@ -225,8 +233,8 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
         admin.abort();
     }
     for tenant in &all_tenants {
-        tenant.hooks.plugins().done().await;
-        tenant.hooks.finish();
+        tenant.plugins().done().await;
+        tenant.finish();
     }
     if failed {
         ExitCode::FAILURE
@@ -271,7 +279,7 @@ async fn watch_plugin_files(tenants: Vec<Arc<Tenant>>) {
     loop {
         tick.tick().await;
         for tenant in &tenants {
-            tenant.hooks.plugins().reload_changed(&tenant.runtime).await;
+            tenant.plugins().reload_changed(&tenant.runtime).await;
         }
     }
 }
@@ -320,7 +328,7 @@ async fn reload_on_sighup(
                     );
                     continue;
                 };
-                let chain = tenant.hooks.plugins();
+                let chain = tenant.plugins();
                 let result = match specs(plugins, timeout) {
                     Ok(specs) => chain.stage(&tenant.runtime, &specs).await,
                     Err(e) => Err(e),
@@ -374,7 +382,7 @@ async fn serve_metrics(listener: TcpListener, tenants: Vec<Arc<Tenant>>) {
             let (status, body) = if request.starts_with(b"GET /metrics ") {
                 let mut body = witm_plugin_host::metrics_preamble();
                 for tenant in tenants.iter() {
-                    body += &tenant.hooks.plugins().metrics(tenant.name.as_deref());
+                    body += &tenant.plugins().metrics(tenant.name.as_deref());
                 }
                 ("200 OK", body)
             } else {

@@ -1,129 +1,52 @@
-//! Tenants: each has its own plugin chain (with its own limits) and flow
-//! file, and sees only its own flows. A listener serves one tenant (chosen
-//! by port) or several told apart by their `Proxy-Authorization`
-//! credentials; the proxy tags each flow with its tenant and this router
-//! hands the flow to that tenant's hooks only.
-//!
-//! Connection events (`client-connect`, `tls-clienthello`, `server-*`)
-//! happen before a client has said who it is, so on a listener shared by
-//! several tenants they reach no plugin; on a tenant's own listener they
-//! reach its plugins as usual.
+//! The tenants witm runs, as the binary wires them: each its name, its
+//! plugin chain on an engine of its own, and the addons stacked after the
+//! plugins (server replay, then saving). Routing flows to them is
+//! `witm_addons::TenantRouter`.
 
 use std::sync::Arc;
 
-use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks, ServerConn, WebSocketMessage};
+use witm_addons::{Save, ServerReplay, Stack};
 use witm_plugin_host::{PluginChain, PluginRuntime};
 
-use crate::saved::SavedFlowHooks;
+/// A tenant's hooks: its plugins, then server replay, then saving.
+pub type TenantHooks = Stack<PluginChain, Stack<Option<ServerReplay>, Option<Save>>>;
 
-/// One tenant: its name, its plugins (with their runtime, so a plugin's
-/// `replay-request` goes through this tenant's listener), its recorder.
+/// One tenant.
 pub struct Tenant {
     /// `None` for the single implicit tenant of a configuration without any.
     pub name: Option<Arc<str>>,
-    /// The plugin chain wrapped with recording and server replay.
-    pub hooks: SavedFlowHooks<PluginChain>,
-    /// The engine this tenant's plugins run on.
+    /// What the proxy calls for this tenant's flows.
+    pub hooks: Arc<TenantHooks>,
+    /// The engine this tenant's plugins run on (a plugin's `replay-request`
+    /// goes through this tenant's listener).
     pub runtime: Arc<PluginRuntime>,
 }
 
-/// The tenants of one listener, as the proxy's hooks.
-pub struct TenantRouter {
-    tenants: Vec<Arc<Tenant>>,
-}
-
-impl TenantRouter {
-    /// Routes flows to `tenants` (at least one).
-    pub fn new(tenants: Vec<Arc<Tenant>>) -> Self {
-        Self { tenants }
-    }
-
-    /// The tenant of a flow: the only one, or the one the proxy tagged.
-    fn of(&self, flow: &Flow) -> Option<&Tenant> {
-        match self.tenants.as_slice() {
-            [only] => Some(only),
-            many => {
-                let name = flow.tenant.as_deref()?;
-                many.iter()
-                    .map(|t| &**t)
-                    .find(|t| t.name.as_deref() == Some(name))
-            }
+impl Tenant {
+    /// Wires `plugins` with the addons asked for.
+    pub fn new(
+        name: Option<Arc<str>>,
+        plugins: PluginChain,
+        runtime: PluginRuntime,
+        server_replay: Option<ServerReplay>,
+        save: Option<Save>,
+    ) -> Self {
+        Self {
+            name,
+            hooks: Arc::new(Stack::new(plugins, Stack::new(server_replay, save))),
+            runtime: Arc::new(runtime),
         }
     }
 
-    /// The tenant of connection events: only on a one-tenant listener.
-    fn sole(&self) -> Option<&Tenant> {
-        match self.tenants.as_slice() {
-            [only] => Some(only),
-            _ => None,
-        }
+    /// The tenant's plugin chain.
+    pub fn plugins(&self) -> &PluginChain {
+        self.hooks.first()
     }
-}
 
-impl FlowHooks for TenantRouter {
-    fn subscriptions(&self) -> Events {
-        self.tenants
-            .iter()
-            .fold(Events::NONE, |all, t| all | t.hooks.subscriptions())
-    }
-    async fn request_headers(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.hooks.request_headers(flow).await
-        }
-    }
-    async fn request(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.hooks.request(flow).await
-        }
-    }
-    async fn response_headers(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.hooks.response_headers(flow).await
-        }
-    }
-    async fn response(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.hooks.response(flow).await
-        }
-    }
-    async fn error(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.hooks.error(flow).await
-        }
-    }
-    async fn http_connect(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.hooks.http_connect(flow).await
-        }
-    }
-    async fn websocket_message(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
-        if let Some(t) = self.of(flow) {
-            t.hooks.websocket_message(flow, message).await
-        }
-    }
-    async fn client_connect(&self, conn: &Arc<ClientConn>) {
-        if let Some(t) = self.sole() {
-            t.hooks.client_connect(conn).await
-        }
-    }
-    async fn client_disconnect(&self, conn: &Arc<ClientConn>) {
-        if let Some(t) = self.sole() {
-            t.hooks.client_disconnect(conn).await
-        }
-    }
-    async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
-        if let Some(t) = self.sole() {
-            t.hooks.tls_clienthello(conn, hello).await
-        }
-    }
-    async fn server_connect(&self, server: &Arc<ServerConn>) {
-        if let Some(t) = self.sole() {
-            t.hooks.server_connect(server).await
-        }
-    }
-    async fn server_disconnect(&self, server: &Arc<ServerConn>) {
-        if let Some(t) = self.sole() {
-            t.hooks.server_disconnect(server).await
+    /// Writes what is still queued for the flow file, if any.
+    pub fn finish(&self) {
+        if let Some(save) = self.hooks.second().second() {
+            save.finish();
         }
     }
 }

@@ -223,3 +223,70 @@ impl<H: FlowHooks> FlowHooks for Arc<H> {
         (**self).tls_clienthello(conn, hello)
     }
 }
+
+/// An addon that may be off: `None` subscribes to nothing.
+impl<H: FlowHooks> FlowHooks for Option<H> {
+    fn subscriptions(&self) -> Events {
+        self.as_ref().map_or(Events::NONE, H::subscriptions)
+    }
+    async fn client_connect(&self, conn: &Arc<ClientConn>) {
+        if let Some(h) = self {
+            h.client_connect(conn).await
+        }
+    }
+    async fn request(&self, flow: &mut Flow) {
+        if let Some(h) = self {
+            h.request(flow).await
+        }
+    }
+    async fn response(&self, flow: &mut Flow) {
+        if let Some(h) = self {
+            h.response(flow).await
+        }
+    }
+    async fn error(&self, flow: &mut Flow) {
+        if let Some(h) = self {
+            h.error(flow).await
+        }
+    }
+    async fn client_disconnect(&self, conn: &Arc<ClientConn>) {
+        if let Some(h) = self {
+            h.client_disconnect(conn).await
+        }
+    }
+    async fn http_connect(&self, flow: &mut Flow) {
+        if let Some(h) = self {
+            h.http_connect(flow).await
+        }
+    }
+    async fn request_headers(&self, flow: &mut Flow) {
+        if let Some(h) = self {
+            h.request_headers(flow).await
+        }
+    }
+    async fn server_connect(&self, server: &Arc<ServerConn>) {
+        if let Some(h) = self {
+            h.server_connect(server).await
+        }
+    }
+    async fn server_disconnect(&self, server: &Arc<ServerConn>) {
+        if let Some(h) = self {
+            h.server_disconnect(server).await
+        }
+    }
+    async fn websocket_message(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
+        if let Some(h) = self {
+            h.websocket_message(flow, message).await
+        }
+    }
+    async fn response_headers(&self, flow: &mut Flow) {
+        if let Some(h) = self {
+            h.response_headers(flow).await
+        }
+    }
+    async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
+        if let Some(h) = self {
+            h.tls_clienthello(conn, hello).await
+        }
+    }
+}
