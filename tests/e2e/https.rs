@@ -274,7 +274,7 @@ fn an_untrusted_server_certificate_gives_502_and_the_error_event() {
         response.body
     );
     assert!(
-        witm.wait_for_log("event=error message=TLS handshake with server", 1),
+        witm.wait_for_log("event=error kind=tls message=TLS handshake with server", 1),
         "{}",
         witm.stderr().join("\n")
     );

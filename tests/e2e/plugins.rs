@@ -130,6 +130,37 @@ fn an_unreachable_server_gives_502_and_the_error_event() {
         "{}",
         response.body
     );
-    assert!(witm.wait_for_log("event=error message=cannot connect", 1));
+    assert!(witm.wait_for_log("event=error kind=server message=cannot connect", 1));
     assert_eq!(witm.log_count("event=response"), 0);
+}
+
+#[test]
+fn a_malformed_request_body_is_the_clients_error_a_400_and_reaches_plugins_as_such() {
+    use std::io::{Read, Write};
+    let origin = Origin::start();
+    let witm = start_with(&["recorder"]);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", witm.port)).unwrap();
+    let url = origin.url("/upload");
+    write!(
+        client,
+        "POST {url} HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\nnot-a-chunk-size\r\n\r\n",
+        origin.address
+    )
+    .unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        witm.wait_for_log(
+            "event=error kind=client message=request body from the client",
+            1
+        ),
+        "{}",
+        witm.stderr().join("\n")
+    );
+    assert!(origin.seen().iter().all(|r| r.path != "/upload"));
 }

@@ -6,7 +6,7 @@
 //! [[plugins]]                        # in chain order
 //! path = "plugins/tagger.wasm"
 //! args = ["blue"]
-//! timeout_ms = 200                   # CPU time per event
+//! timeout_ms = 200                   # time per event (wall clock while the call runs)
 //! memory_mb = 64                     # linear memory per instance
 //! fuel = 50_000_000                  # optional, per event
 //! failure = "closed"                 # or "open" (default)
@@ -74,7 +74,7 @@ pub struct PluginConfig {
     /// Arguments for `start`.
     #[serde(default)]
     pub args: Vec<String>,
-    /// CPU time per event, in ms.
+    /// Time per event (wall clock while the call runs), in ms.
     pub timeout_ms: Option<u64>,
     /// Linear memory per instance, in MiB.
     pub memory_mb: Option<u64>,

@@ -86,7 +86,8 @@ struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     tls_handshake_timeout_ms: u64,
 
-    /// CPU time one plugin event may take, in milliseconds, before it is
+    /// Time one plugin event may run (wall clock, from the call's start), in
+    /// milliseconds, before it is
     /// interrupted (the flow goes on as before the call).
     #[arg(long, value_name = "MS", default_value_t = 5000, global = true)]
     plugin_timeout_ms: u64,

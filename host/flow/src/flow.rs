@@ -132,10 +132,13 @@ impl Default for ClientConn {
     }
 }
 
-/// A communication error (mitmproxy's `Error`): the server could not be
-/// reached, or the exchange broke off. Not an HTTP error status.
+/// A communication error (mitmproxy's `Error`): the flow got no response
+/// from the server — it could not be reached, broke off, sent what witm
+/// cannot forward, or a plugin failed. Not an HTTP error status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowError {
+    /// Where it came from (which also decides the client's status).
+    pub kind: ErrorKind,
     /// What went wrong, for people.
     pub message: String,
     /// When it happened, ms since the Unix epoch.
@@ -144,11 +147,72 @@ pub struct FlowError {
 
 impl FlowError {
     /// An error that happens now.
-    pub fn new(message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
+            kind,
             message: message.into(),
             timestamp: crate::now_ms(),
         }
+    }
+}
+
+/// Where a flow's failure came from. The proxy maps it to the status the
+/// client gets in one place; plugins see it beside the message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The client sent what witm cannot forward (a malformed body …): 400.
+    Client,
+    /// The server could not be reached or broke the exchange: 502. Also
+    /// what errors read from other tools' files are, which name no origin.
+    #[default]
+    Server,
+    /// The server did not answer in time: 504.
+    Timeout,
+    /// TLS with the server failed (its certificate, the handshake): 502.
+    Tls,
+    /// A plugin failed and its failure policy is closed: 502.
+    Plugin,
+    /// witm itself failed: 500.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Client,
+        ErrorKind::Server,
+        ErrorKind::Timeout,
+        ErrorKind::Tls,
+        ErrorKind::Plugin,
+        ErrorKind::Internal,
+    ];
+
+    /// The name in flow files and logs ("client", "server", …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Client => "client",
+            ErrorKind::Server => "server",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Plugin => "plugin",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The status witm answers the client with for a failure of this kind:
+    /// the one place it is decided (the proxy and the plugin host both ask).
+    pub const fn status(self) -> u16 {
+        match self {
+            ErrorKind::Client => 400,
+            ErrorKind::Server | ErrorKind::Tls | ErrorKind::Plugin => 502,
+            ErrorKind::Timeout => 504,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The kind named `name`, if any.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 

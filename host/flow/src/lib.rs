@@ -24,8 +24,8 @@ pub mod message;
 pub mod testing;
 
 pub use flow::{
-    Attachments, CertInfo, ClientConn, ClientHello, ClientTls, Flow, FlowError, ServerConn,
-    WebSocketMessage,
+    Attachments, CertInfo, ClientConn, ClientHello, ClientTls, ErrorKind, Flow, FlowError,
+    ServerConn, WebSocketMessage,
 };
 pub use headers::Headers;
 pub use hooks::{Events, FlowHooks, NoHooks, Replayer};

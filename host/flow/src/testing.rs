@@ -2,7 +2,7 @@
 //! `tflow("http://example.com/a")` is a GET with a Host header,
 //! `with_response(tflow(..), 200, "body")` adds a response.
 
-use crate::{Flow, FlowError, Headers, Request, Response};
+use crate::{ErrorKind, Flow, FlowError, Headers, Request, Response};
 
 /// A GET of `url` with `Host` and `Accept` headers and no body.
 pub fn tflow(url: &str) -> Flow {
@@ -45,7 +45,7 @@ pub fn with_response(mut flow: Flow, status: u16, body: impl Into<bytes::Bytes>)
 
 /// `flow` failed with `message`.
 pub fn with_error(mut flow: Flow, message: &str) -> Flow {
-    flow.error = Some(FlowError::new(message));
+    flow.error = Some(FlowError::new(ErrorKind::Server, message));
     flow
 }
 

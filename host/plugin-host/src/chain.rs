@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use witm_flow::{
-    ClientConn, ClientHello, Events, Flow, FlowHooks, Headers, Response, ServerConn,
+    ClientConn, ClientHello, ErrorKind, Events, Flow, FlowHooks, Headers, Response, ServerConn,
     WebSocketMessage,
 };
 
@@ -251,7 +251,7 @@ impl PluginChain {
 /// The answer a client gets when a plugin with failure policy `closed` fails.
 fn bad_gateway(plugin: &str, reason: &str) -> Response {
     Response::make(
-        502,
+        ErrorKind::Plugin.status(),
         Headers::from_pairs([("content-type", "text/plain; charset=utf-8")]),
         format!("witm: plugin {plugin} failed: {reason}\n"),
     )
@@ -286,10 +286,7 @@ pub fn metrics_preamble() -> String {
         ("calls_total", "events delivered to the plugin"),
         ("failures_total", "calls that failed (trap, deadline, fuel)"),
         ("traps_total", "calls that trapped (crash or memory limit)"),
-        (
-            "deadline_hits_total",
-            "calls interrupted at their CPU deadline",
-        ),
+        ("deadline_hits_total", "calls interrupted at their deadline"),
         ("fuel_exhausted_total", "calls that ran out of fuel"),
         (
             "skipped_total",

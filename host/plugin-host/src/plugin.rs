@@ -230,7 +230,7 @@ pub struct PluginStats {
     pub failures: AtomicU64,
     /// Calls that ended in a trap (a crash, or the memory cap).
     pub traps: AtomicU64,
-    /// Calls interrupted at their CPU deadline.
+    /// Calls interrupted at their deadline.
     pub deadline_hits: AtomicU64,
     /// Calls that ran out of fuel.
     pub fuel_exhausted: AtomicU64,
@@ -929,7 +929,7 @@ impl Starter {
         ))
     }
 
-    /// Sets the CPU deadline (and fuel) for the next call.
+    /// Sets the deadline (and fuel) for the next call.
     fn arm_limits(&self, store: &mut Store<StoreState>, settings: &PluginSettings) {
         store.data_mut().host.deadline = Instant::now() + settings.event_deadline;
         store.set_epoch_deadline(1);
@@ -986,7 +986,7 @@ fn first_line(error: &wasmtime::Error) -> String {
 /// Describes a failed call: a deadline, a memory cap, or a trap.
 fn describe_failure(error: &wasmtime::Error) -> String {
     match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => "CPU deadline exceeded (epoch interrupt)".to_owned(),
+        Some(wasmtime::Trap::Interrupt) => "event deadline exceeded (epoch interrupt)".to_owned(),
         None if error.is::<HostCallDeadline>() => first_line(error),
         Some(trap) => format!("trap: {trap}; {}", first_line(error)),
         None => first_line(error),

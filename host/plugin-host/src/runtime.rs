@@ -1,6 +1,6 @@
 //! The engine shared by all plugins: compilation settings, the linker with
 //! witm's imports and a deny-everything WASI, and the epoch ticker that
-//! enforces CPU deadlines.
+//! enforces event deadlines.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use wasmtime::{Cache, CacheConfig, Config, Engine};
 use crate::bindings::PluginBindings;
 use crate::state::{PluginHost, StoreState};
 
-/// How often the engine's epoch advances: the granularity of CPU deadlines
+/// How often the engine's epoch advances: the granularity of event deadlines
 /// and of yielding to other tasks while a plugin computes.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 pub struct PluginSettings {
     /// Linear memory one instance may use, in bytes.
     pub memory_bytes: usize,
-    /// CPU time one event may take before it is interrupted.
+    /// Time one event may run (wall clock, from the call's start; a host
+    /// call that waits counts too) before it is interrupted.
     pub event_deadline: Duration,
     /// Fuel (roughly, wasm instructions) one event may burn; `None` for no
     /// fuel limit. Only honoured when the runtime was built with fuel on.

@@ -11,8 +11,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use http::header::{PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
+use crate::answers::plain_response;
 use crate::body::ProxyBody;
-use crate::forward::plain_response;
 use crate::server::ProxyOptions;
 
 /// Checks a client's credentials: gets the user and the password, returns

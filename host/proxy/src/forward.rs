@@ -10,8 +10,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use witm_flow::message::{canonical_reason, default_port};
-use witm_flow::{Body, ClientConn, Events, Flow, FlowError, FlowHooks, Request, Response};
+use witm_flow::{Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, Request, Response};
 
+use crate::answers::{self, Failure, plain_response};
 use crate::auth;
 use crate::body::{self, ProxyBody};
 use crate::flow_log::{FlowLine, LoggedBody};
@@ -152,7 +153,13 @@ async fn run<H: FlowHooks>(
                 );
                 request_body = Some(body);
             }
-            Err(reason) => return Ok(plain_response(StatusCode::BAD_REQUEST, reason)),
+            Err(reason) => {
+                let failure = Failure::new(
+                    ErrorKind::Client,
+                    format!("request body from the client: {reason}"),
+                );
+                return fail(&shared, flow, failure, started).await;
+            }
         }
     } else {
         request_body = Some(body::streamed(incoming));
@@ -186,8 +193,8 @@ async fn run_after_request_body<H: FlowHooks>(
     let mut server_upgrade = None;
     if flow.response.is_none() {
         let via_tunnel = tunnel.filter(|t| t.serves(&flow.request));
-        if let Some(message) = via_tunnel.and_then(|t| t.link_error.clone()) {
-            return fail(&shared, flow, message, started).await;
+        if let Some(failure) = via_tunnel.and_then(|t| t.link_error.clone()) {
+            return fail(&shared, flow, failure, started).await;
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
         let incoming = match exchange(&shared, &flow.request, request_body, extensions, link).await
@@ -203,7 +210,7 @@ async fn run_after_request_body<H: FlowHooks>(
                 response_extensions = extensions;
                 body
             }
-            Err(message) => return fail(&shared, flow, message, started).await,
+            Err(failure) => return fail(&shared, flow, failure, started).await,
         };
         if events.contains(Events::RESPONSE_HEADERS) {
             shared.hooks.response_headers(&mut flow).await;
@@ -224,7 +231,8 @@ async fn run_after_request_body<H: FlowHooks>(
                 }
                 Err(reason) => {
                     let message = format!("response from {}: {reason}", flow.request.authority());
-                    return fail(&shared, flow, message, started).await;
+                    let failure = Failure::new(ErrorKind::Server, message);
+                    return fail(&shared, flow, failure, started).await;
                 }
             }
         } else {
@@ -396,11 +404,17 @@ async fn exchange<H: FlowHooks>(
     streamed_body: Option<ProxyBody>,
     extensions: http::Extensions,
     link: Option<&ServerLink>,
-) -> Result<Exchanged, String> {
+) -> Result<Exchanged, Failure> {
     let url = request.url();
-    let absolute: Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
-    let method = Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| format!("invalid method {:?}", request.method))?;
+    let absolute: Uri = url
+        .parse()
+        .map_err(|e| Failure::new(ErrorKind::Client, format!("invalid URL {url}: {e}")))?;
+    let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+        Failure::new(
+            ErrorKind::Client,
+            format!("invalid method {:?}", request.method),
+        )
+    })?;
     let body = match (streamed_body, &request.body) {
         (Some(streamed), _) => streamed,
         (None, Body::Buffered(bytes)) => body::full(bytes.clone()),
@@ -485,8 +499,9 @@ fn ensure_host(headers: &mut http::HeaderMap, request: &Request) {
 }
 
 /// "cannot connect to host:port: Connection refused" rather than hyper's
-/// nested error chain.
-fn describe_upstream_error(authority: &str, error: &(dyn std::error::Error + 'static)) -> String {
+/// nested error chain, with where it came from.
+fn describe_upstream_error(authority: &str, error: &(dyn std::error::Error + 'static)) -> Failure {
+    let kind = answers::kind_of_upstream(error);
     let connect = error
         .downcast_ref::<hyper_util::client::legacy::Error>()
         .is_some_and(|e| e.is_connect());
@@ -494,34 +509,38 @@ fn describe_upstream_error(authority: &str, error: &(dyn std::error::Error + 'st
     while let Some(next) = cause.source() {
         cause = next;
     }
-    if connect {
+    let message = if connect {
         format!("cannot connect to {authority}: {cause}")
     } else {
         format!("server {authority} failed: {cause}")
-    }
+    };
+    Failure::new(kind, message)
 }
 
 /// The flow failed: run the `error` event and tell the client with a 502.
 async fn fail<H: FlowHooks>(
     shared: &Shared<H>,
     mut flow: Flow,
-    message: String,
+    failure: Failure,
     started: Instant,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
-    flow.error = Some(FlowError::new(message.clone()));
+    flow.error = Some(failure.to_flow_error());
     if shared.hooks.subscriptions().contains(Events::ERROR) {
         shared.hooks.error(&mut flow).await;
         killed(shared, &flow)?;
     }
-    let response = plain_response(StatusCode::BAD_GATEWAY, format!("witm: {message}"));
+    let status = failure.status();
+    let message = failure.message;
+    let response = plain_response(status, format!("witm: {message}"));
     if !shared.options.flow_lines {
         return Ok(response);
     }
     let head = format!(
-        "{} {} {} 502 ({message})",
+        "{} {} {} {} ({message})",
         flow.client.address,
         flow.request.method,
-        flow.request.url()
+        flow.request.url(),
+        status.as_u16()
     );
     Ok(response.map(|b| body::boxed(LoggedBody::new(b, FlowLine { head, started }))))
 }
@@ -566,20 +585,4 @@ pub(crate) fn respond<H: FlowHooks>(
         response.status
     );
     outgoing.map(|b| body::boxed(LoggedBody::new(b, FlowLine { head, started })))
-}
-
-/// A short text response from the proxy itself.
-pub(crate) fn plain_response(
-    status: StatusCode,
-    text: impl Into<String>,
-) -> hyper::Response<ProxyBody> {
-    let mut text = text.into();
-    text.push('\n');
-    let mut response = hyper::Response::new(body::full(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

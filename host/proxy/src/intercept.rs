@@ -24,9 +24,10 @@ use rustls::pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
-use witm_flow::{ClientConn, ClientHello, ClientTls, Events, FlowHooks, ServerConn};
+use witm_flow::{ClientConn, ClientHello, ClientTls, ErrorKind, Events, FlowHooks, ServerConn};
 use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
+use crate::answers::{self, Failure};
 use crate::body::ProxyBody;
 use crate::forward;
 use crate::liveness::Liveness;
@@ -47,7 +48,7 @@ pub(crate) struct Tunnel {
     /// The connection made to the server during the handshake, if it worked.
     pub link: Option<ServerLink>,
     /// Why there is no server connection, for each flow's 502 and `error`.
-    pub link_error: Option<String>,
+    pub link_error: Option<Failure>,
     /// The tenant of the CONNECT, and so of every flow in the tunnel.
     pub tenant: Option<Arc<str>>,
 }
@@ -243,7 +244,7 @@ async fn intercept_tunnel<H: FlowHooks>(
             (Some(link), None)
         }
         Err(e) => {
-            tracing::warn!(client = %conn.address, "{host}:{port}: {e}");
+            tracing::warn!(client = %conn.address, "{host}:{port}: {}", e.message);
             (None, Some(e))
         }
     };
@@ -406,29 +407,43 @@ async fn connect_server(
     port: u16,
     server_name: &str,
     alpn: Vec<Vec<u8>>,
-) -> Result<ServerLink, String> {
+) -> Result<ServerLink, Failure> {
     let address = format!("{host}:{port}");
     let connect = async {
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
+            Failure::new(
+                answers::kind_of_upstream(&e),
+                format!("cannot connect to {address}: {e}"),
+            )
+        })?;
         let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|e| format!("invalid server name {server_name:?}: {e}"))?;
+        let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
+            Failure::new(
+                ErrorKind::Client,
+                format!("invalid server name {server_name:?}: {e}"),
+            )
+        })?;
         let alpn = if alpn.is_empty() {
             vec![ALPN_HTTP1.to_vec()]
         } else {
             alpn
         };
         let connector = TlsConnector::from(tls.upstream.client_config(alpn));
-        connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with server {address} failed: {e}"))
+        connector.connect(name, tcp).await.map_err(|e| {
+            Failure::new(
+                ErrorKind::Tls,
+                format!("TLS handshake with server {address} failed: {e}"),
+            )
+        })
     };
     let stream = tokio::time::timeout(tls.handshake_timeout, connect)
         .await
-        .map_err(|_| format!("connecting to {address} timed out"))??;
+        .map_err(|_| {
+            Failure::new(
+                ErrorKind::Timeout,
+                format!("connecting to {address} timed out"),
+            )
+        })??;
     let (_, session) = stream.get_ref();
     let alpn = session
         .alpn_protocol()
@@ -449,7 +464,12 @@ async fn connect_server(
             .timer(TokioTimer::new())
             .handshake(io)
             .await
-            .map_err(|e| format!("HTTP/2 with {address} failed: {e}"))?;
+            .map_err(|e| {
+                Failure::new(
+                    ErrorKind::Server,
+                    format!("HTTP/2 with {address} failed: {e}"),
+                )
+            })?;
         tokio::spawn(report_close(connection, events.clone(), info.clone()));
         Sender::Http2(sender)
     } else {
@@ -457,7 +477,12 @@ async fn connect_server(
             .preserve_header_case(true)
             .handshake(io)
             .await
-            .map_err(|e| format!("HTTP/1.1 with {address} failed: {e}"))?;
+            .map_err(|e| {
+                Failure::new(
+                    ErrorKind::Server,
+                    format!("HTTP/1.1 with {address} failed: {e}"),
+                )
+            })?;
         tokio::spawn(report_close(
             connection.with_upgrades(),
             events.clone(),

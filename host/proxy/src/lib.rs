@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`server`]: listening, per-connection tasks, graceful shutdown;
 //! - [`accept`]: pausing after a failed accept (out of file descriptors);
+//! - `answers`: the responses witm makes itself, and the status of each
+//!   failure's origin (400/502/504/500) decided in one place;
 //! - `auth`: `Proxy-Authorization: Basic` and the tenant of each flow;
 //! - `liveness`: which tasks still serve a client connection (tunnels,
 //!   WebSocket relays), for `client-disconnect` and shutdown;
@@ -24,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod accept;
+mod answers;
 mod auth;
 mod body;
 mod cert_info;

@@ -30,8 +30,8 @@ use crate::tls::TlsOptions;
 pub struct ProxyOptions {
     /// Print one line per flow on stdout.
     pub flow_lines: bool,
-    /// Largest body held in memory for a plugin; a larger one fails the
-    /// flow with a clear message rather than exhausting memory.
+    /// Largest body held in memory for a plugin; a larger one is streamed
+    /// through (what was read so far first) and plugins see it as streamed.
     pub max_buffered_body: usize,
     /// How long to wait for a server's TCP connection.
     pub connect_timeout: Duration,
@@ -246,6 +246,9 @@ async fn serve_connection<H: FlowHooks>(
     if events.contains(Events::CLIENT_CONNECT) {
         shared.hooks.client_connect(&conn).await;
     }
+    // Shutdown waits for this connection's own events too, not only for
+    // the tasks serving it.
+    let _listening = alive.clone();
     let (live, all_ended) = Liveness::new(alive, closing);
     let service = {
         let (shared, conn, live) = (shared.clone(), conn.clone(), live.clone());

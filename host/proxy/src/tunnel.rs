@@ -9,8 +9,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use witm_flow::{Body, ClientConn, Events, Flow, FlowHooks, Request};
 
+use crate::answers::plain_response;
 use crate::body::{self, ProxyBody};
-use crate::forward::{FlowKilled, killed, plain_response, respond};
+use crate::forward::{FlowKilled, killed, respond};
 use crate::intercept;
 use crate::liveness::Liveness;
 use crate::server::Shared;

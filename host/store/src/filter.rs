@@ -707,7 +707,7 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use witm_flow::{ClientConn, FlowError, Request, Response, ServerConn};
+    use witm_flow::{ClientConn, ErrorKind, FlowError, Request, Response, ServerConn};
 
     use super::*;
 
@@ -813,7 +813,7 @@ mod tests {
             ),
             // 3: the server could not be reached.
             Flow {
-                error: Some(FlowError::new("connection refused")),
+                error: Some(FlowError::new(ErrorKind::Server, "connection refused")),
                 ..flow(request("GET", "http://down.test/", &[], ""), None)
             },
             // 4: a request still waiting, to an address; the Host header names it.

@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use witm_flow::{
-    Body, CertInfo, ClientConn, ClientTls, Flow, FlowError, Headers, Request, Response, ServerConn,
+    Body, CertInfo, ClientConn, ClientTls, ErrorKind, Flow, FlowError, Headers, Request, Response,
+    ServerConn,
 };
 
 use crate::tnetstring::{self, Value};
@@ -465,6 +466,7 @@ pub fn flow_to_value(flow: &Flow) -> Value {
             "error",
             flow.error.as_ref().map_or(Value::Null, |e| {
                 Value::dict([
+                    ("kind", Value::str(e.kind.name())),
                     ("message", Value::str(&e.message)),
                     ("timestamp", Value::Int(e.timestamp as i64)),
                 ])
@@ -624,7 +626,14 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
         Value::Null => None,
         error => {
             let e = Fields::of(error, "error")?;
+            // Files written before errors had a kind: the server's.
+            let kind = match e.opt_string("kind")? {
+                None => ErrorKind::Server,
+                Some(name) => ErrorKind::from_name(&name)
+                    .ok_or_else(|| format!("error: unknown kind {name:?}"))?,
+            };
             Some(FlowError {
+                kind,
                 message: e.string("message")?,
                 timestamp: e.uint("timestamp")?,
             })
@@ -740,6 +749,7 @@ mod tests {
             request,
             response: Some(response),
             error: Some(FlowError {
+                kind: ErrorKind::Tls,
                 message: "connection reset".into(),
                 timestamp: 1_700_000_000_400,
             }),

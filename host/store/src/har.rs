@@ -34,8 +34,8 @@ use serde_json::{Map, Value};
 use witm_flow::encoding::{decode_text, encode_text};
 use witm_flow::message::default_port;
 use witm_flow::{
-    Body, ClientConn, ClientTls, ContentError, Flow, FlowError, Headers, HttpMessage, Request,
-    Response, ServerConn, SetCookie,
+    Body, ClientConn, ClientTls, ContentError, ErrorKind, Flow, FlowError, Headers, HttpMessage,
+    Request, Response, ServerConn, SetCookie,
 };
 
 /// Why a HAR file could not be read: what was wrong, and where, as a JSON
@@ -178,6 +178,7 @@ fn import_entry(
         id,
         response,
         error: error.map(|message| FlowError {
+            kind: ErrorKind::Server,
             message,
             timestamp: end,
         }),
@@ -1551,6 +1552,7 @@ mod tests {
         streamed.timestamp_start = b.request.timestamp_start;
         b.response = Some(streamed);
         b.error = Some(FlowError {
+            kind: ErrorKind::Server,
             message: "connection reset mid-body".into(),
             timestamp: b.request.timestamp_start,
         });

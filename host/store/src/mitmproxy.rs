@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use witm_flow::{
-    Body, ClientConn, ClientTls, Flow, FlowError, Headers, Request, Response, ServerConn,
+    Body, ClientConn, ClientTls, ErrorKind, Flow, FlowError, Headers, Request, Response, ServerConn,
 };
 
 use crate::format::{StoreError, read_exactly};
@@ -310,7 +310,9 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
     };
     let error = match state.get("error") {
         None | Some(Value::Null) => None,
+        // mitmproxy's errors name no origin; almost all are the server's.
         Some(e) => Some(FlowError {
+            kind: ErrorKind::Server,
             message: text(e, "msg").unwrap_or_default(),
             timestamp: ms(e.get("timestamp")),
         }),

@@ -48,8 +48,8 @@ pub mod bindings {
 }
 
 pub use bindings::witm::plugin::types::{
-    Cert, ClientConn, ClientHello, Context, Error, Events, Flow, Headers, HostError, Level,
-    Request, Response, ServerConn, SetCookie, WebsocketMessage,
+    Cert, ClientConn, ClientHello, Context, Error, ErrorKind, Events, Flow, Headers, HostError,
+    Level, Request, Response, ServerConn, SetCookie, WebsocketMessage,
 };
 
 /// A witm plugin. Events run one at a time, so `static` state works as it

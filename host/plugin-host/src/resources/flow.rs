@@ -2,6 +2,7 @@
 //! plugin (then charged to its budget until it drops the copy).
 
 use wasmtime::component::Resource;
+use witm_flow::ErrorKind;
 use witm_flow::flow::METADATA_OVERHEAD;
 
 use super::response::copy_cost;
@@ -67,6 +68,7 @@ impl types::HostFlow for HostView<'_> {
             .error
             .as_ref()
             .map(|e| types::Error {
+                kind: error_kind(e.kind),
                 message: e.message.clone(),
                 timestamp: e.timestamp,
             }))
@@ -158,5 +160,17 @@ impl types::HostFlow for HostView<'_> {
             self.release_entry(&entry);
         }
         Ok(())
+    }
+}
+
+/// The WIT's name for where an error came from.
+fn error_kind(kind: ErrorKind) -> types::ErrorKind {
+    match kind {
+        ErrorKind::Client => types::ErrorKind::Client,
+        ErrorKind::Server => types::ErrorKind::Server,
+        ErrorKind::Timeout => types::ErrorKind::Timeout,
+        ErrorKind::Tls => types::ErrorKind::Tls,
+        ErrorKind::Plugin => types::ErrorKind::Plugin,
+        ErrorKind::Internal => types::ErrorKind::Internal,
     }
 }

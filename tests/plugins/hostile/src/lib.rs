@@ -1,7 +1,7 @@
 //! What an untrusted plugin might try, one act per request path, so the
 //! sandbox tests can check each is contained and reported:
 //!
-//! - `/loop`: spins forever (the CPU deadline must end the call);
+//! - `/loop`: spins forever (the event deadline must end the call);
 //! - `/bomb`: allocates until memory runs out (the memory cap must end it);
 //! - `/crash`: traps;
 //! - `/passwd`: reads `/etc/passwd`;

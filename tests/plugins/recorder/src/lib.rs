@@ -1,7 +1,7 @@
 //! Logs one line per event (`event=<name> …`), so tests can check which
 //! events fire, how often and in what order.
 
-use witm_sdk::{ClientConn, Context, Events, Flow, Level, Plugin};
+use witm_sdk::{ClientConn, Context, ErrorKind, Events, Flow, Level, Plugin};
 
 struct Recorder;
 
@@ -57,8 +57,21 @@ impl Plugin for Recorder {
     }
 
     fn error(ctx: &Context, flow: &Flow) {
-        let message = flow.error().map(|e| e.message).unwrap_or_default();
-        ctx.log(Level::Info, &format!("event=error message={message}"));
+        let Some(error) = flow.error() else {
+            return;
+        };
+        let kind = match error.kind {
+            ErrorKind::Client => "client",
+            ErrorKind::Server => "server",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Plugin => "plugin",
+            ErrorKind::Internal => "internal",
+        };
+        ctx.log(
+            Level::Info,
+            &format!("event=error kind={kind} message={}", error.message),
+        );
     }
 
     fn client_disconnect(ctx: &Context, conn: &ClientConn) {
