@@ -43,6 +43,33 @@ impl Events {
     /// Every event.
     pub const ALL: Events = Events(0b1_1111_1111_1111);
 
+    /// Every event, one per entry, with its WIT name, in bit order (the
+    /// order of the WIT `events` flags): the one list logs, the plugin host
+    /// and the docs name events from.
+    pub const LIST: [(Events, &'static str); 13] = [
+        (Events::CLIENT_CONNECT, "client-connect"),
+        (Events::REQUEST, "request"),
+        (Events::RESPONSE, "response"),
+        (Events::ERROR, "error"),
+        (Events::CLIENT_DISCONNECT, "client-disconnect"),
+        (Events::DONE, "done"),
+        (Events::HTTP_CONNECT, "http-connect"),
+        (Events::TLS_CLIENTHELLO, "tls-clienthello"),
+        (Events::REQUEST_HEADERS, "request-headers"),
+        (Events::RESPONSE_HEADERS, "response-headers"),
+        (Events::WEBSOCKET_MESSAGE, "websocket-message"),
+        (Events::SERVER_CONNECT, "server-connect"),
+        (Events::SERVER_DISCONNECT, "server-disconnect"),
+    ];
+
+    /// The WIT name of a single event ("request"); "" for none or several.
+    pub fn name(self) -> &'static str {
+        Self::LIST
+            .iter()
+            .find(|(e, _)| *e == self)
+            .map_or("", |(_, name)| name)
+    }
+
     /// The raw bits (bit order as in the WIT `events` flags).
     pub const fn bits(self) -> u32 {
         self.0
@@ -61,6 +88,23 @@ impl Events {
     /// The union of two sets.
     pub const fn union(self, other: Events) -> Events {
         Events(self.0 | other.0)
+    }
+}
+
+/// "request, response" — "none" for no events; for logs.
+impl std::fmt::Display for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names = Self::LIST
+            .iter()
+            .filter(|(e, _)| self.contains(*e))
+            .map(|(_, name)| *name);
+        match names.next() {
+            None => f.write_str("none"),
+            Some(first) => {
+                f.write_str(first)?;
+                names.try_for_each(|name| write!(f, ", {name}"))
+            }
+        }
     }
 }
 
@@ -288,5 +332,28 @@ impl<H: FlowHooks> FlowHooks for Option<H> {
         if let Some(h) = self {
             h.tls_clienthello(conn, hello).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_covers_every_event_once_in_bit_order() {
+        let union = Events::LIST
+            .iter()
+            .fold(Events::NONE, |all, (e, _)| all | *e);
+        assert_eq!(union, Events::ALL);
+        for (i, (event, _)) in Events::LIST.iter().enumerate() {
+            assert_eq!(event.bits(), 1 << i);
+        }
+        assert_eq!(Events::REQUEST.name(), "request");
+        assert_eq!((Events::REQUEST | Events::RESPONSE).name(), "");
+        assert_eq!(
+            (Events::RESPONSE | Events::REQUEST).to_string(),
+            "request, response"
+        );
+        assert_eq!(Events::NONE.to_string(), "none");
     }
 }

@@ -136,7 +136,7 @@ impl PluginChain {
             tracing::info!(
                 plugin = plugin.name(),
                 "reloaded: version {number} serves new flows; events: {}",
-                describe(plugin.subscriptions())
+                plugin.subscriptions()
             );
         }
         let names: Vec<&str> = staged.plugins.iter().map(|p| p.name()).collect();
@@ -185,7 +185,7 @@ impl PluginChain {
                 tracing::info!(
                     plugin = plugin.name(),
                     "reloaded: version {version} serves new flows; events: {}",
-                    describe(plugin.subscriptions())
+                    plugin.subscriptions()
                 )
             }
             Err(e) => tracing::error!(
@@ -396,7 +396,7 @@ async fn load_one(
     tracing::info!(
         plugin = plugin.name(),
         "loaded; events: {}; {}",
-        describe(plugin.subscriptions()),
+        plugin.subscriptions(),
         describe_settings(&spec.settings)
     );
     Ok(plugin)
@@ -417,35 +417,6 @@ fn unique_name(spec: &PluginSpec, loaded: &[Arc<Plugin>]) -> String {
         stem
     } else {
         format!("{stem}#{}", same + 1)
-    }
-}
-
-/// "request, response" — for the log line at load.
-fn describe(events: Events) -> String {
-    let names = [
-        (Events::CLIENT_CONNECT, "client-connect"),
-        (Events::REQUEST, "request"),
-        (Events::RESPONSE, "response"),
-        (Events::ERROR, "error"),
-        (Events::CLIENT_DISCONNECT, "client-disconnect"),
-        (Events::DONE, "done"),
-        (Events::HTTP_CONNECT, "http-connect"),
-        (Events::TLS_CLIENTHELLO, "tls-clienthello"),
-        (Events::REQUEST_HEADERS, "request-headers"),
-        (Events::RESPONSE_HEADERS, "response-headers"),
-        (Events::WEBSOCKET_MESSAGE, "websocket-message"),
-        (Events::SERVER_CONNECT, "server-connect"),
-        (Events::SERVER_DISCONNECT, "server-disconnect"),
-    ];
-    let list: Vec<_> = names
-        .iter()
-        .filter(|(e, _)| events.contains(*e))
-        .map(|(_, n)| *n)
-        .collect();
-    if list.is_empty() {
-        "none".into()
-    } else {
-        list.join(", ")
     }
 }
 

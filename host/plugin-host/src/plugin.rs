@@ -103,23 +103,28 @@ pub(crate) enum Delivery<'a> {
 impl Delivery<'_> {
     /// The event's WIT name, for logs.
     fn name(&self) -> &'static str {
+        self.event().name()
+    }
+
+    /// The event being delivered.
+    fn event(&self) -> Events {
         match self {
-            Delivery::Flow(FlowEvent::Request, _) => "request",
-            Delivery::Flow(FlowEvent::Response, _) => "response",
-            Delivery::Flow(FlowEvent::Error, _) => "error",
-            Delivery::Flow(FlowEvent::HttpConnect, _) => "http-connect",
-            Delivery::Flow(FlowEvent::RequestHeaders, _) => "request-headers",
-            Delivery::Flow(FlowEvent::ResponseHeaders, _) => "response-headers",
-            Delivery::Conn(ConnEvent::Connect, _) => "client-connect",
-            Delivery::Conn(ConnEvent::Disconnect, _) => "client-disconnect",
+            Delivery::Flow(FlowEvent::Request, _) => Events::REQUEST,
+            Delivery::Flow(FlowEvent::Response, _) => Events::RESPONSE,
+            Delivery::Flow(FlowEvent::Error, _) => Events::ERROR,
+            Delivery::Flow(FlowEvent::HttpConnect, _) => Events::HTTP_CONNECT,
+            Delivery::Flow(FlowEvent::RequestHeaders, _) => Events::REQUEST_HEADERS,
+            Delivery::Flow(FlowEvent::ResponseHeaders, _) => Events::RESPONSE_HEADERS,
+            Delivery::Conn(ConnEvent::Connect, _) => Events::CLIENT_CONNECT,
+            Delivery::Conn(ConnEvent::Disconnect, _) => Events::CLIENT_DISCONNECT,
             Delivery::Server {
                 connected: true, ..
-            } => "server-connect",
+            } => Events::SERVER_CONNECT,
             Delivery::Server {
                 connected: false, ..
-            } => "server-disconnect",
-            Delivery::ClientHello(..) => "tls-clienthello",
-            Delivery::WebSocket(..) => "websocket-message",
+            } => Events::SERVER_DISCONNECT,
+            Delivery::ClientHello(..) => Events::TLS_CLIENTHELLO,
+            Delivery::WebSocket(..) => Events::WEBSOCKET_MESSAGE,
         }
     }
 }
