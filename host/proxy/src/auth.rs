@@ -13,7 +13,6 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::answers::plain_response;
 use crate::body::ProxyBody;
-use crate::server::ProxyOptions;
 
 /// Checks a client's credentials: gets the user and the password, returns
 /// the tenant they belong to, or `None` to refuse them.
@@ -35,12 +34,13 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 ///
 /// `Err` is the 407 to answer instead of serving the request.
 pub(crate) fn admit(
-    options: &ProxyOptions,
+    authenticate: Option<&Authenticator>,
+    listener_tenant: Option<&Arc<str>>,
     headers: &mut HeaderMap,
     client: SocketAddr,
 ) -> Result<Option<Arc<str>>, Refused> {
-    let Some(authenticate) = &options.authenticate else {
-        return Ok(options.tenant.clone());
+    let Some(authenticate) = authenticate else {
+        return Ok(listener_tenant.cloned());
     };
     let value = headers.remove(PROXY_AUTHORIZATION);
     let refusal = match value.as_ref().map(|v| basic_credentials(v.as_bytes())) {
@@ -168,12 +168,14 @@ mod tests {
         assert_eq!(basic_credentials(b"Basic \xff"), Err("header is not text"));
     }
 
-    fn options(authenticate: Option<Authenticator>, tenant: Option<&str>) -> ProxyOptions {
-        ProxyOptions {
-            authenticate,
-            tenant: tenant.map(Arc::from),
-            ..ProxyOptions::default()
-        }
+    /// `admit` on a listener with `authenticate` and `tenant`.
+    fn admit_on(
+        authenticate: Option<Authenticator>,
+        tenant: Option<&str>,
+        headers: &mut HeaderMap,
+    ) -> Result<Option<Arc<str>>, Refused> {
+        let tenant: Option<Arc<str>> = tenant.map(Arc::from);
+        admit(authenticate.as_ref(), tenant.as_ref(), headers, CLIENT)
     }
 
     fn alice_is_a() -> Authenticator {
@@ -196,20 +198,17 @@ mod tests {
     #[test]
     fn without_an_authenticator_the_listener_tenant_applies() {
         let mut h = headers(Some("Basic !!"));
-        let tenant = admit(&options(None, Some("t")), &mut h, CLIENT).unwrap();
+        let tenant = admit_on(None, Some("t"), &mut h).unwrap();
         assert_eq!(tenant.as_deref(), Some("t"));
         // Not consumed: the proxy does not authenticate.
         assert!(h.contains_key(PROXY_AUTHORIZATION));
-        assert_eq!(
-            admit(&options(None, None), &mut headers(None), CLIENT).unwrap(),
-            None
-        );
+        assert_eq!(admit_on(None, None, &mut headers(None)).unwrap(), None);
     }
 
     #[test]
     fn accepted_credentials_name_the_tenant_and_are_consumed() {
         let mut h = headers(Some(&basic("alice:pw")));
-        let tenant = admit(&options(Some(alice_is_a()), Some("t")), &mut h, CLIENT).unwrap();
+        let tenant = admit_on(Some(alice_is_a()), Some("t"), &mut h).unwrap();
         assert_eq!(tenant.as_deref(), Some("a"));
         assert!(!h.contains_key(PROXY_AUTHORIZATION));
     }
@@ -217,13 +216,9 @@ mod tests {
     #[test]
     fn missing_malformed_or_wrong_credentials_get_a_407() {
         for value in [None, Some("Bearer x"), Some(basic("alice:nope").as_str())] {
-            let refused = admit(
-                &options(Some(alice_is_a()), Some("t")),
-                &mut headers(value),
-                CLIENT,
-            )
-            .unwrap_err()
-            .response();
+            let refused = admit_on(Some(alice_is_a()), Some("t"), &mut headers(value))
+                .unwrap_err()
+                .response();
             assert_eq!(refused.status(), StatusCode::PROXY_AUTHENTICATION_REQUIRED);
             assert_eq!(
                 refused.headers()[PROXY_AUTHENTICATE],

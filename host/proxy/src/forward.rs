@@ -13,13 +13,12 @@ use witm_flow::message::{canonical_reason, default_port};
 use witm_flow::{Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, Request, Response};
 
 use crate::answers::{self, Failure, plain_response};
-use crate::auth;
 use crate::body::{self, ProxyBody};
 use crate::flow_log::{FlowLine, LoggedBody};
-use crate::intercept::{ServerLink, Tunnel};
 use crate::liveness::Liveness;
-use crate::server::Shared;
-use crate::tunnel;
+use crate::respond::{FlowKilled, killed, respond};
+use crate::shared::Shared;
+use crate::upstream::{ServerLink, Tunnel};
 use crate::websocket;
 use crate::wire;
 
@@ -27,28 +26,18 @@ use crate::wire;
 /// becomes a response that says what went wrong.
 ///
 /// `tunnel` is set for requests inside a CONNECT tunnel: they default to its
-/// scheme, host and port, go over its server connection, and belong to its
-/// tenant. Other requests (a CONNECT among them) are authenticated here when
-/// the proxy requires credentials.
+/// scheme, host and port and go over its server connection. `tenant` is the
+/// flow's (from the credentials, the listener or the tunnel); `live` is held
+/// by a WebSocket relay the request opens.
 pub(crate) async fn handle<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     conn: Arc<ClientConn>,
     tunnel: Option<Arc<Tunnel>>,
-    mut request: hyper::Request<Incoming>,
+    tenant: Option<Arc<str>>,
+    live: Option<Liveness>,
+    request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let started = Instant::now();
-    // Who serves the client's connection; not for the server.
-    let live = request.extensions_mut().remove::<Liveness>();
-    let tenant = match &tunnel {
-        Some(tunnel) => tunnel.tenant.clone(),
-        None => match auth::admit(&shared.options, request.headers_mut(), conn.address) {
-            Ok(tenant) => tenant,
-            Err(refused) => return Ok(refused.response()),
-        },
-    };
-    if request.method() == Method::CONNECT && tunnel.is_none() {
-        return tunnel::connect(shared, request, conn, tenant, live).await;
-    }
     let (mut parts, incoming) = request.into_parts();
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     // hyper keeps the original case of header names here; it goes on to the
@@ -289,37 +278,6 @@ struct Exchanged {
     extensions: http::Extensions,
 }
 
-/// A plugin killed the flow. The service fails with it, and hyper drops the
-/// client connection (HTTP/2: resets the stream) instead of answering.
-#[derive(Debug)]
-pub(crate) struct FlowKilled;
-
-impl std::fmt::Display for FlowKilled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("flow killed by a plugin")
-    }
-}
-
-impl std::error::Error for FlowKilled {}
-
-/// `Err(FlowKilled)` if a plugin killed the flow; logs the flow's line.
-pub(crate) fn killed<H: FlowHooks>(shared: &Shared<H>, flow: &Flow) -> Result<(), FlowKilled> {
-    if !flow.killed {
-        return Ok(());
-    }
-    if shared.options.flow_lines {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stdout().lock(),
-            "{} {} {} killed",
-            flow.client.address,
-            flow.request.method,
-            flow.request.url()
-        );
-    }
-    Err(FlowKilled)
-}
-
 /// Where an absolute-form request goes.
 struct Target {
     scheme: String,
@@ -543,46 +501,4 @@ async fn fail<H: FlowHooks>(
         status.as_u16()
     );
     Ok(response.map(|b| body::boxed(LoggedBody::new(b, FlowLine { head, started }))))
-}
-
-/// The client's response, from the flow's.
-pub(crate) fn respond<H: FlowHooks>(
-    shared: &Shared<H>,
-    flow: &Flow,
-    streamed: Option<ProxyBody>,
-    started: Instant,
-) -> hyper::Response<ProxyBody> {
-    let response = flow
-        .response
-        .as_ref()
-        .expect("a response was set or fetched");
-    let no_content = wire::response_has_no_content(&flow.request.method, response.status);
-    // The server's streamed body goes out only with the server's response:
-    // a response a plugin (or the failure policy) put in its place carries
-    // its own body, and the server's is dropped.
-    let body = match streamed {
-        Some(streamed) if response.body == Body::Streamed => streamed,
-        _ if no_content => body::empty(),
-        _ => body::full(wire::buffered_bytes(&response.body)),
-    };
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut outgoing = hyper::Response::new(body);
-    *outgoing.status_mut() = status;
-    *outgoing.headers_mut() = wire::outgoing_headers(&response.headers, &response.body, no_content);
-    if response.reason != canonical_reason(response.status)
-        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(response.reason.as_bytes())
-    {
-        outgoing.extensions_mut().insert(reason);
-    }
-    if !shared.options.flow_lines {
-        return outgoing;
-    }
-    let head = format!(
-        "{} {} {} {}",
-        flow.client.address,
-        flow.request.method,
-        flow.request.url(),
-        response.status
-    );
-    outgoing.map(|b| body::boxed(LoggedBody::new(b, FlowLine { head, started })))
 }

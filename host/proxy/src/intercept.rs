@@ -13,116 +13,21 @@
 //! A tunnel whose first byte is not a TLS handshake is served as plain HTTP.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::client::conn::{http1 as client_http1, http2 as client_http2};
-use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::ServerName;
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
-use witm_flow::{ClientConn, ClientHello, ClientTls, ErrorKind, Events, FlowHooks, ServerConn};
+use tokio_rustls::LazyConfigAcceptor;
+use witm_flow::{ClientConn, ClientHello, ClientTls, Events, FlowHooks};
 use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
-use crate::answers::{self, Failure};
-use crate::body::ProxyBody;
-use crate::forward;
+use crate::connection::{self, Protocol};
 use crate::liveness::Liveness;
 use crate::prefixed::Peeked;
-use crate::server::Shared;
-use crate::server_events::ServerEvents;
+use crate::relay;
+use crate::shared::Shared;
 use crate::tls::TlsOptions;
-
-/// What requests inside a tunnel default to, and the server connection
-/// opened for it.
-pub(crate) struct Tunnel {
-    /// "https" or "http".
-    pub scheme: &'static str,
-    /// The CONNECT target.
-    pub host: String,
-    /// The CONNECT target's port.
-    pub port: u16,
-    /// The connection made to the server during the handshake, if it worked.
-    pub link: Option<ServerLink>,
-    /// Why there is no server connection, for each flow's 502 and `error`.
-    pub link_error: Option<Failure>,
-    /// The tenant of the CONNECT, and so of every flow in the tunnel.
-    pub tenant: Option<Arc<str>>,
-}
-
-impl Tunnel {
-    /// True when `request` goes where this tunnel's server connection goes
-    /// (a plugin may have re-targeted it elsewhere).
-    pub(crate) fn serves(&self, request: &witm_flow::Request) -> bool {
-        request.scheme == self.scheme
-            && request.port == self.port
-            && request.host.eq_ignore_ascii_case(&self.host)
-    }
-}
-
-/// A connection to the tunnel's server, reused for the tunnel's requests.
-pub(crate) struct ServerLink {
-    sender: tokio::sync::Mutex<Sender>,
-    /// What plugins learn of the server.
-    pub info: Arc<ServerConn>,
-}
-
-enum Sender {
-    Http1(client_http1::SendRequest<ProxyBody>),
-    Http2(client_http2::SendRequest<ProxyBody>),
-}
-
-impl ServerLink {
-    /// True when the link's protocol is HTTP/2.
-    pub(crate) async fn is_http2(&self) -> bool {
-        matches!(*self.sender.lock().await, Sender::Http2(_))
-    }
-
-    /// Sends over the link; gives the request back if the link has closed
-    /// (the server ended the keep-alive), for the caller to use the pool.
-    pub(crate) async fn send(
-        &self,
-        request: hyper::Request<ProxyBody>,
-    ) -> Result<
-        Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
-        hyper::Request<ProxyBody>,
-    > {
-        let mut sender = self.sender.lock().await;
-        match &mut *sender {
-            Sender::Http2(h2) => {
-                if h2.ready().await.is_err() {
-                    return Err(request);
-                }
-                let mut h2 = h2.clone();
-                drop(sender);
-                Ok(h2.send_request(request).await)
-            }
-            Sender::Http1(h1) => {
-                if h1.ready().await.is_err() {
-                    return Err(request);
-                }
-                Ok(h1.send_request(request).await)
-            }
-        }
-    }
-}
-
-/// Takes over an upgraded CONNECT stream to `host:port`.
-///
-/// Boxed: requests in the tunnel can CONNECT again, and the compiler cannot
-/// see through that cycle of `async fn`s to prove the future `Send`.
-pub(crate) fn intercept<H: FlowHooks>(
-    shared: Arc<Shared<H>>,
-    tls: Arc<TlsOptions>,
-    conn: Arc<ClientConn>,
-    upgraded: Upgraded,
-    target: Connected,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(intercept_tunnel(shared, tls, conn, upgraded, target))
-}
+use crate::upstream::{Tunnel, connect_server};
 
 /// A CONNECT that got its 200: where to, for whom, and who serves it.
 pub(crate) struct Connected {
@@ -136,7 +41,8 @@ pub(crate) struct Connected {
     pub live: Option<Liveness>,
 }
 
-async fn intercept_tunnel<H: FlowHooks>(
+/// Takes over an upgraded CONNECT stream to `host:port`.
+pub(crate) async fn intercept<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     tls: Arc<TlsOptions>,
     conn: Arc<ClientConn>,
@@ -171,7 +77,7 @@ async fn intercept_tunnel<H: FlowHooks>(
             link_error: None,
             tenant,
         });
-        serve_http1(shared, conn, tunnel, io, live).await;
+        connection::serve(shared, conn, Some(tunnel), io, Protocol::Http1, live).await;
         return;
     }
 
@@ -214,7 +120,7 @@ async fn intercept_tunnel<H: FlowHooks>(
     let recorded = started.io.take_recorded();
     if hello.ignore_connection {
         tracing::debug!(client = %conn.address, "{host}:{port}: passed through at a plugin's request");
-        if let Err(e) = crate::tunnel::relay_with(started.io, &recorded, &host, port).await {
+        if let Err(e) = relay::relay_with(started.io, &recorded, &host, port).await {
             tracing::info!(client = %conn.address, "{host}:{port}: {e}");
         }
         return;
@@ -302,196 +208,10 @@ async fn intercept_tunnel<H: FlowHooks>(
         link_error,
         tenant,
     });
-    if client_alpn.as_deref() == Some(ALPN_H2) {
-        let address = conn.address;
-        let service = inner_service(shared, conn, tunnel, live.clone());
-        let mut served = Box::pin(
-            http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service),
-        );
-        let served = tokio::select! {
-            served = served.as_mut() => served,
-            () = closing(&live) => {
-                served.as_mut().graceful_shutdown();
-                served.await
-            }
-        };
-        if let Err(e) = served {
-            tracing::debug!(client = %address, "HTTP/2 connection ended: {e}");
-        }
+    let protocol = if client_alpn.as_deref() == Some(ALPN_H2) {
+        Protocol::Http2
     } else {
-        serve_http1(shared, conn, tunnel, stream, live).await;
-    }
-}
-
-/// The service for requests inside a tunnel: each carries the connection's
-/// liveness, for a WebSocket relay to hold.
-fn inner_service<H: FlowHooks>(
-    shared: Arc<Shared<H>>,
-    conn: Arc<ClientConn>,
-    tunnel: Arc<Tunnel>,
-    live: Option<Liveness>,
-) -> impl hyper::service::Service<
-    hyper::Request<hyper::body::Incoming>,
-    Response = hyper::Response<ProxyBody>,
-    Error = forward::FlowKilled,
-    Future = impl std::future::Future<Output = Result<hyper::Response<ProxyBody>, forward::FlowKilled>>
-             + Send,
-> + Clone {
-    service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        if let Some(live) = &live {
-            request.extensions_mut().insert(live.clone());
-        }
-        forward::handle(shared.clone(), conn.clone(), Some(tunnel.clone()), request)
-    })
-}
-
-/// Resolves when witm stops, never without a liveness (a replay).
-async fn closing(live: &Option<Liveness>) {
-    match live {
-        Some(live) => live.closing().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn serve_http1<H, IO>(
-    shared: Arc<Shared<H>>,
-    conn: Arc<ClientConn>,
-    tunnel: Arc<Tunnel>,
-    io: IO,
-    live: Option<Liveness>,
-) where
-    H: FlowHooks,
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let address = conn.address;
-    let service = inner_service(shared, conn, tunnel, live.clone());
-    let mut served = Box::pin(
-        http1::Builder::new()
-            .preserve_header_case(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades(),
-    );
-    let served = tokio::select! {
-        served = served.as_mut() => served,
-        () = closing(&live) => {
-            // Finish the request in flight, then close.
-            served.as_mut().graceful_shutdown();
-            served.await
-        }
+        Protocol::Http1
     };
-    if let Err(e) = served {
-        tracing::debug!(client = %address, "connection in tunnel ended: {e}");
-    }
-}
-
-/// Drives a server connection, then reports that it closed.
-async fn report_close<F: std::future::Future>(
-    connection: F,
-    events: Arc<dyn ServerEvents>,
-    server: Arc<ServerConn>,
-) {
-    let _ = connection.await;
-    events.disconnected(server);
-}
-
-/// Connects to the server over TLS and sets up HTTP on it. The error text
-/// names the host and the reason (refused, bad certificate, timeout).
-async fn connect_server(
-    tls: &TlsOptions,
-    events: &Arc<dyn ServerEvents>,
-    host: &str,
-    port: u16,
-    server_name: &str,
-    alpn: Vec<Vec<u8>>,
-) -> Result<ServerLink, Failure> {
-    let address = format!("{host}:{port}");
-    let connect = async {
-        let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
-            Failure::new(
-                answers::kind_of_upstream(&e),
-                format!("cannot connect to {address}: {e}"),
-            )
-        })?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
-            Failure::new(
-                ErrorKind::Client,
-                format!("invalid server name {server_name:?}: {e}"),
-            )
-        })?;
-        let alpn = if alpn.is_empty() {
-            vec![ALPN_HTTP1.to_vec()]
-        } else {
-            alpn
-        };
-        let connector = TlsConnector::from(tls.upstream.client_config(alpn));
-        connector.connect(name, tcp).await.map_err(|e| {
-            Failure::new(
-                ErrorKind::Tls,
-                format!("TLS handshake with server {address} failed: {e}"),
-            )
-        })
-    };
-    let stream = tokio::time::timeout(tls.handshake_timeout, connect)
-        .await
-        .map_err(|_| {
-            Failure::new(
-                ErrorKind::Timeout,
-                format!("connecting to {address} timed out"),
-            )
-        })??;
-    let (_, session) = stream.get_ref();
-    let alpn = session
-        .alpn_protocol()
-        .map(|p| String::from_utf8_lossy(p).into_owned());
-    let cert = session
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(crate::cert_info::cert_info);
-    let info = Arc::new(ServerConn {
-        address: address.clone(),
-        sni: Some(server_name.to_owned()),
-        alpn: alpn.clone(),
-        cert,
-    });
-    let io = TokioIo::new(stream);
-    let sender = if alpn.as_deref() == Some("h2") {
-        let (sender, connection) = client_http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(io)
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    ErrorKind::Server,
-                    format!("HTTP/2 with {address} failed: {e}"),
-                )
-            })?;
-        tokio::spawn(report_close(connection, events.clone(), info.clone()));
-        Sender::Http2(sender)
-    } else {
-        let (sender, connection) = client_http1::Builder::new()
-            .preserve_header_case(true)
-            .handshake(io)
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    ErrorKind::Server,
-                    format!("HTTP/1.1 with {address} failed: {e}"),
-                )
-            })?;
-        tokio::spawn(report_close(
-            connection.with_upgrades(),
-            events.clone(),
-            info.clone(),
-        ));
-        Sender::Http1(sender)
-    };
-    Ok(ServerLink {
-        sender: tokio::sync::Mutex::new(sender),
-        info,
-    })
+    connection::serve(shared, conn, Some(tunnel), stream, protocol, live).await;
 }

@@ -1,23 +1,32 @@
 //! The proxy engine of witm: accepts client connections, forwards their
 //! requests, and calls [`FlowHooks`] at each phase of a connection and a flow.
 //!
-//! Layout:
+//! Layout, from the top down (the only circle is the inherent one:
+//! `connection` → `tunnel` → `intercept` → `connection`, a CONNECT's inner
+//! connection served again, boxed once in `connection::serve`):
 //! - [`server`]: listening, per-connection tasks, graceful shutdown;
-//! - [`accept`]: pausing after a failed accept (out of file descriptors);
-//! - `answers`: the responses witm makes itself, and the status of each
-//!   failure's origin (400/502/504/500) decided in one place;
+//! - `connection`: serves one client connection (plain or TLS, h1 or h2)
+//!   and says what each request is: a CONNECT or a request to forward;
+//! - `tunnel`: CONNECT, intercepted or as a raw tunnel (`relay`);
+//! - `intercept`: TLS interception of a tunnel;
+//! - `forward`: one request, from the client to the server and back;
+//! - `websocket`: WebSocket relay, message by message;
+//! - `respond`: the client's response from the flow; killed flows;
+//! - `upstream`: a tunnel's own server connection and what its requests
+//!   default to;
+//! - `shared`: the options, hooks and upstream pool every task shares;
+//! - `answers`: the responses witm makes itself, and each failure's origin
+//!   (its status is `ErrorKind::status`);
 //! - `auth`: `Proxy-Authorization: Basic` and the tenant of each flow;
 //! - `liveness`: which tasks still serve a client connection (tunnels,
 //!   WebSocket relays), for `client-disconnect` and shutdown;
-//! - `forward`: one request, from the client to the server and back;
+//! - [`accept`]: pausing after a failed accept (out of file descriptors);
 //! - `wire`: translation between hyper messages and flow messages
 //!   (hop-by-hop headers, `content-length`);
-//! - `tunnel`: CONNECT, intercepted or as a raw tunnel;
-//! - `intercept`: TLS interception and HTTP/1.1 or HTTP/2 inside a tunnel;
 //! - [`tls`]: which tunnels are intercepted, with which CA and upstream trust;
 //! - `cert_info`: the server certificate's facts for plugins;
-//! - `websocket`: WebSocket relay, message by message;
-//! - `server_events`: `server-connect`/`server-disconnect` for every server connection;
+//! - `server_events`: `server-connect`/`server-disconnect` for every server
+//!   connection;
 //! - `flow_log`: the one line per flow on stdout.
 //!
 //! This crate never sees wasmtime: it knows plugins only through
@@ -30,15 +39,20 @@ mod answers;
 mod auth;
 mod body;
 mod cert_info;
+mod connection;
 mod flow_log;
 mod forward;
 mod intercept;
 mod liveness;
 mod prefixed;
+mod relay;
+mod respond;
 pub mod server;
 mod server_events;
+mod shared;
 pub mod tls;
 mod tunnel;
+mod upstream;
 mod websocket;
 mod wire;
 

@@ -4,17 +4,15 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use witm_flow::{Body, ClientConn, Events, Flow, FlowHooks, Request};
 
 use crate::answers::plain_response;
 use crate::body::{self, ProxyBody};
-use crate::forward::{FlowKilled, killed, respond};
 use crate::intercept;
 use crate::liveness::Liveness;
-use crate::server::Shared;
+use crate::relay;
+use crate::respond::{FlowKilled, killed, respond};
+use crate::shared::Shared;
 use crate::wire;
 
 /// Answers a CONNECT: 200 and a tunnel, a plugin's refusal (from
@@ -90,7 +88,7 @@ pub(crate) async fn connect<H: FlowHooks>(
                 intercept::intercept(shared, tls, conn, upgraded, target).await
             }
             None => {
-                let relayed = relay(upgraded, &host, port);
+                let relayed = relay::relay(upgraded, &host, port);
                 // A raw tunnel carries no flows witm could let finish: it is
                 // cut when witm stops.
                 let cut = async {
@@ -109,25 +107,4 @@ pub(crate) async fn connect<H: FlowHooks>(
         }
     });
     Ok(hyper::Response::new(body::empty()))
-}
-
-async fn relay(upgraded: Upgraded, host: &str, port: u16) -> std::io::Result<()> {
-    relay_with(TokioIo::new(upgraded), &[], host, port).await
-}
-
-/// Connects to `host:port`, sends `already_read` (bytes the client sent
-/// that witm has consumed), then relays both ways untouched.
-pub(crate) async fn relay_with<IO>(
-    mut client: IO,
-    already_read: &[u8],
-    host: &str,
-    port: u16,
-) -> std::io::Result<()>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut server = TcpStream::connect((host, port)).await?;
-    tokio::io::AsyncWriteExt::write_all(&mut server, already_read).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
-    Ok(())
 }

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use witm_flow::{Events, Flow, FlowHooks, Request, WebSocketMessage};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// True for a request asking to switch to WebSocket.
 pub(crate) fn is_upgrade(request: &Request) -> bool {

@@ -1,0 +1,143 @@
+//! The one place that serves a client connection — the listener's own and
+//! those inside tunnels, plain or TLS, HTTP/1.1 or HTTP/2 — and that decides
+//! what each request on it is: a CONNECT (for `tunnel`) or a request to
+//! forward (for `forward`). The only circle of the engine passes here: a
+//! CONNECT's tunnel is intercepted and its inner connection served again by
+//! [`serve`], whose future is boxed for it, once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use witm_flow::{ClientConn, FlowHooks};
+
+use crate::auth;
+use crate::body::ProxyBody;
+use crate::forward;
+use crate::liveness::Liveness;
+use crate::respond::FlowKilled;
+use crate::shared::Shared;
+use crate::tunnel;
+use crate::upstream::Tunnel;
+
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTP version a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Serves requests on `io` until the client closes it; when witm stops
+/// (`live` says so), the request in flight finishes and the connection
+/// closes. `tunnel` is set for a connection inside a CONNECT tunnel.
+pub(crate) fn serve<H, IO>(
+    shared: Arc<Shared<H>>,
+    conn: Arc<ClientConn>,
+    tunnel: Option<Arc<Tunnel>>,
+    io: IO,
+    protocol: Protocol,
+    live: Option<Liveness>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    H: FlowHooks,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        let address = conn.address;
+        let service = {
+            let live = live.clone();
+            service_fn(move |request| {
+                dispatch(
+                    shared.clone(),
+                    conn.clone(),
+                    tunnel.clone(),
+                    live.clone(),
+                    request,
+                )
+            })
+        };
+        let closing = async {
+            match &live {
+                Some(live) => live.closing().await,
+                None => std::future::pending().await,
+            }
+        };
+        let ended = match protocol {
+            Protocol::Http1 => {
+                let mut served = std::pin::pin!(
+                    http1::Builder::new()
+                        .preserve_header_case(true)
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .serve_connection(TokioIo::new(io), service)
+                        .with_upgrades()
+                );
+                tokio::select! {
+                    ended = served.as_mut() => ended,
+                    () = closing => {
+                        served.as_mut().graceful_shutdown();
+                        served.await
+                    }
+                }
+            }
+            Protocol::Http2 => {
+                let mut served = std::pin::pin!(
+                    http2::Builder::new(TokioExecutor::new())
+                        .timer(TokioTimer::new())
+                        .serve_connection(TokioIo::new(io), service)
+                );
+                tokio::select! {
+                    ended = served.as_mut() => ended,
+                    () = closing => {
+                        served.as_mut().graceful_shutdown();
+                        served.await
+                    }
+                }
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(client = %address, "connection ended: {e}");
+        }
+    })
+}
+
+/// What one request is: a CONNECT (outside a tunnel) opens a tunnel; any
+/// other request is forwarded. Requests that came straight to the proxy are
+/// authenticated here; those in a tunnel belong to its tenant.
+async fn dispatch<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    conn: Arc<ClientConn>,
+    tunnel: Option<Arc<Tunnel>>,
+    live: Option<Liveness>,
+    mut request: hyper::Request<Incoming>,
+) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
+    let tenant = match &tunnel {
+        Some(tunnel) => tunnel.tenant.clone(),
+        None => {
+            let options = &shared.options;
+            let admitted = auth::admit(
+                options.authenticate.as_ref(),
+                options.tenant.as_ref(),
+                request.headers_mut(),
+                conn.address,
+            );
+            match admitted {
+                Ok(tenant) => tenant,
+                Err(refused) => return Ok(refused.response()),
+            }
+        }
+    };
+    if request.method() == Method::CONNECT && tunnel.is_none() {
+        return tunnel::connect(shared, request, conn, tenant, live).await;
+    }
+    forward::handle(shared, conn, tunnel, tenant, live, request).await
+}

@@ -1,0 +1,126 @@
+//! What every connection task of one proxy shares: its options, its hooks,
+//! the upstream pool, and where server connections report their events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use witm_flow::FlowHooks;
+use witm_tls::{Upstream, UpstreamTrust};
+
+use crate::auth::Authenticator;
+use crate::body::ProxyBody;
+use crate::server_events::{HookEvents, ServerEvents, Watched};
+use crate::tls::TlsOptions;
+
+/// How the proxy behaves; every field has a default that suits a person at
+/// a terminal.
+#[derive(Clone)]
+pub struct ProxyOptions {
+    /// Print one line per flow on stdout.
+    pub flow_lines: bool,
+    /// Largest body held in memory for a plugin; a larger one is streamed
+    /// through (what was read so far first) and plugins see it as streamed.
+    pub max_buffered_body: usize,
+    /// How long to wait for a server's TCP connection.
+    pub connect_timeout: Duration,
+    /// How long flows in flight may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// HTTPS interception; `None` tunnels every CONNECT untouched.
+    pub tls: Option<Arc<TlsOptions>>,
+    /// When set, every client must authenticate with `Proxy-Authorization: Basic`; the
+    /// function gets user and password and returns the tenant name, or None to refuse.
+    pub authenticate: Option<Authenticator>,
+    /// The tenant of every flow on this listener (tenants chosen by port).
+    /// With `authenticate` set too, the credentials' tenant wins.
+    pub tenant: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for ProxyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let Self {
+            flow_lines,
+            max_buffered_body,
+            connect_timeout,
+            shutdown_grace,
+            tls,
+            authenticate,
+            tenant,
+        } = self;
+        f.debug_struct("ProxyOptions")
+            .field("flow_lines", flow_lines)
+            .field("max_buffered_body", max_buffered_body)
+            .field("connect_timeout", connect_timeout)
+            .field("shutdown_grace", shutdown_grace)
+            .field("tls", tls)
+            .field(
+                "authenticate",
+                &authenticate.as_ref().map(|_| "Fn(user, password)"),
+            )
+            .field("tenant", tenant)
+            .finish()
+    }
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            flow_lines: true,
+            max_buffered_body: 128 << 20,
+            connect_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            tls: None,
+            authenticate: None,
+            tenant: None,
+        }
+    }
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared<H> {
+    pub hooks: Arc<H>,
+    pub options: ProxyOptions,
+    /// Pooled keep-alive connections to servers, HTTP or HTTPS (HTTP/2
+    /// where the server offers it), reporting server-connect/disconnect.
+    pub upstream: Client<Watched<HttpsConnector<HttpConnector>>, ProxyBody>,
+    /// Where the tunnels' own server connections report opening and closing.
+    pub server_events: Arc<dyn ServerEvents>,
+}
+
+impl<H: FlowHooks> Shared<H> {
+    pub(crate) fn new(hooks: H, options: ProxyOptions) -> Self {
+        let hooks = Arc::new(hooks);
+        let server_events: Arc<dyn ServerEvents> = Arc::new(HookEvents(hooks.clone()));
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        connector.enforce_http(false);
+        let trust = match &options.tls {
+            Some(tls) => tls.upstream.clone(),
+            None => Upstream::new(&UpstreamTrust::Verify),
+        };
+        // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
+        let client_tls = (*trust.client_config(Vec::new())).clone();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
+        let upstream = Client::builder(TokioExecutor::new())
+            .http1_preserve_header_case(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .build(Watched::new(connector, server_events.clone()));
+        Shared {
+            hooks,
+            options,
+            upstream,
+            server_events,
+        }
+    }
+}

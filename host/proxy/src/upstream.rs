@@ -1,0 +1,201 @@
+//! The connection to the server a CONNECT tunnel is for: opened during the
+//! interception (TLS with the client's SNI and ALPN offers), kept for the
+//! tunnel's requests, reporting `server-connect`/`server-disconnect`; and
+//! what requests inside the tunnel default to.
+
+use std::sync::Arc;
+
+use hyper::client::conn::{http1 as client_http1, http2 as client_http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use witm_flow::{ErrorKind, ServerConn};
+use witm_tls::ALPN_HTTP1;
+
+use crate::answers::{self, Failure};
+use crate::body::ProxyBody;
+use crate::server_events::ServerEvents;
+use crate::tls::TlsOptions;
+
+/// What requests inside a tunnel default to, and the server connection
+/// opened for it.
+pub(crate) struct Tunnel {
+    /// "https" or "http".
+    pub scheme: &'static str,
+    /// The CONNECT target.
+    pub host: String,
+    /// The CONNECT target's port.
+    pub port: u16,
+    /// The connection made to the server during the handshake, if it worked.
+    pub link: Option<ServerLink>,
+    /// Why there is no server connection, for each flow's 502 and `error`.
+    pub link_error: Option<Failure>,
+    /// The tenant of the CONNECT, and so of every flow in the tunnel.
+    pub tenant: Option<Arc<str>>,
+}
+
+impl Tunnel {
+    /// True when `request` goes where this tunnel's server connection goes
+    /// (a plugin may have re-targeted it elsewhere).
+    pub(crate) fn serves(&self, request: &witm_flow::Request) -> bool {
+        request.scheme == self.scheme
+            && request.port == self.port
+            && request.host.eq_ignore_ascii_case(&self.host)
+    }
+}
+
+/// A connection to the tunnel's server, reused for the tunnel's requests.
+pub(crate) struct ServerLink {
+    sender: tokio::sync::Mutex<Sender>,
+    /// What plugins learn of the server.
+    pub info: Arc<ServerConn>,
+}
+
+enum Sender {
+    Http1(client_http1::SendRequest<ProxyBody>),
+    Http2(client_http2::SendRequest<ProxyBody>),
+}
+
+impl ServerLink {
+    /// True when the link's protocol is HTTP/2.
+    pub(crate) async fn is_http2(&self) -> bool {
+        matches!(*self.sender.lock().await, Sender::Http2(_))
+    }
+
+    /// Sends over the link; gives the request back if the link has closed
+    /// (the server ended the keep-alive), for the caller to use the pool.
+    pub(crate) async fn send(
+        &self,
+        request: hyper::Request<ProxyBody>,
+    ) -> Result<
+        Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
+        hyper::Request<ProxyBody>,
+    > {
+        let mut sender = self.sender.lock().await;
+        match &mut *sender {
+            Sender::Http2(h2) => {
+                if h2.ready().await.is_err() {
+                    return Err(request);
+                }
+                let mut h2 = h2.clone();
+                drop(sender);
+                Ok(h2.send_request(request).await)
+            }
+            Sender::Http1(h1) => {
+                if h1.ready().await.is_err() {
+                    return Err(request);
+                }
+                Ok(h1.send_request(request).await)
+            }
+        }
+    }
+}
+
+/// Drives a server connection, then reports that it closed.
+async fn report_close<F: std::future::Future>(
+    connection: F,
+    events: Arc<dyn ServerEvents>,
+    server: Arc<ServerConn>,
+) {
+    let _ = connection.await;
+    events.disconnected(server);
+}
+
+/// Connects to the server over TLS and sets up HTTP on it. The error text
+/// names the host and the reason (refused, bad certificate, timeout).
+pub(crate) async fn connect_server(
+    tls: &TlsOptions,
+    events: &Arc<dyn ServerEvents>,
+    host: &str,
+    port: u16,
+    server_name: &str,
+    alpn: Vec<Vec<u8>>,
+) -> Result<ServerLink, Failure> {
+    let address = format!("{host}:{port}");
+    let connect = async {
+        let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
+            Failure::new(
+                answers::kind_of_upstream(&e),
+                format!("cannot connect to {address}: {e}"),
+            )
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
+            Failure::new(
+                ErrorKind::Client,
+                format!("invalid server name {server_name:?}: {e}"),
+            )
+        })?;
+        let alpn = if alpn.is_empty() {
+            vec![ALPN_HTTP1.to_vec()]
+        } else {
+            alpn
+        };
+        let connector = TlsConnector::from(tls.upstream.client_config(alpn));
+        connector.connect(name, tcp).await.map_err(|e| {
+            Failure::new(
+                ErrorKind::Tls,
+                format!("TLS handshake with server {address} failed: {e}"),
+            )
+        })
+    };
+    let stream = tokio::time::timeout(tls.handshake_timeout, connect)
+        .await
+        .map_err(|_| {
+            Failure::new(
+                ErrorKind::Timeout,
+                format!("connecting to {address} timed out"),
+            )
+        })??;
+    let (_, session) = stream.get_ref();
+    let alpn = session
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let cert = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(crate::cert_info::cert_info);
+    let info = Arc::new(ServerConn {
+        address: address.clone(),
+        sni: Some(server_name.to_owned()),
+        alpn: alpn.clone(),
+        cert,
+    });
+    let io = TokioIo::new(stream);
+    let sender = if alpn.as_deref() == Some("h2") {
+        let (sender, connection) = client_http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    ErrorKind::Server,
+                    format!("HTTP/2 with {address} failed: {e}"),
+                )
+            })?;
+        tokio::spawn(report_close(connection, events.clone(), info.clone()));
+        Sender::Http2(sender)
+    } else {
+        let (sender, connection) = client_http1::Builder::new()
+            .preserve_header_case(true)
+            .handshake(io)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    ErrorKind::Server,
+                    format!("HTTP/1.1 with {address} failed: {e}"),
+                )
+            })?;
+        tokio::spawn(report_close(
+            connection.with_upgrades(),
+            events.clone(),
+            info.clone(),
+        ));
+        Sender::Http1(sender)
+    };
+    Ok(ServerLink {
+        sender: tokio::sync::Mutex::new(sender),
+        info,
+    })
+}
