@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use witm_flow::encoding::ContentEncoding;
-use witm_test_support::{Origin, Witm, curl, guests};
+use witm_test_support::{Origin, Witm, curl, free_port, guests};
 
 use crate::sandbox::{Bystander, Served, hostile, outcome, scratch, start_with_config};
 
@@ -25,14 +25,6 @@ const SLACK_MIB: u64 = 96;
 /// The neighbour tenant's p99 while the other tenant is attacked (a
 /// 2-core machine, where the attack holds a core until its deadline).
 const NEIGHBOUR_P99: Duration = Duration::from_millis(1000);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The main port, as the attacker tenant (its credentials in the URL).
 fn attacker_proxy(witm: &Witm) -> String {

@@ -5,17 +5,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use witm_test_support::{Origin, curl};
+use witm_test_support::{Origin, curl, free_port};
 
 use crate::sandbox::{scratch, start_with_config};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// CPU time the process has used, in clock ticks (1/100 s on Linux).
 fn cpu_ticks(pid: u32) -> u64 {

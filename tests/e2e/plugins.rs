@@ -114,11 +114,7 @@ fn a_trapping_plugin_leaves_the_flow_intact_and_is_replaced() {
 #[test]
 fn an_unreachable_server_gives_502_and_the_error_event() {
     // A port nobody listens on: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = witm_test_support::free_port();
     let witm = start_with(&["recorder"]);
     let response = curl(
         &witm.proxy_url(),

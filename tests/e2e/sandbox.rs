@@ -555,16 +555,10 @@ fn saved(path: &Path) -> Vec<Flow> {
 fn two_tenants_with_their_own_chains_credentials_and_flow_files() {
     let origin = Origin::start();
     let dir = scratch("tenants");
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (free_port, admin_port) = (
+        witm_test_support::free_port(),
+        witm_test_support::free_port(),
+    );
     let (a_file, b_file, c_file) = (dir.join("a.witm"), dir.join("b.witm"), dir.join("c.witm"));
     let config = format!(
         "admin_port = {admin_port}\n\

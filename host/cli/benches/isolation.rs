@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use witm_test_support::{Origin, Witm, guests, target_dir, wrk, wrk_line, wrk_seconds};
+use witm_test_support::{Origin, Witm, free_port, guests, target_dir, wrk, wrk_line, wrk_seconds};
 
 fn main() {
     let Some(seconds) = wrk_seconds() else {
@@ -150,14 +150,6 @@ fn exchange(reader: &mut BufReader<TcpStream>, url: &str) -> bool {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).is_ok()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start(dir: &Path, config: &str) -> Witm {

@@ -1,8 +1,17 @@
 //! Flows in one line, for tests and benchmarks (mitmproxy's `tflow`):
 //! `tflow("http://example.com/a")` is a GET with a Host header,
-//! `with_response(tflow(..), 200, "body")` adds a response.
+//! `with_response(tflow(..), 200, "body")` adds a response, `with_error`
+//! an error, `tclient()` is a client connection.
 
-use crate::{ErrorKind, Flow, FlowError, Headers, Request, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::{ClientConn, ErrorKind, Flow, FlowError, Headers, Request, Response};
+
+/// A client connection from 127.0.0.1:50000, as the proxy makes one.
+pub fn tclient() -> Arc<ClientConn> {
+    Arc::new(ClientConn::new(SocketAddr::from(([127, 0, 0, 1], 50000))))
+}
 
 /// A GET of `url` with `Host` and `Accept` headers and no body.
 pub fn tflow(url: &str) -> Flow {
@@ -65,5 +74,6 @@ mod tests {
         );
         assert_eq!(flow.response.as_ref().unwrap().status, 201);
         assert!(with_error(flow, "gone").error.is_some());
+        assert_eq!(tclient().address.port(), 50000);
     }
 }

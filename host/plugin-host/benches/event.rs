@@ -9,7 +9,8 @@
 
 use std::time::Instant;
 
-use witm_flow::{Flow, FlowHooks, Headers, Request, Response};
+use witm_flow::testing::{tflow, with_response};
+use witm_flow::{Flow, FlowHooks};
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
 use witm_test_support::guests;
 
@@ -71,24 +72,5 @@ async fn median_ns_per_event(
 
 /// A flow with a response whose body is `body_len` bytes.
 fn sample_flow(body_len: usize) -> Flow {
-    let request = Request {
-        method: "GET".into(),
-        scheme: "http".into(),
-        host: "example.com".into(),
-        port: 80,
-        path: "/".into(),
-        http_version: "HTTP/1.1".into(),
-        headers: Headers::from_pairs([("Host", "example.com"), ("Accept", "*/*")]),
-        ..Request::default()
-    };
-    let mut flow = Flow::new(Default::default(), request);
-    flow.response = Some(Response::make(
-        200,
-        Headers::from_pairs([
-            ("Content-Type", "text/plain".to_owned()),
-            ("Content-Length", body_len.to_string()),
-        ]),
-        vec![b'x'; body_len],
-    ));
-    flow
+    with_response(tflow("http://example.com/"), 200, vec![b'x'; body_len])
 }

@@ -13,7 +13,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use witm_flow::{Flow, FlowHooks, Request};
+use witm_flow::testing::tflow;
+use witm_flow::{Flow, FlowHooks};
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSettings, PluginSpec, RuntimeOptions};
 use witm_test_support::guests;
 
@@ -96,16 +97,7 @@ fn spec(name: &str, instances: usize) -> PluginSpec {
 }
 
 fn flow(path: &str) -> Flow {
-    let request = Request {
-        method: "GET".into(),
-        scheme: "http".into(),
-        host: "example.com".into(),
-        port: 80,
-        path: path.into(),
-        http_version: "HTTP/1.1".into(),
-        ..Request::default()
-    };
-    Flow::new(Default::default(), request)
+    tflow(&format!("http://example.com{path}"))
 }
 
 /// Median nanoseconds of a `request` event on the last of `paths`, each

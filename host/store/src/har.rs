@@ -1503,14 +1503,10 @@ mod tests {
     }
 
     fn flow(url: &str) -> Flow {
-        let mut request = Request {
-            method: "POST".into(),
-            http_version: "HTTP/1.1".into(),
-            timestamp_start: 1_700_000_000_123,
-            ..Request::default()
-        };
-        request.set_url(url).unwrap();
-        Flow::new(Arc::new(ClientConn::default()), request)
+        let mut flow = witm_flow::testing::trequest("POST", url, "");
+        flow.request.headers = Headers::new();
+        flow.request.timestamp_start = 1_700_000_000_123;
+        flow
     }
 
     #[test]

@@ -25,3 +25,13 @@ pub use test_ca::TestCa;
 pub use websocket::websocket_exchange;
 pub use witm::Witm;
 pub use wrk::{wrk, wrk_line, wrk_seconds};
+
+/// A loopback port free right now (bound and released), for a listener a
+/// test configures witm with.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
