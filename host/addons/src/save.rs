@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
-use witm_flow::{Events, Flow, FlowHooks};
+use witm_flow::{Events, Flow, FlowCtx, FlowHooks};
 use witm_store::{Filter, FlowWriter, StoreError};
 
 /// Flows waiting for the writer at most.
@@ -121,20 +121,22 @@ impl Save {
 }
 
 impl FlowHooks for Save {
+    type Ctx = ();
     fn subscriptions(&self) -> Events {
         // `request` too, so that request bodies are held and saved.
         Events::REQUEST | Events::RESPONSE | Events::ERROR
     }
-    async fn response(&self, flow: &mut Flow) {
+    async fn response(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
         self.record(flow).await
     }
-    async fn error(&self, flow: &mut Flow) {
+    async fn error(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
         self.record(flow).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use witm_flow::FlowState;
     use witm_flow::testing::{tflow, with_error, with_response};
     use witm_store::FlowFile;
     use witm_test_support::target_dir;
@@ -153,13 +155,13 @@ mod tests {
         let save = Save::create(&path, None).unwrap();
         for i in 0..QUEUE * 2 {
             let mut flow = with_response(tflow(&format!("http://example.com/{i}")), 200, "ok");
-            save.response(&mut flow).await;
+            save.response(&mut flow, FlowState::default().ctx()).await;
         }
         let mut failed = with_error(tflow("http://example.com/failed"), "refused");
-        save.error(&mut failed).await;
+        save.error(&mut failed, FlowState::default().ctx()).await;
         let mut killed = with_response(tflow("http://example.com/killed"), 200, "ok");
         killed.killed = true;
-        save.response(&mut killed).await;
+        save.response(&mut killed, FlowState::default().ctx()).await;
         assert_eq!(save.finish(), (QUEUE * 2 + 1) as u64);
         let flows: Vec<Flow> = FlowFile::open(&path)
             .unwrap()
@@ -199,14 +201,14 @@ mod tests {
         reader.join().unwrap();
         for i in 0..10 {
             let mut flow = with_response(tflow(&format!("http://example.com/{i}")), 200, "ok");
-            save.response(&mut flow).await;
+            save.response(&mut flow, FlowState::default().ctx()).await;
         }
         // Wait for the writer to hit the error and close its queue.
         let started = std::time::Instant::now();
         while save.lost.load(Ordering::Relaxed) == 0 {
             assert!(started.elapsed() < std::time::Duration::from_secs(5));
             let mut flow = with_response(tflow("http://example.com/more"), 200, "ok");
-            save.response(&mut flow).await;
+            save.response(&mut flow, FlowState::default().ctx()).await;
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert_eq!(save.finish(), 0, "nothing reached the file");

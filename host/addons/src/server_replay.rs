@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
-use witm_flow::{Events, Flow, FlowHooks, Response};
+use witm_flow::{Events, Flow, FlowCtx, FlowHooks, Response};
 
 /// What a request is matched on: method, URL and body, as mitmproxy's
 /// server replay does by default.
@@ -138,10 +138,11 @@ impl ServerReplay {
 }
 
 impl FlowHooks for ServerReplay {
+    type Ctx = ();
     fn subscriptions(&self) -> Events {
         Events::REQUEST
     }
-    async fn request(&self, flow: &mut Flow) {
+    async fn request(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
         if flow.response.is_none() && !flow.killed {
             self.answer(flow);
         }
@@ -164,7 +165,9 @@ mod tests {
     }
 
     async fn ask(replay: &ServerReplay, mut flow: Flow) -> Flow {
-        replay.request(&mut flow).await;
+        replay
+            .request(&mut flow, witm_flow::FlowState::default().ctx())
+            .await;
         flow
     }
 

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks, ServerConn, WebSocketMessage};
+use witm_flow::{
+    ClientConn, ClientHello, Events, Flow, FlowCtx, FlowHooks, ServerConn, WebSocketMessage,
+};
 
 /// `first`, then `second`.
 #[derive(Debug, Default)]
@@ -43,41 +45,66 @@ macro_rules! both {
     }};
 }
 
+/// As `both!` for a flow event: each layer gets its half of the context.
+macro_rules! both_with_ctx {
+    ($self:ident, $event:expr, $ctx:ident, $method:ident($($arg:ident),*)) => {{
+        let FlowCtx {
+            tenant,
+            state: (first, second),
+        } = $ctx;
+        if $self.first.subscriptions().contains($event) {
+            let ctx = FlowCtx { tenant, state: first };
+            $self.first.$method($($arg,)* ctx).await;
+        }
+        if $self.second.subscriptions().contains($event) {
+            let ctx = FlowCtx { tenant, state: second };
+            $self.second.$method($($arg,)* ctx).await;
+        }
+    }};
+}
+
 impl<A: FlowHooks, B: FlowHooks> FlowHooks for Stack<A, B> {
+    type Ctx = (A::Ctx, B::Ctx);
     fn subscriptions(&self) -> Events {
         self.first.subscriptions() | self.second.subscriptions()
     }
     async fn client_connect(&self, conn: &Arc<ClientConn>) {
         both!(self, Events::CLIENT_CONNECT, client_connect(conn))
     }
-    async fn request_headers(&self, flow: &mut Flow) {
-        both!(self, Events::REQUEST_HEADERS, request_headers(flow))
+    async fn request_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        both_with_ctx!(self, Events::REQUEST_HEADERS, ctx, request_headers(flow))
     }
-    async fn request(&self, flow: &mut Flow) {
-        both!(self, Events::REQUEST, request(flow))
+    async fn request(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        both_with_ctx!(self, Events::REQUEST, ctx, request(flow))
     }
-    async fn response_headers(&self, flow: &mut Flow) {
-        both!(self, Events::RESPONSE_HEADERS, response_headers(flow))
+    async fn response_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        both_with_ctx!(self, Events::RESPONSE_HEADERS, ctx, response_headers(flow))
     }
-    async fn response(&self, flow: &mut Flow) {
-        both!(self, Events::RESPONSE, response(flow))
+    async fn response(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        both_with_ctx!(self, Events::RESPONSE, ctx, response(flow))
     }
-    async fn error(&self, flow: &mut Flow) {
-        both!(self, Events::ERROR, error(flow))
+    async fn error(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        both_with_ctx!(self, Events::ERROR, ctx, error(flow))
     }
     async fn client_disconnect(&self, conn: &Arc<ClientConn>) {
         both!(self, Events::CLIENT_DISCONNECT, client_disconnect(conn))
     }
-    async fn http_connect(&self, flow: &mut Flow) {
-        both!(self, Events::HTTP_CONNECT, http_connect(flow))
+    async fn http_connect(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        both_with_ctx!(self, Events::HTTP_CONNECT, ctx, http_connect(flow))
     }
     async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
         both!(self, Events::TLS_CLIENTHELLO, tls_clienthello(conn, hello))
     }
-    async fn websocket_message(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
-        both!(
+    async fn websocket_message(
+        &self,
+        flow: &mut Flow,
+        message: &mut WebSocketMessage,
+        ctx: FlowCtx<'_, Self::Ctx>,
+    ) {
+        both_with_ctx!(
             self,
             Events::WEBSOCKET_MESSAGE,
+            ctx,
             websocket_message(flow, message)
         )
     }
@@ -105,10 +132,11 @@ mod tests {
     }
 
     impl FlowHooks for Note {
+        type Ctx = ();
         fn subscriptions(&self) -> Events {
             self.events
         }
-        async fn request(&self, flow: &mut Flow) {
+        async fn request(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
             let before = flow.request.headers.get_all("x-seen").count();
             self.seen
                 .lock()
@@ -116,7 +144,7 @@ mod tests {
                 .push(format!("{} request after {before}", self.name));
             flow.request.headers.append("x-seen", self.name);
         }
-        async fn response(&self, _flow: &mut Flow) {
+        async fn response(&self, _flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
             self.seen
                 .lock()
                 .unwrap()
@@ -138,8 +166,9 @@ mod tests {
         );
         assert_eq!(stack.subscriptions(), Events::REQUEST | Events::RESPONSE);
         let mut flow = tflow("http://example.com/");
-        stack.request(&mut flow).await;
-        stack.response(&mut flow).await;
+        let mut state = witm_flow::FlowState::default();
+        stack.request(&mut flow, state.ctx()).await;
+        stack.response(&mut flow, state.ctx()).await;
         assert_eq!(
             *seen.lock().unwrap(),
             ["a request after 0", "b request after 1", "b response"]

@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 
-use witm_flow::{ClientConn, ClientHello, Events, Flow, FlowHooks, ServerConn, WebSocketMessage};
+use witm_flow::{
+    ClientConn, ClientHello, Events, Flow, FlowCtx, FlowHooks, ServerConn, WebSocketMessage,
+};
 
 /// The tenants of one listener, as the proxy's hooks: each tenant's name
 /// (`None` for the single implicit tenant of a configuration without any)
@@ -27,12 +29,12 @@ impl<H: FlowHooks> TenantRouter<H> {
     }
 
     /// The hooks of a flow's tenant: the only one, or the one the proxy
-    /// tagged the flow with.
-    fn of(&self, flow: &Flow) -> Option<&H> {
+    /// gave the flow's context.
+    fn of(&self, tenant: Option<&Arc<str>>) -> Option<&H> {
         match self.tenants.as_slice() {
             [(_, only)] => Some(only),
             many => {
-                let name = flow.tenant.as_deref()?;
+                let name = tenant.map(|t| &**t)?;
                 many.iter()
                     .find(|(tenant, _)| tenant.as_deref() == Some(name))
                     .map(|(_, hooks)| hooks)
@@ -55,43 +57,49 @@ impl<H: FlowHooks> TenantRouter<H> {
 }
 
 impl<H: FlowHooks> FlowHooks for TenantRouter<H> {
+    type Ctx = H::Ctx;
     fn subscriptions(&self) -> Events {
         self.all()
             .fold(Events::NONE, |all, t| all | t.subscriptions())
     }
-    async fn request_headers(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.request_headers(flow).await
+    async fn request_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.request_headers(flow, ctx).await
         }
     }
-    async fn request(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.request(flow).await
+    async fn request(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.request(flow, ctx).await
         }
     }
-    async fn response_headers(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.response_headers(flow).await
+    async fn response_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.response_headers(flow, ctx).await
         }
     }
-    async fn response(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.response(flow).await
+    async fn response(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.response(flow, ctx).await
         }
     }
-    async fn error(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.error(flow).await
+    async fn error(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.error(flow, ctx).await
         }
     }
-    async fn http_connect(&self, flow: &mut Flow) {
-        if let Some(t) = self.of(flow) {
-            t.http_connect(flow).await
+    async fn http_connect(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.http_connect(flow, ctx).await
         }
     }
-    async fn websocket_message(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
-        if let Some(t) = self.of(flow) {
-            t.websocket_message(flow, message).await
+    async fn websocket_message(
+        &self,
+        flow: &mut Flow,
+        message: &mut WebSocketMessage,
+        ctx: FlowCtx<'_, Self::Ctx>,
+    ) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.websocket_message(flow, message, ctx).await
         }
     }
     async fn client_connect(&self, conn: &Arc<ClientConn>) {
@@ -131,18 +139,19 @@ mod tests {
     struct Tag(&'static str);
 
     impl FlowHooks for Tag {
+        type Ctx = ();
         fn subscriptions(&self) -> Events {
             Events::REQUEST | Events::CLIENT_CONNECT
         }
-        async fn request(&self, flow: &mut Flow) {
+        async fn request(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
             flow.request.headers.append("x-tenant", self.0);
         }
     }
 
     async fn tenant_of(router: &TenantRouter<Tag>, tenant: Option<&str>) -> Option<String> {
         let mut flow = tflow("http://example.com/");
-        flow.tenant = tenant.map(Arc::from);
-        router.request(&mut flow).await;
+        let mut state = witm_flow::FlowState::<()>::new(tenant.map(Arc::from));
+        router.request(&mut flow, state.ctx()).await;
         flow.request.headers.get("x-tenant")
     }
 

@@ -165,7 +165,9 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
         );
         let proxy = Proxy::new(router, options);
         for tenant in &tenants {
-            tenant.runtime.set_replayer(proxy.replayer());
+            tenant
+                .runtime
+                .set_replayer(proxy.replayer(tenant.name.clone()));
         }
         proxies.push((proxy, listener));
     }

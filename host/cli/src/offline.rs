@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use witm_flow::{Events, Flow, FlowHooks, HttpMessage};
+use witm_flow::{Events, Flow, FlowHooks, FlowState, HttpMessage};
 use witm_plugin_host::PluginChain;
 use witm_store::{AtomicFile, Filter, FlowFile, FlowWriter, StoreError};
 
@@ -95,14 +95,15 @@ pub async fn replay(chain: &PluginChain, job: ReplayJob<'_>) -> ExitCode {
             continue;
         }
         ran += 1;
+        let mut state = FlowState::default();
         if events.contains(Events::REQUEST) {
-            chain.request(&mut flow).await;
+            chain.request(&mut flow, state.ctx()).await;
         }
         if flow.response.is_some() && events.contains(Events::RESPONSE) {
-            chain.response(&mut flow).await;
+            chain.response(&mut flow, state.ctx()).await;
         }
         if flow.error.is_some() && events.contains(Events::ERROR) {
-            chain.error(&mut flow).await;
+            chain.error(&mut flow, state.ctx()).await;
         }
         if let Some(output) = &mut output {
             match output.write(&flow) {

@@ -239,47 +239,9 @@ pub struct Flow {
     pub comment: String,
     /// Set by a plugin's `kill`: the client connection is dropped.
     pub killed: bool,
-    /// The tenant whose credentials (`Proxy-Authorization`) or listener the
-    /// flow came through; `None` for a proxy without tenants.
-    pub tenant: Option<Arc<str>>,
     /// How many replays deep this flow is: 0 for a client's own request, 1
     /// for a plugin's replay of it, and so on. Bounds replay loops.
     pub replay_depth: u32,
-    /// What hooks attach to the flow for its lifetime (see [`Attachments`]).
-    pub attachments: Attachments,
-}
-
-/// Values hooks attach to a flow for as long as it lives, opaque to anyone
-/// else. The plugin host pins here the plugin versions a flow started with,
-/// so that after a hot reload flows in flight finish on the old version, which
-/// is freed with the last of them. Not saved with the flow.
-#[derive(Clone, Default)]
-pub struct Attachments(Vec<Arc<dyn std::any::Any + Send + Sync>>);
-
-impl std::fmt::Debug for Attachments {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Attachments({})", self.0.len())
-    }
-}
-
-impl Attachments {
-    /// The first attached `T` for which `pick` is true.
-    pub fn find<T: std::any::Any + Send + Sync>(
-        &self,
-        pick: impl Fn(&T) -> bool,
-    ) -> Option<Arc<T>> {
-        self.0.iter().find_map(|a| {
-            a.downcast_ref::<T>()
-                .filter(|t| pick(t))
-                .and_then(|_| a.clone().downcast::<T>().ok())
-        })
-    }
-
-    /// Attaches `value` (shared, not copied: attaching costs no allocation
-    /// beyond the list's own).
-    pub fn push<T: std::any::Any + Send + Sync>(&mut self, value: Arc<T>) {
-        self.0.push(value);
-    }
 }
 
 /// What one metadata entry costs the host beyond its key and value.
@@ -302,9 +264,7 @@ impl Default for Flow {
             marked: false,
             comment: String::new(),
             killed: false,
-            tenant: None,
             replay_depth: 0,
-            attachments: Attachments::default(),
         }
     }
 }
@@ -362,9 +322,7 @@ impl Flow {
             marked: false,
             comment: String::new(),
             killed: false,
-            tenant: None,
             replay_depth: 0,
-            attachments: Attachments::default(),
         }
     }
 }

@@ -122,7 +122,16 @@ impl std::ops::BitOr for Events {
 /// [`FlowHooks::subscriptions`] contains its event, so the defaults are never
 /// even reached on the hot path. `start` and `done` are not here: they belong
 /// to whoever owns the hooks' lifetime (the CLI), not to the proxy.
+///
+/// Flow events get the flow's context ([`FlowCtx`]): its tenant and what
+/// these hooks keep for it ([`FlowHooks::Ctx`], Pingora's per-request
+/// `CTX`), made when the flow starts and dropped with it — so the flow model
+/// stays plain data.
 pub trait FlowHooks: Send + Sync + 'static {
+    /// What these hooks keep for one flow beside the flow itself (the plugin
+    /// host: the plugin versions the flow is pinned to).
+    type Ctx: Default + Send + 'static;
+
     /// The events this hook wants.
     fn subscriptions(&self) -> Events;
 
@@ -133,17 +142,29 @@ pub trait FlowHooks: Send + Sync + 'static {
 
     /// A request was received in full; setting `flow.response` answers the
     /// client without contacting the server.
-    fn request(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+    fn request(
+        &self,
+        _flow: &mut Flow,
+        _ctx: FlowCtx<'_, Self::Ctx>,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 
     /// A response was received in full.
-    fn response(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+    fn response(
+        &self,
+        _flow: &mut Flow,
+        _ctx: FlowCtx<'_, Self::Ctx>,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 
     /// The flow failed; `flow.error` is set.
-    fn error(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+    fn error(
+        &self,
+        _flow: &mut Flow,
+        _ctx: FlowCtx<'_, Self::Ctx>,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 
@@ -154,13 +175,21 @@ pub trait FlowHooks: Send + Sync + 'static {
 
     /// A request's head arrived; its body has not been read. Setting
     /// `flow.request.stream` streams the body instead of holding it.
-    fn request_headers(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+    fn request_headers(
+        &self,
+        _flow: &mut Flow,
+        _ctx: FlowCtx<'_, Self::Ctx>,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 
     /// A response's head arrived; its body has not been read. Setting
     /// `response.stream` streams the body instead of holding it.
-    fn response_headers(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+    fn response_headers(
+        &self,
+        _flow: &mut Flow,
+        _ctx: FlowCtx<'_, Self::Ctx>,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 
@@ -170,6 +199,7 @@ pub trait FlowHooks: Send + Sync + 'static {
         &self,
         _flow: &mut Flow,
         _message: &mut WebSocketMessage,
+        _ctx: FlowCtx<'_, Self::Ctx>,
     ) -> impl Future<Output = ()> + Send {
         async {}
     }
@@ -186,7 +216,11 @@ pub trait FlowHooks: Send + Sync + 'static {
 
     /// A client asked for a CONNECT tunnel; `flow.request` is the CONNECT.
     /// Setting `flow.response` refuses the tunnel with that response.
-    fn http_connect(&self, _flow: &mut Flow) -> impl Future<Output = ()> + Send {
+    fn http_connect(
+        &self,
+        _flow: &mut Flow,
+        _ctx: FlowCtx<'_, Self::Ctx>,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 
@@ -198,6 +232,56 @@ pub trait FlowHooks: Send + Sync + 'static {
         _hello: &mut ClientHello,
     ) -> impl Future<Output = ()> + Send {
         async {}
+    }
+}
+
+/// One flow's context as its events see it: the tenant and the hooks' own
+/// state for the flow, borrowed from a [`FlowState`].
+#[derive(Debug)]
+pub struct FlowCtx<'a, C> {
+    /// The tenant whose credentials or listener the flow came through
+    /// (`None` for a proxy without tenants).
+    pub tenant: Option<&'a Arc<str>>,
+    /// What the hooks keep for the flow.
+    pub state: &'a mut C,
+}
+
+impl<C> FlowCtx<'_, C> {
+    /// The same context for another call.
+    pub fn reborrow(&mut self) -> FlowCtx<'_, C> {
+        FlowCtx {
+            tenant: self.tenant,
+            state: self.state,
+        }
+    }
+}
+
+/// One flow's context, owned where the flow is (the proxy's task for it).
+#[derive(Debug, Default)]
+pub struct FlowState<C> {
+    /// The flow's tenant.
+    pub tenant: Option<Arc<str>>,
+    /// The hooks' state for the flow.
+    pub state: C,
+}
+
+impl<C: Default> FlowState<C> {
+    /// A fresh context for a flow of `tenant`.
+    pub fn new(tenant: Option<Arc<str>>) -> Self {
+        Self {
+            tenant,
+            state: C::default(),
+        }
+    }
+}
+
+impl<C> FlowState<C> {
+    /// The context to hand to an event.
+    pub fn ctx(&mut self) -> FlowCtx<'_, C> {
+        FlowCtx {
+            tenant: self.tenant.as_ref(),
+            state: &mut self.state,
+        }
     }
 }
 
@@ -213,126 +297,103 @@ pub type Replayer =
 pub struct NoHooks;
 
 impl FlowHooks for NoHooks {
+    type Ctx = ();
     fn subscriptions(&self) -> Events {
         Events::NONE
     }
 }
 
+/// Calls `$method` on the hooks `$inner` reaches (`Arc`'s or `Option`'s),
+/// for every method of the trait.
+macro_rules! forward_hooks {
+    ($inner:ident => $reach:path) => {
+        async fn client_connect(&self, conn: &Arc<ClientConn>) {
+            if let Some($inner) = $reach(self) {
+                $inner.client_connect(conn).await
+            }
+        }
+        async fn request(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+            if let Some($inner) = $reach(self) {
+                $inner.request(flow, ctx).await
+            }
+        }
+        async fn response(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+            if let Some($inner) = $reach(self) {
+                $inner.response(flow, ctx).await
+            }
+        }
+        async fn error(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+            if let Some($inner) = $reach(self) {
+                $inner.error(flow, ctx).await
+            }
+        }
+        async fn client_disconnect(&self, conn: &Arc<ClientConn>) {
+            if let Some($inner) = $reach(self) {
+                $inner.client_disconnect(conn).await
+            }
+        }
+        async fn http_connect(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+            if let Some($inner) = $reach(self) {
+                $inner.http_connect(flow, ctx).await
+            }
+        }
+        async fn request_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+            if let Some($inner) = $reach(self) {
+                $inner.request_headers(flow, ctx).await
+            }
+        }
+        async fn server_connect(&self, server: &Arc<ServerConn>) {
+            if let Some($inner) = $reach(self) {
+                $inner.server_connect(server).await
+            }
+        }
+        async fn server_disconnect(&self, server: &Arc<ServerConn>) {
+            if let Some($inner) = $reach(self) {
+                $inner.server_disconnect(server).await
+            }
+        }
+        async fn websocket_message(
+            &self,
+            flow: &mut Flow,
+            message: &mut WebSocketMessage,
+            ctx: FlowCtx<'_, Self::Ctx>,
+        ) {
+            if let Some($inner) = $reach(self) {
+                $inner.websocket_message(flow, message, ctx).await
+            }
+        }
+        async fn response_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+            if let Some($inner) = $reach(self) {
+                $inner.response_headers(flow, ctx).await
+            }
+        }
+        async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
+            if let Some($inner) = $reach(self) {
+                $inner.tls_clienthello(conn, hello).await
+            }
+        }
+    };
+}
+
+fn arc_inner<H>(hooks: &Arc<H>) -> Option<&H> {
+    Some(hooks)
+}
+
 impl<H: FlowHooks> FlowHooks for Arc<H> {
+    type Ctx = H::Ctx;
     fn subscriptions(&self) -> Events {
         (**self).subscriptions()
     }
-    fn client_connect(&self, conn: &Arc<ClientConn>) -> impl Future<Output = ()> + Send {
-        (**self).client_connect(conn)
-    }
-    fn request(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
-        (**self).request(flow)
-    }
-    fn response(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
-        (**self).response(flow)
-    }
-    fn error(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
-        (**self).error(flow)
-    }
-    fn client_disconnect(&self, conn: &Arc<ClientConn>) -> impl Future<Output = ()> + Send {
-        (**self).client_disconnect(conn)
-    }
-    fn http_connect(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
-        (**self).http_connect(flow)
-    }
-    fn request_headers(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
-        (**self).request_headers(flow)
-    }
-    fn server_connect(&self, server: &Arc<ServerConn>) -> impl Future<Output = ()> + Send {
-        (**self).server_connect(server)
-    }
-    fn server_disconnect(&self, server: &Arc<ServerConn>) -> impl Future<Output = ()> + Send {
-        (**self).server_disconnect(server)
-    }
-    fn websocket_message(
-        &self,
-        flow: &mut Flow,
-        message: &mut WebSocketMessage,
-    ) -> impl Future<Output = ()> + Send {
-        (**self).websocket_message(flow, message)
-    }
-    fn response_headers(&self, flow: &mut Flow) -> impl Future<Output = ()> + Send {
-        (**self).response_headers(flow)
-    }
-    fn tls_clienthello(
-        &self,
-        conn: &Arc<ClientConn>,
-        hello: &mut ClientHello,
-    ) -> impl Future<Output = ()> + Send {
-        (**self).tls_clienthello(conn, hello)
-    }
+    forward_hooks!(h => arc_inner);
 }
 
 /// An addon that may be off: `None` subscribes to nothing.
 impl<H: FlowHooks> FlowHooks for Option<H> {
+    type Ctx = H::Ctx;
     fn subscriptions(&self) -> Events {
         self.as_ref().map_or(Events::NONE, H::subscriptions)
     }
-    async fn client_connect(&self, conn: &Arc<ClientConn>) {
-        if let Some(h) = self {
-            h.client_connect(conn).await
-        }
-    }
-    async fn request(&self, flow: &mut Flow) {
-        if let Some(h) = self {
-            h.request(flow).await
-        }
-    }
-    async fn response(&self, flow: &mut Flow) {
-        if let Some(h) = self {
-            h.response(flow).await
-        }
-    }
-    async fn error(&self, flow: &mut Flow) {
-        if let Some(h) = self {
-            h.error(flow).await
-        }
-    }
-    async fn client_disconnect(&self, conn: &Arc<ClientConn>) {
-        if let Some(h) = self {
-            h.client_disconnect(conn).await
-        }
-    }
-    async fn http_connect(&self, flow: &mut Flow) {
-        if let Some(h) = self {
-            h.http_connect(flow).await
-        }
-    }
-    async fn request_headers(&self, flow: &mut Flow) {
-        if let Some(h) = self {
-            h.request_headers(flow).await
-        }
-    }
-    async fn server_connect(&self, server: &Arc<ServerConn>) {
-        if let Some(h) = self {
-            h.server_connect(server).await
-        }
-    }
-    async fn server_disconnect(&self, server: &Arc<ServerConn>) {
-        if let Some(h) = self {
-            h.server_disconnect(server).await
-        }
-    }
-    async fn websocket_message(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
-        if let Some(h) = self {
-            h.websocket_message(flow, message).await
-        }
-    }
-    async fn response_headers(&self, flow: &mut Flow) {
-        if let Some(h) = self {
-            h.response_headers(flow).await
-        }
-    }
-    async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {
-        if let Some(h) = self {
-            h.tls_clienthello(conn, hello).await
-        }
-    }
+    forward_hooks!(h => Option::as_ref);
 }
 
 #[cfg(test)]

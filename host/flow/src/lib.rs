@@ -24,11 +24,11 @@ pub mod message;
 pub mod testing;
 
 pub use flow::{
-    Attachments, CertInfo, ClientConn, ClientHello, ClientTls, ErrorKind, Flow, FlowError,
-    ServerConn, WebSocketMessage,
+    CertInfo, ClientConn, ClientHello, ClientTls, ErrorKind, Flow, FlowError, ServerConn,
+    WebSocketMessage,
 };
 pub use headers::Headers;
-pub use hooks::{Events, FlowHooks, NoHooks, Replayer};
+pub use hooks::{Events, FlowCtx, FlowHooks, FlowState, NoHooks, Replayer};
 pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie};
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in a flow.

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use witm_flow::testing::{tflow, with_response};
-use witm_flow::{Flow, FlowHooks};
+use witm_flow::{Flow, FlowHooks, FlowState};
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
 use witm_test_support::guests;
 
@@ -55,14 +55,16 @@ async fn median_ns_per_event(
     let chain = PluginChain::load(plugins, &[spec])
         .await
         .expect("load plugin");
+    // One flow's context for all its events, as the proxy keeps it.
+    let mut state = FlowState::default();
     for _ in 0..calls / 10 {
-        chain.response(&mut flow).await;
+        chain.response(&mut flow, state.ctx()).await;
     }
     let mut per_call = Vec::new();
     for _ in 0..ROUNDS {
         let started = Instant::now();
         for _ in 0..calls {
-            chain.response(&mut flow).await;
+            chain.response(&mut flow, state.ctx()).await;
         }
         per_call.push(started.elapsed().as_nanos() as f64 / calls as f64);
     }

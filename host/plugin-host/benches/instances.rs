@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use witm_flow::testing::tflow;
-use witm_flow::{Flow, FlowHooks};
+use witm_flow::{Flow, FlowHooks, FlowState};
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSettings, PluginSpec, RuntimeOptions};
 use witm_test_support::guests;
 
@@ -55,7 +55,7 @@ fn main() {
                 let pool = pool.clone();
                 tokio::spawn(async move {
                     let mut flow = flow(&format!("/slow?ms=1500&i={i}"));
-                    pool.request(&mut flow).await;
+                    pool.request(&mut flow, FlowState::default().ctx()).await;
                 })
             })
             .collect();
@@ -107,11 +107,13 @@ async fn median(chain: &PluginChain, paths: &[&str], calls: usize) -> f64 {
     let mut times = Vec::with_capacity(calls);
     for _ in 0..calls {
         for path in before {
-            chain.request(&mut flow(path)).await;
+            chain
+                .request(&mut flow(path), FlowState::default().ctx())
+                .await;
         }
         let mut flow = flow(timed);
         let started = Instant::now();
-        chain.request(&mut flow).await;
+        chain.request(&mut flow, FlowState::default().ctx()).await;
         times.push(started.elapsed().as_nanos() as f64);
     }
     times.sort_by(f64::total_cmp);

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use witm_flow::{
-    ClientConn, ClientHello, ErrorKind, Events, Flow, FlowHooks, Headers, Response, ServerConn,
-    WebSocketMessage,
+    ClientConn, ClientHello, ErrorKind, Events, Flow, FlowCtx, FlowHooks, Headers, Response,
+    ServerConn, WebSocketMessage,
 };
 
 use crate::plugin::{
-    ConnEvent, Delivery, FlowEvent, LoadError, Outcome, Plugin, PluginSpec, PluginStats,
+    ConnEvent, Delivery, FlowEvent, LoadError, Outcome, Pins, Plugin, PluginSpec, PluginStats,
     StagedVersion,
 };
 use crate::runtime::PluginRuntime;
@@ -221,12 +221,20 @@ impl PluginChain {
         out
     }
 
-    async fn each_flow(&self, event: FlowEvent, wanted: Events, flow: &mut Flow) {
+    async fn each_flow(
+        &self,
+        event: FlowEvent,
+        wanted: Events,
+        flow: &mut Flow,
+        ctx: FlowCtx<'_, Pins>,
+    ) {
         for plugin in self.plugins().iter() {
-            if !plugin.wants(flow, wanted) {
+            if !plugin.wants(ctx.state, wanted) {
                 continue;
             }
-            let outcome = plugin.deliver(Delivery::Flow(event, flow)).await;
+            let outcome = plugin
+                .deliver(Delivery::Flow(event, flow), Some(&mut *ctx.state))
+                .await;
             if let Outcome::Failed(reason) | Outcome::Skipped(reason) = outcome
                 && plugin.failure_policy() == FailurePolicy::Closed
                 && !matches!(event, FlowEvent::Error)
@@ -243,7 +251,7 @@ impl PluginChain {
             .iter()
             .filter(|p| p.subscriptions().contains(wanted))
         {
-            plugin.deliver(Delivery::Conn(event, conn)).await;
+            plugin.deliver(Delivery::Conn(event, conn), None).await;
         }
     }
 }
@@ -421,6 +429,7 @@ fn unique_name(spec: &PluginSpec, loaded: &[Arc<Plugin>]) -> String {
 }
 
 impl FlowHooks for PluginChain {
+    type Ctx = Pins;
     fn subscriptions(&self) -> Events {
         Events::from_bits(self.subscriptions.load(Ordering::Relaxed))
     }
@@ -430,18 +439,19 @@ impl FlowHooks for PluginChain {
             .await
     }
 
-    async fn request(&self, flow: &mut Flow) {
-        self.each_flow(FlowEvent::Request, Events::REQUEST, flow)
+    async fn request(&self, flow: &mut Flow, ctx: FlowCtx<'_, Pins>) {
+        self.each_flow(FlowEvent::Request, Events::REQUEST, flow, ctx)
             .await
     }
 
-    async fn response(&self, flow: &mut Flow) {
-        self.each_flow(FlowEvent::Response, Events::RESPONSE, flow)
+    async fn response(&self, flow: &mut Flow, ctx: FlowCtx<'_, Pins>) {
+        self.each_flow(FlowEvent::Response, Events::RESPONSE, flow, ctx)
             .await
     }
 
-    async fn error(&self, flow: &mut Flow) {
-        self.each_flow(FlowEvent::Error, Events::ERROR, flow).await
+    async fn error(&self, flow: &mut Flow, ctx: FlowCtx<'_, Pins>) {
+        self.each_flow(FlowEvent::Error, Events::ERROR, flow, ctx)
+            .await
     }
 
     async fn client_disconnect(&self, conn: &Arc<ClientConn>) {
@@ -449,26 +459,42 @@ impl FlowHooks for PluginChain {
             .await
     }
 
-    async fn request_headers(&self, flow: &mut Flow) {
-        self.each_flow(FlowEvent::RequestHeaders, Events::REQUEST_HEADERS, flow)
-            .await
+    async fn request_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Pins>) {
+        self.each_flow(
+            FlowEvent::RequestHeaders,
+            Events::REQUEST_HEADERS,
+            flow,
+            ctx,
+        )
+        .await
     }
 
-    async fn response_headers(&self, flow: &mut Flow) {
-        self.each_flow(FlowEvent::ResponseHeaders, Events::RESPONSE_HEADERS, flow)
-            .await
+    async fn response_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Pins>) {
+        self.each_flow(
+            FlowEvent::ResponseHeaders,
+            Events::RESPONSE_HEADERS,
+            flow,
+            ctx,
+        )
+        .await
     }
 
-    async fn websocket_message(&self, flow: &mut Flow, message: &mut WebSocketMessage) {
-        for plugin in self
-            .plugins()
-            .iter()
-            .filter(|p| p.subscriptions().contains(Events::WEBSOCKET_MESSAGE))
-        {
+    async fn websocket_message(
+        &self,
+        flow: &mut Flow,
+        message: &mut WebSocketMessage,
+        ctx: FlowCtx<'_, Pins>,
+    ) {
+        for plugin in self.plugins().iter() {
+            if !plugin.wants(ctx.state, Events::WEBSOCKET_MESSAGE) {
+                continue;
+            }
             if message.dropped {
                 break;
             }
-            let outcome = plugin.deliver(Delivery::WebSocket(flow, message)).await;
+            let outcome = plugin
+                .deliver(Delivery::WebSocket(flow, message), Some(&mut *ctx.state))
+                .await;
             if !matches!(outcome, Outcome::Done) && plugin.failure_policy() == FailurePolicy::Closed
             {
                 // Closed: a message the plugin could not check is not sent.
@@ -484,10 +510,13 @@ impl FlowHooks for PluginChain {
             .filter(|p| p.subscriptions().contains(Events::SERVER_CONNECT))
         {
             plugin
-                .deliver(Delivery::Server {
-                    connected: true,
-                    server,
-                })
+                .deliver(
+                    Delivery::Server {
+                        connected: true,
+                        server,
+                    },
+                    None,
+                )
                 .await;
         }
     }
@@ -499,16 +528,19 @@ impl FlowHooks for PluginChain {
             .filter(|p| p.subscriptions().contains(Events::SERVER_DISCONNECT))
         {
             plugin
-                .deliver(Delivery::Server {
-                    connected: false,
-                    server,
-                })
+                .deliver(
+                    Delivery::Server {
+                        connected: false,
+                        server,
+                    },
+                    None,
+                )
                 .await;
         }
     }
 
-    async fn http_connect(&self, flow: &mut Flow) {
-        self.each_flow(FlowEvent::HttpConnect, Events::HTTP_CONNECT, flow)
+    async fn http_connect(&self, flow: &mut Flow, ctx: FlowCtx<'_, Pins>) {
+        self.each_flow(FlowEvent::HttpConnect, Events::HTTP_CONNECT, flow, ctx)
             .await
     }
 
@@ -518,7 +550,9 @@ impl FlowHooks for PluginChain {
             .iter()
             .filter(|p| p.subscriptions().contains(Events::TLS_CLIENTHELLO))
         {
-            plugin.deliver(Delivery::ClientHello(conn, hello)).await;
+            plugin
+                .deliver(Delivery::ClientHello(conn, hello), None)
+                .await;
         }
     }
 }

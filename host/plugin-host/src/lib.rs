@@ -34,6 +34,6 @@ pub mod settings;
 mod state;
 
 pub use chain::{PluginChain, StagedChain, metrics_preamble};
-pub use plugin::{LoadError, Plugin, PluginSpec, PluginStats};
+pub use plugin::{LoadError, Pins, Plugin, PluginSpec, PluginStats};
 pub use runtime::{PluginRuntime, RuntimeOptions};
 pub use settings::{DirGrant, FailurePolicy, HostPattern, PluginSettings};

@@ -275,7 +275,7 @@ pub(crate) enum Outcome {
 /// One loaded version of a plugin's component: after a hot reload, flows
 /// that started on the old version finish on it.
 struct Version {
-    /// The plugin's id, to find this version among a flow's attachments.
+    /// The plugin's id, to find this version among a flow's pins.
     plugin: u64,
     number: u64,
     spec: PluginSpec,
@@ -372,6 +372,19 @@ pub struct Plugin {
     finished: AtomicBool,
 }
 
+/// The plugin versions one flow is pinned to: the chain's per-flow context
+/// ([`FlowHooks::Ctx`](witm_flow::FlowHooks::Ctx)). A flow in flight during
+/// a hot reload finishes on the versions it started with, which are freed
+/// with the last flow pinned to them.
+#[derive(Default)]
+pub struct Pins(Vec<Arc<Version>>);
+
+impl Pins {
+    fn of(&self, plugin: u64) -> Option<&Arc<Version>> {
+        self.0.iter().find(|v| v.plugin == plugin)
+    }
+}
+
 /// A version compiled and started by [`Plugin::stage`], not yet serving.
 pub(crate) struct StagedVersion {
     version: Version,
@@ -427,11 +440,11 @@ impl Plugin {
         Events::from_bits(self.subscriptions.load(Ordering::Relaxed))
     }
 
-    /// Whether this plugin takes `wanted` for `flow`: asked of the version
-    /// the flow is pinned to (the one its events go to), else the current.
-    pub fn wants(&self, flow: &Flow, wanted: Events) -> bool {
-        let id = self.starter.id;
-        match flow.attachments.find::<Version>(|v| v.plugin == id) {
+    /// Whether this plugin takes `wanted` for a flow pinned to `pins`:
+    /// asked of the version the flow is pinned to (the one its events go
+    /// to), else the current.
+    pub fn wants(&self, pins: &Pins, wanted: Events) -> bool {
+        match pins.of(self.starter.id) {
             Some(pinned) => pinned.subscriptions.contains(wanted),
             None => self.subscriptions().contains(wanted),
         }
@@ -515,16 +528,15 @@ impl Plugin {
 
     /// The version an event goes to: the one the flow started with, or the
     /// current one (pinned on the flow at its first event).
-    fn version_for(&self, event: &mut Delivery<'_>) -> Arc<Version> {
-        let (Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _)) = event else {
+    fn version_for(&self, pins: Option<&mut Pins>) -> Arc<Version> {
+        let Some(pins) = pins else {
             return self.current();
         };
-        let id = self.starter.id;
-        if let Some(pinned) = flow.attachments.find::<Version>(|v| v.plugin == id) {
-            return pinned;
+        if let Some(pinned) = pins.of(self.starter.id) {
+            return pinned.clone();
         }
         let version = self.current();
-        flow.attachments.push(version.clone());
+        pins.0.push(version.clone());
         version
     }
 
@@ -602,11 +614,19 @@ impl Plugin {
     /// table for the call and comes back after it; if the call fails, the
     /// flow (and the hello or message) stay as they were before it, and the
     /// instance is replaced.
-    pub(crate) async fn deliver(&self, mut event: Delivery<'_>) -> Outcome {
+    ///
+    /// `pins` is the flow's context for flow events (`None` for connection
+    /// events): the version the flow is pinned to, or the current one,
+    /// pinned now.
+    pub(crate) async fn deliver(
+        &self,
+        mut event: Delivery<'_>,
+        pins: Option<&mut Pins>,
+    ) -> Outcome {
         if self.finished.load(Ordering::Relaxed) {
             return Outcome::Done;
         }
-        let version = self.version_for(&mut event);
+        let version = self.version_for(pins);
         let settings = &version.spec.settings;
         if let Some(reason) = self.backing_off() {
             self.starter.stats.skipped.fetch_add(1, Ordering::Relaxed);

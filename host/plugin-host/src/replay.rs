@@ -88,8 +88,6 @@ impl ReplayGate {
         };
         let slot = self.take_slot(settings.max_replays_in_flight)?;
         flow.replay_depth += 1;
-        // A copy pins no plugin version: it starts afresh on the current ones.
-        flow.attachments = Default::default();
         let replay = replayer(flow);
         let task = tokio::spawn(async move {
             replay.await;

@@ -33,7 +33,9 @@ fn small() -> PluginSettings {
 /// call failed and the flow went on as before it).
 async fn act(chain: &PluginChain, path: &str) -> Option<String> {
     let mut flow = tflow(&format!("http://example.com{path}"));
-    chain.request(&mut flow).await;
+    chain
+        .request(&mut flow, witm_flow::FlowState::default().ctx())
+        .await;
     flow.request.headers.get("x-hostile")
 }
 
@@ -204,9 +206,13 @@ async fn encoding_a_body_stops_at_the_deadline_without_holding_a_worker() {
     // On the worker, beside the ticker (the test's own thread is not one).
     let chain = std::sync::Arc::new(chain);
     let on_worker = chain.clone();
-    tokio::spawn(async move { on_worker.request(&mut flow).await })
-        .await
-        .unwrap();
+    tokio::spawn(async move {
+        on_worker
+            .request(&mut flow, witm_flow::FlowState::default().ctx())
+            .await
+    })
+    .await
+    .unwrap();
     let took = started.elapsed();
     ticker.abort();
     assert!(

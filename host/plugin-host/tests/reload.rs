@@ -1,8 +1,8 @@
 //! Reloads in process: a flow stays with the plugin version it started on,
 //! for which events it gets as well as for who handles them.
 
-use witm_flow::FlowHooks;
 use witm_flow::testing::{tflow, with_response};
+use witm_flow::{FlowHooks, FlowState};
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
 use witm_test_support::{guests, target_dir};
 
@@ -20,8 +20,10 @@ async fn a_flow_gets_the_events_of_its_version_after_a_reload_that_drops_them() 
     };
     let chain = PluginChain::load(&runtime, &[spec]).await.unwrap();
 
+    // The flow's context, kept for all its events (as the proxy does).
+    let mut state = FlowState::default();
     let mut flow = tflow("http://example.com/pinned");
-    chain.request(&mut flow).await;
+    chain.request(&mut flow, state.ctx()).await;
     assert_eq!(flow.request.headers.get("x-tag").as_deref(), Some("v1"));
 
     // Version 2 (the hostile plugin) subscribes to `request` only.
@@ -35,12 +37,12 @@ async fn a_flow_gets_the_events_of_its_version_after_a_reload_that_drops_them() 
 
     // The flow that started on version 1 still gets its `response`.
     let mut flow = with_response(flow, 200, "ok");
-    chain.response(&mut flow).await;
+    chain.response(&mut flow, state.ctx()).await;
     let response = flow.response.as_ref().unwrap();
     assert_eq!(response.headers.get("x-tag").as_deref(), Some("v1"));
 
     // A new flow goes to version 2, which takes no `response`.
     let mut fresh = with_response(tflow("http://example.com/fresh"), 200, "ok");
-    chain.response(&mut fresh).await;
+    chain.response(&mut fresh, FlowState::default().ctx()).await;
     assert_eq!(fresh.response.unwrap().headers.get("x-tag"), None);
 }

@@ -10,7 +10,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use witm_flow::message::{canonical_reason, default_port};
-use witm_flow::{Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, Request, Response};
+use witm_flow::{
+    Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Request, Response,
+};
 
 use crate::answers::{self, Failure, plain_response};
 use crate::body::{self, ProxyBody};
@@ -64,7 +66,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         stream: false,
     };
     let mut flow = Flow::new(conn, request);
-    flow.tenant = tenant;
+    let state = FlowState::new(tenant);
     if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
     }
@@ -76,6 +78,7 @@ pub(crate) async fn handle<H: FlowHooks>(
     run(
         &shared,
         flow,
+        state,
         Some(incoming),
         side,
         tunnel.as_deref(),
@@ -87,7 +90,14 @@ pub(crate) async fn handle<H: FlowHooks>(
 /// Sends a copy of a flow's request again, with its events, as if a client
 /// had sent it (mitmproxy's client replay); the response goes nowhere but
 /// the flow line.
-pub(crate) async fn replay<H: FlowHooks>(shared: Arc<Shared<H>>, mut flow: Flow) {
+///
+/// `tenant` is the tenant the replay is for (a plugin's, on a listener of
+/// several tenants).
+pub(crate) async fn replay<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    mut flow: Flow,
+    tenant: Option<Arc<str>>,
+) {
     flow.response = None;
     flow.error = None;
     flow.killed = false;
@@ -98,6 +108,7 @@ pub(crate) async fn replay<H: FlowHooks>(shared: Arc<Shared<H>>, mut flow: Flow)
     if let Ok(response) = run(
         &shared,
         flow,
+        FlowState::new(tenant),
         None,
         ClientSide::default(),
         None,
@@ -116,6 +127,7 @@ pub(crate) async fn replay<H: FlowHooks>(shared: Arc<Shared<H>>, mut flow: Flow)
 async fn run<H: FlowHooks>(
     shared: &Arc<Shared<H>>,
     mut flow: Flow,
+    mut state: FlowState<H::Ctx>,
     incoming: Option<Incoming>,
     side: ClientSide,
     tunnel: Option<&Tunnel>,
@@ -124,13 +136,13 @@ async fn run<H: FlowHooks>(
     let shared = shared.clone();
     let events = shared.hooks.subscriptions();
     if events.contains(Events::REQUEST_HEADERS) {
-        shared.hooks.request_headers(&mut flow).await;
+        shared.hooks.request_headers(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
     }
     let limit = shared.options.max_buffered_body;
     let mut request_body = None;
     let Some(incoming) = incoming else {
-        return run_after_request_body(shared, flow, None, side, tunnel, started).await;
+        return run_after_request_body(shared, flow, state, None, side, tunnel, started).await;
     };
     if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
         match hold(incoming, limit).await {
@@ -147,19 +159,20 @@ async fn run<H: FlowHooks>(
                     ErrorKind::Client,
                     format!("request body from the client: {reason}"),
                 );
-                return fail(&shared, flow, failure, started).await;
+                return fail(&shared, flow, state, failure, started).await;
             }
         }
     } else {
         request_body = Some(body::streamed(incoming));
     }
-    run_after_request_body(shared, flow, request_body, side, tunnel, started).await
+    run_after_request_body(shared, flow, state, request_body, side, tunnel, started).await
 }
 
 /// The rest of [`run`], once the request body is held or streaming.
 async fn run_after_request_body<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     mut flow: Flow,
+    mut state: FlowState<H::Ctx>,
     request_body: Option<ProxyBody>,
     side: ClientSide,
     tunnel: Option<&Tunnel>,
@@ -174,7 +187,7 @@ async fn run_after_request_body<H: FlowHooks>(
     } = side;
     let mut response_extensions = http::Extensions::new();
     if events.contains(Events::REQUEST) {
-        shared.hooks.request(&mut flow).await;
+        shared.hooks.request(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
     }
 
@@ -183,7 +196,7 @@ async fn run_after_request_body<H: FlowHooks>(
     if flow.response.is_none() {
         let via_tunnel = tunnel.filter(|t| t.serves(&flow.request));
         if let Some(failure) = via_tunnel.and_then(|t| t.link_error.clone()) {
-            return fail(&shared, flow, failure, started).await;
+            return fail(&shared, flow, state, failure, started).await;
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
         let incoming = match exchange(&shared, &flow.request, request_body, extensions, link).await
@@ -199,10 +212,10 @@ async fn run_after_request_body<H: FlowHooks>(
                 response_extensions = extensions;
                 body
             }
-            Err(failure) => return fail(&shared, flow, failure, started).await,
+            Err(failure) => return fail(&shared, flow, state, failure, started).await,
         };
         if events.contains(Events::RESPONSE_HEADERS) {
-            shared.hooks.response_headers(&mut flow).await;
+            shared.hooks.response_headers(&mut flow, state.ctx()).await;
             killed(&shared, &flow)?;
         }
         let response = flow.response.as_mut().expect("set above");
@@ -221,7 +234,7 @@ async fn run_after_request_body<H: FlowHooks>(
                 Err(reason) => {
                     let message = format!("response from {}: {reason}", flow.request.authority());
                     let failure = Failure::new(ErrorKind::Server, message);
-                    return fail(&shared, flow, failure, started).await;
+                    return fail(&shared, flow, state, failure, started).await;
                 }
             }
         } else {
@@ -229,7 +242,7 @@ async fn run_after_request_body<H: FlowHooks>(
         }
     }
     if events.contains(Events::RESPONSE) {
-        shared.hooks.response(&mut flow).await;
+        shared.hooks.response(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
     }
     if let (Some(client), Some(server)) = (client_upgrade, server_upgrade)
@@ -240,7 +253,7 @@ async fn run_after_request_body<H: FlowHooks>(
         websocket::keep_upgrade_headers(response.headers_mut());
         let shared = shared.clone();
         tokio::spawn(async move {
-            let relay = websocket::relay(shared, flow, client, server);
+            let relay = websocket::relay(shared, flow, state, client, server);
             match live {
                 // Held until the relay ends; cut when witm stops.
                 Some(live) => tokio::select! {
@@ -479,12 +492,13 @@ fn describe_upstream_error(authority: &str, error: &(dyn std::error::Error + 'st
 async fn fail<H: FlowHooks>(
     shared: &Shared<H>,
     mut flow: Flow,
+    mut state: FlowState<H::Ctx>,
     failure: Failure,
     started: Instant,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     flow.error = Some(failure.to_flow_error());
     if shared.hooks.subscriptions().contains(Events::ERROR) {
-        shared.hooks.error(&mut flow).await;
+        shared.hooks.error(&mut flow, state.ctx()).await;
         killed(shared, &flow)?;
     }
     let status = failure.status();

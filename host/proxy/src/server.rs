@@ -46,10 +46,13 @@ impl<H: FlowHooks> Proxy<H> {
     /// runtime does) and the proxy keeps the hooks, so a strong reference
     /// would be a cycle that is never freed. Once the proxy is gone, it does
     /// nothing.
-    pub fn replayer(&self) -> Replayer {
+    ///
+    /// Replayed flows belong to `tenant` (the plugin's, on a listener of
+    /// several tenants).
+    pub fn replayer(&self, tenant: Option<Arc<str>>) -> Replayer {
         let shared = Arc::downgrade(&self.shared);
         Arc::new(move |flow| match shared.upgrade() {
-            Some(shared) => Box::pin(forward::replay(shared, flow)),
+            Some(shared) => Box::pin(forward::replay(shared, flow, tenant.clone())),
             None => Box::pin(async {}),
         })
     }
@@ -58,7 +61,7 @@ impl<H: FlowHooks> Proxy<H> {
     /// as a client would (client replay); resolves once the response has
     /// been read.
     pub fn replay(&self, flow: Flow) -> impl Future<Output = ()> + Send + 'static {
-        forward::replay(self.shared.clone(), flow)
+        forward::replay(self.shared.clone(), flow, None)
     }
 
     /// Serves proxy clients on `listener` until `shutdown` resolves, then

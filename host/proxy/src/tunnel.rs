@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use witm_flow::{Body, ClientConn, Events, Flow, FlowHooks, Request};
+use witm_flow::{Body, ClientConn, Events, Flow, FlowHooks, FlowState, Request};
 
 use crate::answers::plain_response;
 use crate::body::{self, ProxyBody};
@@ -57,8 +57,8 @@ pub(crate) async fn connect<H: FlowHooks>(
             stream: false,
         };
         let mut flow = Flow::new(conn.clone(), connect);
-        flow.tenant = tenant.clone();
-        shared.hooks.http_connect(&mut flow).await;
+        let mut state = FlowState::<H::Ctx>::new(tenant.clone());
+        shared.hooks.http_connect(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
         if flow.response.is_some() {
             return Ok(respond(&shared, &flow, None, started));

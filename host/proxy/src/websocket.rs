@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use witm_flow::{Events, Flow, FlowHooks, Request, WebSocketMessage};
+use witm_flow::{Events, Flow, FlowHooks, FlowState, Request, WebSocketMessage};
 
 use crate::shared::Shared;
 
@@ -45,6 +45,7 @@ pub(crate) fn keep_upgrade_headers(headers: &mut http::HeaderMap) {
 pub(crate) async fn relay<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     mut flow: Flow,
+    mut state: FlowState<H::Ctx>,
     client: OnUpgrade,
     server: OnUpgrade,
 ) {
@@ -85,7 +86,10 @@ pub(crate) async fn relay<H: FlowHooks>(
                     content: message.into_data().to_vec(),
                     dropped: false,
                 };
-                shared.hooks.websocket_message(&mut flow, &mut event).await;
+                shared
+                    .hooks
+                    .websocket_message(&mut flow, &mut event, state.ctx())
+                    .await;
                 if event.dropped {
                     continue;
                 }

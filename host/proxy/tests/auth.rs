@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use witm_flow::{Events, Flow, FlowHooks};
+use witm_flow::{Events, Flow, FlowCtx, FlowHooks};
 use witm_proxy::{Authenticator, Proxy, ProxyOptions, TlsOptions};
 use witm_test_support::{HELLO, Origin, TestCa, curl, target_dir};
 use witm_tls::{CertificateAuthority, Upstream, UpstreamTrust};
@@ -26,11 +26,11 @@ struct Seen {
 struct Recorder(Arc<Mutex<Vec<Seen>>>);
 
 impl Recorder {
-    fn note(&self, event: &'static str, flow: &Flow) {
+    fn note(&self, event: &'static str, flow: &Flow, ctx: FlowCtx<'_, ()>) {
         self.0.lock().unwrap().push(Seen {
             event,
             url: flow.request.url(),
-            tenant: flow.tenant.as_deref().map(str::to_owned),
+            tenant: ctx.tenant.map(|t| t.to_string()),
             credentials: flow.request.headers.get("proxy-authorization").is_some(),
         });
     }
@@ -49,24 +49,25 @@ impl Recorder {
 }
 
 impl FlowHooks for Recorder {
+    type Ctx = ();
     fn subscriptions(&self) -> Events {
         Events::REQUEST_HEADERS | Events::REQUEST | Events::HTTP_CONNECT | Events::ERROR
     }
 
-    async fn request_headers(&self, flow: &mut Flow) {
-        self.note("request-headers", flow);
+    async fn request_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, ()>) {
+        self.note("request-headers", flow, ctx);
     }
 
-    async fn request(&self, flow: &mut Flow) {
-        self.note("request", flow);
+    async fn request(&self, flow: &mut Flow, ctx: FlowCtx<'_, ()>) {
+        self.note("request", flow, ctx);
     }
 
-    async fn http_connect(&self, flow: &mut Flow) {
-        self.note("http-connect", flow);
+    async fn http_connect(&self, flow: &mut Flow, ctx: FlowCtx<'_, ()>) {
+        self.note("http-connect", flow, ctx);
     }
 
-    async fn error(&self, flow: &mut Flow) {
-        self.note("error", flow);
+    async fn error(&self, flow: &mut Flow, ctx: FlowCtx<'_, ()>) {
+        self.note("error", flow, ctx);
     }
 }
 

@@ -12,6 +12,7 @@ use witm_proxy::{Proxy, ProxyOptions};
 struct KeepsReplayer(OnceLock<Replayer>);
 
 impl FlowHooks for KeepsReplayer {
+    type Ctx = ();
     fn subscriptions(&self) -> Events {
         Events::NONE
     }
@@ -21,7 +22,7 @@ impl FlowHooks for KeepsReplayer {
 async fn hooks_holding_the_replayer_are_freed_with_the_proxy() {
     let hooks = Arc::new(KeepsReplayer::default());
     let proxy = Proxy::new(hooks.clone(), ProxyOptions::default());
-    assert!(hooks.0.set(proxy.replayer()).is_ok());
+    assert!(hooks.0.set(proxy.replayer(None)).is_ok());
     let alive = Arc::downgrade(&hooks);
     drop(hooks);
     drop(proxy);
@@ -34,7 +35,7 @@ async fn hooks_holding_the_replayer_are_freed_with_the_proxy() {
 #[tokio::test]
 async fn a_replayer_outliving_its_proxy_does_nothing() {
     let proxy = Proxy::new(witm_flow::NoHooks, ProxyOptions::default());
-    let replayer = proxy.replayer();
+    let replayer = proxy.replayer(None);
     drop(proxy);
     replayer(witm_flow::testing::tflow("http://127.0.0.1:1/")).await;
 }

@@ -53,9 +53,6 @@ impl types::HostContext for HostView<'_> {
         copy.response = None;
         copy.error = None;
         copy.killed = false;
-        // The copy pins no plugin version: a copy kept by a plugin must not
-        // keep an old version (and its instances) alive after a reload.
-        copy.attachments = Default::default();
         let generation = self.host.generation();
         let mut entry = FlowEntry::new(copy, generation);
         entry.owned_by_guest = true;
