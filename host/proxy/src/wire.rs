@@ -69,10 +69,12 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
     }
     // An empty body that the message did not frame stays unframed: a
     // bodyless GET gets no `content-length: 0` on its way through.
-    let framed = headers.get(CONTENT_LENGTH.as_str()).is_some()
-        || headers.get(TRANSFER_ENCODING.as_str()).is_some();
+    let framed = || {
+        headers.get_all(CONTENT_LENGTH.as_str()).next().is_some()
+            || headers.get_all(TRANSFER_ENCODING.as_str()).next().is_some()
+    };
     if let (Body::Buffered(bytes), true) = (body, length_is_ours)
-        && (framed || !bytes.is_empty())
+        && (!bytes.is_empty() || framed())
     {
         // Replaces the value in place: the field keeps its position.
         map.insert(CONTENT_LENGTH, bytes.len().into());
