@@ -3,6 +3,8 @@
 //! - [`stack`]: the one combinator, two hooks run in order as one;
 //! - [`save`]: finished flows to a flow file (`-w`);
 //! - [`server_replay`]: answers from saved responses (`--server-replay`);
+//! - [`client_replay`]: saved requests sent again (`--client-replay`);
+//! - [`offline`]: a saved flow's events run with no network (`witm replay`);
 //! - [`tenants`]: each flow to its tenant's hooks.
 //!
 //! The binary stacks them around the plugin chain:
@@ -12,6 +14,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client_replay;
+pub mod offline;
 pub mod save;
 pub mod server_replay;
 pub mod stack;

@@ -173,14 +173,10 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
     }
 
     if let (Some(flows), Some((proxy, _))) = (client_replay, proxies.first()) {
-        let replays: Vec<_> = flows.into_iter().map(|flow| proxy.replay(flow)).collect();
-        tokio::spawn(async move {
-            let count = replays.len();
-            for replay in replays {
-                replay.await;
-            }
-            tracing::info!("client replay: {count} requests sent again");
-        });
+        tokio::spawn(witm_addons::client_replay::replay_all(
+            flows,
+            proxy.replayer(None),
+        ));
     }
     let watcher = tokio::spawn(watch_plugin_files(all_tenants.clone()));
     let reconfigure = tokio::spawn(reload_on_sighup(

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use witm_flow::{Events, Flow, FlowHooks, FlowState, HttpMessage};
+use witm_flow::{Flow, HttpMessage};
 use witm_plugin_host::PluginChain;
 use witm_store::{AtomicFile, Filter, FlowFile, FlowWriter, StoreError};
 
@@ -72,7 +72,6 @@ pub async fn replay(chain: &PluginChain, job: ReplayJob<'_>) -> ExitCode {
         Ok(output) => output,
         Err(e) => return crate::fail(&format!("cannot write {}: {e}", show(job.output))),
     };
-    let events = chain.subscriptions();
     let (mut index, mut ran) = (0, 0);
     let mut stdout = std::io::stdout().lock();
     for flow in input.by_ref() {
@@ -95,16 +94,7 @@ pub async fn replay(chain: &PluginChain, job: ReplayJob<'_>) -> ExitCode {
             continue;
         }
         ran += 1;
-        let mut state = FlowState::default();
-        if events.contains(Events::REQUEST) {
-            chain.request(&mut flow, state.ctx()).await;
-        }
-        if flow.response.is_some() && events.contains(Events::RESPONSE) {
-            chain.response(&mut flow, state.ctx()).await;
-        }
-        if flow.error.is_some() && events.contains(Events::ERROR) {
-            chain.error(&mut flow, state.ctx()).await;
-        }
+        witm_addons::offline::run_events(chain, &mut flow).await;
         if let Some(output) = &mut output {
             match output.write(&flow) {
                 Ok(()) => {}
