@@ -323,6 +323,43 @@ fn plain_http_inside_a_connect_tunnel_is_intercepted_too() {
 }
 
 #[test]
+fn a_tunnel_carries_requests_to_its_own_target_only() {
+    let origin = Origin::start();
+    let elsewhere = Origin::start();
+    let witm = start_with(&["add-header"]);
+    // Inside CONNECT origin, a request naming another server: 421, and the
+    // other server sees nothing.
+    let misdirected = curl(
+        &witm.proxy_url(),
+        &[
+            "-p",
+            "--request-target",
+            &elsewhere.url("/secret"),
+            &origin.url("/"),
+        ],
+    );
+    assert_eq!(misdirected.status, 421, "{}", misdirected.body);
+    assert!(
+        misdirected.body.contains("this tunnel goes to"),
+        "{}",
+        misdirected.body
+    );
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    // Absolute-form for the tunnel's own target is fine.
+    let own = curl(
+        &witm.proxy_url(),
+        &[
+            "-p",
+            "--request-target",
+            &origin.url("/own"),
+            &origin.url("/"),
+        ],
+    );
+    assert_eq!(own.status, 200);
+    assert_eq!(origin.seen().last().unwrap().path, "/own");
+}
+
+#[test]
 fn witm_ca_says_where_the_certificate_is() {
     let confdir = target_dir().join(format!("e2e-ca-{}", std::process::id()));
     let output = Command::new(witm_binary())

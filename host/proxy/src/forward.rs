@@ -47,9 +47,9 @@ pub(crate) async fn handle<H: FlowHooks>(
     let extensions = std::mem::take(&mut parts.extensions);
     let target = match Target::of(&parts.uri, tunnel.as_deref()) {
         Ok(target) => target,
-        Err(reason) => {
+        Err((status, reason)) => {
             tracing::info!(client = %conn.address, "refused {} {}: {reason}", parts.method, parts.uri);
-            return Ok(plain_response(StatusCode::BAD_REQUEST, reason));
+            return Ok(plain_response(status, reason));
         }
     };
     let request = Request {
@@ -302,7 +302,37 @@ struct Target {
 impl Target {
     /// From an absolute URI (absolute-form, or HTTP/2's :scheme and
     /// :authority), or from the tunnel for origin-form requests in one.
-    fn of(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, String> {
+    ///
+    /// Inside a tunnel a request may only go where the tunnel goes: one
+    /// naming another scheme, host or port gets 421 Misdirected Request, so
+    /// a tunnel cannot carry requests past `http-connect` decisions and the
+    /// hosts witm would refuse (a plugin may still retarget a request).
+    fn of(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, (StatusCode, String)> {
+        let target = Self::named(uri, tunnel).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        match tunnel {
+            Some(tunnel)
+                if target.scheme != tunnel.scheme
+                    || target.port != tunnel.port
+                    || !target.host.eq_ignore_ascii_case(&tunnel.host) =>
+            {
+                Err((
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!(
+                        "this tunnel goes to {}://{}:{}, not to {}://{}:{}",
+                        tunnel.scheme,
+                        tunnel.host,
+                        tunnel.port,
+                        target.scheme,
+                        target.host,
+                        target.port
+                    ),
+                ))
+            }
+            _ => Ok(target),
+        }
+    }
+
+    fn named(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, String> {
         let path = || {
             uri.path_and_query()
                 .map(|p| p.as_str().to_owned())
