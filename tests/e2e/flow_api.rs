@@ -357,3 +357,26 @@ fn a_url_rewrite_sends_the_request_to_a_second_origin() {
         witm.stdout()
     );
 }
+
+/// RFC 9112 §6.3: with both Transfer-Encoding and Content-Length, the
+/// chunked framing wins and a forwarding proxy drops Content-Length.
+#[test]
+fn a_response_with_both_content_length_and_chunked_arrives_whole() {
+    const BOTH: &str = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n14\r\ntwenty bytes of body\r\n0\r\n\r\n";
+    let origin = witm_test_support::RawOrigin::start_with(BOTH);
+    for plugins in [&[][..], &["add-header"][..]] {
+        let witm = start_with(plugins);
+        let url = format!("http://{}/both", origin.address);
+        let response = curl(&witm.proxy_url(), &[&url]);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, "twenty bytes of body", "plugins {plugins:?}");
+        assert!(
+            response
+                .header_values("content-length")
+                .iter()
+                .all(|v| *v == "20"),
+            "{:?}",
+            response.headers
+        );
+    }
+}

@@ -47,12 +47,17 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
         })
         .collect();
     let length_is_ours = matches!((body, body_has_no_content), (Body::Buffered(_), false));
+    // RFC 9112 §6.3: with Transfer-Encoding, Content-Length is not the
+    // message's length, and an intermediary forwarding it must drop it (the
+    // streamed body goes on chunked; a held one gets its real length).
+    let chunked = headers.get_all(TRANSFER_ENCODING.as_str()).next().is_some();
     let (mut map, refused) = headers.to_header_map(|name| {
         HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
             || named_in_connection
                 .iter()
                 .any(|h| h.eq_ignore_ascii_case(name))
             || (length_is_ours && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
+            || (chunked && name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()))
     });
     if !refused.is_empty() {
         let shown: Vec<&str> = refused.iter().take(5).map(String::as_str).collect();
@@ -131,6 +136,19 @@ mod tests {
         let chunked = Headers::from_pairs([("Transfer-Encoding", "chunked")]);
         let map = outgoing_headers(&chunked, &Body::Buffered(Bytes::new()), false);
         assert_eq!(map["content-length"], "0");
+    }
+
+    #[test]
+    fn content_length_beside_transfer_encoding_is_dropped() {
+        let both = Headers::from_pairs([("Content-Length", "5"), ("Transfer-Encoding", "chunked")]);
+        let streamed = outgoing_headers(&both, &Body::Streamed, false);
+        assert!(streamed.get("content-length").is_none(), "{streamed:?}");
+        let held = outgoing_headers(
+            &both,
+            &Body::Buffered(Bytes::from_static(b"0123456789")),
+            false,
+        );
+        assert_eq!(held["content-length"], "10");
     }
 
     #[test]

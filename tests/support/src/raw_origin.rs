@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
 /// Records each request head verbatim; answers every request with
-/// [`RAW_RESPONSE`] and closes the connection.
+/// [`RAW_RESPONSE`] (or a response of the test's) and closes the connection.
 pub struct RawOrigin {
     /// Where it listens.
     pub address: SocketAddr,
@@ -19,6 +19,12 @@ pub const RAW_RESPONSE: &str = "HTTP/1.1 200 OK\r\nX-Mixed-Case: 1\r\nzz-last-lo
 impl RawOrigin {
     /// Starts it on a free loopback port.
     pub fn start() -> RawOrigin {
+        Self::start_with(RAW_RESPONSE)
+    }
+
+    /// As [`RawOrigin::start`], answering every request with `response`
+    /// (bytes as they go on the wire).
+    pub fn start_with(response: &'static str) -> RawOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
@@ -35,7 +41,7 @@ impl RawOrigin {
                     .lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&head).into_owned());
-                let _ = stream.write_all(RAW_RESPONSE.as_bytes());
+                let _ = stream.write_all(response.as_bytes());
             }
         });
         RawOrigin { address, heads }
