@@ -130,16 +130,15 @@ fn an_unreachable_server_gives_502_and_the_error_event() {
     assert_eq!(witm.log_count("event=response"), 0);
 }
 
-#[test]
-fn a_malformed_request_body_is_the_clients_error_a_400_and_reaches_plugins_as_such() {
+/// Sends `POST origin/upload` with a chunked body whose second chunk size
+/// is garbage, straight to witm; returns witm's answer.
+fn post_malformed_chunks(witm: &Witm, origin: &Origin) -> String {
     use std::io::{Read, Write};
-    let origin = Origin::start();
-    let witm = start_with(&["recorder"]);
     let mut client = std::net::TcpStream::connect(("127.0.0.1", witm.port)).unwrap();
     let url = origin.url("/upload");
     write!(
         client,
-        "POST {url} HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\nnot-a-chunk-size\r\n\r\n",
+        "POST {url} HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nnot-a-chunk-size\r\n\r\n",
         origin.address
     )
     .unwrap();
@@ -148,7 +147,24 @@ fn a_malformed_request_body_is_the_clients_error_a_400_and_reaches_plugins_as_su
         .unwrap();
     let mut answer = Vec::new();
     let _ = client.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_malformed_request_body_streamed_to_the_server_is_the_clients_error_too() {
+    let origin = Origin::start();
+    // add-header takes responses only: the request body streams through.
+    let witm = start_with(&["add-header"]);
+    let answer = post_malformed_chunks(&witm, &origin);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("request body from the client"), "{answer}");
+}
+
+#[test]
+fn a_malformed_request_body_is_the_clients_error_a_400_and_reaches_plugins_as_such() {
+    let origin = Origin::start();
+    let witm = start_with(&["recorder"]);
+    let answer = post_malformed_chunks(&witm, &origin);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
         witm.wait_for_log(

@@ -7,7 +7,7 @@
 use http::StatusCode;
 use witm_flow::{ErrorKind, FlowError};
 
-use crate::body::{self, ProxyBody};
+use crate::body::{self, ClientBodyError, ProxyBody};
 
 /// Why a flow got no response from its server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,10 +52,14 @@ pub(crate) fn plain_response(
 }
 
 /// Where an error from the upstream client (hyper's, with its chain of
-/// causes) came from: a timeout, TLS, or else the server.
+/// causes) came from: the client's own body, a timeout, TLS, or else the
+/// server.
 pub(crate) fn kind_of_upstream(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
+        if e.downcast_ref::<ClientBodyError>().is_some() {
+            return ErrorKind::Client;
+        }
         if e.downcast_ref::<rustls::Error>().is_some() {
             return ErrorKind::Tls;
         }
@@ -109,5 +113,7 @@ mod tests {
         assert_eq!(kind_of_upstream(&tls), ErrorKind::Tls);
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(kind_of_upstream(&refused), ErrorKind::Server);
+        let client = ClientBodyError("malformed chunk".into());
+        assert_eq!(kind_of_upstream(&client), ErrorKind::Client);
     }
 }

@@ -27,6 +27,30 @@ pub fn streamed(incoming: hyper::body::Incoming) -> ProxyBody {
     incoming.map_err(BoxError::from).boxed()
 }
 
+/// A failure of the client's own body (its connection broke, its chunked
+/// framing was malformed) while witm streamed it to the server: the
+/// server's exchange then fails too, and this says whose fault it was.
+#[derive(Debug)]
+pub struct ClientBodyError(pub BoxError);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the client's request body failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// `body` (the client's request body, streamed to the server) with its
+/// errors marked as the client's.
+pub fn from_client(body: ProxyBody) -> ProxyBody {
+    body.map_err(|e| BoxError::from(ClientBodyError(e))).boxed()
+}
+
 /// `chunks` already read from `incoming`, then the rest of it.
 pub fn replay_then(chunks: Vec<Bytes>, incoming: hyper::body::Incoming) -> ProxyBody {
     ReplayThen {

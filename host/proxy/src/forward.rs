@@ -152,7 +152,7 @@ async fn run<H: FlowHooks>(
                     "{}: request body over {limit} bytes: streamed, not held for plugins",
                     flow.request.url()
                 );
-                request_body = Some(body);
+                request_body = Some(body::from_client(body));
             }
             Err(reason) => {
                 let failure = Failure::new(
@@ -163,7 +163,7 @@ async fn run<H: FlowHooks>(
             }
         }
     } else {
-        request_body = Some(body::streamed(incoming));
+        request_body = Some(body::from_client(body::streamed(incoming)));
     }
     run_after_request_body(shared, flow, state, request_body, side, tunnel, started).await
 }
@@ -510,7 +510,9 @@ fn describe_upstream_error(authority: &str, error: &(dyn std::error::Error + 'st
     while let Some(next) = cause.source() {
         cause = next;
     }
-    let message = if connect {
+    let message = if kind == ErrorKind::Client {
+        format!("request body from the client: {cause}")
+    } else if connect {
         format!("cannot connect to {authority}: {cause}")
     } else {
         format!("server {authority} failed: {cause}")
