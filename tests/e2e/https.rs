@@ -93,6 +93,8 @@ fn curl_over_http2_speaks_http2_on_both_sides() {
             "--cacert",
             &witm_ca(),
             "--http2",
+            "-H",
+            "te: trailers",
             "-w",
             "|%{http_version}",
             &origin.https_url("/h2"),
@@ -106,6 +108,8 @@ fn curl_over_http2_speaks_http2_on_both_sides() {
     assert_eq!(seen[0].version, "HTTP/2.0");
     // The request plugin's change crossed HTTP/2 to the origin too.
     assert_eq!(seen[0].header_values("x-tag"), ["h2"]);
+    // So did `te: trailers` (what gRPC servers require), hop-by-hop or not.
+    assert_eq!(seen[0].header_values("te"), ["trailers"]);
     assert!(
         witm.wait_for_log("client-alpn=h2", 1),
         "{}",

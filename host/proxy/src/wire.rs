@@ -1,7 +1,7 @@
 //! Between hyper's messages and the flow's.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Version};
 use witm_flow::{Body, Headers};
 
@@ -78,6 +78,15 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
         headers.get_all(CONTENT_LENGTH.as_str()).next().is_some()
             || headers.get_all(TRANSFER_ENCODING.as_str()).next().is_some()
     };
+    // `te: trailers` is hop-by-hop, but says the client takes trailers —
+    // gRPC servers refuse requests without it — so it goes on (the only
+    // value HTTP/2 allows); any other TE stays behind.
+    if headers
+        .get_all(TE.as_str())
+        .any(|v| v.eq_ignore_ascii_case(b"trailers"))
+    {
+        map.insert(TE, http::HeaderValue::from_static("trailers"));
+    }
     if let (Body::Buffered(bytes), true) = (body, length_is_ours)
         && (!bytes.is_empty() || framed())
     {
@@ -149,6 +158,21 @@ mod tests {
             false,
         );
         assert_eq!(held["content-length"], "10");
+    }
+
+    #[test]
+    fn te_trailers_goes_on_and_other_te_values_do_not() {
+        let grpc = Headers::from_pairs([("TE", "trailers")]);
+        assert_eq!(
+            outgoing_headers(&grpc, &Body::Streamed, false)["te"],
+            "trailers"
+        );
+        let other = Headers::from_pairs([("TE", "gzip, chunked")]);
+        assert!(
+            outgoing_headers(&other, &Body::Streamed, false)
+                .get("te")
+                .is_none()
+        );
     }
 
     #[test]
