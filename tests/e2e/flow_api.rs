@@ -380,3 +380,18 @@ fn a_response_with_both_content_length_and_chunked_arrives_whole() {
         );
     }
 }
+
+#[test]
+fn a_websocket_message_over_the_limit_closes_both_sides_with_1009() {
+    let origin = Origin::start();
+    let witm = start_with(&["ws-rewrite"]);
+    // 20 MiB in one frame: over tungstenite's 16 MiB frame limit.
+    let code = witm_test_support::websocket_close_code(witm.port, origin.address.port(), 20 << 20);
+    assert_eq!(code, Some(1009), "{}", witm.stderr().join("\n"));
+    assert!(witm.wait_for_log("over the limit", 1));
+    // Witm goes on serving.
+    assert_eq!(
+        curl(&witm.proxy_url(), &[&origin.url("/after")]).status,
+        200
+    );
+}

@@ -96,14 +96,14 @@ fn a_trapping_plugin_leaves_the_flow_intact_and_is_replaced() {
     );
     // … and the next plugin in the chain still ran.
     assert_eq!(seen[0].header_values("x-tag"), ["after"]);
+    // (The log is read from witm's stderr as it comes: wait for the lines.)
     assert!(
-        witm.stderr()
-            .iter()
-            .any(|l| l.contains("[trap]") && l.contains("request failed")),
+        witm.wait_for_log("[trap] request failed", 1),
         "the trap is logged with the plugin's name:\n{}",
         witm.stderr().join("\n")
     );
     // The instance was replaced: its `start` ran again.
+    assert!(witm.wait_for_log("trap plugin started", 2));
     assert_eq!(witm.log_count("trap plugin started"), 2);
 
     let next = curl(&witm.proxy_url(), &[&origin.url("/fine")]);

@@ -9,8 +9,11 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use witm_flow::{Events, Flow, FlowHooks, FlowState, Request, WebSocketMessage};
 
 use crate::shared::Shared;
@@ -71,6 +74,28 @@ pub(crate) async fn relay<H: FlowHooks>(
         };
         let message = match received {
             Some(Ok(message)) => message,
+            Some(Err(tungstenite::Error::Capacity(e))) => {
+                // Past the frame or message limit: both sides are told why
+                // (1009, message too big) rather than cut off.
+                tracing::warn!(
+                    "{}: WebSocket message from the {} over the limit ({e}); closing both sides with 1009",
+                    flow.request.url(),
+                    if from_client { "client" } else { "server" }
+                );
+                for side in [&mut client, &mut server] {
+                    let _ = side.send(too_big()).await;
+                }
+                // Read away what the sender still sends (for a short while),
+                // so closing does not reset the connection and lose the
+                // close frame on its way.
+                let sender = if from_client {
+                    &mut client
+                } else {
+                    &mut server
+                };
+                drain(sender.get_mut()).await;
+                break;
+            }
             Some(Err(e)) => {
                 tracing::debug!("{}: WebSocket ended: {e}", flow.request.url());
                 break;
@@ -112,4 +137,22 @@ pub(crate) async fn relay<H: FlowHooks>(
             break;
         }
     }
+}
+
+/// The close frame for a message over the limit (RFC 6455 1009).
+fn too_big() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Size,
+        reason: "message too big".into(),
+    }))
+}
+
+/// Reads and drops what `io` still delivers, until it closes or 2 s pass.
+async fn drain(io: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 64 << 10];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Ok(1..) = io.read(&mut buffer).await {}
+    })
+    .await;
 }

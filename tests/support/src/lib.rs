@@ -22,7 +22,7 @@ pub use guests::{Guests, guests, repo_root, target_dir};
 pub use origin::{GZIP_TEXT, HELLO, Origin, PAGE, SeenRequest};
 pub use raw_origin::{RAW_RESPONSE, RawOrigin};
 pub use test_ca::TestCa;
-pub use websocket::websocket_exchange;
+pub use websocket::{websocket_close_code, websocket_exchange};
 pub use witm::Witm;
 pub use wrk::{wrk, wrk_line, wrk_seconds};
 
