@@ -2,9 +2,11 @@
 //! flow that got a response or an error goes to a witm flow file, written
 //! on a thread of its own so the disk never holds a tokio worker.
 //!
-//! - The queue to the writer is bounded ([`QUEUE`] flows): when the disk
-//!   falls behind, finishing flows wait for room (backpressure) rather than
-//!   witm holding an unbounded backlog or dropping what it was asked to keep.
+//! - The queue to the writer is bounded, by count ([`QUEUE`] flows) and by
+//!   bytes ([`QUEUE_BYTES`] of bodies and headers held): when the disk falls
+//!   behind, finishing flows wait for room (backpressure) rather than witm
+//!   holding an unbounded backlog or dropping what it was asked to keep. A
+//!   flow larger than the byte bound waits for the queue to empty.
 //! - A flow too large for one record is skipped with a warning; the file
 //!   stays good for the flows after it.
 //! - Any other write error is loud and ends recording: logged when it
@@ -14,18 +16,28 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use witm_flow::{Events, Flow, FlowCtx, FlowHooks};
 use witm_store::{Filter, FlowWriter, StoreError};
 
 /// Flows waiting for the writer at most.
 pub const QUEUE: usize = 256;
 
+/// Bytes of flows waiting for the writer at most (counted in KiB permits).
+pub const QUEUE_BYTES: usize = 64 << 20;
+
+/// A flow on its way to the writer, with its share of [`QUEUE_BYTES`].
+struct Queued(Flow, #[allow(dead_code)] OwnedSemaphorePermit);
+
 /// Records finished flows to a flow file.
 pub struct Save {
     path: PathBuf,
     filter: Option<Filter>,
-    queue: Mutex<Option<mpsc::Sender<Flow>>>,
+    /// `None` once [`Save::finish`] closed it (checked without a lock: the
+    /// sender is taken out only there).
+    queue: std::sync::RwLock<Option<mpsc::Sender<Queued>>>,
+    /// KiB of flows in the queue.
+    bytes: Arc<Semaphore>,
     writer: Mutex<Option<std::thread::JoinHandle<u64>>>,
     /// Flows not saved because recording stopped after a write error.
     lost: Arc<AtomicU64>,
@@ -52,14 +64,14 @@ impl Save {
     ) -> Result<Self, String> {
         let mut writer = FlowWriter::new(file)
             .map_err(|e| format!("cannot write flows to {}: {e}", path.display()))?;
-        let (queue, mut flows) = mpsc::channel::<Flow>(QUEUE);
+        let (queue, mut flows) = mpsc::channel::<Queued>(QUEUE);
         let shown = path.display().to_string();
         let lost = Arc::new(AtomicU64::new(0));
         let thread = std::thread::Builder::new()
             .name("witm-save".into())
             .spawn(move || {
                 let mut saved = 0;
-                while let Some(flow) = flows.blocking_recv() {
+                while let Some(Queued(flow, _room)) = flows.blocking_recv() {
                     match writer.write(&flow) {
                         Ok(()) => saved += 1,
                         Err(e @ StoreError::TooLarge { .. }) => {
@@ -80,20 +92,26 @@ impl Save {
         Ok(Self {
             path: path.to_owned(),
             filter,
-            queue: Mutex::new(Some(queue)),
+            queue: std::sync::RwLock::new(Some(queue)),
+            bytes: Arc::new(Semaphore::new(QUEUE_BYTES >> 10)),
             writer: Mutex::new(Some(thread)),
             lost,
         })
     }
 
-    /// Queues `flow` for the file, waiting while the queue is full.
+    /// Queues `flow` for the file, waiting while the queue is full (in
+    /// flows or in bytes).
     async fn record(&self, flow: &Flow) {
         if flow.killed || self.filter.as_ref().is_some_and(|f| !f.matches(flow)) {
             return;
         }
-        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let kib = (flow.held_bytes() >> 10).clamp(1, QUEUE_BYTES >> 10) as u32;
+        let Ok(room) = self.bytes.clone().acquire_many_owned(kib).await else {
+            return;
+        };
+        let queue = self.queue.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(queue) = queue
-            && queue.send(flow.clone()).await.is_err()
+            && queue.send(Queued(flow.clone(), room)).await.is_err()
         {
             self.lost.fetch_add(1, Ordering::Relaxed);
         }
@@ -102,7 +120,7 @@ impl Save {
     /// Closes the queue, waits for the writer to write what is queued, and
     /// logs what was saved (and lost). Returns the number saved.
     pub fn finish(&self) -> u64 {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.queue.write().unwrap_or_else(|e| e.into_inner()).take();
         let thread = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(thread) = thread else {
             return 0;
@@ -173,6 +191,52 @@ mod tests {
             flows.last().unwrap().request.url(),
             "http://example.com/failed"
         );
+    }
+
+    /// The queue is bounded in bytes: while the writer is stuck on a slow
+    /// disk (a FIFO nobody reads yet) with one 40 MiB flow, a second one
+    /// waits instead of piling up in memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_flows_wait_for_room_in_bytes() {
+        use std::time::Duration;
+        let fifo = scratch("slow.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut pipe = std::fs::File::open(&fifo).unwrap();
+                gate.recv().unwrap();
+                let mut all = Vec::new();
+                pipe.read_to_end(&mut all).unwrap();
+                all.len()
+            })
+        };
+        let file = std::fs::OpenOptions::new().write(true).open(&fifo);
+        let save = Save::with_file(&fifo, file.unwrap(), None);
+        // The header fits the pipe's buffer; the flows do not.
+        let save = save.unwrap();
+        let big = || with_response(tflow("http://example.com/big"), 200, vec![b'x'; 40 << 20]);
+        save.response(&mut big(), FlowState::default().ctx()).await;
+        let second = tokio::time::timeout(
+            Duration::from_millis(300),
+            save.response(&mut big(), FlowState::default().ctx()),
+        )
+        .await;
+        assert!(
+            second.is_err(),
+            "the second 40 MiB flow was queued past 64 MiB"
+        );
+        go.send(()).unwrap();
+        save.response(&mut big(), FlowState::default().ctx()).await;
+        assert_eq!(save.finish(), 2);
+        assert!(reader.join().unwrap() > 80 << 20);
     }
 
     /// A real write error: the file is a FIFO whose reader goes away after
