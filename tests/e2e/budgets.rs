@@ -189,6 +189,17 @@ impl Siege {
 }
 
 impl Report {
+    /// The host-memory floods' traps, as the log names them: responses and
+    /// metadata over the budget, duplicates and handles over `max_handles`.
+    fn assert_floods_logged(&self) {
+        assert!(
+            self.log_count("host memory budget") >= 2,
+            "{}",
+            self.shown()
+        );
+        assert_eq!(self.log_count("too many handles"), 2, "{}", self.shown());
+    }
+
     fn log_count(&self, needle: &str) -> usize {
         self.log.iter().filter(|l| l.contains(needle)).count()
     }
@@ -254,17 +265,7 @@ fn budget_host_memory_floods_end_at_the_budget() {
         &got.join(", "),
         64 + 32,
     );
-    assert!(
-        report.log_count("host memory budget") >= 2,
-        "{}",
-        report.shown()
-    );
-    assert_eq!(
-        report.log_count("too many handles"),
-        2,
-        "{}",
-        report.shown()
-    );
+    report.assert_floods_logged();
 }
 
 #[test]
@@ -486,16 +487,6 @@ fn budget_a_python_plugin_is_bounded_the_same_way() {
     got.push(loopback);
     let _ = siege.act("/log-flood", &[]);
     let report = siege.finish("Python plugin", &got.join("; "), 128 + 32 + 16);
-    assert!(
-        report.log_count("host memory budget") >= 2,
-        "{}",
-        report.shown()
-    );
-    assert_eq!(
-        report.log_count("too many handles"),
-        2,
-        "{}",
-        report.shown()
-    );
+    report.assert_floods_logged();
     assert!(report.log_count("dropped") >= 1, "{}", report.shown());
 }

@@ -32,10 +32,30 @@ async fn hooks_holding_the_replayer_are_freed_with_the_proxy() {
     );
 }
 
+/// Counts the `request` events it gets.
+#[derive(Default)]
+struct CountsRequests(std::sync::atomic::AtomicUsize);
+
+impl FlowHooks for CountsRequests {
+    type Ctx = ();
+    fn subscriptions(&self) -> Events {
+        Events::REQUEST
+    }
+    async fn request(&self, _flow: &mut witm_flow::Flow, _ctx: witm_flow::FlowCtx<'_, ()>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[tokio::test]
 async fn a_replayer_outliving_its_proxy_does_nothing() {
-    let proxy = Proxy::new(witm_flow::NoHooks, ProxyOptions::default());
+    let hooks = Arc::new(CountsRequests::default());
+    let proxy = Proxy::new(hooks.clone(), ProxyOptions::default());
     let replayer = proxy.replayer(None);
+    let count = || hooks.0.load(std::sync::atomic::Ordering::Relaxed);
+    // While the proxy lives, a replay runs its events.
+    replayer(witm_flow::testing::tflow("http://127.0.0.1:1/")).await;
+    assert_eq!(count(), 1);
     drop(proxy);
     replayer(witm_flow::testing::tflow("http://127.0.0.1:1/")).await;
+    assert_eq!(count(), 1, "a replay ran after its proxy was dropped");
 }
