@@ -46,6 +46,52 @@ fn witm_ca() -> String {
 }
 
 #[test]
+fn requests_in_a_tunnel_are_recorded_with_the_case_and_order_of_the_wire() {
+    let https = HttpsOrigin::start("origin-order");
+    let origin = &https.origin;
+    let file = target_dir().join("e2e-https-order.witm");
+    let _ = std::fs::remove_file(&file);
+    let mut witm = https.witm(&[], &["-w", file.to_str().unwrap()]);
+    let url = origin.https_url("/order");
+    // Two POSTs on one connection: the second head lies past a body.
+    let response = curl(
+        &witm.proxy_url(),
+        &[
+            "--cacert",
+            &witm_ca(),
+            "--http1.1",
+            "-d",
+            "a body",
+            "-H",
+            "X-B: 1",
+            "-H",
+            "x-a: 2",
+            "-H",
+            "X-B: 3",
+            &url,
+            &url,
+        ],
+    );
+    assert_eq!(response.status, 200);
+    witm.stop();
+    let flows: Vec<witm_flow::Flow> = witm_store::FlowFile::open(&file)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(flows.len(), 2);
+    for flow in &flows {
+        let names: Vec<&str> = flow
+            .request
+            .headers
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.eq_ignore_ascii_case("x-a") || n.eq_ignore_ascii_case("x-b"))
+            .collect();
+        assert_eq!(names, ["X-B", "x-a", "X-B"], "{:?}", flow.request.headers);
+    }
+}
+
+#[test]
 fn curl_over_http1_sees_a_plugins_change_and_plugins_see_tls_facts() {
     let https = HttpsOrigin::start("origin-h1");
     let origin = &https.origin;

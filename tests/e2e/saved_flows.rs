@@ -424,3 +424,59 @@ fn a_killed_proxy_leaves_every_finished_flow_in_its_file() {
         .collect();
     assert_eq!(urls, expected);
 }
+
+/// Names of the fields, in order.
+fn field_names(headers: &witm_flow::Headers) -> Vec<String> {
+    headers.iter().map(|(n, _)| n.to_owned()).collect()
+}
+
+/// The client's fields this file's tests send, interleaved and mixed-case.
+const CLIENT_FIELDS: [&str; 3] = ["X-B: 1", "x-a: 2", "X-B: 3"];
+
+/// The client's fields of `CLIENT_FIELDS` among a request's, in order.
+fn client_fields(flow: &Flow) -> Vec<String> {
+    field_names(&flow.request.headers)
+        .into_iter()
+        .filter(|n| n.eq_ignore_ascii_case("x-a") || n.eq_ignore_ascii_case("x-b"))
+        .collect()
+}
+
+#[test]
+fn recorded_flows_keep_the_case_and_order_of_the_wire() {
+    const INTERLEAVED: &str = "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-Mixed: 1\r\nset-cookie: b=2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+    let origin = witm_test_support::RawOrigin::start_with(INTERLEAVED);
+    let dir = scratch("wire-order");
+    let file = dir.join("flows.witm");
+    let mut witm = start_with_args(&[], &["-w", file.to_str().unwrap()]);
+    let url = format!("http://{}/order", origin.address);
+    let mut args = Vec::new();
+    for field in CLIENT_FIELDS {
+        args.extend(["-H", field]);
+    }
+    // Two requests on one client connection: the second head is found
+    // after the first message.
+    args.extend([url.as_str(), url.as_str()]);
+    curl(&witm.proxy_url(), &args);
+    witm.stop();
+    let flows = read(&file);
+    assert_eq!(flows.len(), 2);
+    for flow in &flows {
+        assert_eq!(client_fields(flow), ["X-B", "x-a", "X-B"]);
+        assert_eq!(
+            field_names(&flow.request.headers)[0],
+            "Host",
+            "{:?}",
+            flow.request.headers
+        );
+        assert_eq!(
+            field_names(&flow.response.as_ref().unwrap().headers),
+            [
+                "Set-Cookie",
+                "X-Mixed",
+                "set-cookie",
+                "Content-Length",
+                "Connection"
+            ]
+        );
+    }
+}

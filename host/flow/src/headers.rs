@@ -197,6 +197,11 @@ impl Headers {
         before != self.fields.len()
     }
 
+    /// Keeps only the fields whose name `keep` accepts, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.fields.retain(|(n, _)| keep(n));
+    }
+
     /// Converts to the `http` crate's map for sending, leaving out the
     /// fields `skip` names. Fields the wire would refuse are left out too and
     /// returned by name, so the caller can log them.

@@ -25,6 +25,7 @@ use crate::respond::FlowKilled;
 use crate::shared::Shared;
 use crate::tunnel;
 use crate::upstream::Tunnel;
+use crate::wire_heads::{Heads, Side, Tapped};
 
 /// How long a client may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,9 +54,15 @@ where
 {
     Box::pin(async move {
         let address = conn.address;
+        // HTTP/1 heads are read again off the wire for their case and order.
+        let heads = Heads::new(Side::Requests);
         let service = {
             let live = live.clone();
-            service_fn(move |request| {
+            let tapped = (protocol == Protocol::Http1).then(|| heads.clone());
+            service_fn(move |mut request| {
+                if let Some(heads) = &tapped {
+                    heads.mark_request(&mut request);
+                }
                 dispatch(
                     shared.clone(),
                     conn.clone(),
@@ -78,7 +85,7 @@ where
                         .preserve_header_case(true)
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .serve_connection(TokioIo::new(io), service)
+                        .serve_connection(Tapped::new(TokioIo::new(io), heads), service)
                         .with_upgrades()
                 );
                 tokio::select! {

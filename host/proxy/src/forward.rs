@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use witm_flow::message::{canonical_reason, default_port};
 use witm_flow::{
-    Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Request, Response,
+    Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Headers, Request, Response,
 };
 
 use crate::answers::{self, Failure, plain_response};
@@ -23,6 +23,7 @@ use crate::shared::Shared;
 use crate::upstream::{ServerLink, Tunnel};
 use crate::websocket;
 use crate::wire;
+use crate::wire_heads::ResponseHeads;
 
 /// Serves one request of a client connection. Never fails: every problem
 /// becomes a response that says what went wrong.
@@ -42,6 +43,7 @@ pub(crate) async fn handle<H: FlowHooks>(
     let started = Instant::now();
     let (mut parts, incoming) = request.into_parts();
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let headers = wire::incoming_headers(&parts.headers, &mut parts.extensions);
     // hyper keeps the original case of header names here; it goes on to the
     // server with the request so untouched names keep their case on the wire.
     let extensions = std::mem::take(&mut parts.extensions);
@@ -59,7 +61,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         port: target.port,
         path: target.path,
         http_version: wire::version_text(parts.version).to_owned(),
-        headers: wire::incoming_headers(&parts.headers),
+        headers,
         // Not read yet: `request-headers` sees the head only.
         body: Body::Streamed,
         timestamp_start: witm_flow::now_ms(),
@@ -468,6 +470,14 @@ async fn exchange<H: FlowHooks>(
         .extensions
         .remove::<OnUpgrade>()
         .filter(|_| parts.status == StatusCode::SWITCHING_PROTOCOLS);
+    let wire_heads = parts.extensions.remove::<ResponseHeads>();
+    let headers = wire_heads
+        .and_then(|heads| {
+            heads
+                .0
+                .take_response(parts.status.as_u16(), parts.headers.len())
+        })
+        .unwrap_or_else(|| Headers::from_header_map(&parts.headers));
     let reason = parts
         .extensions
         .get::<hyper::ext::ReasonPhrase>()
@@ -478,7 +488,7 @@ async fn exchange<H: FlowHooks>(
             status: parts.status.as_u16(),
             reason,
             http_version: wire::version_text(parts.version).to_owned(),
-            headers: wire::incoming_headers(&parts.headers),
+            headers,
             // Not read yet: `response-headers` sees the head only.
             body: Body::Streamed,
             timestamp_start: witm_flow::now_ms(),

@@ -55,6 +55,7 @@ mod tunnel;
 mod upstream;
 mod websocket;
 mod wire;
+mod wire_heads;
 
 pub use auth::Authenticator;
 pub use flow_log::human_size;

@@ -11,6 +11,8 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use witm_flow::{Events, FlowHooks, ServerConn};
 
+use crate::wire_heads::{Heads, Side, Tapped};
+
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Where server events go; object-safe so the connector need not know `H`.
@@ -71,9 +73,9 @@ where
     C::Error: Send + 'static,
     IO: Send + 'static,
 {
-    type Response = WatchedIo<IO>;
+    type Response = WatchedIo<Tapped<IO>>;
     type Error = C::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<WatchedIo<IO>, C::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -83,7 +85,9 @@ where
         let connecting = self.inner.call(uri.clone());
         let events = self.events.clone();
         Box::pin(async move {
-            let io = connecting.await?;
+            // Responses are read again off the wire for the case and order
+            // of their fields; each carries the tap in its extensions.
+            let io = Tapped::new(connecting.await?, Heads::new(Side::Responses));
             if !events.wanted() {
                 return Ok(WatchedIo { io, closed: None });
             }

@@ -23,7 +23,7 @@ use crate::wire;
 /// the tunnel's task, keeps the client connection open for its events.
 pub(crate) async fn connect<H: FlowHooks>(
     shared: Arc<Shared<H>>,
-    request: hyper::Request<Incoming>,
+    mut request: hyper::Request<Incoming>,
     conn: Arc<ClientConn>,
     tenant: Option<Arc<str>>,
     live: Option<Liveness>,
@@ -51,7 +51,12 @@ pub(crate) async fn connect<H: FlowHooks>(
             port,
             path: String::new(),
             http_version: wire::version_text(request.version()).to_owned(),
-            headers: wire::incoming_headers(request.headers()),
+            headers: {
+                let mut extensions = std::mem::take(request.extensions_mut());
+                let headers = wire::incoming_headers(request.headers(), &mut extensions);
+                *request.extensions_mut() = extensions;
+                headers
+            },
             body: Body::default(),
             timestamp_start: witm_flow::now_ms(),
             stream: false,

@@ -17,6 +17,7 @@ use crate::answers::{self, Failure};
 use crate::body::ProxyBody;
 use crate::server_events::ServerEvents;
 use crate::tls::TlsOptions;
+use crate::wire_heads::{Heads, ResponseHeads, Side, Tapped};
 
 /// What requests inside a tunnel default to, and the server connection
 /// opened for it.
@@ -53,7 +54,8 @@ pub(crate) struct ServerLink {
 }
 
 enum Sender {
-    Http1(client_http1::SendRequest<ProxyBody>),
+    /// With the tap of the connection's heads (see [`crate::wire_heads`]).
+    Http1(client_http1::SendRequest<ProxyBody>, Arc<Heads>),
     Http2(client_http2::SendRequest<ProxyBody>),
 }
 
@@ -82,11 +84,17 @@ impl ServerLink {
                 drop(sender);
                 Ok(h2.send_request(request).await)
             }
-            Sender::Http1(h1) => {
+            Sender::Http1(h1, heads) => {
                 if h1.ready().await.is_err() {
                     return Err(request);
                 }
-                Ok(h1.send_request(request).await)
+                let mut sent = h1.send_request(request).await;
+                if let Ok(response) = &mut sent {
+                    response
+                        .extensions_mut()
+                        .insert(ResponseHeads(heads.clone()));
+                }
+                Ok(sent)
             }
         }
     }
@@ -177,9 +185,10 @@ pub(crate) async fn connect_server(
         tokio::spawn(report_close(connection, events.clone(), info.clone()));
         Sender::Http2(sender)
     } else {
+        let heads = Heads::new(Side::Responses);
         let (sender, connection) = client_http1::Builder::new()
             .preserve_header_case(true)
-            .handshake(io)
+            .handshake(Tapped::new(io, heads.clone()))
             .await
             .map_err(|e| {
                 Failure::new(
@@ -192,7 +201,7 @@ pub(crate) async fn connect_server(
             events.clone(),
             info.clone(),
         ));
-        Sender::Http1(sender)
+        Sender::Http1(sender, heads)
     };
     Ok(ServerLink {
         sender: tokio::sync::Mutex::new(sender),

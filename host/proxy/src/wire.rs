@@ -5,6 +5,8 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Version};
 use witm_flow::{Body, Headers};
 
+use crate::wire_heads::WireHeaders;
+
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1): a
 /// proxy consumes them and never forwards them.
 const HOP_BY_HOP: [&str; 8] = [
@@ -104,9 +106,19 @@ pub fn response_has_no_content(method: &str, status: u16) -> bool {
         || (100..200).contains(&status)
 }
 
-/// The flow's view of hyper headers.
-pub fn incoming_headers(map: &HeaderMap) -> Headers {
-    Headers::from_header_map(map)
+/// The flow's headers of a message hyper read: the fields as they were on
+/// the wire when the connection's tap followed them (see
+/// [`crate::wire_heads`]), else hyper's (names lower-cased, grouped).
+pub fn incoming_headers(map: &HeaderMap, extensions: &mut http::Extensions) -> Headers {
+    match extensions.remove::<WireHeaders>() {
+        // Fields witm removed since the parse (the credentials) stay out.
+        Some(WireHeaders(mut headers)) if headers.len() != map.len() => {
+            headers.retain(|name| map.contains_key(name));
+            headers
+        }
+        Some(WireHeaders(headers)) => headers,
+        None => Headers::from_header_map(map),
+    }
 }
 
 /// The bytes of a buffered body, empty for a streamed one.
