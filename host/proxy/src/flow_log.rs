@@ -1,6 +1,11 @@
 //! One line per flow on stdout, like mitmdump: client, method, URL, status,
 //! size, duration. It is written when the response body has been sent (or
 //! abandoned), so size and duration are the real ones.
+//!
+//! It lives in the engine, not among the addons (`host/addons`), on purpose:
+//! the moment it needs — the last body byte handed to the client — is seen
+//! only here, as the body is polled; no `FlowHooks` event fires then, and
+//! one would cost every flow a call for the sake of one line.
 
 use std::io::Write;
 use std::pin::Pin;
