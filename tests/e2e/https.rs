@@ -2,7 +2,6 @@
 //! real clients (curl, Python requests, headless Chromium), pass-through and
 //! bad server certificates.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use witm_test_support::{HELLO, Origin, TestCa, curl, target_dir};
@@ -175,7 +174,7 @@ proxy, ca, url = sys.argv[1:]
 r = requests.get(url, proxies={"https": proxy}, verify=ca, timeout=30)
 print(r.status_code, r.headers.get("newheader"), r.text.strip())
 "#;
-    let output = Command::new(python_with_requests())
+    let output = Command::new(crate::tools_python(&[("requests", "requests")]))
         .args([
             "-c",
             script,
@@ -436,39 +435,6 @@ fn witm_ca_says_where_the_certificate_is() {
         assert_eq!(mode & 0o777, 0o600);
     }
     let _ = std::fs::remove_dir_all(&confdir);
-}
-
-/// The tools venv's Python, with `requests` installed on first use.
-fn python_with_requests() -> PathBuf {
-    let tools = std::env::var_os("WITM_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/witm"));
-    let venv = tools.join("py-clients");
-    let python = venv.join("bin/python");
-    let has_requests = Command::new(&python)
-        .args(["-c", "import requests"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_requests {
-        let made = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(made.success(), "python3 -m venv failed");
-        let installed = Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "requests",
-            ])
-            .status()
-            .unwrap();
-        assert!(installed.success(), "pip install requests failed");
-    }
-    python
 }
 
 #[test]

@@ -49,8 +49,8 @@ pub fn validate(name: &str, value: &[u8]) -> Result<(), InvalidHeader> {
 
 impl Headers {
     /// An empty header list.
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self { fields: Vec::new() }
     }
 
     /// Builds headers from `(name, value)` pairs, in order.

@@ -66,6 +66,10 @@ pub trait HttpMessage {
     fn body(&self) -> &Body;
     /// The body, to change.
     fn body_mut(&mut self) -> &mut Body;
+    /// The trailers, if the message had any.
+    fn trailers(&self) -> Option<&Headers>;
+    /// The trailers, to change (made empty if there were none).
+    fn trailers_mut(&mut self) -> &mut Headers;
 
     /// The body decoded from its `content-encoding`.
     fn content(&self) -> Result<Vec<u8>, ContentError> {
@@ -170,6 +174,12 @@ macro_rules! http_message {
             fn body_mut(&mut self) -> &mut Body {
                 &mut self.body
             }
+            fn trailers(&self) -> Option<&Headers> {
+                self.trailers.as_ref()
+            }
+            fn trailers_mut(&mut self) -> &mut Headers {
+                self.trailers.get_or_insert_default()
+            }
         }
     };
 }
@@ -196,6 +206,10 @@ pub struct Request {
     pub headers: Headers,
     /// The body.
     pub body: Body,
+    /// The fields sent after the body (HTTP/1.1 chunked, HTTP/2), kept
+    /// when the body is held; `None` when there were none (mitmproxy's
+    /// `request.trailers`).
+    pub trailers: Option<Headers>,
     /// When the request was received, ms since the Unix epoch.
     pub timestamp_start: u64,
     /// Set in `request-headers`: stream the body to the server instead of
@@ -216,6 +230,7 @@ impl Default for Request {
             http_version: String::new(),
             headers: Headers::new(),
             body: Body::default(),
+            trailers: None,
             timestamp_start: 0,
             stream: false,
         }
@@ -342,6 +357,10 @@ pub struct Response {
     pub headers: Headers,
     /// The body.
     pub body: Body,
+    /// The fields sent after the body (gRPC's `grpc-status`), kept when the
+    /// body is held; `None` when there were none (mitmproxy's
+    /// `response.trailers`).
+    pub trailers: Option<Headers>,
     /// When the response started to arrive (or was made), ms since the Unix epoch.
     pub timestamp_start: u64,
     /// Set in `response-headers`: stream the body to the client instead of
@@ -358,6 +377,7 @@ impl Response {
             http_version: "HTTP/1.1".into(),
             headers,
             body: Body::Buffered(body.into()),
+            trailers: None,
             timestamp_start: crate::now_ms(),
             stream: false,
         }

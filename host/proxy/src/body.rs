@@ -17,6 +17,44 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed()
 }
 
+/// A body holding `bytes`, then `trailers` (when there are any).
+pub fn full_with_trailers(bytes: Bytes, trailers: Option<&witm_flow::Headers>) -> ProxyBody {
+    match trailers.filter(|t| !t.is_empty()) {
+        None => full(bytes),
+        Some(trailers) => boxed(WithTrailers {
+            data: Some(bytes).filter(|b| !b.is_empty()),
+            trailers: Some(trailers.to_header_map(|_| false).0),
+        }),
+    }
+}
+
+/// Data, then trailers. Its size is not told (the default hint), so hyper
+/// frames it chunked on HTTP/1.1, where trailers need it.
+struct WithTrailers {
+    data: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let frame = match self.data.take() {
+            Some(data) => Some(http_body::Frame::data(data)),
+            None => self.trailers.take().map(http_body::Frame::trailers),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
+
 /// An empty body.
 pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()

@@ -64,6 +64,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         headers,
         // Not read yet: `request-headers` sees the head only.
         body: Body::Streamed,
+        trailers: None,
         timestamp_start: witm_flow::now_ms(),
         stream: false,
     };
@@ -148,7 +149,10 @@ async fn run<H: FlowHooks>(
     };
     if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
         match hold(incoming, limit).await {
-            Ok(Held::Whole(bytes)) => flow.request.body = Body::Buffered(bytes),
+            Ok(Held::Whole(bytes, trailers)) => {
+                flow.request.body = Body::Buffered(bytes);
+                flow.request.trailers = trailers;
+            }
             Ok(Held::OverLimit(body)) => {
                 tracing::warn!(
                     "{}: request body over {limit} bytes: streamed, not held for plugins",
@@ -225,7 +229,10 @@ async fn run_after_request_body<H: FlowHooks>(
             // A plugin replaced the response in `response-headers`.
         } else if events.contains(Events::RESPONSE) && !response.stream {
             match hold(incoming, limit).await {
-                Ok(Held::Whole(bytes)) => response.body = Body::Buffered(bytes),
+                Ok(Held::Whole(bytes, trailers)) => {
+                    response.body = Body::Buffered(bytes);
+                    response.trailers = trailers;
+                }
                 Ok(Held::OverLimit(body)) => {
                     tracing::warn!(
                         "{}: response body over {limit} bytes: streamed, not held for plugins",
@@ -368,32 +375,40 @@ impl Target {
     }
 }
 
-/// A body read for plugins: whole, or, past the limit, streamed on from
-/// where reading stopped (nothing read is lost).
+/// A body read for plugins: whole (with its trailers, if any), or, past the
+/// limit, streamed on from where reading stopped (nothing read is lost).
 enum Held {
-    Whole(Bytes),
+    Whole(Bytes, Option<Headers>),
     OverLimit(ProxyBody),
 }
 
-/// Reads a whole body, unless it grows past `limit` bytes. Trailers are
-/// not kept for a held body.
+/// Reads a whole body and its trailers, unless it grows past `limit` bytes.
 async fn hold(mut incoming: Incoming, limit: usize) -> Result<Held, String> {
     let mut chunks = Vec::new();
     let mut size = 0;
+    let mut trailers = None;
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(|e| format!("body broke off: {e}"))?;
-        if let Ok(data) = frame.into_data() {
-            size += data.len();
-            chunks.push(data);
-            if size > limit {
-                return Ok(Held::OverLimit(body::replay_then(chunks, incoming)));
+        match frame.into_data() {
+            Ok(data) => {
+                size += data.len();
+                chunks.push(data);
+                if size > limit {
+                    return Ok(Held::OverLimit(body::replay_then(chunks, incoming)));
+                }
+            }
+            Err(frame) => {
+                if let Ok(fields) = frame.into_trailers() {
+                    trailers = Some(Headers::from_header_map(&fields));
+                }
             }
         }
     }
-    Ok(Held::Whole(match chunks.len() {
+    let bytes = match chunks.len() {
         1 => chunks.pop().unwrap(),
         _ => chunks.concat().into(),
-    }))
+    };
+    Ok(Held::Whole(bytes, trailers))
 }
 
 /// Sends the flow's request to its server and reads the response head; the
@@ -420,13 +435,20 @@ async fn exchange<H: FlowHooks>(
     })?;
     let body = match (streamed_body, &request.body) {
         (Some(streamed), _) => streamed,
-        (None, Body::Buffered(bytes)) => body::full(bytes.clone()),
+        (None, Body::Buffered(bytes)) => {
+            body::full_with_trailers(bytes.clone(), request.trailers.as_ref())
+        }
         (None, Body::Streamed) => body::empty(),
     };
     let mut outgoing = hyper::Request::new(body);
     *outgoing.extensions_mut() = extensions;
     *outgoing.method_mut() = method;
-    *outgoing.headers_mut() = wire::outgoing_headers(&request.headers, &request.body, false);
+    *outgoing.headers_mut() = wire::outgoing_headers(
+        &request.headers,
+        &request.body,
+        request.trailers.as_ref(),
+        false,
+    );
     if websocket::is_upgrade(request) {
         websocket::keep_upgrade_headers(outgoing.headers_mut());
     }
@@ -491,6 +513,7 @@ async fn exchange<H: FlowHooks>(
             headers,
             // Not read yet: `response-headers` sees the head only.
             body: Body::Streamed,
+            trailers: None,
             timestamp_start: witm_flow::now_ms(),
             stream: false,
         },

@@ -21,13 +21,14 @@ use tokio_rustls::LazyConfigAcceptor;
 use witm_flow::{ClientConn, ClientHello, ClientTls, Events, FlowHooks};
 use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
+use crate::answers::Failure;
 use crate::connection::{self, Protocol};
 use crate::liveness::Liveness;
 use crate::prefixed::Peeked;
 use crate::relay;
 use crate::shared::Shared;
 use crate::tls::TlsOptions;
-use crate::upstream::{Tunnel, connect_server};
+use crate::upstream::{ServerLink, Tunnel, connect_h2c, connect_server};
 
 /// A CONNECT that got its 200: where to, for whom, and who serves it.
 pub(crate) struct Connected {
@@ -39,6 +40,27 @@ pub(crate) struct Connected {
     pub tenant: Option<Arc<str>>,
     /// Held while the tunnel serves (see `liveness`).
     pub live: Option<Liveness>,
+}
+
+/// What an HTTP/2 client sends first, with or without TLS (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The first bytes of a tunnel: one, or as much of HTTP/2's preface as the
+/// client sends while it matches (all of it for an h2c client). `None` when
+/// the client closed first.
+async fn first_bytes<IO: tokio::io::AsyncRead + Unpin>(io: &mut IO) -> Option<Vec<u8>> {
+    let mut first = vec![0u8; 1];
+    if io.read(&mut first).await.ok()? == 0 {
+        return None;
+    }
+    while first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&first) {
+        let mut more = vec![0u8; H2_PREFACE.len() - first.len()];
+        match io.read(&mut more).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => first.extend_from_slice(&more[..n]),
+        }
+    }
+    Some(first)
 }
 
 /// Takes over an upgraded CONNECT stream to `host:port`.
@@ -56,28 +78,44 @@ pub(crate) async fn intercept<H: FlowHooks>(
         live,
     } = target;
     let mut io = TokioIo::new(upgraded);
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(tls.handshake_timeout, io.read(&mut first)).await {
-        Ok(Ok(1)) => {}
-        Ok(_) => return,
+    let first = match tokio::time::timeout(tls.handshake_timeout, first_bytes(&mut io)).await {
+        Ok(Some(first)) => first,
+        Ok(None) => return,
         Err(_) => {
             tracing::info!(client = %conn.address, "{host}:{port}: the client sent nothing after CONNECT; closing");
             return;
         }
-    }
-    let mut io = Peeked::new(first[0], io);
-    if first[0] != 0x16 {
+    };
+    let tls_hello = first[0] == 0x16;
+    let h2c = first == H2_PREFACE;
+    let mut io = Peeked::new(first, io);
+    if !tls_hello {
         io.take_recorded();
-        // Not a TLS handshake: plain HTTP through the tunnel (e.g. to port 80).
+        // Not a TLS handshake: plain HTTP through the tunnel (e.g. to port
+        // 80), HTTP/1 or, after HTTP/2's preface, h2c — whose requests go
+        // to the server in h2c too (gRPC without TLS).
+        let (link, link_error) = match h2c {
+            false => (None, None),
+            true => {
+                let linked =
+                    connect_h2c(tls.handshake_timeout, &shared.server_events, &host, port).await;
+                announce(&shared, &conn, &host, port, linked).await
+            }
+        };
         let tunnel = Arc::new(Tunnel {
             scheme: "http",
             host,
             port,
-            link: None,
-            link_error: None,
+            link,
+            link_error,
             tenant,
         });
-        connection::serve(shared, conn, Some(tunnel), io, Protocol::Http1, live).await;
+        let protocol = if h2c {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        connection::serve(shared, conn, Some(tunnel), io, protocol, live).await;
         return;
     }
 
@@ -135,7 +173,7 @@ pub(crate) async fn intercept<H: FlowHooks>(
         .collect();
 
     let server_name = sni.clone().unwrap_or_else(|| host.clone());
-    let (link, link_error) = match connect_server(
+    let linked = connect_server(
         &tls,
         &shared.server_events,
         &host,
@@ -143,17 +181,8 @@ pub(crate) async fn intercept<H: FlowHooks>(
         &server_name,
         offered.clone(),
     )
-    .await
-    {
-        Ok(link) => {
-            shared.server_events.connected(link.info.clone()).await;
-            (Some(link), None)
-        }
-        Err(e) => {
-            tracing::warn!(client = %conn.address, "{host}:{port}: {}", e.message);
-            (None, Some(e))
-        }
-    };
+    .await;
+    let (link, link_error) = announce(&shared, &conn, &host, port, linked).await;
     // Offer the client only what the server agreed to; with no server (or no
     // ALPN from it), HTTP/1.1 if the client offered it.
     let server_alpn = link.as_ref().and_then(|l| l.info.alpn.clone());
@@ -214,4 +243,26 @@ pub(crate) async fn intercept<H: FlowHooks>(
         Protocol::Http1
     };
     connection::serve(shared, conn, Some(tunnel), stream, protocol, live).await;
+}
+
+/// A tunnel's server connection as the tunnel keeps it: `server-connect`
+/// reported when it opened, the failure logged (and kept for each flow's
+/// 502) when it did not.
+async fn announce<H: FlowHooks>(
+    shared: &Shared<H>,
+    conn: &ClientConn,
+    host: &str,
+    port: u16,
+    linked: Result<ServerLink, Failure>,
+) -> (Option<ServerLink>, Option<Failure>) {
+    match linked {
+        Ok(link) => {
+            shared.server_events.connected(link.info.clone()).await;
+            (Some(link), None)
+        }
+        Err(e) => {
+            tracing::warn!(client = %conn.address, "{host}:{port}: {}", e.message);
+            (None, Some(e))
+        }
+    }
 }

@@ -1,7 +1,8 @@
-//! A client stream that witm has started reading: the first byte (read to
-//! tell TLS from plain HTTP) is put back in front, and what is read is kept
-//! until told to stop, so a ClientHello witm has consumed can be replayed
-//! to the server when a plugin asks for the connection to pass through.
+//! A client stream that witm has started reading: the first bytes (read to
+//! tell TLS from plain HTTP, and HTTP/2's preface from HTTP/1) are put back
+//! in front, and what is read is kept until told to stop, so a ClientHello
+//! witm has consumed can be replayed to the server when a plugin asks for
+//! the connection to pass through.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,17 +11,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// `inner`, with `first` read again before it, recording what is read.
 pub(crate) struct Peeked<T> {
-    first: Option<u8>,
+    first: Vec<u8>,
     recorded: Option<Vec<u8>>,
     inner: T,
 }
 
 impl<T> Peeked<T> {
     /// `first` was read from `inner` already; it counts as recorded.
-    pub(crate) fn new(first: u8, inner: T) -> Self {
+    pub(crate) fn new(first: Vec<u8>, inner: T) -> Self {
         Self {
-            first: Some(first),
-            recorded: Some(vec![first]),
+            recorded: Some(first.clone()),
+            first,
             inner,
         }
     }
@@ -37,10 +38,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Peeked<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if buf.remaining() > 0
-            && let Some(byte) = self.first.take()
-        {
-            buf.put_slice(&[byte]);
+        if buf.remaining() > 0 && !self.first.is_empty() {
+            let n = self.first.len().min(buf.remaining());
+            buf.put_slice(&self.first[..n]);
+            self.first.drain(..n);
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();

@@ -62,12 +62,20 @@ pub(crate) fn respond<H: FlowHooks>(
     let body = match streamed {
         Some(streamed) if response.body == Body::Streamed => streamed,
         _ if no_content => body::empty(),
-        _ => body::full(wire::buffered_bytes(&response.body)),
+        _ => body::full_with_trailers(
+            wire::buffered_bytes(&response.body),
+            response.trailers.as_ref(),
+        ),
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut outgoing = hyper::Response::new(body);
     *outgoing.status_mut() = status;
-    *outgoing.headers_mut() = wire::outgoing_headers(&response.headers, &response.body, no_content);
+    *outgoing.headers_mut() = wire::outgoing_headers(
+        &response.headers,
+        &response.body,
+        response.trailers.as_ref(),
+        no_content,
+    );
     if response.reason != canonical_reason(response.status)
         && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(response.reason.as_bytes())
     {

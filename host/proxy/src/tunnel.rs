@@ -58,6 +58,7 @@ pub(crate) async fn connect<H: FlowHooks>(
                 headers
             },
             body: Body::default(),
+            trailers: None,
             timestamp_start: witm_flow::now_ms(),
             stream: false,
         };

@@ -110,6 +110,58 @@ async fn report_close<F: std::future::Future>(
     events.disconnected(server);
 }
 
+/// A TCP connection to `host:port`, the error naming it.
+async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, Failure> {
+    let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
+        Failure::new(
+            answers::kind_of_upstream(&e),
+            format!("cannot connect to {host}:{port}: {e}"),
+        )
+    })?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Connects to the server in plain HTTP/2 (prior knowledge, "h2c"), for a
+/// tunnel whose client spoke it: an HTTP/1.1 server could not answer it.
+pub(crate) async fn connect_h2c(
+    timeout: std::time::Duration,
+    events: &Arc<dyn ServerEvents>,
+    host: &str,
+    port: u16,
+) -> Result<ServerLink, Failure> {
+    let address = format!("{host}:{port}");
+    let tcp = tokio::time::timeout(timeout, connect_tcp(host, port))
+        .await
+        .map_err(|_| {
+            Failure::new(
+                ErrorKind::Timeout,
+                format!("connecting to {address} timed out"),
+            )
+        })??;
+    let info = Arc::new(ServerConn {
+        address: address.clone(),
+        sni: None,
+        alpn: Some("h2c".into()),
+        cert: None,
+    });
+    let (sender, connection) = client_http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| {
+            Failure::new(
+                ErrorKind::Server,
+                format!("HTTP/2 with {address} failed: {e}"),
+            )
+        })?;
+    tokio::spawn(report_close(connection, events.clone(), info.clone()));
+    Ok(ServerLink {
+        sender: tokio::sync::Mutex::new(Sender::Http2(sender)),
+        info,
+    })
+}
+
 /// Connects to the server over TLS and sets up HTTP on it. The error text
 /// names the host and the reason (refused, bad certificate, timeout).
 pub(crate) async fn connect_server(
@@ -122,13 +174,7 @@ pub(crate) async fn connect_server(
 ) -> Result<ServerLink, Failure> {
     let address = format!("{host}:{port}");
     let connect = async {
-        let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
-            Failure::new(
-                answers::kind_of_upstream(&e),
-                format!("cannot connect to {address}: {e}"),
-            )
-        })?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect_tcp(host, port).await?;
         let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
             Failure::new(
                 ErrorKind::Client,

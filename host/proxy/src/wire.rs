@@ -1,20 +1,21 @@
 //! Between hyper's messages and the flow's.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRAILER, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Version};
 use witm_flow::{Body, Headers};
 
 use crate::wire_heads::WireHeaders;
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1): a
-/// proxy consumes them and never forwards them.
-const HOP_BY_HOP: [&str; 8] = [
+/// proxy consumes them and never forwards them. (`Trailer`, which names the
+/// trailer fields, is end to end: RFC 9110 §6.6.2; hyper sends HTTP/1.1
+/// trailers only when it names them.)
+const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "proxy-connection",
     "keep-alive",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
     "proxy-authorization",
@@ -37,8 +38,15 @@ pub fn version_text(version: Version) -> &'static str {
 ///
 /// `body_has_no_content` is true for responses that carry no body whatever
 /// their headers say (to HEAD, 204, 304, 1xx): their `content-length` is
-/// left alone.
-pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: bool) -> HeaderMap {
+/// left alone. A held body with `trailers` goes without a length (HTTP/1.1
+/// sends trailers only after a chunked body) and with a `Trailer` field
+/// naming them when the message had none (hyper sends only those named).
+pub fn outgoing_headers(
+    headers: &Headers,
+    body: &Body,
+    trailers: Option<&Headers>,
+    body_has_no_content: bool,
+) -> HeaderMap {
     let named_in_connection: Vec<String> = headers
         .get_all(CONNECTION.as_str())
         .flat_map(|v| {
@@ -48,7 +56,11 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
                 .collect::<Vec<_>>()
         })
         .collect();
-    let length_is_ours = matches!((body, body_has_no_content), (Body::Buffered(_), false));
+    let trailed = !body_has_no_content
+        && matches!(body, Body::Buffered(_))
+        && trailers.is_some_and(|t| !t.is_empty());
+    let length_is_ours =
+        !trailed && matches!((body, body_has_no_content), (Body::Buffered(_), false));
     // RFC 9112 §6.3: with Transfer-Encoding, Content-Length is not the
     // message's length, and an intermediary forwarding it must drop it (the
     // streamed body goes on chunked; a held one gets its real length).
@@ -59,7 +71,7 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
                 .iter()
                 .any(|h| h.eq_ignore_ascii_case(name))
             || (length_is_ours && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
-            || (chunked && name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()))
+            || ((chunked || trailed) && name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()))
     });
     if !refused.is_empty() {
         let shown: Vec<&str> = refused.iter().take(5).map(String::as_str).collect();
@@ -88,6 +100,15 @@ pub fn outgoing_headers(headers: &Headers, body: &Body, body_has_no_content: boo
         .any(|v| v.eq_ignore_ascii_case(b"trailers"))
     {
         map.insert(TE, http::HeaderValue::from_static("trailers"));
+    }
+    if let Some(trailers) = trailers.filter(|_| trailed)
+        && !map.contains_key(TRAILER)
+    {
+        let mut names: Vec<&str> = trailers.iter().map(|(n, _)| n).collect();
+        names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        if let Ok(value) = http::HeaderValue::from_str(&names.join(", ")) {
+            map.insert(TRAILER, value);
+        }
     }
     if let (Body::Buffered(bytes), true) = (body, length_is_ours)
         && (!bytes.is_empty() || framed())
@@ -140,7 +161,12 @@ mod tests {
             ("Transfer-Encoding", "chunked"),
             ("X-Kept", "2"),
         ]);
-        let map = outgoing_headers(&headers, &Body::Buffered(Bytes::from_static(b"abc")), false);
+        let map = outgoing_headers(
+            &headers,
+            &Body::Buffered(Bytes::from_static(b"abc")),
+            None,
+            false,
+        );
         let names: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["host", "x-kept", "content-length"]);
         assert_eq!(map["content-length"], "3");
@@ -149,39 +175,59 @@ mod tests {
     #[test]
     fn an_empty_unframed_body_gets_no_length_and_a_framed_one_does() {
         let get = Headers::from_pairs([("Host", "a")]);
-        let map = outgoing_headers(&get, &Body::Buffered(Bytes::new()), false);
+        let map = outgoing_headers(&get, &Body::Buffered(Bytes::new()), None, false);
         assert!(map.get("content-length").is_none(), "{map:?}");
         let emptied = Headers::from_pairs([("Host", "a"), ("Content-Length", "5")]);
-        let map = outgoing_headers(&emptied, &Body::Buffered(Bytes::new()), false);
+        let map = outgoing_headers(&emptied, &Body::Buffered(Bytes::new()), None, false);
         assert_eq!(map["content-length"], "0");
         let chunked = Headers::from_pairs([("Transfer-Encoding", "chunked")]);
-        let map = outgoing_headers(&chunked, &Body::Buffered(Bytes::new()), false);
+        let map = outgoing_headers(&chunked, &Body::Buffered(Bytes::new()), None, false);
         assert_eq!(map["content-length"], "0");
     }
 
     #[test]
     fn content_length_beside_transfer_encoding_is_dropped() {
         let both = Headers::from_pairs([("Content-Length", "5"), ("Transfer-Encoding", "chunked")]);
-        let streamed = outgoing_headers(&both, &Body::Streamed, false);
+        let streamed = outgoing_headers(&both, &Body::Streamed, None, false);
         assert!(streamed.get("content-length").is_none(), "{streamed:?}");
         let held = outgoing_headers(
             &both,
             &Body::Buffered(Bytes::from_static(b"0123456789")),
+            None,
             false,
         );
         assert_eq!(held["content-length"], "10");
     }
 
     #[test]
+    fn a_held_body_with_trailers_goes_unframed_with_a_trailer_field() {
+        let headers = Headers::from_pairs([("Content-Length", "2"), ("content-type", "a")]);
+        let trailers = Headers::from_pairs([("grpc-status", "0"), ("grpc-message", "")]);
+        let body = Body::Buffered(Bytes::from_static(b"ok"));
+        let map = outgoing_headers(&headers, &body, Some(&trailers), false);
+        assert!(map.get("content-length").is_none(), "{map:?}");
+        assert_eq!(map["trailer"], "grpc-status, grpc-message");
+        let named = Headers::from_pairs([("Trailer", "grpc-status")]);
+        assert_eq!(
+            outgoing_headers(&named, &body, Some(&trailers), false)["trailer"],
+            "grpc-status"
+        );
+        let none = Headers::new();
+        let map = outgoing_headers(&headers, &body, Some(&none), false);
+        assert_eq!(map["content-length"], "2");
+        assert!(map.get("trailer").is_none());
+    }
+
+    #[test]
     fn te_trailers_goes_on_and_other_te_values_do_not() {
         let grpc = Headers::from_pairs([("TE", "trailers")]);
         assert_eq!(
-            outgoing_headers(&grpc, &Body::Streamed, false)["te"],
+            outgoing_headers(&grpc, &Body::Streamed, None, false)["te"],
             "trailers"
         );
         let other = Headers::from_pairs([("TE", "gzip, chunked")]);
         assert!(
-            outgoing_headers(&other, &Body::Streamed, false)
+            outgoing_headers(&other, &Body::Streamed, None, false)
                 .get("te")
                 .is_none()
         );
@@ -190,7 +236,7 @@ mod tests {
     #[test]
     fn responses_without_content_keep_their_length() {
         let headers = Headers::from_pairs([("Content-Length", "10")]);
-        let map = outgoing_headers(&headers, &Body::Buffered(Bytes::new()), true);
+        let map = outgoing_headers(&headers, &Body::Buffered(Bytes::new()), None, true);
         assert_eq!(map["content-length"], "10");
         assert!(response_has_no_content("HEAD", 200));
         assert!(response_has_no_content("GET", 304));

@@ -385,6 +385,26 @@ fn headers_value(headers: &Headers) -> Value {
     )
 }
 
+/// Headers from a list of `[name, value]` pairs (witm's and mitmproxy's
+/// shape); `Err` at the first entry of another shape.
+pub(crate) fn headers_from_list(list: &[Value]) -> Result<Headers, ()> {
+    let mut headers = Headers::new();
+    for pair in list {
+        match pair.as_list() {
+            Some([name, value]) => match (name.as_string(), value.as_bytes()) {
+                (Some(name), Some(value)) => headers.append(&name, Bytes::copy_from_slice(value)),
+                _ => return Err(()),
+            },
+            _ => return Err(()),
+        }
+    }
+    Ok(headers)
+}
+
+fn trailers_value(trailers: Option<&Headers>) -> Value {
+    trailers.map_or(Value::Null, headers_value)
+}
+
 fn body_value(body: &Body) -> Value {
     match body {
         Body::Buffered(b) => Value::Bytes(b.clone()),
@@ -441,6 +461,7 @@ pub fn flow_to_value(flow: &Flow) -> Value {
                 ("http_version", Value::str(&request.http_version)),
                 ("headers", headers_value(&request.headers)),
                 ("body", body_value(&request.body)),
+                ("trailers", trailers_value(request.trailers.as_ref())),
                 (
                     "timestamp_start",
                     Value::Int(request.timestamp_start as i64),
@@ -457,6 +478,7 @@ pub fn flow_to_value(flow: &Flow) -> Value {
                     ("http_version", Value::str(&r.http_version)),
                     ("headers", headers_value(&r.headers)),
                     ("body", body_value(&r.body)),
+                    ("trailers", trailers_value(r.trailers.as_ref())),
                     ("timestamp_start", Value::Int(r.timestamp_start as i64)),
                     ("stream", Value::Bool(r.stream)),
                 ])
@@ -546,19 +568,17 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| format!("{}.{key} is not a list", self.path))
     }
     fn headers(&self) -> Result<Headers, String> {
-        let mut headers = Headers::new();
-        for pair in self.list("headers")? {
-            match pair.as_list() {
-                Some([name, value]) => match (name.as_string(), value.as_bytes()) {
-                    (Some(name), Some(value)) => {
-                        headers.append(&name, Bytes::copy_from_slice(value))
-                    }
-                    _ => return Err(format!("{}.headers has a bad entry", self.path)),
-                },
-                _ => return Err(format!("{}.headers has a bad entry", self.path)),
-            }
+        headers_from_list(self.list("headers")?)
+            .map_err(|()| format!("{}.headers has a bad entry", self.path))
+    }
+    /// The trailers; files written before trailers were kept have none.
+    fn trailers(&self) -> Result<Option<Headers>, String> {
+        match self.value.get("trailers") {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => headers_from_list(self.list("trailers")?)
+                .map(Some)
+                .map_err(|()| format!("{}.trailers has a bad entry", self.path)),
         }
-        Ok(headers)
     }
     fn body(&self) -> Result<Body, String> {
         match self.field("body")? {
@@ -604,6 +624,7 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
         http_version: r.string("http_version")?,
         headers: r.headers()?,
         body: r.body()?,
+        trailers: r.trailers()?,
         timestamp_start: r.uint("timestamp_start")?,
         stream: r.bool("stream")?,
     };
@@ -617,6 +638,7 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
                 http_version: r.string("http_version")?,
                 headers: r.headers()?,
                 body: r.body()?,
+                trailers: r.trailers()?,
                 timestamp_start: r.uint("timestamp_start")?,
                 stream: r.bool("stream")?,
             })
@@ -728,6 +750,7 @@ mod tests {
                 ("Cookie", "a=1; b=2"),
             ]),
             body: Body::Buffered(Bytes::from_static(b"\x00binary\xff")),
+            trailers: Some(Headers::from_pairs([("X-Checksum", "abc")])),
             timestamp_start: 1_700_000_000_200,
             stream: false,
         };
@@ -743,6 +766,7 @@ mod tests {
         response.reason = "I'm a teapot".into();
         response.http_version = "HTTP/2.0".into();
         response.timestamp_start = 1_700_000_000_300;
+        response.trailers = Some(Headers::from_pairs([("grpc-status", "0")]));
         Flow {
             id: "flow-1".into(),
             client: Arc::new(client),

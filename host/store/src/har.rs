@@ -250,6 +250,7 @@ fn import_request(json: &Object, at: &str, start: u64) -> Result<Option<Request>
         http_version: http_version(string(json, "httpVersion", at)?, "HTTP/1.1"),
         headers: import_headers(json, at)?,
         body: Body::default(),
+        trailers: None,
         timestamp_start: start,
         stream: false,
     };
@@ -298,6 +299,7 @@ fn import_response(
         http_version: http_version(string(json, "httpVersion", at)?, request_version),
         headers: import_headers(json, at)?,
         body: Body::default(),
+        trailers: None,
         timestamp_start,
         stream: false,
     };

@@ -238,21 +238,22 @@ fn required(state: &Value, path: &str, key: &str) -> Result<String, String> {
 }
 
 fn headers(state: &Value, path: &str) -> Result<Headers, String> {
-    let mut headers = Headers::new();
-    for pair in state
+    let list = state
         .get("headers")
         .and_then(Value::as_list)
-        .ok_or_else(|| format!("{path}.headers is missing"))?
-    {
-        match pair.as_list() {
-            Some([name, value]) => match (name.as_string(), value.as_bytes()) {
-                (Some(name), Some(value)) => headers.append(&name, Bytes::copy_from_slice(value)),
-                _ => return Err(format!("{path}.headers has a bad entry")),
-            },
-            _ => return Err(format!("{path}.headers has a bad entry")),
-        }
+        .ok_or_else(|| format!("{path}.headers is missing"))?;
+    crate::format::headers_from_list(list).map_err(|()| format!("{path}.headers has a bad entry"))
+}
+
+/// mitmproxy's `trailers`: `None`, or a list like `headers`.
+fn trailers(state: &Value, path: &str) -> Result<Option<Headers>, String> {
+    match state.get("trailers") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::List(list)) => crate::format::headers_from_list(list)
+            .map(Some)
+            .map_err(|()| format!("{path}.trailers has a bad entry")),
+        Some(_) => Err(format!("{path}.trailers is not a list")),
     }
-    Ok(headers)
 }
 
 fn body(state: &Value) -> Body {
@@ -289,6 +290,7 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
         http_version,
         headers: headers(r, "request")?,
         body: body(r),
+        trailers: trailers(r, "request")?,
         timestamp_start: ms(r.get("timestamp_start")),
         stream: false,
     };
@@ -304,6 +306,7 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
             http_version: required(r, "response", "http_version")?,
             headers: headers(r, "response")?,
             body: body(r),
+            trailers: trailers(r, "response")?,
             timestamp_start: ms(r.get("timestamp_start")),
             stream: false,
         }),

@@ -37,15 +37,35 @@ impl TestCa {
         }
     }
 
-    /// A server config for `localhost` and `127.0.0.1`, offering h2 and http/1.1.
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+    /// A server certificate for `localhost` and `127.0.0.1` and its key.
+    fn server_cert(&self) -> (rcgen::Certificate, KeyPair) {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (params.signed_by(&key, &self.issuer).unwrap(), key)
+    }
+
+    /// A server certificate chain and key as PEM files, for servers that are
+    /// not Rust (the gRPC origin): `(chain, key)`.
+    pub fn server_pem_files(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = self.server_cert();
+        let dir = crate::target_dir().join("e2e-files");
+        let stem = format!("{name}-{}", std::process::id());
+        let (chain_path, key_path) = (
+            dir.join(format!("{stem}-chain.pem")),
+            dir.join(format!("{stem}-key.pem")),
+        );
+        std::fs::write(&chain_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (chain_path, key_path)
+    }
+
+    /// A server config for `localhost` and `127.0.0.1`, offering h2 and http/1.1.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let (cert, key) = self.server_cert();
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

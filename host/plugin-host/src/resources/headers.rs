@@ -41,8 +41,28 @@ pub(super) fn check_limits(fields: usize, bytes: usize) -> std::result::Result<(
 
 impl HostView<'_> {
     fn headers_of(&self, h: &Resource<HeadersHandle>) -> Result<(MessageRef, &Headers)> {
-        let m = self.table.get(h).map_err(|_| stale())?.0;
-        Ok((m, self.message(m)?.headers()))
+        /// What a view of trailers shows when the message has none.
+        static NONE: Headers = Headers::new();
+        let handle = self.table.get(h).map_err(|_| stale())?;
+        let (m, trailers) = (handle.message, handle.trailers);
+        let message = self.message(m)?;
+        Ok((
+            m,
+            match trailers {
+                false => message.headers(),
+                true => message.trailers().unwrap_or(&NONE),
+            },
+        ))
+    }
+
+    fn headers_mut_of(&mut self, h: &Resource<HeadersHandle>) -> Result<&mut Headers> {
+        let handle = self.table.get(h).map_err(|_| stale())?;
+        let (m, trailers) = (handle.message, handle.trailers);
+        let message = self.message_mut(m)?;
+        Ok(match trailers {
+            false => message.headers_mut(),
+            true => message.trailers_mut(),
+        })
     }
 
     fn write_header(
@@ -72,7 +92,7 @@ impl HostView<'_> {
         if let Err(e) = self.charge(m, new + FIELD_OVERHEAD, removed)? {
             return Ok(Err(e));
         }
-        let headers = self.message_mut(m)?.headers_mut();
+        let headers = self.headers_mut_of(h)?;
         match write {
             Write::Set => headers.set(&name, value),
             Write::Append => headers.append(&name, value),
@@ -124,7 +144,7 @@ impl types::HostHeaders for HostView<'_> {
         if headers.contains(&name) {
             let freed =
                 headers.wire_bytes_of(&name) + headers.get_all(&name).count() * FIELD_OVERHEAD;
-            self.message_mut(m)?.headers_mut().remove(&name);
+            self.headers_mut_of(&h)?.remove(&name);
             // Removing never fails; it gives back what the plugin added.
             let _ = self.charge(m, 0, freed)?;
         }

@@ -121,7 +121,29 @@ pub enum ResponseHandle {
 
 /// A view of the headers of a request or response.
 #[derive(Clone, Copy, Debug)]
-pub struct HeadersHandle(MessageRef);
+pub struct HeadersHandle {
+    message: MessageRef,
+    /// A view of the message's trailers, not its headers.
+    trailers: bool,
+}
+
+impl HeadersHandle {
+    /// The headers of `message`.
+    pub(crate) fn headers(message: MessageRef) -> Self {
+        Self {
+            message,
+            trailers: false,
+        }
+    }
+
+    /// The trailers of `message`.
+    pub(crate) fn trailers(message: MessageRef) -> Self {
+        Self {
+            message,
+            trailers: true,
+        }
+    }
+}
 
 /// A client connection, shared with the proxy.
 pub struct ClientConnHandle(pub(crate) Arc<ClientConn>);

@@ -100,7 +100,12 @@ impl types::HostRequest for HostView<'_> {
 
     fn headers(&mut self, h: Resource<RequestHandle>) -> Result<Resource<HeadersHandle>> {
         let m = self.request_message(&h)?;
-        self.push(HeadersHandle(m))
+        self.push(HeadersHandle::headers(m))
+    }
+
+    fn trailers(&mut self, h: Resource<RequestHandle>) -> Result<Resource<HeadersHandle>> {
+        let m = self.request_message(&h)?;
+        self.push(HeadersHandle::trailers(m))
     }
 
     fn body(&mut self, h: Resource<RequestHandle>) -> HostResult<Vec<u8>> {

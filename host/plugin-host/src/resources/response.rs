@@ -110,7 +110,12 @@ impl types::HostResponse for HostView<'_> {
 
     fn headers(&mut self, h: Resource<ResponseHandle>) -> Result<Resource<HeadersHandle>> {
         let m = self.response_ref(&h)?;
-        self.push(HeadersHandle(m))
+        self.push(HeadersHandle::headers(m))
+    }
+
+    fn trailers(&mut self, h: Resource<ResponseHandle>) -> Result<Resource<HeadersHandle>> {
+        let m = self.response_ref(&h)?;
+        self.push(HeadersHandle::trailers(m))
     }
 
     fn body(&mut self, h: Resource<ResponseHandle>) -> HostResult<Vec<u8>> {
