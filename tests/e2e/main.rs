@@ -13,6 +13,7 @@ mod https;
 mod plugins;
 mod sandbox;
 mod saved_flows;
+mod trailers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -40,7 +40,7 @@ pub fn version_text(version: Version) -> &'static str {
 /// their headers say (to HEAD, 204, 304, 1xx): their `content-length` is
 /// left alone. A held body with `trailers` goes without a length (HTTP/1.1
 /// sends trailers only after a chunked body) and with a `Trailer` field
-/// naming them when the message had none (hyper sends only those named).
+/// naming them all (hyper sends only those named).
 pub fn outgoing_headers(
     headers: &Headers,
     body: &Body,
@@ -101,14 +101,8 @@ pub fn outgoing_headers(
     {
         map.insert(TE, http::HeaderValue::from_static("trailers"));
     }
-    if let Some(trailers) = trailers.filter(|_| trailed)
-        && !map.contains_key(TRAILER)
-    {
-        let mut names: Vec<&str> = trailers.iter().map(|(n, _)| n).collect();
-        names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-        if let Ok(value) = http::HeaderValue::from_str(&names.join(", ")) {
-            map.insert(TRAILER, value);
-        }
+    if let Some(trailers) = trailers.filter(|_| trailed) {
+        name_trailers(&mut map, trailers);
     }
     if let (Body::Buffered(bytes), true) = (body, length_is_ours)
         && (!bytes.is_empty() || framed())
@@ -117,6 +111,28 @@ pub fn outgoing_headers(
         map.insert(CONTENT_LENGTH, bytes.len().into());
     }
     map
+}
+
+/// Makes `Trailer` name every field of `trailers` (besides what it named):
+/// hyper sends an HTTP/1.1 trailer only when `Trailer` names it, and a
+/// plugin may have added one.
+fn name_trailers(map: &mut HeaderMap, trailers: &Headers) {
+    let mut names: Vec<String> = map
+        .get_all(TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for (name, _) in trailers.iter() {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name.to_owned());
+        }
+    }
+    if let Ok(value) = http::HeaderValue::from_str(&names.join(", ")) {
+        map.insert(TRAILER, value);
+    }
 }
 
 /// True when a response to `method` with `status` has no body on the wire.
@@ -207,10 +223,10 @@ mod tests {
         let map = outgoing_headers(&headers, &body, Some(&trailers), false);
         assert!(map.get("content-length").is_none(), "{map:?}");
         assert_eq!(map["trailer"], "grpc-status, grpc-message");
-        let named = Headers::from_pairs([("Trailer", "grpc-status")]);
+        let named = Headers::from_pairs([("Trailer", "grpc-status, x-gone")]);
         assert_eq!(
             outgoing_headers(&named, &body, Some(&trailers), false)["trailer"],
-            "grpc-status"
+            "grpc-status, x-gone, grpc-message"
         );
         let none = Headers::new();
         let map = outgoing_headers(&headers, &body, Some(&none), false);
