@@ -13,6 +13,7 @@ mod https;
 mod plugins;
 mod sandbox;
 mod saved_flows;
+mod timeouts;
 mod trailers;
 
 use std::path::{Path, PathBuf};

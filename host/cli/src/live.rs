@@ -149,6 +149,7 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
         let options = ProxyOptions {
             flow_lines: !cli.quiet,
             max_buffered_body: cli.stream_large_bodies,
+            timeouts: cli.timeouts.timeouts(),
             tls: Some(tls.clone()),
             authenticate: (!credentials.is_empty()).then(|| authenticator(credentials)),
             tenant: match tenants.as_slice() {
@@ -192,7 +193,18 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             match TcpListener::bind(address).await {
                 Ok(listener) => {
                     tracing::info!("metrics at http://{address}/metrics");
-                    Some(tokio::spawn(serve_metrics(listener, all_tenants.clone())))
+                    let engines = proxies
+                        .iter()
+                        .map(|(proxy, listener)| {
+                            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+                            (port.to_string(), proxy.counters())
+                        })
+                        .collect();
+                    Some(tokio::spawn(serve_metrics(
+                        listener,
+                        all_tenants.clone(),
+                        engines,
+                    )))
                 }
                 Err(e) => return fail(&format!("admin_port: cannot listen on {address}: {e}")),
             }
@@ -355,9 +367,15 @@ async fn reload_on_sighup(
     }
 }
 
-/// `GET /metrics`: every plugin's counters in Prometheus text format.
-async fn serve_metrics(listener: TcpListener, tenants: Vec<Arc<Tenant>>) {
+/// `GET /metrics`: every plugin's counters and each listener's engine
+/// counters (timeouts), in Prometheus text format.
+async fn serve_metrics(
+    listener: TcpListener,
+    tenants: Vec<Arc<Tenant>>,
+    engines: Vec<(String, Arc<witm_proxy::Counters>)>,
+) {
     let tenants = Arc::new(tenants);
+    let engines = Arc::new(engines);
     let mut accept_errors = witm_proxy::accept::AcceptErrors::default();
     loop {
         let mut stream = match listener.accept().await {
@@ -368,6 +386,7 @@ async fn serve_metrics(listener: TcpListener, tenants: Vec<Arc<Tenant>>) {
             }
         };
         let tenants = tenants.clone();
+        let engines = engines.clone();
         tokio::spawn(async move {
             let mut request = vec![0u8; 4096];
             let mut read = 0;
@@ -381,6 +400,10 @@ async fn serve_metrics(listener: TcpListener, tenants: Vec<Arc<Tenant>>) {
                 let mut body = witm_plugin_host::metrics_preamble();
                 for tenant in tenants.iter() {
                     body += &tenant.plugins().metrics(tenant.name.as_deref());
+                }
+                body += witm_proxy::Counters::metrics_preamble();
+                for (listener, counters) in engines.iter() {
+                    body += &counters.metrics(listener);
                 }
                 ("200 OK", body)
             } else {

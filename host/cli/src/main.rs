@@ -22,6 +22,7 @@ mod live;
 mod log_format;
 mod offline;
 mod tenants;
+mod timeout_args;
 use offline::FlowSelector;
 use witm_addons::Unmatched;
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
@@ -85,6 +86,9 @@ struct Cli {
     /// milliseconds, before witm gives up on it.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     tls_handshake_timeout_ms: u64,
+
+    #[command(flatten)]
+    timeouts: timeout_args::TimeoutArgs,
 
     /// Time one plugin event may run (wall clock, from the call's start), in
     /// milliseconds, before it is

@@ -90,7 +90,7 @@ pub fn from_client(body: ProxyBody) -> ProxyBody {
 }
 
 /// `chunks` already read from `incoming`, then the rest of it.
-pub fn replay_then(chunks: Vec<Bytes>, incoming: hyper::body::Incoming) -> ProxyBody {
+pub fn replay_then(chunks: Vec<Bytes>, incoming: ProxyBody) -> ProxyBody {
     ReplayThen {
         chunks: chunks.into(),
         incoming,
@@ -100,7 +100,7 @@ pub fn replay_then(chunks: Vec<Bytes>, incoming: hyper::body::Incoming) -> Proxy
 
 struct ReplayThen {
     chunks: std::collections::VecDeque<Bytes>,
-    incoming: hyper::body::Incoming,
+    incoming: ProxyBody,
 }
 
 impl http_body::Body for ReplayThen {
@@ -114,9 +114,7 @@ impl http_body::Body for ReplayThen {
         if let Some(chunk) = self.chunks.pop_front() {
             return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
         }
-        std::pin::Pin::new(&mut self.incoming)
-            .poll_frame(cx)
-            .map_err(BoxError::from)
+        std::pin::Pin::new(&mut self.incoming).poll_frame(cx)
     }
 }
 

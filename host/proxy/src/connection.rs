@@ -19,10 +19,12 @@ use witm_flow::{ClientConn, FlowHooks};
 
 use crate::auth;
 use crate::body::ProxyBody;
+use crate::counters::Timeout;
 use crate::forward;
 use crate::liveness::Liveness;
 use crate::respond::FlowKilled;
 use crate::shared::Shared;
+use crate::timeouts::{self, InFlight, NEVER};
 use crate::tunnel;
 use crate::upstream::Tunnel;
 use crate::wire_heads::{Heads, Side, Tapped};
@@ -56,20 +58,33 @@ where
         let address = conn.address;
         // HTTP/1 heads are read again off the wire for their case and order.
         let heads = Heads::new(Side::Requests);
+        let timeouts = shared.options.timeouts.clone();
+        let counters = shared.counters.clone();
+        // HTTP/2 connections close when idle; HTTP/1's head timer does that.
+        let in_flight = Arc::new(InFlight::default());
         let service = {
             let live = live.clone();
             let tapped = (protocol == Protocol::Http1).then(|| heads.clone());
+            let counted = (protocol == Protocol::Http2).then(|| in_flight.clone());
             service_fn(move |mut request| {
                 if let Some(heads) = &tapped {
                     heads.mark_request(&mut request);
                 }
-                dispatch(
+                let guard = counted.as_ref().map(|c| c.start());
+                let dispatched = dispatch(
                     shared.clone(),
                     conn.clone(),
                     tunnel.clone(),
                     live.clone(),
                     request,
-                )
+                );
+                async move {
+                    let response = dispatched.await?;
+                    Ok::<_, FlowKilled>(match guard {
+                        Some(guard) => response.map(|b| timeouts::holding(b, guard)),
+                        None => response,
+                    })
+                }
             })
         };
         let closing = async {
@@ -100,11 +115,24 @@ where
                 let mut served = std::pin::pin!(
                     http2::Builder::new(TokioExecutor::new())
                         .timer(TokioTimer::new())
+                        .keep_alive_interval(timeouts.h2_keepalive)
+                        .keep_alive_timeout(timeouts.h2_keepalive.unwrap_or(NEVER))
                         .serve_connection(TokioIo::new(io), service)
                 );
+                let idle = in_flight.idle_for(timeouts.connection_idle);
                 tokio::select! {
                     ended = served.as_mut() => ended,
                     () = closing => {
+                        served.as_mut().graceful_shutdown();
+                        served.await
+                    }
+                    () = idle => {
+                        counters.timed_out(Timeout::ConnectionIdle);
+                        tracing::info!(
+                            client = %address,
+                            "HTTP/2 connection idle for {:?}: closing",
+                            timeouts.connection_idle
+                        );
                         served.as_mut().graceful_shutdown();
                         served.await
                     }
@@ -112,6 +140,14 @@ where
             }
         };
         if let Err(e) = ended {
+            if e.is_timeout() {
+                // hyper's: a head not read in time, or a ping unanswered.
+                let kind = match protocol {
+                    Protocol::Http1 => Timeout::ClientHead,
+                    Protocol::Http2 => Timeout::H2Ping,
+                };
+                counters.timed_out(kind);
+            }
             tracing::debug!(client = %address, "connection ended: {e}");
         }
     })

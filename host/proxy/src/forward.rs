@@ -15,11 +15,12 @@ use witm_flow::{
 };
 
 use crate::answers::{self, Failure, plain_response};
-use crate::body::{self, ProxyBody};
+use crate::body::{self, BoxError, ProxyBody};
 use crate::flow_log::{FlowLine, LoggedBody};
 use crate::liveness::Liveness;
 use crate::respond::{FlowKilled, killed, respond};
 use crate::shared::Shared;
+use crate::timeouts;
 use crate::upstream::{ServerLink, Tunnel};
 use crate::websocket;
 use crate::wire;
@@ -145,8 +146,18 @@ async fn run<H: FlowHooks>(
     let limit = shared.options.max_buffered_body;
     let mut request_body = None;
     let Some(incoming) = incoming else {
-        return run_after_request_body(shared, flow, state, None, side, tunnel, started).await;
+        let sent = Sent::Whole;
+        return run_after_request_body(shared, flow, state, sent, side, tunnel, started).await;
     };
+    let (ended, sent) = tokio::sync::oneshot::channel();
+    let timeouts = &shared.options.timeouts;
+    let incoming = timeouts::timed(
+        body::streamed(incoming),
+        timeouts::Sender::Client,
+        (timeouts.body_idle, timeouts.request_body),
+        shared.counters.clone(),
+        Some(ended),
+    );
     if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
         match hold(incoming, limit).await {
             Ok(Held::Whole(bytes, trailers)) => {
@@ -160,18 +171,31 @@ async fn run<H: FlowHooks>(
                 );
                 request_body = Some(body::from_client(body));
             }
-            Err(reason) => {
+            Err(e) => {
                 let failure = Failure::new(
                     ErrorKind::Client,
-                    format!("request body from the client: {reason}"),
+                    format!("request body from the client: {e}"),
                 );
                 return fail(&shared, flow, state, failure, started).await;
             }
         }
     } else {
-        request_body = Some(body::from_client(body::streamed(incoming)));
+        request_body = Some(body::from_client(incoming));
     }
-    run_after_request_body(shared, flow, state, request_body, side, tunnel, started).await
+    let sent = match request_body {
+        Some(body) => Sent::Streaming(body, sent),
+        // Read to its end already: `sent` has fired.
+        None => Sent::Whole,
+    };
+    run_after_request_body(shared, flow, state, sent, side, tunnel, started).await
+}
+
+/// The request body on its way to the server: whole in the flow, or still
+/// streaming from the client (and when it will have gone out, for the
+/// server's clock).
+enum Sent {
+    Whole,
+    Streaming(ProxyBody, tokio::sync::oneshot::Receiver<()>),
 }
 
 /// The rest of [`run`], once the request body is held or streaming.
@@ -179,7 +203,7 @@ async fn run_after_request_body<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     mut flow: Flow,
     mut state: FlowState<H::Ctx>,
-    request_body: Option<ProxyBody>,
+    request_body: Sent,
     side: ClientSide,
     tunnel: Option<&Tunnel>,
     started: Instant,
@@ -205,8 +229,8 @@ async fn run_after_request_body<H: FlowHooks>(
             return fail(&shared, flow, state, failure, started).await;
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
-        let incoming = match exchange(&shared, &flow.request, request_body, extensions, link).await
-        {
+        let exchanged = exchange(&shared, &flow.request, request_body, extensions, link);
+        let incoming = match exchanged.await {
             Ok(Exchanged {
                 response,
                 body,
@@ -220,6 +244,14 @@ async fn run_after_request_body<H: FlowHooks>(
             }
             Err(failure) => return fail(&shared, flow, state, failure, started).await,
         };
+        let timeouts = &shared.options.timeouts;
+        let incoming = timeouts::timed(
+            body::streamed(incoming),
+            timeouts::Sender::Server,
+            (timeouts.body_idle, None),
+            shared.counters.clone(),
+            None,
+        );
         if events.contains(Events::RESPONSE_HEADERS) {
             shared.hooks.response_headers(&mut flow, state.ctx()).await;
             killed(&shared, &flow)?;
@@ -240,14 +272,14 @@ async fn run_after_request_body<H: FlowHooks>(
                     );
                     response_body = Some(body);
                 }
-                Err(reason) => {
-                    let message = format!("response from {}: {reason}", flow.request.authority());
-                    let failure = Failure::new(ErrorKind::Server, message);
+                Err(e) => {
+                    let message = format!("response from {}: {e}", flow.request.authority());
+                    let failure = Failure::new(answers::kind_of_upstream(&*e.0), message);
                     return fail(&shared, flow, state, failure, started).await;
                 }
             }
         } else {
-            response_body = Some(body::streamed(incoming));
+            response_body = Some(incoming);
         }
     }
     if events.contains(Events::RESPONSE) {
@@ -382,13 +414,23 @@ enum Held {
     OverLimit(ProxyBody),
 }
 
+/// A body that failed while it was held: the reason, and its cause (which
+/// says whose fault it was, [`answers::kind_of_upstream`]).
+struct BrokeOff(BoxError);
+
+impl std::fmt::Display for BrokeOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "body broke off: {}", self.0)
+    }
+}
+
 /// Reads a whole body and its trailers, unless it grows past `limit` bytes.
-async fn hold(mut incoming: Incoming, limit: usize) -> Result<Held, String> {
+async fn hold(mut incoming: ProxyBody, limit: usize) -> Result<Held, BrokeOff> {
     let mut chunks = Vec::new();
     let mut size = 0;
     let mut trailers = None;
     while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| format!("body broke off: {e}"))?;
+        let frame = frame.map_err(BrokeOff)?;
         match frame.into_data() {
             Ok(data) => {
                 size += data.len();
@@ -419,10 +461,14 @@ async fn hold(mut incoming: Incoming, limit: usize) -> Result<Held, String> {
 async fn exchange<H: FlowHooks>(
     shared: &Shared<H>,
     request: &Request,
-    streamed_body: Option<ProxyBody>,
+    request_body: Sent,
     extensions: http::Extensions,
     link: Option<&ServerLink>,
 ) -> Result<Exchanged, Failure> {
+    let (streamed_body, sent) = match request_body {
+        Sent::Whole => (None, None),
+        Sent::Streaming(body, sent) => (Some(body), Some(sent)),
+    };
     let url = request.url();
     let absolute: Uri = url
         .parse()
@@ -452,41 +498,47 @@ async fn exchange<H: FlowHooks>(
     if websocket::is_upgrade(request) {
         websocket::keep_upgrade_headers(outgoing.headers_mut());
     }
-    let outgoing = match link {
-        Some(link) => {
-            if link.is_http2().await {
-                // HTTP/2 carries the authority in the URI, not in `host`.
-                *outgoing.version_mut() = Version::HTTP_2;
-                outgoing.headers_mut().remove(http::header::HOST);
-                *outgoing.uri_mut() = absolute.clone();
-            } else {
+    let send = async {
+        let outgoing = match link {
+            Some(link) => {
+                if link.is_http2().await {
+                    // HTTP/2 carries the authority in the URI, not in `host`.
+                    *outgoing.version_mut() = Version::HTTP_2;
+                    outgoing.headers_mut().remove(http::header::HOST);
+                    *outgoing.uri_mut() = absolute.clone();
+                } else {
+                    *outgoing.version_mut() = Version::HTTP_11;
+                    ensure_host(outgoing.headers_mut(), request);
+                    *outgoing.uri_mut() = absolute
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/")
+                        .parse()
+                        .unwrap_or_else(|_| Uri::from_static("/"));
+                }
+                link.send(outgoing).await
+            }
+            None => Err(outgoing),
+        };
+        match outgoing {
+            Ok(sent) => sent.map_err(|e| describe_upstream_error(&request.authority(), &e)),
+            Err(mut outgoing) => {
+                // No tunnel connection (or it closed): the shared pool.
                 *outgoing.version_mut() = Version::HTTP_11;
                 ensure_host(outgoing.headers_mut(), request);
-                *outgoing.uri_mut() = absolute
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/")
-                    .parse()
-                    .unwrap_or_else(|_| Uri::from_static("/"));
+                *outgoing.uri_mut() = absolute;
+                shared
+                    .upstream
+                    .request(outgoing)
+                    .await
+                    .map_err(|e| describe_upstream_error(&request.authority(), &e))
             }
-            link.send(outgoing).await
-        }
-        None => Err(outgoing),
-    };
-    let response = match outgoing {
-        Ok(sent) => sent.map_err(|e| describe_upstream_error(&request.authority(), &e))?,
-        Err(mut outgoing) => {
-            // No tunnel connection (or it closed): the shared pool.
-            *outgoing.version_mut() = Version::HTTP_11;
-            ensure_host(outgoing.headers_mut(), request);
-            *outgoing.uri_mut() = absolute;
-            shared
-                .upstream
-                .request(outgoing)
-                .await
-                .map_err(|e| describe_upstream_error(&request.authority(), &e))?
         }
     };
+    let limit = shared.options.timeouts.response_head;
+    let authority = request.authority();
+    let response =
+        timeouts::answered_within(send, sent, limit, &shared.counters, &authority).await?;
     let (mut parts, incoming) = response.into_parts();
     let upgrade = parts
         .extensions

@@ -97,8 +97,14 @@ pub(crate) async fn intercept<H: FlowHooks>(
         let (link, link_error) = match h2c {
             false => (None, None),
             true => {
-                let linked =
-                    connect_h2c(tls.handshake_timeout, &shared.server_events, &host, port).await;
+                let linked = connect_h2c(
+                    tls.handshake_timeout,
+                    shared.options.timeouts.h2_keepalive,
+                    &shared.server_events,
+                    &host,
+                    port,
+                )
+                .await;
                 announce(&shared, &conn, &host, port, linked).await
             }
         };
@@ -158,7 +164,11 @@ pub(crate) async fn intercept<H: FlowHooks>(
     let recorded = started.io.take_recorded();
     if hello.ignore_connection {
         tracing::debug!(client = %conn.address, "{host}:{port}: passed through at a plugin's request");
-        if let Err(e) = relay::relay_with(started.io, &recorded, &host, port).await {
+        let idle = relay::Idle {
+            limit: shared.options.timeouts.tunnel_idle,
+            counters: &shared.counters,
+        };
+        if let Err(e) = relay::relay_with(started.io, &recorded, &host, port, idle).await {
             tracing::info!(client = %conn.address, "{host}:{port}: {e}");
         }
         return;
@@ -180,6 +190,7 @@ pub(crate) async fn intercept<H: FlowHooks>(
         port,
         &server_name,
         offered.clone(),
+        shared.options.timeouts.h2_keepalive,
     )
     .await;
     let (link, link_error) = announce(&shared, &conn, &host, port, linked).await;

@@ -27,7 +27,9 @@
 //! - `cert_info`: the server certificate's facts for plugins;
 //! - `server_events`: `server-connect`/`server-disconnect` for every server
 //!   connection;
-//! - `flow_log`: the one line per flow on stdout.
+//! - `flow_log`: the one line per flow on stdout;
+//! - [`timeouts`]: how long witm waits on either side, and what enforces it;
+//! - [`counters`]: what the engine counts for `/metrics`.
 //!
 //! This crate never sees wasmtime: it knows plugins only through
 //! [`FlowHooks`], so it can be tested with native hooks.
@@ -40,6 +42,7 @@ mod auth;
 mod body;
 mod cert_info;
 mod connection;
+pub mod counters;
 mod flow_log;
 mod forward;
 mod intercept;
@@ -50,6 +53,7 @@ mod respond;
 pub mod server;
 mod server_events;
 mod shared;
+pub mod timeouts;
 pub mod tls;
 mod tunnel;
 mod upstream;
@@ -58,7 +62,9 @@ mod wire;
 mod wire_heads;
 
 pub use auth::Authenticator;
+pub use counters::Counters;
 pub use flow_log::human_size;
 pub use server::{Proxy, ProxyOptions, serve};
+pub use timeouts::Timeouts;
 pub use tls::TlsOptions;
 pub use witm_flow::FlowHooks;

@@ -3,11 +3,28 @@
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use std::time::Duration;
+
 use tokio::net::TcpStream;
 
+use crate::counters::{Counters, Timeout};
+use crate::timeouts::{Activity, ActivityIo};
+
 /// Relays a raw tunnel to `host:port` untouched.
-pub(crate) async fn relay(upgraded: Upgraded, host: &str, port: u16) -> std::io::Result<()> {
-    relay_with(TokioIo::new(upgraded), &[], host, port).await
+pub(crate) async fn relay(
+    upgraded: Upgraded,
+    host: &str,
+    port: u16,
+    idle: Idle<'_>,
+) -> std::io::Result<()> {
+    relay_with(TokioIo::new(upgraded), &[], host, port, idle).await
+}
+
+/// How long a raw tunnel may carry nothing either way, and where that is
+/// counted.
+pub(crate) struct Idle<'a> {
+    pub limit: Duration,
+    pub counters: &'a Counters,
 }
 
 /// Connects to `host:port`, sends `already_read` (bytes the client sent
@@ -17,12 +34,27 @@ pub(crate) async fn relay_with<IO>(
     already_read: &[u8],
     host: &str,
     port: u16,
+    idle: Idle<'_>,
 ) -> std::io::Result<()>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut server = TcpStream::connect((host, port)).await?;
     tokio::io::AsyncWriteExt::write_all(&mut server, already_read).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    let activity = Activity::new();
+    let mut client = ActivityIo::new(&mut client, activity.clone());
+    let mut server = ActivityIo::new(&mut server, activity.clone());
+    tokio::select! {
+        relayed = tokio::io::copy_bidirectional(&mut client, &mut server) => {
+            relayed?;
+        }
+        () = activity.quiet_for(idle.limit) => {
+            idle.counters.timed_out(Timeout::TunnelIdle);
+            tracing::info!(
+                "tunnel to {host}:{port}: nothing either way for {:?}; closing",
+                idle.limit
+            );
+        }
+    }
     Ok(())
 }

@@ -38,6 +38,11 @@ impl<H: FlowHooks> Proxy<H> {
         }
     }
 
+    /// What this proxy counts (its timeouts), for `/metrics`.
+    pub fn counters(&self) -> Arc<crate::counters::Counters> {
+        self.shared.counters.clone()
+    }
+
     /// A function that sends a flow's request again through this proxy,
     /// with its events (for plugins' `replay-request`): the future it
     /// returns does it; the caller runs it (and bounds how many at once).

@@ -13,7 +13,9 @@ use witm_tls::{Upstream, UpstreamTrust};
 
 use crate::auth::Authenticator;
 use crate::body::ProxyBody;
+use crate::counters::Counters;
 use crate::server_events::{HookEvents, ServerEvents, Watched};
+use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
 
 /// How the proxy behaves; every field has a default that suits a person at
@@ -27,6 +29,9 @@ pub struct ProxyOptions {
     pub max_buffered_body: usize,
     /// How long to wait for a server's TCP connection.
     pub connect_timeout: Duration,
+    /// How long witm waits on clients and servers (bodies, response heads,
+    /// idle connections and tunnels).
+    pub timeouts: Timeouts,
     /// How long flows in flight may take to finish at shutdown.
     pub shutdown_grace: Duration,
     /// HTTPS interception; `None` tunnels every CONNECT untouched.
@@ -46,6 +51,7 @@ impl std::fmt::Debug for ProxyOptions {
             flow_lines,
             max_buffered_body,
             connect_timeout,
+            timeouts,
             shutdown_grace,
             tls,
             authenticate,
@@ -55,6 +61,7 @@ impl std::fmt::Debug for ProxyOptions {
             .field("flow_lines", flow_lines)
             .field("max_buffered_body", max_buffered_body)
             .field("connect_timeout", connect_timeout)
+            .field("timeouts", timeouts)
             .field("shutdown_grace", shutdown_grace)
             .field("tls", tls)
             .field(
@@ -72,6 +79,7 @@ impl Default for ProxyOptions {
             flow_lines: true,
             max_buffered_body: 128 << 20,
             connect_timeout: Duration::from_secs(10),
+            timeouts: Timeouts::default(),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
             authenticate: None,
@@ -89,6 +97,8 @@ pub(crate) struct Shared<H> {
     pub upstream: Client<Watched<HttpsConnector<HttpConnector>>, ProxyBody>,
     /// Where the tunnels' own server connections report opening and closing.
     pub server_events: Arc<dyn ServerEvents>,
+    /// What the engine counts (timeouts), for `/metrics`.
+    pub counters: Arc<Counters>,
 }
 
 impl<H: FlowHooks> Shared<H> {
@@ -115,12 +125,16 @@ impl<H: FlowHooks> Shared<H> {
             .http1_preserve_header_case(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(options.timeouts.h2_keepalive)
+            .http2_keep_alive_timeout(options.timeouts.h2_keepalive.unwrap_or(NEVER))
             .build(Watched::new(connector, server_events.clone()));
         Shared {
             hooks,
             options,
             upstream,
             server_events,
+            counters: Arc::default(),
         }
     }
 }

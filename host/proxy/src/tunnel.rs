@@ -94,7 +94,11 @@ pub(crate) async fn connect<H: FlowHooks>(
                 intercept::intercept(shared, tls, conn, upgraded, target).await
             }
             None => {
-                let relayed = relay::relay(upgraded, &host, port);
+                let idle = relay::Idle {
+                    limit: shared.options.timeouts.tunnel_idle,
+                    counters: &shared.counters,
+                };
+                let relayed = relay::relay(upgraded, &host, port, idle);
                 // A raw tunnel carries no flows witm could let finish: it is
                 // cut when witm stops.
                 let cut = async {

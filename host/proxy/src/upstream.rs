@@ -4,6 +4,7 @@
 //! what requests inside the tunnel default to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::client::conn::{http1 as client_http1, http2 as client_http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -122,10 +123,39 @@ async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, Failure> {
     Ok(tcp)
 }
 
+/// HTTP/2 to the server over `io`, pinged every `keepalive` while requests
+/// are in flight (closed when a ping goes unanswered as long); its close is
+/// reported.
+async fn http2_sender<IO>(
+    io: IO,
+    keepalive: Option<Duration>,
+    events: &Arc<dyn ServerEvents>,
+    info: &Arc<ServerConn>,
+) -> Result<Sender, Failure>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = client_http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(keepalive)
+        .keep_alive_timeout(keepalive.unwrap_or(crate::timeouts::NEVER))
+        .handshake(io)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                ErrorKind::Server,
+                format!("HTTP/2 with {} failed: {e}", info.address),
+            )
+        })?;
+    tokio::spawn(report_close(connection, events.clone(), info.clone()));
+    Ok(Sender::Http2(sender))
+}
+
 /// Connects to the server in plain HTTP/2 (prior knowledge, "h2c"), for a
 /// tunnel whose client spoke it: an HTTP/1.1 server could not answer it.
 pub(crate) async fn connect_h2c(
-    timeout: std::time::Duration,
+    timeout: Duration,
+    keepalive: Option<Duration>,
     events: &Arc<dyn ServerEvents>,
     host: &str,
     port: u16,
@@ -145,19 +175,9 @@ pub(crate) async fn connect_h2c(
         alpn: Some("h2c".into()),
         cert: None,
     });
-    let (sender, connection) = client_http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| {
-            Failure::new(
-                ErrorKind::Server,
-                format!("HTTP/2 with {address} failed: {e}"),
-            )
-        })?;
-    tokio::spawn(report_close(connection, events.clone(), info.clone()));
+    let sender = http2_sender(TokioIo::new(tcp), keepalive, events, &info).await?;
     Ok(ServerLink {
-        sender: tokio::sync::Mutex::new(Sender::Http2(sender)),
+        sender: tokio::sync::Mutex::new(sender),
         info,
     })
 }
@@ -171,6 +191,7 @@ pub(crate) async fn connect_server(
     port: u16,
     server_name: &str,
     alpn: Vec<Vec<u8>>,
+    keepalive: Option<Duration>,
 ) -> Result<ServerLink, Failure> {
     let address = format!("{host}:{port}");
     let connect = async {
@@ -218,18 +239,7 @@ pub(crate) async fn connect_server(
     });
     let io = TokioIo::new(stream);
     let sender = if alpn.as_deref() == Some("h2") {
-        let (sender, connection) = client_http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(io)
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    ErrorKind::Server,
-                    format!("HTTP/2 with {address} failed: {e}"),
-                )
-            })?;
-        tokio::spawn(report_close(connection, events.clone(), info.clone()));
-        Sender::Http2(sender)
+        http2_sender(io, keepalive, events, &info).await?
     } else {
         let heads = Heads::new(Side::Responses);
         let (sender, connection) = client_http1::Builder::new()
