@@ -10,6 +10,7 @@ mod exhaustion;
 mod flow_api;
 mod grpc;
 mod https;
+mod live_streams;
 mod plugins;
 mod sandbox;
 mod saved_flows;

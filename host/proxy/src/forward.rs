@@ -252,6 +252,9 @@ async fn run_after_request_body<H: FlowHooks>(
             shared.counters.clone(),
             None,
         );
+        if events.contains(Events::RESPONSE) {
+            stream_if_live(flow.response.as_mut().expect("set above"), &flow.request);
+        }
         if events.contains(Events::RESPONSE_HEADERS) {
             shared.hooks.response_headers(&mut flow, state.ctx()).await;
             killed(&shared, &flow)?;
@@ -309,6 +312,30 @@ async fn run_after_request_body<H: FlowHooks>(
     let mut response = respond(&shared, &flow, response_body, started);
     response.extensions_mut().extend(response_extensions);
     Ok(response)
+}
+
+/// Marks a live stream (Server-Sent Events…) to be streamed, not held for
+/// a `response` subscriber: held, it would reach the client all at once at
+/// its end. `response-headers` may still ask for it to be held. Said once
+/// per process, then at debug level.
+fn stream_if_live(response: &mut Response, request: &Request) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if !wire::is_live_stream(&response.headers) {
+        return;
+    }
+    response.stream = true;
+    let mut said = false;
+    SAID.call_once(|| {
+        said = true;
+        tracing::info!(
+            "{}: a live stream ({}): streamed to the client as it comes, plugins see body-streamed (said once)",
+            request.url(),
+            response.headers.get("content-type").unwrap_or_default()
+        );
+    });
+    if !said {
+        tracing::debug!("{}: a live stream, streamed", request.url());
+    }
 }
 
 /// What the proxy keeps of the client's request besides the flow.

@@ -143,6 +143,22 @@ pub fn response_has_no_content(method: &str, status: u16) -> bool {
         || (100..200).contains(&status)
 }
 
+/// Media types of responses that never end by design, or only after a long
+/// time: Server-Sent Events and motion-JPEG style `x-mixed-replace`.
+const LIVE_STREAMS: [&str; 2] = ["text/event-stream", "multipart/x-mixed-replace"];
+
+/// True when a response's `content-type` says it is a live stream, which
+/// witm streams even to a `response` subscriber (held, its events would
+/// arrive all at once at the end, or never).
+pub fn is_live_stream(headers: &Headers) -> bool {
+    headers.get("content-type").is_some_and(|value| {
+        let media = value.split(';').next().unwrap_or("").trim();
+        LIVE_STREAMS
+            .iter()
+            .any(|live| media.eq_ignore_ascii_case(live))
+    })
+}
+
 /// The flow's headers of a message hyper read: the fields as they were on
 /// the wire when the connection's tap followed them (see
 /// [`crate::wire_heads`]), else hyper's (names lower-cased, grouped).
@@ -247,6 +263,17 @@ mod tests {
                 .get("te")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn live_streams_are_told_by_their_media_type() {
+        let sse = Headers::from_pairs([("Content-Type", "Text/Event-Stream; charset=utf-8")]);
+        assert!(is_live_stream(&sse));
+        let mjpeg = Headers::from_pairs([("content-type", "multipart/x-mixed-replace;boundary=x")]);
+        assert!(is_live_stream(&mjpeg));
+        let html = Headers::from_pairs([("content-type", "text/html")]);
+        assert!(!is_live_stream(&html));
+        assert!(!is_live_stream(&Headers::new()));
     }
 
     #[test]
