@@ -9,6 +9,7 @@ mod events;
 mod exhaustion;
 mod flow_api;
 mod grpc;
+mod held_budget;
 mod https;
 mod live_streams;
 mod plugins;

@@ -41,6 +41,25 @@ pub(crate) fn start_with_config(
         .unwrap_or_else(|(status, log)| panic!("witm exited ({status}):\n{log}"))
 }
 
+/// The value of the first `/metrics` line on `admin_port` whose name and
+/// labels end with `needle` (e.g. `kind="tunnel_idle"}`).
+pub(crate) fn metric(admin_port: u16, needle: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin_port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    let needle = format!("{needle} ");
+    page.lines()
+        .find_map(|l| {
+            l.split_once(&needle)
+                .map(|(_, n)| n.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {needle} in {page}"))
+}
+
 /// What the plugin told the origin it got, for the last request to `path`.
 pub(crate) fn outcome(origin: &Origin, path: &str) -> Option<String> {
     origin

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use witm_test_support::{Origin, Witm, curl, free_port, guests};
 
-use crate::sandbox::{Bystander, scratch, start_with_config};
+use crate::sandbox::{Bystander, metric, scratch, start_with_config};
 
 /// Short timeouts, so that each test takes seconds.
 const SHORT: [&str; 10] = [
@@ -55,19 +55,7 @@ impl Slow {
 
     /// The `kind` timeout count in `/metrics`.
     fn count(&self, kind: &str) -> u64 {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port)).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut page = String::new();
-        stream.read_to_string(&mut page).unwrap();
-        let needle = format!("kind=\"{kind}\"}} ");
-        page.lines()
-            .find_map(|l| {
-                l.split_once(&needle)
-                    .map(|(_, n)| n.trim().parse().unwrap())
-            })
-            .unwrap_or_else(|| panic!("no {kind} in {page}"))
+        metric(self.admin_port, &format!("kind=\"{kind}\"}}"))
     }
 
     /// The bystander was served every time, promptly, all along.

@@ -149,6 +149,7 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
         let options = ProxyOptions {
             flow_lines: !cli.quiet,
             max_buffered_body: cli.stream_large_bodies,
+            max_held_bytes: cli.max_held_bytes,
             timeouts: cli.timeouts.timeouts(),
             tls: Some(tls.clone()),
             authenticate: (!credentials.is_empty()).then(|| authenticator(credentials)),

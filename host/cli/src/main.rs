@@ -82,6 +82,12 @@ struct Cli {
     #[arg(long, value_name = "SIZE", default_value = "128m", value_parser = parse_size)]
     stream_large_bodies: usize,
 
+    /// Largest sum of bodies held in memory for plugins by all flows at once
+    /// (e.g. 1g); past it, bodies are streamed through and plugins see
+    /// `body-streamed`, as for a body over --stream-large-bodies.
+    #[arg(long, value_name = "SIZE", default_value = "1g", value_parser = parse_size)]
+    max_held_bytes: usize,
+
     /// How long a TLS handshake with the client or the server may take, in
     /// milliseconds, before witm gives up on it.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]

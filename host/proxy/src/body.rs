@@ -17,25 +17,36 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed()
 }
 
-/// A body holding `bytes`, then `trailers` (when there are any).
+/// How much of a held body goes to hyper at a time. hyper queues a whole
+/// frame for writing and drops the body once its last frame is taken, so
+/// frames of this size keep the body (and what it keeps alive, such as
+/// its bytes' place in the held budget) until it has nearly all been
+/// written to a slow reader.
+const SLICE: usize = 256 << 10;
+
+/// A body holding `bytes`, then `trailers` (when there are any), handed
+/// out in slices of [`SLICE`] bytes (no copy: they share `bytes`).
 pub fn full_with_trailers(bytes: Bytes, trailers: Option<&witm_flow::Headers>) -> ProxyBody {
-    match trailers.filter(|t| !t.is_empty()) {
-        None => full(bytes),
-        Some(trailers) => boxed(WithTrailers {
-            data: Some(bytes).filter(|b| !b.is_empty()),
-            trailers: Some(trailers.to_header_map(|_| false).0),
-        }),
+    let trailers = trailers
+        .filter(|t| !t.is_empty())
+        .map(|t| t.to_header_map(|_| false).0);
+    if trailers.is_none() && bytes.len() <= SLICE {
+        return full(bytes);
     }
+    boxed(Slices {
+        data: bytes,
+        trailers,
+    })
 }
 
-/// Data, then trailers. Its size is not told (the default hint), so hyper
-/// frames it chunked on HTTP/1.1, where trailers need it.
-struct WithTrailers {
-    data: Option<Bytes>,
+/// Data in slices, then trailers. With trailers its size is not told, so
+/// hyper frames it chunked on HTTP/1.1, where trailers need it.
+struct Slices {
+    data: Bytes,
     trailers: Option<http::HeaderMap>,
 }
 
-impl http_body::Body for WithTrailers {
+impl http_body::Body for Slices {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -43,15 +54,24 @@ impl http_body::Body for WithTrailers {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        let frame = match self.data.take() {
-            Some(data) => Some(http_body::Frame::data(data)),
-            None => self.trailers.take().map(http_body::Frame::trailers),
+        let frame = if self.data.is_empty() {
+            self.trailers.take().map(http_body::Frame::trailers)
+        } else {
+            let take = self.data.len().min(SLICE);
+            Some(http_body::Frame::data(self.data.split_to(take)))
         };
         std::task::Poll::Ready(frame.map(Ok))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
+        self.data.is_empty() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.trailers {
+            None => http_body::SizeHint::with_exact(self.data.len() as u64),
+            Some(_) => http_body::SizeHint::default(),
+        }
     }
 }
 
@@ -115,6 +135,40 @@ impl http_body::Body for ReplayThen {
             return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
         }
         std::pin::Pin::new(&mut self.incoming).poll_frame(cx)
+    }
+}
+
+/// `body`, keeping `kept` alive until it is dropped (sent or abandoned):
+/// a count of requests in flight, bytes held against a budget.
+pub fn keeping<T: Send + Sync + Unpin + 'static>(body: ProxyBody, kept: T) -> ProxyBody {
+    boxed(Keeping {
+        inner: body,
+        _kept: kept,
+    })
+}
+
+struct Keeping<T> {
+    inner: ProxyBody,
+    _kept: T,
+}
+
+impl<T: Send + Sync + Unpin + 'static> http_body::Body for Keeping<T> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -18,13 +18,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use witm_flow::{ClientConn, FlowHooks};
 
 use crate::auth;
-use crate::body::ProxyBody;
+use crate::body::{self, ProxyBody};
 use crate::counters::Timeout;
 use crate::forward;
 use crate::liveness::Liveness;
 use crate::respond::FlowKilled;
 use crate::shared::Shared;
-use crate::timeouts::{self, InFlight, NEVER};
+use crate::timeouts::{InFlight, NEVER};
 use crate::tunnel;
 use crate::upstream::Tunnel;
 use crate::wire_heads::{Heads, Side, Tapped};
@@ -81,7 +81,7 @@ where
                 async move {
                     let response = dispatched.await?;
                     Ok::<_, FlowKilled>(match guard {
-                        Some(guard) => response.map(|b| timeouts::holding(b, guard)),
+                        Some(guard) => response.map(|b| body::keeping(b, guard)),
                         None => response,
                     })
                 }

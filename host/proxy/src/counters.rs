@@ -1,7 +1,8 @@
-//! What the engine counts for `/metrics`: each kind of timeout that fired.
-//! Plain atomics, one per counter, added to where the event happens.
+//! What the engine counts for `/metrics`: each kind of timeout that fired,
+//! and the bodies held for plugins against `--max-held-bytes`. Plain
+//! atomics, one per counter, added to where the event happens.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A timeout of the engine ([`crate::timeouts`]), by where it fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +58,10 @@ impl Timeout {
 #[derive(Debug, Default)]
 pub struct Counters {
     timeouts: [AtomicU64; Timeout::ALL.len()],
+    /// Bytes of bodies held for plugins now, all flows together.
+    held_bytes: AtomicUsize,
+    /// Bodies streamed because the held bytes were at the budget.
+    held_over_budget: AtomicU64,
 }
 
 impl Counters {
@@ -70,6 +75,35 @@ impl Counters {
         self.timeouts[kind as usize].load(Ordering::Relaxed)
     }
 
+    /// Holds `bytes` more if that stays within `max` in all.
+    pub(crate) fn try_hold(&self, bytes: usize, max: usize) -> bool {
+        self.held_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|total| *total <= max)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` held.
+    pub(crate) fn release_held(&self, bytes: usize) {
+        self.held_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Counts a body streamed for want of room in the budget.
+    pub(crate) fn held_over_budget(&self) {
+        self.held_over_budget.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes of bodies held for plugins now.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes.load(Ordering::Acquire)
+    }
+
+    /// Bodies streamed because the budget was full.
+    pub fn held_over_budget_count(&self) -> u64 {
+        self.held_over_budget.load(Ordering::Relaxed)
+    }
+
     /// The counters in Prometheus text format, `listener` as a label (the
     /// port, when a process runs several proxies).
     pub fn metrics(&self, listener: &str) -> String {
@@ -81,13 +115,23 @@ impl Counters {
                 self.count(kind)
             );
         }
+        text += &format!(
+            "witm_proxy_held_bytes{{listener=\"{listener}\"}} {}\n\
+             witm_proxy_held_over_budget_total{{listener=\"{listener}\"}} {}\n",
+            self.held_bytes(),
+            self.held_over_budget_count()
+        );
         text
     }
 
     /// The `# HELP`/`# TYPE` lines of [`Counters::metrics`], once per page.
     pub fn metrics_preamble() -> &'static str {
         "# HELP witm_proxy_timeouts_total timeouts of the proxy, by where they fired\n\
-         # TYPE witm_proxy_timeouts_total counter\n"
+         # TYPE witm_proxy_timeouts_total counter\n\
+         # HELP witm_proxy_held_bytes bytes of bodies held in memory for plugins\n\
+         # TYPE witm_proxy_held_bytes gauge\n\
+         # HELP witm_proxy_held_over_budget_total bodies streamed because --max-held-bytes was reached\n\
+         # TYPE witm_proxy_held_over_budget_total counter\n"
     }
 }
 
@@ -109,6 +153,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kind=\"request_body_total\"} 1\n"), "{text}");
-        assert_eq!(text.lines().count(), Timeout::ALL.len());
+        assert_eq!(text.lines().count(), Timeout::ALL.len() + 2);
+        assert!(
+            text.contains("witm_proxy_held_bytes{listener=\"8080\"} 0\n"),
+            "{text}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -17,6 +17,7 @@ use witm_flow::{
 use crate::answers::{self, Failure, plain_response};
 use crate::body::{self, BoxError, ProxyBody};
 use crate::flow_log::{FlowLine, LoggedBody};
+use crate::held_budget::HeldBytes;
 use crate::liveness::Liveness;
 use crate::respond::{FlowKilled, killed, respond};
 use crate::shared::Shared;
@@ -78,6 +79,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         upgrade: client_upgrade.filter(|_| websocket::is_upgrade(&flow.request)),
         extensions,
         live,
+        held: HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes),
     };
     run(
         &shared,
@@ -133,7 +135,7 @@ async fn run<H: FlowHooks>(
     mut flow: Flow,
     mut state: FlowState<H::Ctx>,
     incoming: Option<Incoming>,
-    side: ClientSide,
+    mut side: ClientSide,
     tunnel: Option<&Tunnel>,
     started: Instant,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
@@ -159,16 +161,14 @@ async fn run<H: FlowHooks>(
         Some(ended),
     );
     if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
-        match hold(incoming, limit).await {
+        let max_held = shared.options.max_held_bytes;
+        match hold(incoming, limit, &mut side.held, max_held).await {
             Ok(Held::Whole(bytes, trailers)) => {
                 flow.request.body = Body::Buffered(bytes);
                 flow.request.trailers = trailers;
             }
-            Ok(Held::OverLimit(body)) => {
-                tracing::warn!(
-                    "{}: request body over {limit} bytes: streamed, not held for plugins",
-                    flow.request.url()
-                );
+            Ok(Held::OverLimit(body, over)) => {
+                over.warn("request body", &flow.request);
                 request_body = Some(body::from_client(body));
             }
             Err(e) => {
@@ -214,6 +214,7 @@ async fn run_after_request_body<H: FlowHooks>(
         upgrade: client_upgrade,
         extensions,
         live,
+        mut held,
     } = side;
     let mut response_extensions = http::Extensions::new();
     if events.contains(Events::REQUEST) {
@@ -263,16 +264,14 @@ async fn run_after_request_body<H: FlowHooks>(
         if response.body != Body::Streamed {
             // A plugin replaced the response in `response-headers`.
         } else if events.contains(Events::RESPONSE) && !response.stream {
-            match hold(incoming, limit).await {
+            let max_held = shared.options.max_held_bytes;
+            match hold(incoming, limit, &mut held, max_held).await {
                 Ok(Held::Whole(bytes, trailers)) => {
                     response.body = Body::Buffered(bytes);
                     response.trailers = trailers;
                 }
-                Ok(Held::OverLimit(body)) => {
-                    tracing::warn!(
-                        "{}: response body over {limit} bytes: streamed, not held for plugins",
-                        flow.request.url()
-                    );
+                Ok(Held::OverLimit(body, over)) => {
+                    over.warn("response body", &flow.request);
                     response_body = Some(body);
                 }
                 Err(e) => {
@@ -311,6 +310,10 @@ async fn run_after_request_body<H: FlowHooks>(
     }
     let mut response = respond(&shared, &flow, response_body, started);
     response.extensions_mut().extend(response_extensions);
+    if held.bytes() > 0 {
+        // The held bytes live on in the response body until it is sent.
+        response = response.map(|b| body::keeping(b, held));
+    }
     Ok(response)
 }
 
@@ -347,6 +350,9 @@ pub(crate) struct ClientSide {
     extensions: http::Extensions,
     /// Who serves the client's connection: a WebSocket relay holds it.
     live: Option<Liveness>,
+    /// The bytes of this flow's bodies held for plugins, against the
+    /// budget of all flows; given back once the response has gone out.
+    held: HeldBytes,
 }
 
 /// The server's answer, head read, body not yet.
@@ -438,7 +444,32 @@ impl Target {
 /// limit, streamed on from where reading stopped (nothing read is lost).
 enum Held {
     Whole(Bytes, Option<Headers>),
-    OverLimit(ProxyBody),
+    OverLimit(ProxyBody, Over),
+}
+
+/// Which limit a body that could not be held met.
+#[derive(Clone, Copy)]
+enum Over {
+    /// The flow's own: `--stream-large-bodies`.
+    Flow(usize),
+    /// All flows': `--max-held-bytes`.
+    Budget(usize),
+}
+
+impl Over {
+    /// Says in the log that a body of `flow` was streamed, not held.
+    fn warn(self, what: &str, request: &Request) {
+        match self {
+            Over::Flow(limit) => tracing::warn!(
+                "{}: {what} over {limit} bytes: streamed, not held for plugins",
+                request.url()
+            ),
+            Over::Budget(max) => tracing::warn!(
+                "{}: {what} streamed, not held for plugins: bodies held by all flows are at --max-held-bytes ({max} bytes)",
+                request.url()
+            ),
+        }
+    }
 }
 
 /// A body that failed while it was held: the reason, and its cause (which
@@ -451,32 +482,65 @@ impl std::fmt::Display for BrokeOff {
     }
 }
 
-/// Reads a whole body and its trailers, unless it grows past `limit` bytes.
-async fn hold(mut incoming: ProxyBody, limit: usize) -> Result<Held, BrokeOff> {
-    let mut chunks = Vec::new();
+/// Reads a whole body and its trailers, unless it grows past `limit` bytes
+/// or past what the budget (`held`) has room for. The body is gathered
+/// once: a body of one chunk is kept as it came, a longer one copied into
+/// one buffer sized from its length (`Content-Length`) when it is known.
+async fn hold(
+    mut incoming: ProxyBody,
+    limit: usize,
+    held: &mut HeldBytes,
+    max_held: usize,
+) -> Result<Held, BrokeOff> {
+    let expected = http_body::Body::size_hint(&incoming)
+        .exact()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n <= limit)
+        .unwrap_or(0);
+    let mark = held.bytes();
+    let mut first: Option<Bytes> = None;
+    let mut gathered = BytesMut::new();
     let mut size = 0;
     let mut trailers = None;
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(BrokeOff)?;
-        match frame.into_data() {
-            Ok(data) => {
-                size += data.len();
-                chunks.push(data);
-                if size > limit {
-                    return Ok(Held::OverLimit(body::replay_then(chunks, incoming)));
-                }
-            }
+        let data = match frame.into_data() {
+            Ok(data) => data,
             Err(frame) => {
                 if let Ok(fields) = frame.into_trailers() {
                     trailers = Some(Headers::from_header_map(&fields));
                 }
+                continue;
             }
+        };
+        size += data.len();
+        let over = if size > limit {
+            Some(Over::Flow(limit))
+        } else if !held.grow(data.len()) {
+            Some(Over::Budget(max_held))
+        } else {
+            None
+        };
+        if let Some(over) = over {
+            held.shrink_to(mark);
+            let read: Vec<Bytes> = first
+                .into_iter()
+                .chain(Some(gathered.freeze()).filter(|g| !g.is_empty()))
+                .chain(Some(data))
+                .collect();
+            return Ok(Held::OverLimit(body::replay_then(read, incoming), over));
+        }
+        match first.take() {
+            None if gathered.is_empty() => first = Some(data),
+            Some(chunk) => {
+                gathered.reserve(expected.max(chunk.len() + data.len()));
+                gathered.extend_from_slice(&chunk);
+                gathered.extend_from_slice(&data);
+            }
+            None => gathered.extend_from_slice(&data),
         }
     }
-    let bytes = match chunks.len() {
-        1 => chunks.pop().unwrap(),
-        _ => chunks.concat().into(),
-    };
+    let bytes = first.unwrap_or_else(|| gathered.freeze());
     Ok(Held::Whole(bytes, trailers))
 }
 

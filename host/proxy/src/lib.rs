@@ -29,7 +29,8 @@
 //!   connection;
 //! - `flow_log`: the one line per flow on stdout;
 //! - [`timeouts`]: how long witm waits on either side, and what enforces it;
-//! - [`counters`]: what the engine counts for `/metrics`.
+//! - [`counters`]: what the engine counts for `/metrics`;
+//! - `held_budget`: one budget for the bodies all flows hold for plugins.
 //!
 //! This crate never sees wasmtime: it knows plugins only through
 //! [`FlowHooks`], so it can be tested with native hooks.
@@ -45,6 +46,7 @@ mod connection;
 pub mod counters;
 mod flow_log;
 mod forward;
+mod held_budget;
 mod intercept;
 mod liveness;
 mod prefixed;

@@ -27,6 +27,9 @@ pub struct ProxyOptions {
     /// Largest body held in memory for a plugin; a larger one is streamed
     /// through (what was read so far first) and plugins see it as streamed.
     pub max_buffered_body: usize,
+    /// Largest sum of bodies held in memory for plugins by all flows at
+    /// once; past it, bodies stream as over `max_buffered_body` do.
+    pub max_held_bytes: usize,
     /// How long to wait for a server's TCP connection.
     pub connect_timeout: Duration,
     /// How long witm waits on clients and servers (bodies, response heads,
@@ -50,6 +53,7 @@ impl std::fmt::Debug for ProxyOptions {
         let Self {
             flow_lines,
             max_buffered_body,
+            max_held_bytes,
             connect_timeout,
             timeouts,
             shutdown_grace,
@@ -60,6 +64,7 @@ impl std::fmt::Debug for ProxyOptions {
         f.debug_struct("ProxyOptions")
             .field("flow_lines", flow_lines)
             .field("max_buffered_body", max_buffered_body)
+            .field("max_held_bytes", max_held_bytes)
             .field("connect_timeout", connect_timeout)
             .field("timeouts", timeouts)
             .field("shutdown_grace", shutdown_grace)
@@ -78,6 +83,7 @@ impl Default for ProxyOptions {
         Self {
             flow_lines: true,
             max_buffered_body: 128 << 20,
+            max_held_bytes: 1 << 30,
             connect_timeout: Duration::from_secs(10),
             timeouts: Timeouts::default(),
             shutdown_grace: Duration::from_secs(10),

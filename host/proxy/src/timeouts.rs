@@ -257,39 +257,6 @@ impl InFlight {
     }
 }
 
-/// `body` holding `guard` until it is dropped (sent or abandoned).
-pub(crate) fn holding(body: ProxyBody, guard: InFlightGuard) -> ProxyBody {
-    crate::body::boxed(Holding {
-        inner: body,
-        _guard: guard,
-    })
-}
-
-struct Holding {
-    inner: ProxyBody,
-    _guard: InFlightGuard,
-}
-
-impl Body for Holding {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// When bytes last moved through a raw tunnel, either way.
 pub(crate) struct Activity {
     start: Instant,

@@ -1,0 +1,92 @@
+//! One budget for all the bodies held in memory for plugins
+//! (`--max-held-bytes`). Each flow may hold up to `--stream-large-bodies`,
+//! but many flows at once could hold far more than the machine has: past
+//! the budget, a body is streamed through (what was read goes first) and
+//! plugins see `body-streamed`, as for a body over the per-flow limit.
+//!
+//! A flow's reservation lasts until its response has gone to the client
+//! (the held bytes live in the flow until then), and is given back when it
+//! drops. The bytes held are a gauge in `/metrics`.
+
+use std::sync::Arc;
+
+use crate::counters::Counters;
+
+/// The bytes one flow holds against the budget; given back on drop.
+#[derive(Default)]
+pub(crate) struct HeldBytes {
+    budget: Option<(Arc<Counters>, usize)>,
+    bytes: usize,
+}
+
+impl HeldBytes {
+    /// Nothing held yet, against a budget of `max` bytes counted in
+    /// `counters`.
+    pub(crate) fn new(counters: Arc<Counters>, max: usize) -> Self {
+        Self {
+            budget: Some((counters, max)),
+            bytes: 0,
+        }
+    }
+
+    /// Holds `more` bytes if the budget has room for them, else holds
+    /// nothing more and says so.
+    pub(crate) fn grow(&mut self, more: usize) -> bool {
+        let Some((counters, max)) = &self.budget else {
+            return true;
+        };
+        if counters.try_hold(more, *max) {
+            self.bytes += more;
+            true
+        } else {
+            counters.held_over_budget();
+            false
+        }
+    }
+
+    /// Bytes held by this flow.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Gives back what was held since [`HeldBytes::bytes`] was `mark` (a
+    /// body that went on streamed after all).
+    pub(crate) fn shrink_to(&mut self, mark: usize) {
+        if let Some((counters, _)) = &self.budget {
+            counters.release_held(self.bytes.saturating_sub(mark));
+        }
+        self.bytes = self.bytes.min(mark);
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        if let Some((counters, _)) = &self.budget {
+            counters.release_held(self.bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flows_hold_up_to_the_budget_together_and_give_back_on_drop() {
+        let counters = Arc::new(Counters::default());
+        let mut first = HeldBytes::new(counters.clone(), 100);
+        let mut second = HeldBytes::new(counters.clone(), 100);
+        assert!(first.grow(60));
+        assert!(!second.grow(50), "60 + 50 is over 100");
+        assert!(second.grow(40));
+        assert_eq!(counters.held_bytes(), 100);
+        assert_eq!(counters.held_over_budget_count(), 1);
+        drop(first);
+        assert_eq!(counters.held_bytes(), 40);
+        assert!(second.grow(50));
+        second.shrink_to(40);
+        assert_eq!(counters.held_bytes(), 40);
+        drop(second);
+        assert_eq!(counters.held_bytes(), 0);
+    }
+}
