@@ -1,7 +1,8 @@
 //! The budget for bodies held in memory for plugins (`--max-held-bytes`):
 //! ten slow readers of 30 MiB responses with a `response` plugin loaded
 //! hold at most the budget together (the rest stream), each gets its whole
-//! body, the budget is given back, and another client is served all along.
+//! body, the budget is given back, memory stays near the budget, and
+//! another client is served all along.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -78,26 +79,31 @@ fn bodies_held_for_plugins_stay_within_the_budget_with_slow_readers() {
             stream
         })
         .collect();
-    // Two bodies fit in the budget; the other eight go on streamed.
-    let fit = BUDGET_MIB / MIB_EACH;
+    // Each body is held whole, or streamed once the budget has no room for
+    // it (what it read stays counted until sent): at most two are held
+    // whole. With no reader reading, the gauge settles; it never passes
+    // the budget.
     let started = Instant::now();
-    while held("witm_proxy_held_over_budget_total") < (READERS - fit) as u64 {
+    let mut last = (u64::MAX, u64::MAX);
+    loop {
+        let now = (
+            held("witm_proxy_held_bytes"),
+            held("witm_proxy_held_over_budget_total"),
+        );
+        assert!(now.0 <= (BUDGET_MIB << 20) as u64, "{now:?}");
+        if now == last && now.1 >= (READERS - BUDGET_MIB / MIB_EACH) as u64 {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "over budget: {}, held {} bytes\n{}",
-            held("witm_proxy_held_over_budget_total"),
-            held("witm_proxy_held_bytes"),
+            "held {} bytes, {} over budget\n{}",
+            now.0,
+            now.1,
             witm.stderr().join("\n")
         );
-        std::thread::sleep(Duration::from_millis(100));
+        last = now;
+        std::thread::sleep(Duration::from_millis(300));
     }
-    let held_now = held("witm_proxy_held_bytes") as usize;
-    assert!(held_now <= BUDGET_MIB << 20, "{held_now}");
-    assert_eq!(
-        held_now,
-        fit * (MIB_EACH << 20),
-        "the bodies that fit are held whole"
-    );
     assert!(witm.wait_for_log("are at --max-held-bytes", 1));
 
     // Every reader gets its whole body, held or streamed.
@@ -124,7 +130,7 @@ fn bodies_held_for_plugins_stay_within_the_budget_with_slow_readers() {
     );
     // Without the budget the ten bodies alone are 300 MiB.
     assert!(
-        peak_mib < rss_before_mib + BUDGET_MIB as u64 + 96,
+        peak_mib < rss_before_mib + BUDGET_MIB as u64 + 64,
         "peak {peak_mib} MiB from {rss_before_mib} MiB"
     );
     assert_eq!(served.failed, 0, "{served:?}");

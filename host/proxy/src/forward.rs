@@ -522,13 +522,15 @@ async fn hold(
             None
         };
         if let Some(over) = over {
-            held.shrink_to(mark);
+            // What was read stays counted until it has gone on.
+            let read_so_far = held.split_off(mark);
             let read: Vec<Bytes> = first
                 .into_iter()
                 .chain(Some(gathered.freeze()).filter(|g| !g.is_empty()))
                 .chain(Some(data))
                 .collect();
-            return Ok(Held::OverLimit(body::replay_then(read, incoming), over));
+            let body = body::keeping(body::replay_then(read, incoming), read_so_far);
+            return Ok(Held::OverLimit(body, over));
         }
         match first.take() {
             None if gathered.is_empty() => first = Some(data),

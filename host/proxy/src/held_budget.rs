@@ -6,7 +6,8 @@
 //!
 //! A flow's reservation lasts until its response has gone to the client
 //! (the held bytes live in the flow until then), and is given back when it
-//! drops. The bytes held are a gauge in `/metrics`.
+//! drops. A body that goes on streamed keeps what it had read counted
+//! until that has gone on. The bytes held are a gauge in `/metrics`.
 
 use std::sync::Arc;
 
@@ -49,13 +50,16 @@ impl HeldBytes {
         self.bytes
     }
 
-    /// Gives back what was held since [`HeldBytes::bytes`] was `mark` (a
-    /// body that went on streamed after all).
-    pub(crate) fn shrink_to(&mut self, mark: usize) {
-        if let Some((counters, _)) = &self.budget {
-            counters.release_held(self.bytes.saturating_sub(mark));
+    /// What was held since [`HeldBytes::bytes`] was `mark`, as a
+    /// reservation of its own: for a body that goes on streamed after all,
+    /// whose bytes already read stay in memory until they are sent.
+    pub(crate) fn split_off(&mut self, mark: usize) -> HeldBytes {
+        let part = self.bytes.saturating_sub(mark);
+        self.bytes -= part;
+        HeldBytes {
+            budget: self.budget.clone(),
+            bytes: part,
         }
-        self.bytes = self.bytes.min(mark);
     }
 }
 
@@ -84,7 +88,10 @@ mod tests {
         drop(first);
         assert_eq!(counters.held_bytes(), 40);
         assert!(second.grow(50));
-        second.shrink_to(40);
+        let streamed = second.split_off(40);
+        assert_eq!((second.bytes(), streamed.bytes()), (40, 50));
+        assert_eq!(counters.held_bytes(), 90);
+        drop(streamed);
         assert_eq!(counters.held_bytes(), 40);
         drop(second);
         assert_eq!(counters.held_bytes(), 0);
