@@ -5,7 +5,7 @@ use std::process::Command;
 
 use witm_test_support::{GZIP_TEXT, Origin, curl};
 
-use crate::start_with;
+use crate::{start_with, start_with_args};
 
 #[test]
 fn gzip_content_is_decoded_changed_and_re_encoded() {
@@ -397,4 +397,18 @@ fn a_websocket_message_over_the_limit_closes_both_sides_with_1009() {
         curl(&witm.proxy_url(), &[&origin.url("/after")]).status,
         200
     );
+}
+
+#[test]
+fn the_websocket_limits_are_options() {
+    let origin = Origin::start();
+    // 2 MiB goes through under the default limits…
+    let witm = start_with(&["ws-rewrite"]);
+    let code = witm_test_support::websocket_close_code(witm.port, origin.address.port(), 2 << 20);
+    assert_ne!(code, Some(1009), "{}", witm.stderr().join("\n"));
+    // …and not past a frame limit of 1 MiB.
+    let witm = start_with_args(&["ws-rewrite"], &["--websocket-max-frame", "1m"]);
+    let code = witm_test_support::websocket_close_code(witm.port, origin.address.port(), 2 << 20);
+    assert_eq!(code, Some(1009), "{}", witm.stderr().join("\n"));
+    assert!(witm.wait_for_log("over the limit", 1));
 }

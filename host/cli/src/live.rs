@@ -150,6 +150,10 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             flow_lines: !cli.quiet,
             max_buffered_body: cli.stream_large_bodies,
             max_held_bytes: cli.max_held_bytes,
+            websocket: witm_proxy::WebSocketLimits {
+                max_message: cli.websocket_max_message,
+                max_frame: cli.websocket_max_frame,
+            },
             timeouts: cli.timeouts.timeouts(),
             tls: Some(tls.clone()),
             authenticate: (!credentials.is_empty()).then(|| authenticator(credentials)),

@@ -88,6 +88,15 @@ struct Cli {
     #[arg(long, value_name = "SIZE", default_value = "1g", value_parser = parse_size)]
     max_held_bytes: usize,
 
+    /// Largest WebSocket message relayed, all frames together (e.g. 64m);
+    /// one over it closes both sides with 1009 (message too big).
+    #[arg(long, value_name = "SIZE", default_value = "64m", value_parser = parse_size)]
+    websocket_max_message: usize,
+
+    /// Largest single WebSocket frame relayed (e.g. 16m); closes as above.
+    #[arg(long, value_name = "SIZE", default_value = "16m", value_parser = parse_size)]
+    websocket_max_frame: usize,
+
     /// How long a TLS handshake with the client or the server may take, in
     /// milliseconds, before witm gives up on it.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]

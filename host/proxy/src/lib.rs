@@ -59,7 +59,7 @@ pub mod timeouts;
 pub mod tls;
 mod tunnel;
 mod upstream;
-mod websocket;
+pub mod websocket;
 mod wire;
 mod wire_heads;
 
@@ -69,4 +69,5 @@ pub use flow_log::human_size;
 pub use server::{Proxy, ProxyOptions, serve};
 pub use timeouts::Timeouts;
 pub use tls::TlsOptions;
+pub use websocket::WebSocketLimits;
 pub use witm_flow::FlowHooks;

@@ -17,6 +17,7 @@ use crate::counters::Counters;
 use crate::server_events::{HookEvents, ServerEvents, Watched};
 use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
+use crate::websocket::WebSocketLimits;
 
 /// How the proxy behaves; every field has a default that suits a person at
 /// a terminal.
@@ -35,6 +36,8 @@ pub struct ProxyOptions {
     /// How long witm waits on clients and servers (bodies, response heads,
     /// idle connections and tunnels).
     pub timeouts: Timeouts,
+    /// The largest WebSocket message and frame relayed.
+    pub websocket: WebSocketLimits,
     /// How long flows in flight may take to finish at shutdown.
     pub shutdown_grace: Duration,
     /// HTTPS interception; `None` tunnels every CONNECT untouched.
@@ -56,6 +59,7 @@ impl std::fmt::Debug for ProxyOptions {
             max_held_bytes,
             connect_timeout,
             timeouts,
+            websocket,
             shutdown_grace,
             tls,
             authenticate,
@@ -67,6 +71,7 @@ impl std::fmt::Debug for ProxyOptions {
             .field("max_held_bytes", max_held_bytes)
             .field("connect_timeout", connect_timeout)
             .field("timeouts", timeouts)
+            .field("websocket", websocket)
             .field("shutdown_grace", shutdown_grace)
             .field("tls", tls)
             .field(
@@ -86,6 +91,7 @@ impl Default for ProxyOptions {
             max_held_bytes: 1 << 30,
             connect_timeout: Duration::from_secs(10),
             timeouts: Timeouts::default(),
+            websocket: WebSocketLimits::default(),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
             authenticate: None,

@@ -18,6 +18,25 @@ use witm_flow::{Events, Flow, FlowHooks, FlowState, Request, WebSocketMessage};
 
 use crate::shared::Shared;
 
+/// The largest WebSocket message and frame witm relays; one over either
+/// closes both sides with 1009 (message too big).
+#[derive(Clone, Copy, Debug)]
+pub struct WebSocketLimits {
+    /// Largest message, all its frames together (tungstenite's default).
+    pub max_message: usize,
+    /// Largest single frame (tungstenite's default).
+    pub max_frame: usize,
+}
+
+impl Default for WebSocketLimits {
+    fn default() -> Self {
+        Self {
+            max_message: 64 << 20,
+            max_frame: 16 << 20,
+        }
+    }
+}
+
 /// True for a request asking to switch to WebSocket.
 pub(crate) fn is_upgrade(request: &Request) -> bool {
     let upgrade = request
@@ -59,10 +78,14 @@ pub(crate) async fn relay<H: FlowHooks>(
             return;
         }
     };
+    let limits = &shared.options.websocket;
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(limits.max_message))
+        .max_frame_size(Some(limits.max_frame));
     let mut client =
-        WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, None).await;
+        WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, Some(config)).await;
     let mut server =
-        WebSocketStream::from_raw_socket(TokioIo::new(server), Role::Client, None).await;
+        WebSocketStream::from_raw_socket(TokioIo::new(server), Role::Client, Some(config)).await;
     let offered = shared
         .hooks
         .subscriptions()
