@@ -7,7 +7,8 @@ generated code: the methods take and return raw bytes).
 `call` makes a unary call (the reply is the request reversed; the origin
 adds the trailer `x-origin-trailer: yes`), a server-streaming call of five
 messages, then unary calls for S seconds, and prints one `key=value` line
-each: reply, trailers, stream, unary_per_s.
+each: reply, trailers, stream, unary_per_s, stream_per_s (calls of 5
+messages).
 """
 
 import argparse
@@ -70,6 +71,13 @@ def call(args):
         unary(b"x", timeout=10)
         calls += 1
     print(f"unary_per_s={calls / max(args.seconds, 1e-9):.0f}", flush=True)
+    # Server-streaming calls of 5 messages each, for as long again.
+    calls, started = 0, time.monotonic()
+    while time.monotonic() - started < args.seconds:
+        for _ in stream(b"5", timeout=10):
+            pass
+        calls += 1
+    print(f"stream_per_s={calls / max(args.seconds, 1e-9):.0f}", flush=True)
 
 
 def main():
