@@ -3,8 +3,9 @@
 
 use std::process::Command;
 
-use witm_test_support::{GZIP_TEXT, Origin, curl};
+use witm_test_support::{GZIP_TEXT, HELLO, Origin, curl};
 
+use crate::sandbox::Bystander;
 use crate::{start_with, start_with_args};
 
 #[test]
@@ -369,6 +370,8 @@ fn a_response_with_both_content_length_and_chunked_arrives_whole() {
     let origin = witm_test_support::RawOrigin::start_with(BOTH);
     for plugins in [&[][..], &["add-header"][..]] {
         let witm = start_with(plugins);
+        let other = Origin::start_unrecorded();
+        let bystander = Bystander::start(witm.proxy_url(), other.url("/bystander"));
         let url = format!("http://{}/both", origin.address);
         let response = curl(&witm.proxy_url(), &[&url]);
         assert_eq!(response.status, 200);
@@ -381,6 +384,37 @@ fn a_response_with_both_content_length_and_chunked_arrives_whole() {
             "{:?}",
             response.headers
         );
+        bystander.finish().assert_unharmed(1);
+    }
+}
+
+/// A client may close its side once its request is sent (`nc -N`, some
+/// HTTP/1.0 clients): it still gets the answer, as from mitmproxy. Found by
+/// fuzzing the client's bytes: such requests were dropped unanswered.
+#[test]
+fn a_client_that_half_closes_after_its_request_is_answered() {
+    use std::io::{Read, Write};
+    let origin = Origin::start();
+    for plugins in [&[][..], &["add-header"][..]] {
+        let witm = start_with(plugins);
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", witm.port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let target = origin.address;
+        write!(
+            stream,
+            "GET http://{target}/half HTTP/1.1\r\nHost: {target}\r\n\r\n"
+        )
+        .unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{plugins:?}: {answer:?}"
+        );
+        assert!(answer.ends_with(HELLO), "{plugins:?}: {answer:?}");
     }
 }
 
@@ -388,10 +422,12 @@ fn a_response_with_both_content_length_and_chunked_arrives_whole() {
 fn a_websocket_message_over_the_limit_closes_both_sides_with_1009() {
     let origin = Origin::start();
     let witm = start_with(&["ws-rewrite"]);
+    let bystander = Bystander::start(witm.proxy_url(), origin.url("/bystander"));
     // 20 MiB in one frame: over tungstenite's 16 MiB frame limit.
     let code = witm_test_support::websocket_close_code(witm.port, origin.address.port(), 20 << 20);
     assert_eq!(code, Some(1009), "{}", witm.stderr().join("\n"));
     assert!(witm.wait_for_log("over the limit", 1));
+    bystander.finish().assert_unharmed(1);
     // Witm goes on serving.
     assert_eq!(
         curl(&witm.proxy_url(), &[&origin.url("/after")]).status,

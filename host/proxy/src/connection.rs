@@ -98,6 +98,9 @@ where
                 let mut served = std::pin::pin!(
                     http1::Builder::new()
                         .preserve_header_case(true)
+                        // A client that closes its side after sending its
+                        // request still gets the answer (hyper would drop it).
+                        .half_close(true)
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_READ_TIMEOUT)
                         .serve_connection(Tapped::new(TokioIo::new(io), heads), service)
