@@ -6,7 +6,7 @@ TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 GUESTS := $(TARGET)/guests
 PORT ?= 8080
 
-.PHONY: run test setup examples lint bench
+.PHONY: run test setup examples lint bench soak
 
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -35,3 +35,8 @@ bench: setup
 	cargo bench -p witm --bench saved_flows
 	cargo bench -p witm-plugin-host --bench instances
 	cargo bench -p witm --bench isolation
+	cargo bench -p witm --bench grpc
+	cargo bench -p witm --bench attacks
+
+soak: setup
+	cargo bench -p witm --bench soak

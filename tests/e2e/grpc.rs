@@ -3,103 +3,10 @@
 //! a plain tunnel), with no plugin and with a plugin that holds every body —
 //! the case where trailers (`grpc-status`) used to be lost.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use witm_test_support::{GrpcOrigin, Origin, TestCa, grpc_call, guests, target_dir};
 
-use witm_test_support::{TestCa, guests, repo_root, target_dir};
-
+use crate::sandbox::Bystander;
 use crate::start_with_args;
-
-fn peer() -> PathBuf {
-    repo_root().join("tests/e2e/grpc_peer.py")
-}
-
-fn python() -> PathBuf {
-    crate::tools_python(&[("grpc", "grpcio")])
-}
-
-/// A grpcio server on loopback, TLS with a certificate from `ca` or h2c.
-struct GrpcOrigin {
-    child: Child,
-    port: u16,
-}
-
-impl GrpcOrigin {
-    fn start(ca: Option<&TestCa>) -> GrpcOrigin {
-        let mut command = Command::new(python());
-        command.arg(peer()).arg("serve");
-        if let Some(ca) = ca {
-            let (chain, key) = ca.server_pem_files("grpc-origin");
-            command.arg("--cert").arg(chain).arg("--key").arg(key);
-        }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the gRPC origin");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the gRPC origin printed {line:?}, not its port")
-        });
-        GrpcOrigin { child, port }
-    }
-}
-
-impl Drop for GrpcOrigin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What one `grpc_peer.py call` printed, by key.
-struct Called(Vec<(String, String)>);
-
-impl Called {
-    fn get(&self, key: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("no {key} in {:?}", self.0))
-    }
-}
-
-fn call(target: &str, proxy: Option<&str>, ca: Option<&str>, seconds: f64) -> Called {
-    let mut command = Command::new(python());
-    command
-        .arg(peer())
-        .args(["call", target, "--seconds", &seconds.to_string()])
-        // No proxy from the environment: only the one asked for.
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("grpc_proxy")
-        .env("no_grpc_proxy", "");
-    if let Some(proxy) = proxy {
-        command.args(["--proxy", proxy]);
-    }
-    if let Some(ca) = ca {
-        command.args(["--ca", ca]);
-    }
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "gRPC call failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Called(
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    )
-}
 
 fn witm_ca() -> String {
     target_dir()
@@ -127,7 +34,9 @@ fn calls_go_through(origin_ca: Option<&TestCa>, target_host: &str) {
             full_args.extend(["-s", plugin]);
         }
         let witm = start_with_args(&[], &full_args);
-        let called = call(&target, Some(&witm.proxy_url()), client_ca.as_deref(), 0.0);
+        let other = Origin::start_unrecorded();
+        let bystander = Bystander::start(witm.proxy_url(), other.url("/bystander"));
+        let called = grpc_call(&target, Some(&witm.proxy_url()), client_ca.as_deref(), 0.0);
         assert_eq!(called.get("reply"), "olleh");
         assert_eq!(called.get("stream"), "0,1,2,3,4");
         let got = called.get("trailers");
@@ -142,6 +51,7 @@ fn calls_go_through(origin_ca: Option<&TestCa>, target_host: &str) {
                 witm.stderr().join("\n")
             );
         }
+        bystander.finish().assert_unharmed(1);
     }
 }
 

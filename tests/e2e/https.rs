@@ -6,6 +6,7 @@ use std::process::Command;
 
 use witm_test_support::{HELLO, Origin, TestCa, curl, target_dir};
 
+use crate::sandbox::Bystander;
 use crate::{start_with, start_with_args, witm_binary};
 
 /// An HTTPS origin with a test CA of its own.
@@ -174,7 +175,7 @@ proxy, ca, url = sys.argv[1:]
 r = requests.get(url, proxies={"https": proxy}, verify=ca, timeout=30)
 print(r.status_code, r.headers.get("newheader"), r.text.strip())
 "#;
-    let output = Command::new(crate::tools_python(&[("requests", "requests")]))
+    let output = Command::new(witm_test_support::tools_python(&[("requests", "requests")]))
         .args([
             "-c",
             script,
@@ -376,6 +377,8 @@ fn a_tunnel_carries_requests_to_its_own_target_only() {
     let origin = Origin::start();
     let elsewhere = Origin::start();
     let witm = start_with(&["add-header"]);
+    let other = Origin::start_unrecorded();
+    let bystander = Bystander::start(witm.proxy_url(), other.url("/bystander"));
     // Inside CONNECT origin, a request naming another server: 421, and the
     // other server sees nothing.
     let misdirected = curl(
@@ -406,6 +409,7 @@ fn a_tunnel_carries_requests_to_its_own_target_only() {
     );
     assert_eq!(own.status, 200);
     assert_eq!(origin.seen().last().unwrap().path, "/own");
+    bystander.finish().assert_unharmed(1);
 }
 
 #[test]

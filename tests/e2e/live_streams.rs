@@ -6,6 +6,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use witm_test_support::Origin;
+
+use crate::sandbox::Bystander;
 use crate::start_with;
 
 /// Events the origin sends, and the gap between two.
@@ -42,6 +45,8 @@ fn sse_origin() -> u16 {
 fn server_sent_events_arrive_live_with_a_response_plugin() {
     let origin = sse_origin();
     let witm = start_with(&["trailers"]);
+    let other = Origin::start_unrecorded();
+    let bystander = Bystander::start(witm.proxy_url(), other.url("/bystander"));
     let mut client = TcpStream::connect(("127.0.0.1", witm.port)).unwrap();
     let started = Instant::now();
     write!(
@@ -70,4 +75,5 @@ fn server_sent_events_arrive_live_with_a_response_plugin() {
     );
     // The plugin's `response` ran (its body was streamed, trailers none).
     assert!(witm.wait_for_log("response-trailers", 1));
+    bystander.finish().assert_unharmed(1);
 }

@@ -87,6 +87,21 @@ pub(crate) struct Served {
 }
 
 impl Served {
+    /// What a client with nothing to do with an attack must get while it
+    /// runs: at least `at_least` answers, no failure, p99 under 500 ms.
+    pub fn assert_unharmed(&self, at_least: usize) {
+        eprintln!(
+            "bystander: {} answered, {} failed, p50 {:?}, p99 {:?}",
+            self.answered,
+            self.failed,
+            self.quantile(0.5),
+            self.quantile(0.99)
+        );
+        assert!(self.answered >= at_least, "{self:?}");
+        assert_eq!(self.failed, 0, "{self:?}");
+        assert!(self.quantile(0.99) < Duration::from_millis(500), "{self:?}");
+    }
+
     /// The `q` quantile (0.99: p99) of the request times.
     pub fn quantile(&self, q: f64) -> Duration {
         let last = self.latencies.len().saturating_sub(1);
@@ -108,7 +123,8 @@ impl Bystander {
                 failed: 0,
                 latencies: Vec::new(),
             };
-            while !s.load(Ordering::Relaxed) {
+            // At least one request, however soon it is stopped.
+            loop {
                 let started = Instant::now();
                 let status = curl(&proxy, &[&url]).status;
                 served.latencies.push(started.elapsed());
@@ -116,6 +132,9 @@ impl Bystander {
                     served.answered += 1;
                 } else {
                     served.failed += 1;
+                }
+                if s.load(Ordering::Relaxed) {
+                    break;
                 }
             }
             served.latencies.sort();

@@ -8,6 +8,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use witm_test_support::Origin;
+
+use crate::sandbox::Bystander;
 use crate::start_with;
 
 /// The origin's answer: a chunked body with a trailer it names.
@@ -92,6 +95,8 @@ fn trailer_section(message: &str) -> String {
 fn http1_trailers_go_through_streamed_and_held() {
     for plugins in [&[][..], &["trailers"][..]] {
         let witm = start_with(plugins);
+        let other = Origin::start_unrecorded();
+        let bystander = Bystander::start(witm.proxy_url(), other.url("/bystander"));
         let (seen, response) = exchange(witm.port);
         let to_origin = trailer_section(&seen);
         assert!(to_origin.contains("x-req-sum: 42"), "{plugins:?}: {seen:?}");
@@ -112,5 +117,6 @@ fn http1_trailers_go_through_streamed_and_held() {
                 witm.stderr().join("\n")
             );
         }
+        bystander.finish().assert_unharmed(1);
     }
 }

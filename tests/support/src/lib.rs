@@ -6,11 +6,15 @@
 //! - [`Witm`]: the real `witm` binary, started on a free port and stopped
 //!   with SIGTERM, with its stdout and stderr captured;
 //! - [`curl`]: the real curl, through the proxy;
-//! - [`TestCa`]: a private CA for HTTPS origins.
+//! - [`TestCa`]: a private CA for HTTPS origins;
+//! - [`GrpcOrigin`], [`grpc_call`]: a real gRPC service and client (grpcio),
+//!   in the Python of [`tools_python`].
 
 mod curl;
+mod grpc;
 mod guests;
 mod origin;
+mod python_tools;
 mod raw_origin;
 mod test_ca;
 mod websocket;
@@ -18,8 +22,10 @@ mod witm;
 mod wrk;
 
 pub use curl::{CurlResponse, curl};
+pub use grpc::{GrpcCalled, GrpcOrigin, grpc_call};
 pub use guests::{Guests, guests, repo_root, target_dir};
-pub use origin::{GZIP_TEXT, HELLO, Origin, PAGE, SeenRequest};
+pub use origin::{GZIP_TEXT, HELLO, JSON, Origin, PAGE, SeenRequest};
+pub use python_tools::tools_python;
 pub use raw_origin::{RAW_RESPONSE, RawOrigin};
 pub use test_ca::TestCa;
 pub use websocket::{websocket_close_code, websocket_exchange};

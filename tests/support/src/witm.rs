@@ -32,10 +32,20 @@ impl Witm {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Witm, (ExitStatus, String)> {
-        let confdir = crate::target_dir().join("e2e-confdir");
+        Self::start_in(binary, &crate::target_dir().join("e2e-confdir"), args, env)
+    }
+
+    /// As [`Witm::start_with_env`], with `confdir` as witm's state folder
+    /// (its CA and compiled-plugin cache) instead of the shared one.
+    pub fn start_in(
+        binary: &Path,
+        confdir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Witm, (ExitStatus, String)> {
         let mut child = Command::new(binary)
             .args(["-p", "0", "--confdir"])
-            .arg(&confdir)
+            .arg(confdir)
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
