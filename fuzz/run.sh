@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
-targets=(flow_file mitmproxy har filter)
+targets=(flow_file mitmproxy har filter client_bytes config)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}/fuzz
@@ -34,6 +34,15 @@ for target in "${targets[@]}"; do
             for expr in '~d example.com & !~c 200' '~q ~b "a\"b"' '(~h x | ~u /a.*) & ~m POST' '~bs [0-9]+' '!(~e)' '~hq foo ~hs bar ~t json'; do
                 printf '%s' "$expr" > "corpus/filter/seed$i"; i=$((i+1))
             done ;;
+        client_bytes) mkdir -p corpus/client_bytes
+            printf 'GET http://example.com/a?b=c HTTP/1.1\r\nHost: example.com\r\n\r\n' > corpus/client_bytes/get
+            printf 'POST http://example.com/ HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n3\r\nabc\r\n0\r\nx-t: 1\r\n\r\nGET http://[::1]:81/ HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi' > corpus/client_bytes/chunked
+            printf 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Authorization: Basic YTpi\r\n\r\n' > corpus/client_bytes/connect
+            printf 'GET /relative HTTP/1.1\r\nHost: example.com:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' > corpus/client_bytes/upgrade
+            printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00' > corpus/client_bytes/h2 ;;
+        config) mkdir -p corpus/config
+            sed -n 's/^\/\/! \{0,1\}//p' ../host/cli/src/config.rs | sed -n '/^```toml$/,/^```$/p' | sed '1d;$d' > corpus/config/doc
+            printf 'listen_port = 9000\nignore_hosts = "^internal"\n[[plugins]]\npath = "a.wasm"\n--set\nplugins.a.failure=closed\nadmin_port=9090\n' > corpus/config/sets ;;
     esac
     mkdir -p "regressions/$target"
 done

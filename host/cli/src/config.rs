@@ -235,15 +235,41 @@ pub fn load_with_options(
     scripts: &[String],
     sets: &[String],
 ) -> Result<(Config, Vec<String>), String> {
-    let mut table = match path {
-        None => Table::new(),
+    let table = match path {
+        None => None,
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("--config {}: {e}", path.display()))?;
-            text.parse::<Table>()
-                .map_err(|e| format!("--config {}: {}", path.display(), e.to_string().trim()))?
+            Some(parse_table(&text).map_err(|e| format!("--config {}: {e}", path.display()))?)
         }
     };
+    from_table(table, scripts, sets)
+}
+
+/// As [`load_with_options`], from the configuration's text rather than a
+/// file (the fuzzer reads configurations this way).
+pub fn from_text(
+    text: &str,
+    scripts: &[String],
+    sets: &[String],
+) -> Result<(Config, Vec<String>), String> {
+    from_table(Some(parse_table(text)?), scripts, sets)
+}
+
+fn parse_table(text: &str) -> Result<Table, String> {
+    text.parse::<Table>()
+        .map_err(|e| e.to_string().trim().to_owned())
+}
+
+/// The configuration from a file's table (`None`: no file), the `-s`
+/// plugins and the `--set`s.
+fn from_table(
+    file: Option<Table>,
+    scripts: &[String],
+    sets: &[String],
+) -> Result<(Config, Vec<String>), String> {
+    let from_file = file.is_some();
+    let mut table = file.unwrap_or_default();
     if !scripts.is_empty() {
         let list = table
             .entry("plugins")
@@ -279,7 +305,7 @@ pub fn load_with_options(
         options.extend(option_args(&key, &value)?);
     }
     let config: Config = Table::try_into(table).map_err(|e| {
-        let where_ = if path.is_some() {
+        let where_ = if from_file {
             "the configuration"
         } else {
             "--set"

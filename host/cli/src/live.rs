@@ -15,9 +15,9 @@ use witm_addons::{Save, ServerReplay, TenantRouter};
 use witm_plugin_host::PluginSpec;
 use witm_proxy::{Authenticator, Proxy, ProxyOptions};
 
-use crate::config::{self, Config, PluginConfig};
 use crate::tenants::Tenant;
 use crate::{Cli, fail, load_chain, read_all, shutdown_signal, tls_options};
+use witm::config::{self, Config, PluginConfig};
 
 /// How often plugin files are checked for a new version.
 const RELOAD_POLL: Duration = Duration::from_secs(1);

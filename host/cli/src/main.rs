@@ -5,7 +5,8 @@
 //! proxy engine (`witm-proxy`) and the plugin runtime (`witm-plugin-host`)
 //! meet here through `FlowHooks`.
 //!
-//! Modules: `config` (the TOML file and `--set`), `live` (the running proxy:
+//! Modules: `config` (the TOML file and `--set`; in the library, for the
+//! fuzzer), `live` (the running proxy:
 //! listeners, tenants, reload, metrics), `tenants` (routing flows to their
 //! tenant's hooks), `saved` (recording and server replay as hooks),
 //! `offline` (`witm replay`, `flows`, `export`), `log_format`.
@@ -17,13 +18,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod config;
 mod live;
 mod log_format;
 mod offline;
 mod tenants;
 mod timeout_args;
 use offline::FlowSelector;
+use witm::config;
 use witm_addons::Unmatched;
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSpec, RuntimeOptions};
 use witm_proxy::TlsOptions;

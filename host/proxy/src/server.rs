@@ -79,6 +79,19 @@ impl<H: FlowHooks> Proxy<H> {
     ) -> std::io::Result<()> {
         serve_listener(self.shared.clone(), listener, shutdown).await
     }
+
+    /// Serves one client connection on `io`, as if accepted from `address`,
+    /// until it and everything it opened (tunnels, WebSocket relays) have
+    /// ended: how the fuzzer hands the proxy a client's bytes without a
+    /// socket.
+    pub async fn serve_stream<IO>(&self, io: IO, address: SocketAddr)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (alive, _all_closed) = tokio::sync::mpsc::channel::<()>(1);
+        let (_closing_tx, closing) = tokio::sync::watch::channel(false);
+        serve_connection(self.shared.clone(), io, address, (alive, closing)).await;
+    }
 }
 
 async fn serve_listener<H: FlowHooks>(
@@ -121,15 +134,18 @@ async fn serve_listener<H: FlowHooks>(
 /// One client connection: its events around the connection's service. The
 /// connection ends for `client-disconnect` when its tunnel or WebSocket
 /// relay (if any) has ended too, not when hyper hands them the socket.
-async fn serve_connection<H: FlowHooks>(
+async fn serve_connection<H, IO>(
     shared: Arc<Shared<H>>,
-    stream: tokio::net::TcpStream,
+    stream: IO,
     address: SocketAddr,
     (alive, closing): (
         tokio::sync::mpsc::Sender<()>,
         tokio::sync::watch::Receiver<bool>,
     ),
-) {
+) where
+    H: FlowHooks,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let conn = Arc::new(ClientConn::new(address));
     let events = shared.hooks.subscriptions();
     if events.contains(Events::CLIENT_CONNECT) {
