@@ -19,7 +19,7 @@ fn rust_add_header_adds_its_header() {
 #[test]
 fn python_add_header_adds_its_header() {
     let origin = Origin::start();
-    let plugin = guests().add_header_py.display().to_string();
+    let plugin = guests().python("add-header").display().to_string();
     let witm = Witm::start(witm_binary(), &["-s", &plugin])
         .unwrap_or_else(|(s, log)| panic!("{s}: {log}"));
     let response = curl(&witm.proxy_url(), &[&origin.url("/py")]);

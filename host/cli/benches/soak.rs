@@ -113,7 +113,9 @@ fn main() {
     let recorded = listed.stdout.iter().filter(|&&b| b == b'\n').count();
     println!(
         "flows in the file: {recorded} ({} KiB); the file is removed unless WITM_SOAK_KEEP is set",
-        std::fs::metadata(&flows).map(|m| m.len() / 1024).unwrap_or(0)
+        std::fs::metadata(&flows)
+            .map(|m| m.len() / 1024)
+            .unwrap_or(0)
     );
     if std::env::var_os("WITM_SOAK_KEEP").is_none() {
         let _ = std::fs::remove_file(&flows);

@@ -1,24 +1,69 @@
 //! Builds the plugin components the tests and benchmarks load.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 /// Paths of the built components.
 #[derive(Debug)]
 pub struct Guests {
     dir: PathBuf,
-    /// `examples/add-header-py`, built with componentize-py.
-    pub add_header_py: PathBuf,
+    /// Where components built by scripts (Python, JavaScript) go.
+    by_script: PathBuf,
     /// `tests/plugins-py/hostile`, the Python twin of the hostile plugin.
     pub hostile_py: PathBuf,
+    /// The script-built examples so far, by file name.
+    built: Mutex<HashMap<String, PathBuf>>,
 }
 
 impl Guests {
     /// The component of the Rust guest crate `name` (e.g. "add-header").
     pub fn rust(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{}.wasm", name.replace('-', "_")))
+    }
+
+    /// The component of the Python example `name` (`examples/NAME/NAME.py`
+    /// with `_` for `-`, on the witm SDK), built on first use.
+    pub fn python(&self, name: &str) -> PathBuf {
+        self.script(&format!("examples/{name}/{}.py", name.replace('-', "_")))
+    }
+
+    /// The component of the JavaScript example `name`
+    /// (`examples/NAME/NAME.js`), built on first use.
+    pub fn js(&self, name: &str) -> PathBuf {
+        self.script(&format!("examples/{name}/{}.js", name.replace('-', "_")))
+    }
+
+    /// The component of a Python or JavaScript plugin at `path` (from the
+    /// repository's top), built on first use by its language's script.
+    pub fn script(&self, path: &str) -> PathBuf {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(out) = built.get(path) {
+            return out.clone();
+        }
+        let source = repo_root().join(path);
+        let extension = source.extension().and_then(|e| e.to_str()).unwrap_or("");
+        // Named after the file (a plugin's name is its component's stem),
+        // in a folder named after the file's.
+        let stem = source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        let folder = Path::new(path).parent().unwrap_or(Path::new(""));
+        let out = self
+            .by_script
+            .join(extension)
+            .join(folder)
+            .join(format!("{stem}.wasm"));
+        match extension {
+            "py" => build_python(&repo_root(), &source, &out),
+            "js" => build_js(&source, &out),
+            _ => panic!("{path}: not a Python or JavaScript plugin"),
+        }
+        built.insert(path.to_owned(), out.clone());
+        out
     }
 }
 
@@ -56,37 +101,71 @@ pub fn guests() -> &'static Guests {
             "building the Rust guests failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let add_header_py = guest_target.join("python/add_header_py.wasm");
-        build_python(&root, &root.join("examples/add-header-py"), &add_header_py);
         let hostile_py = guest_target.join("python/hostile_py.wasm");
         build_python(&root, &root.join("tests/plugins-py/hostile"), &hostile_py);
         Guests {
             dir: guest_target.join("wasm32-wasip2/release"),
-            add_header_py,
+            by_script: guest_target.clone(),
             hostile_py,
+            built: Mutex::default(),
         }
     })
 }
 
-/// Runs `plugins/build-python.sh` unless `out` is newer than its sources.
-fn build_python(root: &Path, app_dir: &Path, out: &Path) {
-    let sources = [
-        app_dir.join("app.py"),
+/// Runs `plugins/build-python.sh` on `plugin` (a module on the witm SDK,
+/// or a folder whose `app.py` is the raw world) unless `out` is newer than
+/// its sources.
+fn build_python(root: &Path, plugin: &Path, out: &Path) {
+    let mut sources = vec![
         root.join("plugins/python/witm_sdk.py"),
+        root.join("plugins/python/witm/__init__.py"),
+        root.join("plugins/python/witm/_world.py"),
+        root.join("plugins/build-python.sh"),
         root.join("wit/plugin.wit"),
     ];
+    sources.push(match plugin.is_dir() {
+        true => plugin.join("app.py"),
+        false => plugin.to_owned(),
+    });
     if is_newer_than(out, &sources) {
         return;
     }
     let output = Command::new(root.join("plugins/build-python.sh"))
-        .arg(app_dir)
+        .arg(plugin)
         .arg(out)
         .output()
         .expect("run plugins/build-python.sh");
     assert!(
         output.status.success(),
         "building the Python plugin {} failed:\n{}",
-        app_dir.display(),
+        plugin.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `plugins/build-js.sh` unless `out` is newer than its sources.
+fn build_js(plugin: &Path, out: &Path) {
+    let root = repo_root();
+    let sources = [
+        root.join("plugins/js/witm.js"),
+        root.join("plugins/js/componentize.mjs"),
+        root.join("plugins/js/package.json"),
+        root.join("plugins/build-js.sh"),
+        root.join("wit/plugin.wit"),
+        plugin.to_owned(),
+    ];
+    if is_newer_than(out, &sources) {
+        return;
+    }
+    let output = Command::new(root.join("plugins/build-js.sh"))
+        .arg(plugin)
+        .arg(out)
+        .output()
+        .expect("run plugins/build-js.sh");
+    assert!(
+        output.status.success(),
+        "building the JavaScript plugin {} failed:\n{}",
+        plugin.display(),
         String::from_utf8_lossy(&output.stderr)
     );
 }

@@ -44,7 +44,8 @@ impl SeenRequest {
 /// A request with `sec-websocket-key` opens a WebSocket that echoes every
 /// message. Routes: `/big/N` answers N MiB of zeros, streamed; `/slow` answers after one second; `/status/NNN` answers with
 /// status NNN; `/page…` answers an HTML page; `/gzip…` answers
-/// [`GZIP_TEXT`] gzip-encoded; everything else answers 200 `hello from origin`.
+/// [`GZIP_TEXT`] gzip-encoded; `/json…` answers [`JSON`] gzip-encoded;
+/// everything else answers 200 `hello from origin`.
 pub struct Origin {
     /// Where it listens.
     pub address: SocketAddr,
@@ -57,6 +58,9 @@ pub const HELLO: &str = "hello from origin\n";
 
 /// The text served gzip-encoded under `/gzip`.
 pub const GZIP_TEXT: &str = "hello gzip world\n";
+
+/// What `/json` answers, gzip-encoded.
+pub const JSON: &str = r#"{"hello": "world", "n": 1}"#;
 
 fn gzip(data: &[u8]) -> Bytes {
     use std::io::Write;
@@ -287,10 +291,12 @@ async fn answer(
         ("text/html", Bytes::from_static(PAGE.as_bytes()))
     } else if path.starts_with("/gzip") {
         ("text/plain; charset=utf-8", gzip(GZIP_TEXT.as_bytes()))
+    } else if path.starts_with("/json") {
+        ("application/json", gzip(JSON.as_bytes()))
     } else {
         ("text/plain", Bytes::from_static(HELLO.as_bytes()))
     };
-    let gzipped = path.starts_with("/gzip");
+    let gzipped = path.starts_with("/gzip") || path.starts_with("/json");
     let mut response = hyper::Response::new(Full::new(body).boxed());
     if gzipped {
         response

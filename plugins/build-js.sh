@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds a JavaScript witm plugin into a WebAssembly component.
+#   plugins/build-js.sh PLUGIN.js OUT.wasm
+# PLUGIN.js exports the events it wants (see plugins/js/witm.js); it may
+# import "witm" (the SDK) and modules next to it. Installs the pinned tools
+# of plugins/js/package.json into ~/.cache/witm/js the first time; each
+# build step's memory is capped.
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 PLUGIN.js OUT.wasm" >&2; exit 2; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/plugins/capped.sh"
+plugin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+[ -f "$plugin" ] || { echo "$1: no such file" >&2; exit 2; }
+mkdir -p "$(dirname "$2")"
+out=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+tools=${WITM_TOOLS:-$HOME/.cache/witm}/js
+if ! cmp -s "$root/plugins/js/package.json" "$tools/package.json"; then
+  mkdir -p "$tools"
+  cp "$root/plugins/js/package.json" "$tools/package.json"
+  (cd "$tools" && capped 4000 npm install --no-audit --no-fund --loglevel=error >/dev/null) \
+    || { rm -f "$tools/package.json"; exit 1; }
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+exports=(start clientConnect request response error clientDisconnect done httpConnect
+  tlsClienthello requestHeaders responseHeaders websocketMessage serverConnect serverDisconnect)
+{
+  echo "import * as plugin from '$plugin';"
+  echo "import { makeWorld } from '$root/plugins/js/witm.js';"
+  echo "const world = makeWorld(plugin);"
+  for name in "${exports[@]}"; do echo "export const $name = world.$name;"; done
+} >"$work/entry.js"
+# One file for componentize-js: the plugin, the SDK, and what they import;
+# the host's interfaces (witm:plugin/...) stay imports.
+capped 2000 "$tools/node_modules/.bin/esbuild" "$work/entry.js" --bundle --format=esm \
+  --platform=neutral --log-level=warning "--alias:witm=$root/plugins/js/witm.js" \
+  '--external:witm:*' "--outfile=$work/bundle.js"
+cp "$root/plugins/js/componentize.mjs" "$tools/componentize.mjs"
+capped 6000 node "$tools/componentize.mjs" "$work/bundle.js" "$root/wit" "$out"
