@@ -37,6 +37,7 @@ bench: setup
 	cargo bench -p witm --bench isolation
 	cargo bench -p witm --bench grpc
 	cargo bench -p witm --bench attacks
+	cargo bench -p witm --bench languages
 
 soak: setup
 	cargo bench -p witm --bench soak

@@ -35,5 +35,12 @@ exports=(start clientConnect request response error clientDisconnect done httpCo
 capped 2000 "$tools/node_modules/.bin/esbuild" "$work/entry.js" --bundle --format=esm \
   --platform=neutral --log-level=warning "--alias:witm=$root/plugins/js/witm.js" \
   '--external:witm:*' "--outfile=$work/bundle.js"
-cp "$root/plugins/js/componentize.mjs" "$tools/componentize.mjs"
+cp "$root/plugins/js/componentize.mjs" "$root/plugins/js/preopens.mjs" "$tools/"
 capped 6000 node "$tools/componentize.mjs" "$work/bundle.js" "$root/wit" "$out"
+# The raw WIT's typings for editors, beside the SDK's (plugins/js/types/,
+# not tracked): once per change of the WIT.
+types=$root/plugins/js/types
+if [ ! -f "$types/plugin.d.ts" ] || [ "$root/wit/plugin.wit" -nt "$types/plugin.d.ts" ]; then
+  (cd "$tools" && capped 2000 node --import ./preopens.mjs node_modules/@bytecodealliance/jco/dist/jco.js \
+    guest-types "$root/wit" -n plugin -o "$types" >/dev/null)
+fi

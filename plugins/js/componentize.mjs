@@ -1,11 +1,10 @@
 // node componentize.mjs SOURCE.js WIT_DIR OUT.wasm — componentize-js with
 // the filesystem preopened: preview2-shim >= 0.26 starts with no preopens,
 // and componentize-js then cannot read the WIT ("os error 44").
-import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
+import './preopens.mjs';
 import { componentize } from '@bytecodealliance/componentize-js';
 import { writeFile } from 'node:fs/promises';
 
-_setPreopens({ '/': '/' });
 const [source, wit, out] = process.argv.slice(2);
 const { component } = await componentize({
   sourcePath: source,

@@ -1,7 +1,8 @@
 //! What the add-header example costs in each plugin language, in one run:
 //! component size, build time, proxy start-up with a cold and a warm
 //! compiled-code cache (their difference is wasmtime's compile time),
-//! nanoseconds per `response` event, resident memory per instance, and
+//! nanoseconds per `response` event, resident memory per plugin loaded
+//! once more (its code and one instance: the mean of 20 loads), and
 //! requests per second through the proxy (wrk) beside no plugin.
 //!
 //! `cargo bench -p witm --bench languages` (needs `wrk` for the last
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use witm_flow::{FlowHooks, FlowState};
 use witm_flow::testing::{trequest, with_response};
+use witm_flow::{FlowHooks, FlowState};
 use witm_plugin_host::{PluginChain, PluginRuntime, PluginSettings, PluginSpec, RuntimeOptions};
 use witm_test_support::{Origin, Witm, guests, repo_root, target_dir, wrk, wrk_seconds};
 
@@ -113,7 +114,7 @@ fn main() {
         "warm ms",
         "compile ms",
         "ns/event",
-        "KiB/inst.",
+        "KiB/load",
         "req/s"
     );
     for language in [Language::Rust, Language::Python, Language::JavaScript] {
@@ -157,7 +158,8 @@ fn start_up(binary: &Path, confdir: &Path, plugin: &Path) -> Duration {
 }
 
 /// The median nanoseconds per `response` event, and the resident memory
-/// one more instance costs (the mean over [`INSTANCES`] loaded at once).
+/// one more load of the plugin costs (its code and its one instance; the
+/// mean over [`INSTANCES`] loads kept at once).
 async fn in_process(plugin: &Path) -> (f64, u64) {
     let cache = target_dir().join("bench-languages/cache");
     let plugins = PluginRuntime::new(RuntimeOptions {

@@ -149,6 +149,7 @@ fn build_js(plugin: &Path, out: &Path) {
     let sources = [
         root.join("plugins/js/witm.js"),
         root.join("plugins/js/componentize.mjs"),
+        root.join("plugins/js/preopens.mjs"),
         root.join("plugins/js/package.json"),
         root.join("plugins/build-js.sh"),
         root.join("wit/plugin.wit"),
