@@ -13,13 +13,9 @@ plugin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 [ -f "$plugin" ] || { echo "$1: no such file" >&2; exit 2; }
 mkdir -p "$(dirname "$2")"
 out=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
-tools=${WITM_TOOLS:-$HOME/.cache/witm}/js
-if ! cmp -s "$root/plugins/js/package.json" "$tools/package.json"; then
-  mkdir -p "$tools"
-  cp "$root/plugins/js/package.json" "$tools/package.json"
-  (cd "$tools" && capped 4000 npm install --no-audit --no-fund --loglevel=error >/dev/null) \
-    || { rm -f "$tools/package.json"; exit 1; }
-fi
+. "$root/plugins/js-tools.sh"
+js_tools
+tools=$js_tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 exports=(start clientConnect request response error clientDisconnect done httpConnect
@@ -35,7 +31,6 @@ exports=(start clientConnect request response error clientDisconnect done httpCo
 capped 2000 "$tools/node_modules/.bin/esbuild" "$work/entry.js" --bundle --format=esm \
   --platform=neutral --log-level=warning "--alias:witm=$root/plugins/js/witm.js" \
   '--external:witm:*' "--outfile=$work/bundle.js"
-cp "$root/plugins/js/componentize.mjs" "$root/plugins/js/preopens.mjs" "$tools/"
 capped 6000 node "$tools/componentize.mjs" "$work/bundle.js" "$root/wit" "$out"
 # The raw WIT's typings for editors, beside the SDK's (plugins/js/types/,
 # not tracked): once per change of the WIT.

@@ -16,9 +16,15 @@ enum Language {
     Rust,
     Python,
     JavaScript,
+    Go,
 }
 
-const LANGUAGES: [Language; 3] = [Language::Rust, Language::Python, Language::JavaScript];
+const LANGUAGES: [Language; 4] = [
+    Language::Rust,
+    Language::Python,
+    Language::JavaScript,
+    Language::Go,
+];
 
 impl Language {
     fn example(self, name: &str) -> PathBuf {
@@ -26,6 +32,7 @@ impl Language {
             Language::Rust => guests().rust(name),
             Language::Python => guests().python(name),
             Language::JavaScript => guests().js(name),
+            Language::Go => guests().go(name),
         }
     }
 
@@ -131,7 +138,8 @@ fn response_counter_in_every_language_reports_in_done() {
     }
 }
 
-/// A plugin that raises (Python) or throws (JavaScript) is contained as a
+/// A plugin that raises (Python), throws (JavaScript) or panics (Go) is
+/// contained as a
 /// Rust trap is: the flow goes on as before the call, the failure is
 /// logged, the instance is replaced and the next request is handled.
 #[test]
@@ -140,6 +148,7 @@ fn a_plugin_that_raises_or_throws_is_contained() {
     for (plugin, tag) in [
         ("tests/plugins-py/raises.py", "py"),
         ("tests/plugins-js/throws.js", "js"),
+        ("tests/plugins-go/panics.go", "go"),
     ] {
         let component = guests().script(plugin).display().to_string();
         let witm = Witm::start(witm_binary(), &["-s", &component])

@@ -9,7 +9,8 @@
 //! column; `WITM_BENCH_SECS` sets each wrk run, default 10).
 //!
 //! Build time: Python's and JavaScript's builds are always from scratch
-//! (componentize-py; esbuild and componentize-js);
+//! (componentize-py; esbuild and componentize-js); Go's reuses Go's cache
+//! of compiled packages;
 //! Rust's is the rebuild of the plugin crate after its source changed,
 //! with the SDK and wit-bindgen already built.
 
@@ -31,6 +32,7 @@ enum Language {
     Rust,
     Python,
     JavaScript,
+    Go,
 }
 
 impl Language {
@@ -39,6 +41,7 @@ impl Language {
             Language::Rust => guests().rust("add-header"),
             Language::Python => guests().python("add-header"),
             Language::JavaScript => guests().js("add-header"),
+            Language::Go => guests().go("add-header"),
         }
     }
 
@@ -69,18 +72,17 @@ impl Language {
                     .unwrap()
                     .status
             }
-            Language::Python => {
-                Command::new(root.join("plugins/build-python.sh"))
-                    .arg(root.join("examples/add-header/add_header.py"))
-                    .arg(target_dir().join("bench-languages/add_header.wasm"))
-                    .output()
-                    .unwrap()
-                    .status
-            }
-            Language::JavaScript => {
-                Command::new(root.join("plugins/build-js.sh"))
-                    .arg(root.join("examples/add-header/add_header.js"))
-                    .arg(target_dir().join("bench-languages/add_header_js.wasm"))
+            // Go caches compiled packages (GOCACHE): like Rust's, its build
+            // is a rebuild with the SDK and the runtime already compiled.
+            Language::Python | Language::JavaScript | Language::Go => {
+                let (script, extension) = match self {
+                    Language::Python => ("build-python.sh", "py"),
+                    Language::JavaScript => ("build-js.sh", "js"),
+                    _ => ("build-go.sh", "go"),
+                };
+                Command::new(root.join("plugins").join(script))
+                    .arg(root.join(format!("examples/add-header/add_header.{extension}")))
+                    .arg(target_dir().join(format!("bench-languages/add_header_{extension}.wasm")))
                     .output()
                     .unwrap()
                     .status
@@ -117,7 +119,12 @@ fn main() {
         "KiB/load",
         "req/s"
     );
-    for language in [Language::Rust, Language::Python, Language::JavaScript] {
+    for language in [
+        Language::Rust,
+        Language::Python,
+        Language::JavaScript,
+        Language::Go,
+    ] {
         let plugin = language.add_header();
         let size = std::fs::metadata(&plugin).unwrap().len() / 1000;
         let build = language.build();

@@ -36,8 +36,14 @@ impl Guests {
         self.script(&format!("examples/{name}/{}.js", name.replace('-', "_")))
     }
 
-    /// The component of a Python or JavaScript plugin at `path` (from the
-    /// repository's top), built on first use by its language's script.
+    /// The component of the Go example `name` (`examples/NAME/NAME.go`),
+    /// built on first use.
+    pub fn go(&self, name: &str) -> PathBuf {
+        self.script(&format!("examples/{name}/{}.go", name.replace('-', "_")))
+    }
+
+    /// The component of a Python, JavaScript or Go plugin at `path` (from
+    /// the repository's top), built on first use by its language's script.
     pub fn script(&self, path: &str) -> PathBuf {
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(out) = built.get(path) {
@@ -59,8 +65,9 @@ impl Guests {
             .join(format!("{stem}.wasm"));
         match extension {
             "py" => build_python(&repo_root(), &source, &out),
-            "js" => build_js(&source, &out),
-            _ => panic!("{path}: not a Python or JavaScript plugin"),
+            "js" => build_by_script("build-js.sh", &js_sources(), &source, &out),
+            "go" => build_by_script("build-go.sh", &go_sources(), &source, &out),
+            _ => panic!("{path}: not a Python, JavaScript or Go plugin"),
         }
         built.insert(path.to_owned(), out.clone());
         out
@@ -143,29 +150,57 @@ fn build_python(root: &Path, plugin: &Path, out: &Path) {
     );
 }
 
-/// Runs `plugins/build-js.sh` unless `out` is newer than its sources.
-fn build_js(plugin: &Path, out: &Path) {
+/// What a JavaScript component is built from, beside the plugin.
+fn js_sources() -> Vec<PathBuf> {
     let root = repo_root();
-    let sources = [
-        root.join("plugins/js/witm.js"),
-        root.join("plugins/js/componentize.mjs"),
-        root.join("plugins/js/preopens.mjs"),
-        root.join("plugins/js/package.json"),
-        root.join("plugins/build-js.sh"),
-        root.join("wit/plugin.wit"),
-        plugin.to_owned(),
-    ];
+    [
+        "plugins/js/witm.js",
+        "plugins/js/componentize.mjs",
+        "plugins/js/preopens.mjs",
+        "plugins/js/package.json",
+        "plugins/js-tools.sh",
+        "plugins/capped.sh",
+        "plugins/build-js.sh",
+        "wit/plugin.wit",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect()
+}
+
+/// What a Go component is built from, beside the plugin.
+fn go_sources() -> Vec<PathBuf> {
+    let root = repo_root();
+    [
+        "plugins/go/witm/witm.go",
+        "plugins/go/witm/dispatch.go",
+        "plugins/go/export_wit_world/exports.go",
+        "plugins/js-tools.sh",
+        "plugins/capped.sh",
+        "plugins/build-go.sh",
+        "wit/plugin.wit",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect()
+}
+
+/// Runs `plugins/SCRIPT PLUGIN OUT` unless `out` is newer than `sources`
+/// and the plugin.
+fn build_by_script(script: &str, sources: &[PathBuf], plugin: &Path, out: &Path) {
+    let mut sources = sources.to_vec();
+    sources.push(plugin.to_owned());
     if is_newer_than(out, &sources) {
         return;
     }
-    let output = Command::new(root.join("plugins/build-js.sh"))
+    let output = Command::new(repo_root().join("plugins").join(script))
         .arg(plugin)
         .arg(out)
         .output()
-        .expect("run plugins/build-js.sh");
+        .unwrap_or_else(|e| panic!("run plugins/{script}: {e}"));
     assert!(
         output.status.success(),
-        "building the JavaScript plugin {} failed:\n{}",
+        "plugins/{script} {} failed:\n{}",
         plugin.display(),
         String::from_utf8_lossy(&output.stderr)
     );
