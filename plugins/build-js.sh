@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Builds a JavaScript witm plugin into a WebAssembly component.
 #   plugins/build-js.sh PLUGIN.js OUT.wasm
+#   plugins/build-js.sh --tools            # only install the tools
 # PLUGIN.js exports the events it wants (see plugins/js/witm.js); it may
 # import "witm" (the SDK) and modules next to it. Installs the pinned tools
 # of plugins/js/package.json into ~/.cache/witm/js the first time; each
 # build step's memory is capped.
 set -euo pipefail
-[ $# -eq 2 ] || { echo "usage: $0 PLUGIN.js OUT.wasm" >&2; exit 2; }
+[ $# -eq 2 ] || [ "${1:-}" = --tools ] || { echo "usage: $0 PLUGIN.js OUT.wasm | --tools" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/plugins/capped.sh"
+. "$root/plugins/js-tools.sh"
+js_tools
+tools=$js_tools
+[ "$1" = --tools ] && exit 0
 plugin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 [ -f "$plugin" ] || { echo "$1: no such file" >&2; exit 2; }
 mkdir -p "$(dirname "$2")"
 out=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
-. "$root/plugins/js-tools.sh"
-js_tools
-tools=$js_tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 exports=(start clientConnect request response error clientDisconnect done httpConnect

@@ -2,13 +2,14 @@
 # Builds a Python witm plugin into a WebAssembly component.
 #   plugins/build-python.sh PLUGIN.py OUT.wasm   # a mitmproxy-style module (the witm SDK)
 #   plugins/build-python.sh APP_DIR OUT.wasm     # APP_DIR/app.py defines WitWorld (the raw world)
+#   plugins/build-python.sh --tools              # only install componentize-py
 # Installs componentize-py (pinned) into a private venv the first time; the
 # build's memory is capped so a runaway build fails instead of starving the
 # machine.
 set -euo pipefail
-[ $# -eq 2 ] || { echo "usage: $0 PLUGIN.py|APP_DIR OUT.wasm" >&2; exit 2; }
+[ $# -eq 2 ] || [ "${1:-}" = --tools ] || { echo "usage: $0 PLUGIN.py|APP_DIR OUT.wasm | --tools" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=$2
+out=${2:-}
 tools=${WITM_TOOLS:-$HOME/.cache/witm}
 venv=$tools/py
 version=0.25.1
@@ -16,6 +17,7 @@ if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q "$version"; the
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$version"
 fi
+[ "$1" = --tools ] && exit 0
 mkdir -p "$(dirname "$out")"
 paths=()
 if [ -f "$1" ]; then
