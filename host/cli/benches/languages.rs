@@ -2,7 +2,8 @@
 //! component size, build time, proxy start-up with a cold and a warm
 //! compiled-code cache (their difference is wasmtime's compile time),
 //! nanoseconds per `response` event, resident memory per plugin loaded
-//! once more (its code and one instance: the mean of 20 loads), and
+//! once more (its code and one instance: the mean of 20 loads), the guest
+//! memory (linear memory and tables) of one instance once started, and
 //! requests per second through the proxy (wrk) beside no plugin.
 //!
 //! `cargo bench -p witm --bench languages` (needs `wrk` for the last
@@ -108,7 +109,7 @@ fn main() {
         println!("through witm with no plugin: {rps:.0} requests/s");
     }
     println!(
-        "{:<8} {:>9} {:>8} {:>10} {:>10} {:>10} {:>12} {:>11} {:>8}",
+        "{:<8} {:>9} {:>8} {:>10} {:>10} {:>10} {:>12} {:>9} {:>10} {:>8}",
         "language",
         "size KB",
         "build s",
@@ -117,6 +118,7 @@ fn main() {
         "compile ms",
         "ns/event",
         "KiB/load",
+        "KiB/inst.",
         "req/s"
     );
     for language in [
@@ -132,10 +134,10 @@ fn main() {
         let _ = std::fs::remove_dir_all(&confdir);
         let cold = start_up(binary, &confdir, &plugin);
         let warm = start_up(binary, &confdir, &plugin);
-        let (per_event, per_instance) = runtime.block_on(in_process(&plugin));
+        let (per_event, per_load, per_instance) = runtime.block_on(in_process(&plugin));
         let rps = seconds.map(|s| requests_per_s(binary, Some(&plugin), &origin, s));
         println!(
-            "{:<8} {size:>9} {:>8.1} {:>10.0} {:>10.0} {:>10.0} {per_event:>12.0} {per_instance:>11} {:>8}",
+            "{:<8} {size:>9} {:>8.1} {:>10.0} {:>10.0} {:>10.0} {per_event:>12.0} {per_load:>9} {per_instance:>10} {:>8}",
             format!("{language:?}"),
             build.as_secs_f64(),
             cold.as_secs_f64() * 1e3,
@@ -164,10 +166,12 @@ fn start_up(binary: &Path, confdir: &Path, plugin: &Path) -> Duration {
     took
 }
 
-/// The median nanoseconds per `response` event, and the resident memory
-/// one more load of the plugin costs (its code and its one instance; the
-/// mean over [`INSTANCES`] loads kept at once).
-async fn in_process(plugin: &Path) -> (f64, u64) {
+/// The median nanoseconds per `response` event, the resident memory one
+/// more load of the plugin costs (its code and its one instance; the mean
+/// over [`INSTANCES`] loads kept at once), and the KiB of linear memory
+/// and tables one instance holds once started (what each instance of a
+/// pool adds).
+async fn in_process(plugin: &Path) -> (f64, u64, u64) {
     let cache = target_dir().join("bench-languages/cache");
     let plugins = PluginRuntime::new(RuntimeOptions {
         cache_dir: Some(cache),
@@ -180,6 +184,11 @@ async fn in_process(plugin: &Path) -> (f64, u64) {
         settings: PluginSettings::default(),
     };
     let chain = PluginChain::load(&plugins, &[spec()]).await.expect("load");
+    let guest_memory = chain.plugins()[0]
+        .stats()
+        .instance_memory_bytes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        / 1024;
     let mut flow = with_response(trequest("GET", "http://example.com/", ""), 200, "hello");
     let mut state = FlowState::default();
     for _ in 0..EVENTS / 10 {
@@ -199,9 +208,9 @@ async fn in_process(plugin: &Path) -> (f64, u64) {
     for _ in 0..INSTANCES {
         chains.push(PluginChain::load(&plugins, &[spec()]).await.expect("load"));
     }
-    let per_instance = resident_kib().saturating_sub(before) / INSTANCES as u64;
+    let per_load = resident_kib().saturating_sub(before) / INSTANCES as u64;
     drop(chains);
-    (rounds[2], per_instance)
+    (rounds[2], per_load, guest_memory)
 }
 
 fn requests_per_s(binary: &Path, plugin: Option<&Path>, origin: &Origin, seconds: u32) -> f64 {

@@ -401,11 +401,16 @@ async fn load_one(
     before: &[Arc<Plugin>],
 ) -> Result<Plugin, LoadError> {
     let plugin = Plugin::load(runtime, spec, unique_name(spec, before)).await?;
+    let instance_bytes = plugin
+        .stats()
+        .instance_memory_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         plugin = plugin.name(),
-        "loaded; events: {}; {}",
+        "loaded; events: {}; {}; an instance holds {:.1} MiB of guest memory",
         plugin.subscriptions(),
-        describe_settings(&spec.settings)
+        describe_settings(&spec.settings),
+        instance_bytes as f64 / f64::from(1 << 20)
     );
     Ok(plugin)
 }

@@ -24,6 +24,11 @@ impl GuestMemoryLimiter {
         }
     }
 
+    /// The bytes the instance's memories and tables hold now.
+    pub(crate) fn in_use(&self) -> usize {
+        self.memories + self.tables
+    }
+
     fn grow(&mut self, what: &str, by: usize) -> wasmtime::Result<bool> {
         let total = self.memories + self.tables;
         if total.checked_add(by).is_none_or(|t| t > self.limit) {

@@ -251,6 +251,10 @@ pub struct PluginStats {
     pub instances_started: AtomicU64,
     /// Time spent starting them (instantiate + `start`), in nanoseconds.
     pub instance_start_ns: AtomicU64,
+    /// Bytes of linear memory and tables the last instance held once
+    /// started: what each instance of the plugin costs at least (a pool of
+    /// N holds N of these).
+    pub instance_memory_bytes: AtomicU64,
     /// New versions loaded while running.
     pub reloads: AtomicU64,
     /// Instances whose `start` failed or trapped (after the first: the
@@ -944,6 +948,9 @@ impl Starter {
         self.stats
             .instance_start_ns
             .fetch_add(starting.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.stats
+            .instance_memory_bytes
+            .store(store.data().limits.in_use() as u64, Ordering::Relaxed);
         Ok((
             Live {
                 store,
