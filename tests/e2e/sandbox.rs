@@ -714,18 +714,20 @@ fn a_python_plugin_is_sandboxed_the_same_way() {
     let origin = Origin::start();
     let dir = scratch("hostile-python");
     let config = format!(
-        "[[plugins]]\npath = {:?}\ntimeout_ms = 500\n",
+        "[[plugins]]\npath = {:?}\ntimeout_ms = 500\nmemory_mb = 64\n",
         guests().hostile_py
     );
     let witm = attack(
         &origin,
         &dir,
         &config,
-        &["/passwd", "/loop", "/env", "/socket"],
+        &["/passwd", "/loop", "/env", "/bomb", "/socket"],
     );
     assert_eq!(outcome(&origin, "/loop"), None);
+    assert_eq!(outcome(&origin, "/bomb"), None);
     let log = witm.stderr().join("\n");
     assert!(log.contains("event deadline exceeded"), "{log}");
+    assert!(log.contains("memory cap reached"), "{log}");
 }
 
 /// The JavaScript and Go twins of the hostile plugin, on their SDKs: no

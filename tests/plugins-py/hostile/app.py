@@ -1,7 +1,7 @@
 """What an untrusted Python plugin might try, one act per request path (the
-Python twin of tests/plugins/hostile): `/loop` spins forever, `/passwd`
-reads /etc/passwd, `/env` reads WITM_SECRET, `/socket?port=N` connects to
-127.0.0.1:N. What it got back goes to the origin in `x-hostile`.
+Python twin of tests/plugins/hostile): `/loop` spins forever, `/bomb`
+grows its memory without end, `/passwd` reads /etc/passwd, `/env` reads
+WITM_SECRET, `/socket?port=N` connects to 127.0.0.1:N. What it got back goes to the origin in `x-hostile`.
 
 And what it might make the host hold or do, as the Rust plugin does (see
 tests/plugins/hostile/src/lib.rs): `/kv-flood`, `/header-flood`,
@@ -100,6 +100,10 @@ def attempt(path):
         n = 0
         while True:
             n += 1
+    if path.startswith("/bomb"):
+        kept = []
+        while True:
+            kept.append(bytearray(1 << 20))
     if path.startswith("/passwd"):
         try:
             with open("/etc/passwd") as f:
