@@ -6,7 +6,7 @@ TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 GUESTS := $(TARGET)/guests
 PORT ?= 8080
 
-.PHONY: run test setup examples lint bench soak
+.PHONY: run test setup examples lint bench soak bench-peers
 
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -41,3 +41,7 @@ bench: setup
 
 soak: setup
 	cargo bench -p witm --bench soak
+
+# witm beside mitmdump, hudsucker and the origin itself (bench/run.sh).
+bench-peers: setup
+	bench/run.sh

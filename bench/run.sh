@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# witm beside its peers, in one run, with one load generator (oha), the same
+# connections and duration, against one local nginx origin:
+#   straight to the origin; witm with no plugin; witm with add-header in each
+#   plugin language; mitmdump with the same add_header.py; a plain hudsucker
+#   proxy adding the same header (bench/hudsucker-proxy)
+# for HTTP/1.1 keep-alive, HTTPS keep-alive, HTTPS with a new connection per
+# request, and HTTP/2 over TLS. Prints requests/s, p50, p99 and the proxy's
+# peak RSS per row, and writes the table to bench/results/peers.md.
+#
+#   bench/run.sh [SECONDS]          # default 10 s per row
+#   WITM_BENCH_CONNECTIONS=32       # oha's connections (default 32)
+#   WITM_BENCH_MODES="http1 https"  # a subset of: http1 https https-new h2
+#   WITM_BENCH_BODY=small|big       # 52 bytes (default) or 1 MiB
+#
+# Installs what it needs the first time: nginx (Debian), oha (crates.io),
+# mitmproxy (PyPI, in a private venv), each under ~/.cache/witm/bench.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+seconds=${1:-10}
+connections=${WITM_BENCH_CONNECTIONS:-32}
+modes=${WITM_BENCH_MODES:-http1 https https-new h2}
+body=${WITM_BENCH_BODY:-small}
+tools=${WITM_TOOLS:-$HOME/.cache/witm}/bench
+oha_version=1.16.0
+mitmproxy_version=11.0.2
+target=${CARGO_TARGET_DIR:-$root/target}
+
+# --- tools -------------------------------------------------------------
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq nginx-light >/dev/null; else sudo apt-get install -y -qq nginx-light >/dev/null; fi
+fi
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+oha=$tools/cargo/bin/oha
+if ! "$oha" --version 2>/dev/null | grep -q "$oha_version"; then
+  cargo install --quiet --locked "oha@$oha_version" --root "$tools/cargo"
+fi
+mitmdump=$tools/venv/bin/mitmdump
+if ! "$mitmdump" --version 2>/dev/null | grep -q "$mitmproxy_version"; then
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "mitmproxy==$mitmproxy_version"
+fi
+echo "building witm, the add-header plugins and the hudsucker proxy..." >&2
+(cd "$root" && cargo build --quiet --release -p witm && make --quiet examples >/dev/null)
+cargo build --quiet --release --manifest-path "$root/bench/hudsucker-proxy/Cargo.toml" \
+  --target-dir "$target/bench-hudsucker"
+plugins=$target/bench-peers
+mkdir -p "$plugins"
+"$root/plugins/build-python.sh" "$root/examples/add-header/add_header.py" "$plugins/add_header_py.wasm"
+"$root/plugins/build-js.sh" "$root/examples/add-header/add_header.js" "$plugins/add_header_js.wasm"
+"$root/plugins/build-go.sh" "$root/examples/add-header/add_header.go" "$plugins/add_header_go.wasm"
+witm=$target/release/witm
+hudsucker=$target/bench-hudsucker/release/hudsucker-proxy
+rust_plugin=$target/guests/wasm32-wasip2/release/add_header.wasm
+
+# --- the origin: nginx, HTTP and HTTPS (HTTP/2) on loopback ---------------
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench origin CA" \
+  -keyout "$work/origin-ca.key" -out "$work/origin-ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$work/origin.key" -out "$work/origin.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$work/san.ext"
+openssl x509 -req -in "$work/origin.csr" -CA "$work/origin-ca.pem" -CAkey "$work/origin-ca.key" \
+  -CAcreateserial -days 2 -extfile "$work/san.ext" -out "$work/origin.pem" 2>/dev/null
+mkdir -p "$work/www"
+printf '%51s\n' "hello from the bench origin" >"$work/www/small"
+head -c $((1 << 20)) /dev/zero >"$work/www/big"
+# nginx's workers run as an unprivileged user: they must read the files.
+chmod a+rx "$work" "$work/www"
+chmod a+r "$work/www/"*
+http_port=$(free_port)
+https_port=$(free_port)
+cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$http_port;
+    listen 127.0.0.1:$https_port ssl http2;
+    ssl_certificate $work/origin.pem;
+    ssl_certificate_key $work/origin.key;
+    root $work/www;
+  }
+}
+EOF
+"$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/nginx-error.log"
+
+# --- the proxies -----------------------------------------------------------
+wait_port() {
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2
+  return 1
+}
+proxy_pid=
+start_proxy() { # NAME PORT: starts the proxy NAME on PORT
+  local name=$1 port=$2
+  case $name in
+    direct) proxy_pid= ; return 0 ;;
+    witm) "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
+    witm-rust | witm-python | witm-js | witm-go)
+      local plugin
+      case $name in
+        witm-rust) plugin=$rust_plugin ;;
+        witm-python) plugin=$plugins/add_header_py.wasm ;;
+        witm-js) plugin=$plugins/add_header_js.wasm ;;
+        witm-go) plugin=$plugins/add_header_go.wasm ;;
+      esac
+      "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" -s "$plugin" >"$work/proxy.log" 2>&1 & ;;
+    mitmdump) "$mitmdump" -q -p "$port" --set confdir="$work/mitmproxy" \
+        --set ssl_verify_upstream_trusted_ca="$work/origin-ca.pem" \
+        -s "$root/examples/add-header/add_header.py" >"$work/proxy.log" 2>&1 & ;;
+    hudsucker) "$hudsucker" "$port" "$work/witm/witm-ca-cert.pem" "$work/witm/witm-ca-key.pem" \
+        "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
+  esac
+  proxy_pid=$!
+  pids+=("$proxy_pid")
+  wait_port "$port"
+}
+stop_proxy() {
+  [ -n "$proxy_pid" ] || return 0
+  kill "$proxy_pid" 2>/dev/null || true
+  wait "$proxy_pid" 2>/dev/null || true
+}
+rss_mib() { # RSS after the run (peak in brackets)
+  [ -n "$proxy_pid" ] || { echo "-"; return; }
+  awk '/VmRSS/ { now = $2 } /VmHWM/ { peak = $2 } END { printf "%.0f (%.0f)", now / 1024, peak / 1024 }' \
+    "/proc/$proxy_pid/status" 2>/dev/null || echo "?"
+}
+
+# witm's CA is made at its first start (hudsucker signs with the same one),
+# and each plugin is compiled once into witm's cache, so no row pays for it.
+for name in witm witm-rust witm-python witm-js witm-go; do
+  start_proxy "$name" "$(free_port)"
+  stop_proxy
+done
+
+# --- the runs --------------------------------------------------------------
+results=$root/bench/results
+mkdir -p "$results"
+table=$work/table.md
+{
+  echo "| mode | setup | requests/s | ratio to direct | ratio to witm | p50 ms | p99 ms | proxy RSS MiB after (peak) |"
+  echo "|---|---|---|---|---|---|---|---|"
+} >"$table"
+field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+for mode in $modes; do
+  case $mode in
+    http1) url=http://127.0.0.1:$http_port/$body; extra=() ;;
+    https) url=https://localhost:$https_port/$body; extra=(--insecure) ;;
+    https-new) url=https://localhost:$https_port/$body; extra=(--insecure --disable-keepalive) ;;
+    h2) url=https://localhost:$https_port/$body; extra=(--insecure --http2) ;;
+  esac
+  direct_rps=
+  witm_rps=
+  for name in direct witm witm-rust witm-python witm-js witm-go hudsucker mitmdump; do
+    port=$(free_port)
+    start_proxy "$name" "$port"
+    proxy=()
+    [ "$name" = direct ] || proxy=(-x "http://127.0.0.1:$port")
+    out=$work/oha.json
+    if ! "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" "${extra[@]}" "${proxy[@]}" "$url" >"$out" 2>"$work/oha.err"; then
+      echo "| $mode | $name | failed: $(tail -1 "$work/oha.err") | | | | | |" >>"$table"
+      stop_proxy
+      continue
+    fi
+    rss=$(rss_mib)
+    stop_proxy
+    rps=$(field "$out" 'round(d["summary"]["requestsPerSec"])')
+    ok=$(field "$out" 'd["statusCodeDistribution"].get("200", 0)')
+    p50=$(field "$out" 'round(d["latencyPercentiles"]["p50"] * 1000, 2)')
+    p99=$(field "$out" 'round(d["latencyPercentiles"]["p99"] * 1000, 2)')
+    [ -n "$direct_rps" ] || direct_rps=$rps
+    [ "$name" = witm ] && witm_rps=$rps
+    ratio() { python3 -c "print(f'{$1 / max($2, 1):.3f}')"; }
+    to_witm=-
+    [ -n "$witm_rps" ] && [ "$name" != direct ] && to_witm=$(ratio "$rps" "$witm_rps")
+    line="| $mode | $name | $rps | $(ratio "$rps" "$direct_rps") | $to_witm | $p50 | $p99 | $rss |"
+    [ "$ok" -gt 0 ] || line="$line (no 200s)"
+    echo "$line" >>"$table"
+    echo "$line" >&2
+  done
+done
+{
+  echo "# witm beside its peers"
+  echo
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m); oha $oha_version, $connections connections," \
+    "${seconds} s per row, body $body; nginx origin on loopback; mitmproxy $mitmproxy_version."
+  echo "Command: \`bench/run.sh $seconds\`."
+  echo
+  cat "$table"
+} >"$results/peers.md"
+cat "$results/peers.md"
