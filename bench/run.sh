@@ -12,6 +12,11 @@
 #   WITM_BENCH_CONNECTIONS=32       # oha's connections (default 32)
 #   WITM_BENCH_MODES="http1 https"  # a subset of: http1 https https-new h2
 #   WITM_BENCH_BODY=small|big       # 52 bytes (default) or 1 MiB
+#   WITM_BENCH_ROWS="direct witm"   # a subset of the rows
+#   WITM_BENCH_BASE=/path/to/witm    # adds a row "witm-base": that (older)
+#                                    # binary with no plugin, beside this one
+#   WITM_BENCH_PROFILE=witm-rust     # also record that row with perf into
+#                                    # bench/results/ROW-MODE.perf.data
 #
 # Installs what it needs the first time: nginx (Debian), oha (crates.io),
 # mitmproxy (PyPI, in a private venv), each under ~/.cache/witm/bench.
@@ -112,6 +117,8 @@ start_proxy() { # NAME PORT: starts the proxy NAME on PORT
   case $name in
     direct) proxy_pid= ; return 0 ;;
     witm) "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
+    witm-base) "$WITM_BENCH_BASE" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" \
+        >"$work/proxy.log" 2>&1 & ;;
     witm-rust | witm-python | witm-js | witm-go)
       local plugin
       case $name in
@@ -167,18 +174,29 @@ for mode in $modes; do
   esac
   direct_rps=
   witm_rps=
-  for name in direct witm witm-rust witm-python witm-js witm-go hudsucker mitmdump; do
+  rows=(direct witm)
+  [ -z "${WITM_BENCH_BASE:-}" ] || rows+=(witm-base)
+  rows+=(witm-rust witm-python witm-js witm-go hudsucker mitmdump)
+  [ -z "${WITM_BENCH_ROWS:-}" ] || read -r -a rows <<<"$WITM_BENCH_ROWS"
+  for name in "${rows[@]}"; do
     port=$(free_port)
     start_proxy "$name" "$port"
     proxy=()
     [ "$name" = direct ] || proxy=(-x "http://127.0.0.1:$port")
     out=$work/oha.json
+    profiler=
+    if [ "${WITM_BENCH_PROFILE:-}" = "$name" ] && [ -n "$proxy_pid" ]; then
+      perf record -q -F 499 -g -p "$proxy_pid" -o "$results/$name-$mode.perf.data" \
+        -- sleep "$seconds" 2>/dev/null &
+      profiler=$!
+    fi
     if ! "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" "${extra[@]}" "${proxy[@]}" "$url" >"$out" 2>"$work/oha.err"; then
       echo "| $mode | $name | failed: $(tail -1 "$work/oha.err") | | | | | |" >>"$table"
       stop_proxy
       continue
     fi
     rss=$(rss_mib)
+    [ -z "$profiler" ] || wait "$profiler" || true
     stop_proxy
     rps=$(field "$out" 'round(d["summary"]["requestsPerSec"])')
     ok=$(field "$out" 'd["statusCodeDistribution"].get("200", 0)')

@@ -18,7 +18,11 @@ use hudsucker::{Body, HttpContext, HttpHandler, Proxy};
 struct AddHeader;
 
 impl HttpHandler for AddHeader {
-    async fn handle_response(&mut self, _ctx: &HttpContext, mut res: Response<Body>) -> Response<Body> {
+    async fn handle_response(
+        &mut self,
+        _ctx: &HttpContext,
+        mut res: Response<Body>,
+    ) -> Response<Body> {
         res.headers_mut()
             .insert("newheader", HeaderValue::from_static("foo"));
         res
