@@ -169,27 +169,49 @@ async fn a_plugin_that_cannot_restart_backs_off() {
     assert!(stats.skipped.load(Ordering::Relaxed) >= 45);
 }
 
+/// The encoding test's event deadline: long beside the guest's own work,
+/// so that a stalled worker shows.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
 // One worker: a decode on it would stall the ticker below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn encoding_a_body_stops_at_the_deadline_without_holding_a_worker() {
     let runtime = runtime();
     let settings = PluginSettings {
         // Time for the guest to make its 64 MiB, not for the host to encode
-        // it even once.
-        event_deadline: std::time::Duration::from_millis(1000),
+        // it 100 times.
+        event_deadline: DEADLINE,
         memory_bytes: 256 << 20,
         ..small()
     };
     let chain = PluginChain::load(&runtime, &[hostile(settings, &[])])
         .await
         .unwrap();
+    let chain = std::sync::Arc::new(chain);
     let plugin = chain.plugins()[0].clone();
-    // The plugin sets 64 MiB of content 100 times on a brotli request:
-    // one encoding takes longer than the deadline.
+    // On a brotli request, one encoding takes a good part of the deadline.
+    let (took, gap) = rezip_beside_a_ticker(&chain).await;
+    assert!(
+        took < DEADLINE + std::time::Duration::from_millis(1500),
+        "100 encodings stop at the deadline: {took:?}"
+    );
+    assert_eq!(plugin.stats().deadline_hits.load(Ordering::Relaxed), 1);
+    // Encodings on the worker would stall the ticker for the whole event
+    // (3 s); off it, the longest gap is the guest's own work and copies
+    // (~0.4 s here, with or without a coding).
+    assert!(
+        gap < DEADLINE.as_millis() as u64 / 2,
+        "the worker kept serving other tasks while the host encoded: longest gap {gap} ms"
+    );
+    eprintln!("budget-figure: encoding attack took {took:?}, longest gap of another task {gap} ms");
+}
+
+/// Runs the hostile plugin's `/rezip` (64 MiB of content set 100 times on
+/// a brotli request) on the worker beside a task that ticks every 5 ms: how long
+/// the event took and the ticker's longest gap in ms.
+async fn rezip_beside_a_ticker(chain: &std::sync::Arc<PluginChain>) -> (std::time::Duration, u64) {
     let mut flow = witm_flow::testing::trequest("POST", "http://example.com/rezip", "");
     flow.request.headers.set("Content-Encoding", "br");
-    // Another task on the same (only) worker notes when it last ran and
-    // the longest gap between its 5 ms ticks.
     let started = std::time::Instant::now();
     let (longest_gap_ms, last_ms) = (
         std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -204,7 +226,6 @@ async fn encoding_a_body_stops_at_the_deadline_without_holding_a_worker() {
         }
     });
     // On the worker, beside the ticker (the test's own thread is not one).
-    let chain = std::sync::Arc::new(chain);
     let on_worker = chain.clone();
     tokio::spawn(async move {
         on_worker
@@ -215,17 +236,8 @@ async fn encoding_a_body_stops_at_the_deadline_without_holding_a_worker() {
     .unwrap();
     let took = started.elapsed();
     ticker.abort();
-    assert!(
-        took < std::time::Duration::from_millis(2500),
-        "100 encodings stop at the 1 s deadline: {took:?}"
-    );
-    assert_eq!(plugin.stats().deadline_hits.load(Ordering::Relaxed), 1);
     let gap = longest_gap_ms
         .load(Ordering::Relaxed)
         .max(took.as_millis() as u64 - last_ms.load(Ordering::Relaxed));
-    assert!(
-        gap < 600,
-        "the worker kept serving other tasks while the host encoded: longest gap {gap} ms"
-    );
-    eprintln!("budget-figure: encoding attack took {took:?}, longest gap of another task {gap} ms");
+    (took, gap)
 }
