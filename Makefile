@@ -38,6 +38,7 @@ bench: setup
 	cargo bench -p witm --bench grpc
 	cargo bench -p witm --bench attacks
 	cargo bench -p witm --bench languages
+	cargo bench -p witm --bench idle_connections
 
 soak: setup
 	cargo bench -p witm --bench soak
