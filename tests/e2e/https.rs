@@ -606,3 +606,66 @@ fn a_tunnels_connection_ends_after_its_flows_and_shutdown_waits_for_them() {
     );
     assert_eq!(witm.log_count("event=client-disconnect"), 2);
 }
+
+#[test]
+fn tunnels_one_after_another_share_a_server_connection_and_clients_resume_tls() {
+    let https = HttpsOrigin::start("origin-reuse");
+    let origin = &https.origin;
+    let mut witm = https.witm(&[], &[]);
+    let proxy = witm.proxy_url();
+    let ca = witm_ca();
+    // Three curl processes: three tunnels, one after another. The first
+    // tunnel's server connection serves the next two.
+    for path in ["/one", "/two", "/three"] {
+        let response = curl(&proxy, &["--cacert", &ca, &origin.https_url(path)]);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, HELLO);
+    }
+    let paths: Vec<String> = origin.seen().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/one", "/two", "/three"]);
+    assert_eq!(
+        origin.connections(),
+        1,
+        "one server connection for three tunnels"
+    );
+
+    // A client's second tunnel resumes the TLS session of its first: witm
+    // keeps its configuration (and session store) per host.
+    let script = r#"
+import socket, ssl, sys
+proxy_port, port, cafile = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+context = ssl.create_default_context(cafile=cafile)
+def get(session=None):
+    s = socket.create_connection(("127.0.0.1", proxy_port))
+    s.sendall(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    t = context.wrap_socket(s, server_hostname="localhost", session=session)
+    t.sendall(f"GET /resume HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n".encode())
+    answer = b""
+    while chunk := t.recv(65536):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    session, reused = t.session, t.session_reused
+    t.close()
+    return session, reused
+first, reused_first = get()
+_, reused_second = get(first)
+print(reused_first, reused_second)
+"#;
+    let port = origin.address.port().to_string();
+    let output = Command::new("python3")
+        .args(["-c", script, &witm.port.to_string(), &port, &ca])
+        .output()
+        .expect("python3 runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(printed.trim(), "False True", "the second handshake resumed");
+    witm.stop();
+}

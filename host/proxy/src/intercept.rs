@@ -10,6 +10,11 @@
 //!    go over the connection of step 2, others (re-targeted by a plugin)
 //!    through the shared pool.
 //!
+//! The connection of step 2 is kept for the next tunnel to the same server
+//! when this one ends ([`crate::link_pool`]), so a client that opens a
+//! tunnel per request does not make witm open a server connection per
+//! request too.
+//!
 //! A tunnel whose first byte is not a TLS handshake is served as plain HTTP.
 
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
 use crate::answers::Failure;
 use crate::connection::{self, Protocol};
+use crate::link_pool::LinkKey;
 use crate::liveness::Liveness;
 use crate::prefixed::Peeked;
 use crate::relay;
@@ -183,17 +189,29 @@ pub(crate) async fn intercept<H: FlowHooks>(
         .collect();
 
     let server_name = sni.clone().unwrap_or_else(|| host.clone());
-    let linked = connect_server(
-        &tls,
-        &shared.server_events,
-        &host,
+    let key = LinkKey {
+        host: host.to_ascii_lowercase(),
         port,
-        &server_name,
-        offered.clone(),
-        shared.options.timeouts.h2_keepalive,
-    )
-    .await;
-    let (link, link_error) = announce(&shared, &conn, &host, port, linked).await;
+        server_name: server_name.clone(),
+        alpn: offered.clone(),
+        tenant: tenant.clone(),
+    };
+    let (link, link_error) = match shared.links.take(&key) {
+        Some(link) => (Some(link), None),
+        None => {
+            let linked = connect_server(
+                &tls,
+                &shared.server_events,
+                &host,
+                port,
+                &server_name,
+                offered.clone(),
+                shared.options.timeouts.h2_keepalive,
+            )
+            .await;
+            announce(&shared, &conn, &host, port, linked).await
+        }
+    };
     // Offer the client only what the server agreed to; with no server (or no
     // ALPN from it), HTTP/1.1 if the client offered it.
     let server_alpn = link.as_ref().and_then(|l| l.info.alpn.clone());
@@ -202,17 +220,13 @@ pub(crate) async fn intercept<H: FlowHooks>(
         _ if offered.iter().any(|o| o == ALPN_HTTP1) => Some(ALPN_HTTP1.to_vec()),
         _ => None,
     };
-    let leaf = match tls.ca.leaf_for(&server_name) {
-        Ok(leaf) => leaf,
-        Err(e) => {
-            tracing::error!("{host}:{port}: {e}");
-            return;
-        }
-    };
-    let config = match witm_tls::server_config(leaf, client_alpn.clone()) {
+    let config = match tls
+        .ca
+        .server_config_for(&server_name, client_alpn.as_deref())
+    {
         Ok(config) => config,
         Err(e) => {
-            tracing::error!("{host}:{port}: TLS configuration: {e}");
+            tracing::error!("{host}:{port}: {e}");
             return;
         }
     };
@@ -253,7 +267,16 @@ pub(crate) async fn intercept<H: FlowHooks>(
     } else {
         Protocol::Http1
     };
-    connection::serve(shared, conn, Some(tunnel), stream, protocol, live).await;
+    let links = shared.clone();
+    connection::serve(shared, conn, Some(tunnel.clone()), stream, protocol, live).await;
+    // The server connection waits for the next tunnel to the same server
+    // (unless something still holds the tunnel, or the connection is busy).
+    if let Ok(Tunnel {
+        link: Some(link), ..
+    }) = Arc::try_unwrap(tunnel)
+    {
+        links.links.put(key, link);
+    }
 }
 
 /// A tunnel's server connection as the tunnel keeps it: `server-connect`

@@ -14,6 +14,7 @@
 //! - `respond`: the client's response from the flow; killed flows;
 //! - `upstream`: a tunnel's own server connection and what its requests
 //!   default to;
+//! - `link_pool`: tunnels' server connections kept for the next tunnel;
 //! - `shared`: the options, hooks and upstream pool every task shares;
 //! - `answers`: the responses witm makes itself, and each failure's origin
 //!   (its status is `ErrorKind::status`);
@@ -48,6 +49,7 @@ mod flow_log;
 mod forward;
 mod held_budget;
 mod intercept;
+mod link_pool;
 mod liveness;
 mod prefixed;
 mod relay;

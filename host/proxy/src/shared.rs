@@ -14,6 +14,7 @@ use witm_tls::{Upstream, UpstreamTrust};
 use crate::auth::Authenticator;
 use crate::body::ProxyBody;
 use crate::counters::Counters;
+use crate::link_pool::LinkPool;
 use crate::server_events::{HookEvents, ServerEvents, Watched};
 use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
@@ -109,6 +110,8 @@ pub(crate) struct Shared<H> {
     pub upstream: Client<Watched<HttpsConnector<HttpConnector>>, ProxyBody>,
     /// Where the tunnels' own server connections report opening and closing.
     pub server_events: Arc<dyn ServerEvents>,
+    /// Tunnels' server connections kept for the next tunnel to their server.
+    pub links: LinkPool,
     /// What the engine counts (timeouts), for `/metrics`.
     pub counters: Arc<Counters>,
 }
@@ -146,6 +149,7 @@ impl<H: FlowHooks> Shared<H> {
             options,
             upstream,
             server_events,
+            links: LinkPool::default(),
             counters: Arc::default(),
         }
     }

@@ -61,6 +61,16 @@ enum Sender {
 }
 
 impl ServerLink {
+    /// True when the connection is open and has no request in flight, so
+    /// another tunnel may take it over (see [`crate::link_pool`]).
+    pub(crate) fn is_reusable(&self) -> bool {
+        match self.sender.try_lock().as_deref() {
+            Ok(Sender::Http1(h1, _)) => h1.is_ready(),
+            Ok(Sender::Http2(h2)) => h2.is_ready(),
+            Err(_) => false,
+        }
+    }
+
     /// True when the link's protocol is HTTP/2.
     pub(crate) async fn is_http2(&self) -> bool {
         matches!(*self.sender.lock().await, Sender::Http2(_))

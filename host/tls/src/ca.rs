@@ -12,6 +12,7 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 
 use crate::leaf::LeafCache;
+use crate::server::ServerConfigs;
 
 /// File names under the config folder, like mitmproxy's `mitmproxy-ca*`.
 const KEY_FILE: &str = "witm-ca-key.pem";
@@ -39,6 +40,7 @@ pub struct CertificateAuthority {
     cert_pem_path: PathBuf,
     cert_der_path: PathBuf,
     leaves: LeafCache,
+    configs: ServerConfigs,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -83,6 +85,7 @@ impl CertificateAuthority {
             cert_pem_path,
             cert_der_path,
             leaves: LeafCache::new()?,
+            configs: ServerConfigs::new(),
         }))
     }
 
@@ -105,6 +108,22 @@ impl CertificateAuthority {
     /// CA, from the cache or minted now.
     pub fn leaf_for(&self, host: &str) -> Result<Arc<rustls::sign::CertifiedKey>, CaError> {
         self.leaves.get_or_mint(host, &self.issuer, &self.cert_der)
+    }
+
+    /// The client-facing TLS configuration for `host` offering `alpn`
+    /// (the protocol the server agreed to), kept so that clients resume
+    /// their sessions (see [`crate::server`]).
+    pub fn server_config_for(
+        &self,
+        host: &str,
+        alpn: Option<&[u8]>,
+    ) -> Result<Arc<rustls::ServerConfig>, CaError> {
+        let name = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        self.configs
+            .get_or_make(&name, alpn, || self.leaf_for(&name))
     }
 
     /// How to trust this CA, for `witm ca`.

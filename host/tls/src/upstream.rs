@@ -1,6 +1,7 @@
 //! How witm checks the servers it connects to.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -18,17 +19,34 @@ pub enum UpstreamTrust {
     Insecure,
 }
 
+/// Client configurations kept at most (one per ALPN offer; witm makes a
+/// handful).
+const CONFIGS: usize = 16;
+
 /// The client side of witm's TLS, built once.
+///
+/// Its configurations are kept per ALPN offer, so that they keep their
+/// session caches: a connection to a server witm spoke to before resumes
+/// its TLS session instead of a full handshake and certificate check.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     roots: Option<Arc<RootCertStore>>,
+    configs: Arc<Mutex<ConfigsByAlpn>>,
 }
+
+/// Client configurations by the ALPN protocols they offer.
+type ConfigsByAlpn = HashMap<Vec<Vec<u8>>, Arc<ClientConfig>>;
 
 impl Upstream {
     /// Gathers the roots to trust (reading the system store once).
     pub fn new(trust: &UpstreamTrust) -> Self {
         let extra = match trust {
-            UpstreamTrust::Insecure => return Self { roots: None },
+            UpstreamTrust::Insecure => {
+                return Self {
+                    roots: None,
+                    configs: Arc::default(),
+                };
+            }
             UpstreamTrust::Verify => &[][..],
             UpstreamTrust::VerifyWith(extra) => extra.as_slice(),
         };
@@ -43,11 +61,25 @@ impl Upstream {
         }
         Self {
             roots: Some(Arc::new(roots)),
+            configs: Arc::default(),
         }
     }
 
-    /// A client config offering `alpn` to the server.
+    /// The client config offering `alpn` to the server, kept (see above).
     pub fn client_config(&self, alpn: Vec<Vec<u8>>) -> Arc<ClientConfig> {
+        let mut configs = self.configs.lock().unwrap();
+        if let Some(config) = configs.get(&alpn) {
+            return config.clone();
+        }
+        if configs.len() >= CONFIGS {
+            configs.clear();
+        }
+        let config = self.make_client_config(alpn.clone());
+        configs.insert(alpn, config.clone());
+        config
+    }
+
+    fn make_client_config(&self, alpn: Vec<Vec<u8>>) -> Arc<ClientConfig> {
         let builder = ClientConfig::builder_with_provider(crate::provider())
             .with_safe_default_protocol_versions()
             .expect("the ring provider supports the default protocol versions");

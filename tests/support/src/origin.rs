@@ -50,6 +50,7 @@ pub struct Origin {
     /// Where it listens.
     pub address: SocketAddr,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -95,6 +96,8 @@ impl Origin {
 
     fn start_with(record: bool, tls: Option<Arc<rustls::ServerConfig>>) -> Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (shutdown, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let recorded = seen.clone();
@@ -111,6 +114,7 @@ impl Origin {
                     tokio::select! {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
+                            connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let _ = stream.set_nodelay(true);
                             let recorded = recorded.clone();
                             let tls = tls.clone();
@@ -139,6 +143,7 @@ impl Origin {
         Origin {
             address,
             seen,
+            connections: counted,
             _shutdown: shutdown,
         }
     }
@@ -151,6 +156,11 @@ impl Origin {
     /// `https://localhost:PORT` followed by `path`, for an HTTPS origin.
     pub fn https_url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.address.port())
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The requests seen so far.
