@@ -9,7 +9,8 @@
 //! fuzzer), `live` (the running proxy:
 //! listeners, tenants, reload, metrics), `tenants` (routing flows to their
 //! tenant's hooks), `saved` (recording and server replay as hooks),
-//! `offline` (`witm replay`, `flows`, `export`), `log_format`.
+//! `offline` (`witm replay`, `flows`, `export`), `log_format`, `open_files`
+//! (the open-files limit raised at start).
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 mod live;
 mod log_format;
 mod offline;
+mod open_files;
 mod tenants;
 mod timeout_args;
 use offline::FlowSelector;
@@ -228,6 +230,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Replay(_)) | None => {}
     }
+    open_files::raise_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

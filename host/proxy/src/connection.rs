@@ -78,13 +78,16 @@ where
                     live.clone(),
                     request,
                 );
-                async move {
+                // Boxed: hyper keeps room for the service's future in every
+                // connection, idle or not, and a request's future is ~17 KiB;
+                // boxed, an idle keep-alive connection holds a pointer.
+                Box::pin(async move {
                     let response = dispatched.await?;
                     Ok::<_, FlowKilled>(match guard {
                         Some(guard) => response.map(|b| body::keeping(b, guard)),
                         None => response,
                     })
-                }
+                })
             })
         };
         let closing = async {

@@ -449,17 +449,20 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
 pub(crate) struct Tapped<IO> {
     io: IO,
     heads: Arc<Heads>,
-    bounce: Vec<u8>,
+}
+
+thread_local! {
+    /// The bounce buffer of every tapped connection read on this thread: a
+    /// read is synchronous, so one per thread serves them all, and an idle
+    /// connection holds none (thousands of keep-alive clients would hold
+    /// one each).
+    static BOUNCE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl<IO> Tapped<IO> {
     /// `io`, its reads noted in `heads`.
     pub(crate) fn new(io: IO, heads: Arc<Heads>) -> Tapped<IO> {
-        Tapped {
-            io,
-            heads,
-            bounce: Vec::new(),
-        }
+        Tapped { io, heads }
     }
 }
 
@@ -471,23 +474,30 @@ impl<IO: Read + Unpin> Read for Tapped<IO> {
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         if !this.heads.active() {
-            this.bounce = Vec::new();
             return Pin::new(&mut this.io).poll_read(cx, buf);
         }
         let want = buf.remaining().min(READ_CHUNK);
-        if this.bounce.len() < want {
-            this.bounce.resize(want, 0);
-        }
-        let mut bounce = ReadBuf::new(&mut this.bounce[..want]);
-        match Pin::new(&mut this.io).poll_read(cx, bounce.unfilled()) {
-            Poll::Ready(Ok(())) => {
-                let read = bounce.filled();
-                this.heads.read(read);
-                buf.put_slice(read);
-                Poll::Ready(Ok(()))
+        let mut read_through = |bounce: &mut Vec<u8>| {
+            if bounce.len() < want {
+                bounce.resize(want, 0);
             }
-            other => other,
-        }
+            let mut bounce = ReadBuf::new(&mut bounce[..want]);
+            match Pin::new(&mut this.io).poll_read(cx, bounce.unfilled()) {
+                Poll::Ready(Ok(())) => {
+                    let read = bounce.filled();
+                    this.heads.read(read);
+                    buf.put_slice(read);
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            }
+        };
+        BOUNCE.with(|shared| match shared.try_borrow_mut() {
+            Ok(mut bounce) => read_through(&mut bounce),
+            // A tapped connection read from inside another's read (not
+            // done today): a buffer of its own for this read.
+            Err(_) => read_through(&mut Vec::new()),
+        })
     }
 }
 
