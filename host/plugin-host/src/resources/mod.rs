@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 use witm_flow::{
-    ClientConn, ClientHello, ContentError, Flow, HttpMessage, Response, WebSocketMessage,
+    ClientConn, ClientHello, ContentError, Flow, HttpMessage, Request, Response, WebSocketMessage,
 };
 
 use crate::bindings::types::{self, HostError};
@@ -47,8 +47,9 @@ type HostResult<T> = Result<std::result::Result<T, HostError>>;
 /// (`duplicate-flow`).
 pub struct FlowEntry {
     pub(crate) flow: Flow,
-    /// The flow as it was before the first change of this call.
-    pub(crate) before_change: Option<Box<Flow>>,
+    /// What to restore if the call fails: the parts as they were before
+    /// this call changed them.
+    before: Before,
     generation: u64,
     /// A duplicate, owned by the guest: deleted when the guest drops it.
     owned_by_guest: bool,
@@ -56,11 +57,23 @@ pub struct FlowEntry {
     pub(crate) charged: usize,
 }
 
+/// A lent flow's parts as they were before the call's first change of
+/// each, kept to restore them if the call fails. A change to the request or
+/// the response alone copies only that message (add-header's one change
+/// copies one header list, not every header of the flow); any other change
+/// copies the whole flow.
+#[derive(Default)]
+struct Before {
+    flow: Option<Box<Flow>>,
+    request: Option<Box<Request>>,
+    response: Option<Box<Response>>,
+}
+
 impl FlowEntry {
     pub(crate) fn new(flow: Flow, generation: u64) -> Self {
         Self {
             flow,
-            before_change: None,
+            before: Before::default(),
             generation,
             owned_by_guest: false,
             charged: 0,
@@ -70,10 +83,24 @@ impl FlowEntry {
     /// The flow as the guest left it, or as it was before the call if the
     /// call failed.
     pub(crate) fn into_flow(self, call_failed: bool) -> Flow {
-        match (call_failed, self.before_change) {
-            (true, Some(before)) => *before,
-            _ => self.flow,
+        if !call_failed {
+            return self.flow;
         }
+        let Before {
+            flow,
+            request,
+            response,
+        } = self.before;
+        // A message saved alone was saved before any copy of the whole
+        // flow (none is saved alone after one), so it goes back last.
+        let mut restored = flow.map_or(self.flow, |flow| *flow);
+        if let Some(request) = request {
+            restored.request = *request;
+        }
+        if let Some(response) = response {
+            restored.response = Some(*response);
+        }
+        restored
     }
 }
 
@@ -220,10 +247,31 @@ impl HostView<'_> {
     /// The flow, for a change: saves the flow as it was on the first change.
     fn flow_mut(&mut self, r: FlowRef) -> Result<&mut Flow> {
         let entry = self.entry_mut(r)?;
-        if entry.before_change.is_none() {
-            entry.before_change = Some(Box::new(entry.flow.clone()));
+        if entry.before.flow.is_none() {
+            entry.before.flow = Some(Box::new(entry.flow.clone()));
         }
         Ok(&mut entry.flow)
+    }
+
+    /// The flow's request, for a change: saves the request alone as it was
+    /// on its first change (unless the whole flow is saved already).
+    fn flow_request_mut(&mut self, r: FlowRef) -> Result<&mut Request> {
+        let FlowEntry { flow, before, .. } = self.entry_mut(r)?;
+        if before.flow.is_none() && before.request.is_none() {
+            before.request = Some(Box::new(flow.request.clone()));
+        }
+        Ok(&mut flow.request)
+    }
+
+    /// The flow's response, for a change: saves the response alone as it
+    /// was on its first change (unless the whole flow is saved already).
+    fn flow_response_mut(&mut self, r: FlowRef) -> Result<&mut Response> {
+        let FlowEntry { flow, before, .. } = self.entry_mut(r)?;
+        let response = flow.response.as_mut().ok_or_else(stale)?;
+        if before.flow.is_none() && before.response.is_none() {
+            before.response = Some(Box::new(response.clone()));
+        }
+        Ok(response)
     }
 
     fn detached(&self, rep: u32, generation: u64) -> Result<&Response> {
@@ -272,8 +320,8 @@ impl HostView<'_> {
 
     fn message_mut(&mut self, m: MessageRef) -> Result<&mut dyn HttpMessage> {
         Ok(match m {
-            MessageRef::Request(r) => &mut self.flow_mut(r)?.request,
-            MessageRef::Response(r) => self.flow_mut(r)?.response.as_mut().ok_or_else(stale)?,
+            MessageRef::Request(r) => self.flow_request_mut(r)?,
+            MessageRef::Response(r) => self.flow_response_mut(r)?,
             MessageRef::Detached { rep, generation } => self.detached_mut(rep, generation)?.0,
         })
     }
@@ -311,5 +359,49 @@ impl HostView<'_> {
     /// Deletes a flow entry and gives back what it held.
     fn release_entry(&mut self, entry: &FlowEntry) {
         self.host.budget.release(entry.charged);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use witm_flow::testing::{tflow, with_response};
+
+    /// Flows have no `PartialEq`: their debug text says all they hold.
+    fn same(a: &Flow, b: &Flow) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    fn lent() -> FlowEntry {
+        FlowEntry::new(with_response(tflow("http://a.example/"), 200, "body"), 1)
+    }
+
+    #[test]
+    fn a_failed_call_gives_back_the_flow_as_it_was_whatever_was_saved_when() {
+        // A response header changed alone: only the response is saved.
+        let mut entry = lent();
+        let original = entry.flow.clone();
+        entry.before.response = Some(Box::new(entry.flow.response.clone().unwrap()));
+        let response = entry.flow.response.as_mut().unwrap();
+        response.headers.set("newheader", "foo");
+        assert!(entry.before.flow.is_none() && entry.before.request.is_none());
+        assert!(same(&entry.into_flow(true), &original));
+
+        // The request saved alone first, the whole flow later (with the
+        // request already changed): the request goes back to the first.
+        let mut entry = lent();
+        let original = entry.flow.clone();
+        entry.before.request = Some(Box::new(entry.flow.request.clone()));
+        entry.flow.request.headers.set("x-half-done", "1");
+        entry.before.flow = Some(Box::new(entry.flow.clone()));
+        entry.flow.comment = "changed".into();
+        entry.flow.response = None;
+        assert!(same(&entry.into_flow(true), &original));
+
+        // A call that succeeds keeps its changes.
+        let mut entry = lent();
+        entry.before.flow = Some(Box::new(entry.flow.clone()));
+        entry.flow.comment = "kept".into();
+        assert_eq!(entry.into_flow(false).comment, "kept");
     }
 }

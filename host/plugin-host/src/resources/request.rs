@@ -19,7 +19,7 @@ impl HostView<'_> {
 
     fn request_mut(&mut self, h: &Resource<RequestHandle>) -> Result<&mut witm_flow::Request> {
         let r = self.request_flow(h)?;
-        Ok(&mut self.flow_mut(r)?.request)
+        self.flow_request_mut(r)
     }
 
     fn request_message(&self, h: &Resource<RequestHandle>) -> Result<MessageRef> {

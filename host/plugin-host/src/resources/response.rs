@@ -21,11 +21,7 @@ impl HostView<'_> {
 
     fn response_mut(&mut self, h: &Resource<ResponseHandle>) -> Result<&mut Response> {
         Ok(match self.response_ref(h)? {
-            MessageRef::Response(r) => self
-                .flow_mut(r)?
-                .response
-                .as_mut()
-                .ok_or_else(super::stale)?,
+            MessageRef::Response(r) => self.flow_response_mut(r)?,
             MessageRef::Detached { rep, generation } => self.detached_mut(rep, generation)?.0,
             MessageRef::Request(_) => unreachable!("a response handle names a response"),
         })
