@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use witm_test_support::{HELLO, Origin, Witm, guests};
+use witm_test_support::{HELLO, Origin, Witm, env_number, guests};
 
 /// witm closes an HTTP/1 connection this long after its last response when
 /// no new request head has come (host/proxy/src/connection.rs).
@@ -224,7 +224,7 @@ async fn measure(
     tokio::time::sleep(wait).await;
     let idle_kib = witm.rss_kib();
     let peak_kib = witm.peak_rss_kib();
-    let fds = open_fds(witm.pid());
+    let fds = witm.open_fds();
 
     // Has witm closed any? A peek that would block means open and quiet.
     let mut still_open = 0;
@@ -510,17 +510,4 @@ fn ensure_nofile(pid: u32, needed: u64) {
         );
     }
     println!("witm's open-files limit raised from {soft} to {needed} with prlimit(2)");
-}
-
-fn open_fds(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| entries.count() as u64)
-        .unwrap_or(0)
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use witm_test_support::{Origin, Witm, guests, target_dir, wrk_line};
+use witm_test_support::{Origin, Witm, env_number, guests, target_dir, wrk_line};
 
 const CONNECTIONS: u32 = 8;
 
@@ -81,7 +81,7 @@ fn main() {
         let flow_kib = std::fs::metadata(&flows)
             .map(|m| m.len() / 1024)
             .unwrap_or(0);
-        let point = (at, witm.rss_kib(), open_fds(witm.pid()));
+        let point = (at, witm.rss_kib(), witm.open_fds());
         println!(
             "{:>7} {:>10} {:>6} {:>14}",
             point.0, point.1, point.2, flow_kib
@@ -169,17 +169,4 @@ function delay()
 end
 "#
     )
-}
-
-fn open_fds(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| entries.count() as u64)
-        .unwrap_or(0)
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -32,6 +32,15 @@ pub use websocket::{websocket_close_code, websocket_exchange};
 pub use witm::Witm;
 pub use wrk::{wrk, wrk_line, wrk_seconds};
 
+/// The number in environment variable `name` (a bench's setting), or
+/// `default` when it is unset or not a number.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A loopback port free right now (bound and released), for a listener a
 /// test configures witm with.
 pub fn free_port() -> u16 {

@@ -132,6 +132,13 @@ impl Witm {
         self.status_kib("VmRSS:")
     }
 
+    /// How many files the process has open now (Linux: `/proc/PID/fd`).
+    pub fn open_fds(&self) -> u64 {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|entries| entries.count() as u64)
+            .unwrap_or(0)
+    }
+
     /// Starts the peak of [`Witm::peak_rss_kib`] again from the resident
     /// memory now (Linux: `/proc/PID/clear_refs`), so a test measures the
     /// peak of what it does rather than of start-up.
