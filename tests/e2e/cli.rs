@@ -96,3 +96,56 @@ fn proxy_options_can_come_from_the_configuration_and_the_command_line_wins() {
     );
     assert_clear_error(&["--set", "bogus=1"], "--bogus");
 }
+
+#[test]
+fn witm_options_lists_every_option_with_a_key_the_configuration_takes() {
+    let output = Command::new(witm_binary()).arg("options").output().unwrap();
+    assert!(output.status.success());
+    let listed = String::from_utf8_lossy(&output.stdout).into_owned();
+    // One block per option: flags, configuration key, default, meaning.
+    let blocks: Vec<&str> = listed
+        .split("\n\n")
+        .filter(|b| b.starts_with('-'))
+        .collect();
+    assert!(blocks.len() >= 25, "{listed}");
+    for (flag, default) in [
+        ("-p, --listen-port", "8080"),
+        ("--listen-host", "127.0.0.1"),
+        ("--stream-large-bodies", "128m"),
+        ("--tunnel-idle-timeout-ms", "600000"),
+        ("--ssl-insecure", "false"),
+    ] {
+        let block = blocks
+            .iter()
+            .find(|b| b.starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} is listed: {listed}"));
+        assert!(block.contains(&format!("default: {default}\n")), "{block}");
+    }
+    // Every key it names is one the configuration takes, with its default.
+    let mut checked = 0;
+    for block in &blocks {
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in {block}"))
+                .to_owned()
+        };
+        let (key, default) = (field("config key: "), field("default: "));
+        if key.starts_with("none") || default == "none" {
+            continue;
+        }
+        let set = format!("{key}={default}");
+        let output = Command::new(witm_binary())
+            .args(["--set", &set, "options"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "--set {set}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked} keys checked");
+}

@@ -316,10 +316,14 @@ fn from_table(
     Ok((config, options))
 }
 
+/// Options that are no key of the configuration: the configuration itself,
+/// and plugins (which are `[[plugins]]` tables there).
+pub const COMMAND_LINE_ONLY: [&str; 3] = ["config", "set", "script"];
+
 /// `listen_port = 9000` as `--listen-port 9000`; `true` as the bare flag;
 /// a list as the flag repeated.
 fn option_args(key: &str, value: &Value) -> Result<Vec<String>, String> {
-    if matches!(key, "config" | "set" | "script") {
+    if COMMAND_LINE_ONLY.contains(&key) {
         return Err(format!("{key} cannot be set in the configuration"));
     }
     let flag = format!("--{}", key.replace('_', "-"));

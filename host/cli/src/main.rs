@@ -10,7 +10,7 @@
 //! listeners, tenants, reload, metrics), `tenants` (routing flows to their
 //! tenant's hooks), `saved` (recording and server replay as hooks),
 //! `offline` (`witm replay`, `flows`, `export`), `log_format`, `open_files`
-//! (the open-files limit raised at start).
+//! (the open-files limit raised at start), `options_list` (`witm options`).
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
@@ -23,6 +23,7 @@ mod live;
 mod log_format;
 mod offline;
 mod open_files;
+mod options_list;
 mod tenants;
 mod timeout_args;
 use offline::FlowSelector;
@@ -169,6 +170,8 @@ enum Command {
     },
     /// Convert saved flows to another format.
     Export(ExportArgs),
+    /// Print every option with its configuration key, default and meaning.
+    Options,
 }
 
 #[derive(clap::Args, Debug)]
@@ -224,6 +227,10 @@ fn main() -> ExitCode {
     init_logging();
     match &cli.command {
         Some(Command::Ca) => return print_ca(&cli),
+        Some(Command::Options) => {
+            options_list::print::<Cli>();
+            return ExitCode::SUCCESS;
+        }
         Some(Command::Flows { file, filter }) => return offline::list(file, filter.as_ref()),
         Some(Command::Export(args)) => {
             return offline::export_har(&args.read, args.save.as_ref(), args.filter.as_ref());
