@@ -37,6 +37,23 @@ impl HttpsOrigin {
     }
 }
 
+/// What `python -c script args…` printed; it must succeed.
+fn python_prints(python: &std::ffi::OsStr, script: &str, args: &[&str]) -> String {
+    let output = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// witm's CA certificate, as the tests' shared confdir holds it.
 fn witm_ca() -> String {
     target_dir()
@@ -175,21 +192,11 @@ proxy, ca, url = sys.argv[1:]
 r = requests.get(url, proxies={"https": proxy}, verify=ca, timeout=30)
 print(r.status_code, r.headers.get("newheader"), r.text.strip())
 "#;
-    let output = Command::new(witm_test_support::tools_python(&[("requests", "requests")]))
-        .args([
-            "-c",
-            script,
-            &witm.proxy_url(),
-            &witm_ca(),
-            &origin.https_url("/py"),
-        ])
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let python = witm_test_support::tools_python(&[("requests", "requests")]);
+    let stdout = python_prints(
+        python.as_os_str(),
+        script,
+        &[&witm.proxy_url(), &witm_ca(), &origin.https_url("/py")],
     );
     assert_eq!(stdout.trim(), "200 foo hello from origin");
 }
@@ -656,15 +663,10 @@ _, reused_second = get(first)
 print(reused_first, reused_second)
 "#;
     let port = origin.address.port().to_string();
-    let output = Command::new("python3")
-        .args(["-c", script, &witm.port.to_string(), &port, &ca])
-        .output()
-        .expect("python3 runs");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let printed = python_prints(
+        "python3".as_ref(),
+        script,
+        &[&witm.port.to_string(), &port, &ca],
     );
     assert_eq!(printed.trim(), "False True", "the second handshake resumed");
     witm.stop();

@@ -12,7 +12,7 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 
 use crate::leaf::LeafCache;
-use crate::server::ServerConfigs;
+use crate::server::Sessions;
 
 /// File names under the config folder, like mitmproxy's `mitmproxy-ca*`.
 const KEY_FILE: &str = "witm-ca-key.pem";
@@ -40,7 +40,7 @@ pub struct CertificateAuthority {
     cert_pem_path: PathBuf,
     cert_der_path: PathBuf,
     leaves: LeafCache,
-    configs: ServerConfigs,
+    sessions: Sessions,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -85,7 +85,7 @@ impl CertificateAuthority {
             cert_pem_path,
             cert_der_path,
             leaves: LeafCache::new()?,
-            configs: ServerConfigs::new(),
+            sessions: Sessions::new(),
         }))
     }
 
@@ -111,19 +111,16 @@ impl CertificateAuthority {
     }
 
     /// The client-facing TLS configuration for `host` offering `alpn`
-    /// (the protocol the server agreed to), kept so that clients resume
-    /// their sessions (see [`crate::server`]).
+    /// (the protocol the server agreed to), with the session store all
+    /// configurations share, so that clients resume (see [`crate::server`]).
     pub fn server_config_for(
         &self,
         host: &str,
         alpn: Option<&[u8]>,
     ) -> Result<Arc<rustls::ServerConfig>, CaError> {
-        let name = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        self.configs
-            .get_or_make(&name, alpn, || self.leaf_for(&name))
+        self.sessions
+            .config(self.leaf_for(host)?, alpn)
+            .map_err(|e| CaError(format!("TLS configuration for {host}: {e}")))
     }
 
     /// How to trust this CA, for `witm ca`.

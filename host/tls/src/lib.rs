@@ -4,8 +4,8 @@
 //! Layout:
 //! - [`ca`]: load or create the CA under the config folder; `witm ca` help text;
 //! - [`leaf`]: leaf certificates per host name, minted on demand and cached;
-//! - [`server`]: the client-facing configurations, kept per host and ALPN
-//!   protocol so that clients resume their sessions;
+//! - [`server`]: the client-facing configurations, sharing one session
+//!   store so that clients resume their sessions;
 //! - [`upstream`]: how witm verifies servers (webpki and system roots, extra
 //!   CAs, or not at all with `--ssl-insecure`);
 //!

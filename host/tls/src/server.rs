@@ -1,24 +1,21 @@
-//! The client-facing TLS configurations, one per intercepted host and ALPN
-//! protocol, kept so that clients can resume their sessions.
+//! The client-facing TLS configurations, sharing one session store so
+//! that clients can resume their sessions.
 //!
 //! A configuration made afresh for every tunnel has a session store of its
 //! own, so no client ever resumes: each new connection pays a full
 //! handshake (an ECDSA signature by witm, a certificate check by the
-//! client). Kept per host and protocol, and sharing one bounded session
-//! store, a returning client resumes as it would with the real server.
-//! Sharing the store is safe here because rustls resumes a session only
-//! under the server name it was made for, and the configuration (so the
-//! certificate) is chosen by that same name.
+//! client). With one bounded store behind every configuration, a returning
+//! client resumes as it would with the real server. Sharing the store is
+//! safe here because rustls resumes a session only under the server name
+//! it was made for, and the certificate is chosen by that same name. (The
+//! configurations themselves are cheap to make beside a handshake; the
+//! leaf they carry is what is cached, per host, in [`crate::leaf`].)
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 use rustls::sign::CertifiedKey;
-
-/// Configurations kept at most; beyond it the cache starts afresh.
-const CAPACITY: usize = 4096;
 
 /// Sessions kept for resumption, for all hosts together (a few hundred
 /// bytes each).
@@ -26,61 +23,41 @@ const SESSIONS: usize = 8192;
 
 /// The client-facing configuration for one intercepted connection: our
 /// leaf for the host, and the one ALPN protocol the server agreed to (so
-/// client and server speak the same HTTP version), if any. Made afresh;
-/// [`ServerConfigs`] keeps them.
+/// client and server speak the same HTTP version), if any. Its session
+/// store is its own; [`Sessions::config`] shares one.
 pub fn server_config(
     leaf: Arc<CertifiedKey>,
     alpn: Option<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
+    Ok(Arc::new(config(leaf, alpn)?))
+}
+
+fn config(leaf: Arc<CertifiedKey>, alpn: Option<Vec<u8>>) -> Result<ServerConfig, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(crate::provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(FixedCert(leaf)));
     config.alpn_protocols = alpn.into_iter().collect();
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
-/// A configuration's key: the host (lower-cased) and the ALPN protocol.
-type HostAndAlpn = (String, Option<Vec<u8>>);
+/// The one session store behind every client-facing configuration.
+pub(crate) struct Sessions(Arc<dyn StoresServerSessions>);
 
-/// Configurations by host and ALPN protocol, with one session store.
-pub(crate) struct ServerConfigs {
-    sessions: Arc<dyn StoresServerSessions>,
-    configs: Mutex<HashMap<HostAndAlpn, Arc<ServerConfig>>>,
-}
-
-impl ServerConfigs {
+impl Sessions {
     pub(crate) fn new() -> Self {
-        Self {
-            sessions: ServerSessionMemoryCache::new(SESSIONS),
-            configs: Mutex::new(HashMap::new()),
-        }
+        Self(ServerSessionMemoryCache::new(SESSIONS))
     }
 
-    /// The configuration for `host` (already lower-cased, as the leaf
-    /// cache keys it) offering `alpn`, made with `leaf` when not kept.
-    pub(crate) fn get_or_make(
+    /// A configuration for `leaf` offering `alpn`, resuming from the store.
+    pub(crate) fn config(
         &self,
-        host: &str,
+        leaf: Arc<CertifiedKey>,
         alpn: Option<&[u8]>,
-        leaf: impl FnOnce() -> Result<Arc<CertifiedKey>, crate::CaError>,
-    ) -> Result<Arc<ServerConfig>, crate::CaError> {
-        let key = (host.to_owned(), alpn.map(<[u8]>::to_vec));
-        if let Some(config) = self.configs.lock().unwrap().get(&key) {
-            return Ok(config.clone());
-        }
-        let mut config = Arc::unwrap_or_clone(
-            server_config(leaf()?, key.1.clone())
-                .map_err(|e| crate::CaError(format!("TLS configuration for {host}: {e}")))?,
-        );
-        config.session_storage = self.sessions.clone();
-        let config = Arc::new(config);
-        let mut configs = self.configs.lock().unwrap();
-        if configs.len() >= CAPACITY {
-            configs.clear();
-        }
-        configs.insert(key, config.clone());
-        Ok(config)
+    ) -> Result<Arc<ServerConfig>, rustls::Error> {
+        let mut config = config(leaf, alpn.map(<[u8]>::to_vec))?;
+        config.session_storage = self.0.clone();
+        Ok(Arc::new(config))
     }
 }
 
