@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use witm_addons::{Save, ServerReplay, TenantRouter};
 use witm_plugin_host::PluginSpec;
-use witm_proxy::{Authenticator, Proxy, ProxyOptions};
+use witm_proxy::{Authenticator, Mode, Proxy, ProxyOptions};
 
 use crate::tenants::Tenant;
 use crate::{Cli, fail, load_chain, read_all, shutdown_signal, tls_options};
@@ -55,6 +55,60 @@ fn plan(config: &Config) -> BTreeMap<Option<u16>, Vec<TenantPlan>> {
     listeners
 }
 
+/// One listener: its port, its mode, and the group of tenants (by their
+/// `listen_port`, `None` for those without) whose flows it carries.
+struct ListenerPlan {
+    port: u16,
+    mode: Mode,
+    group: Option<u16>,
+}
+
+/// The listeners: those of `--mode` (which, as in mitmproxy, replace the
+/// default regular one on `-p`), or the regular one on `-p`; and a regular
+/// listener for each tenant port no mode names. A listener carries the
+/// tenants whose `listen_port` is its port, else those without one.
+fn listeners(
+    cli: &Cli,
+    groups: &BTreeMap<Option<u16>, Vec<TenantPlan>>,
+) -> Result<Vec<ListenerPlan>, String> {
+    let mut ports: Vec<(u16, Mode)> = cli
+        .modes
+        .iter()
+        .map(|(mode, port)| (port.unwrap_or(cli.listen_port), mode.clone()))
+        .collect();
+    if cli.modes.is_empty() && groups.contains_key(&None) {
+        ports.push((cli.listen_port, Mode::Regular));
+    }
+    for port in groups.keys().flatten() {
+        if !ports.iter().any(|(p, _)| p == port) {
+            ports.push((*port, Mode::Regular));
+        }
+    }
+    let mut plans = Vec::new();
+    for (i, (port, mode)) in ports.iter().enumerate() {
+        if ports[..i].iter().any(|(p, _)| p == port) {
+            return Err(format!(
+                "two modes listen on port {port}: give each its own @PORT"
+            ));
+        }
+        let group = if groups.contains_key(&Some(*port)) {
+            Some(*port)
+        } else if groups.contains_key(&None) {
+            None
+        } else {
+            return Err(format!(
+                "the {mode} listener on port {port} has no tenant: give a tenant listen_port = {port}"
+            ));
+        };
+        plans.push(ListenerPlan {
+            port: *port,
+            mode: mode.clone(),
+            group,
+        });
+    }
+    Ok(plans)
+}
+
 fn specs(plugins: &[PluginConfig], timeout: Duration) -> Result<Vec<PluginSpec>, String> {
     plugins.iter().map(|p| p.spec(timeout)).collect()
 }
@@ -91,14 +145,22 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
         Err(e) => return fail(&e),
     };
 
-    let mut proxies = Vec::new();
-    let mut all_tenants: Vec<Arc<Tenant>> = Vec::new();
+    let groups = plan(&config);
+    let listeners = match listeners(cli, &groups) {
+        Ok(listeners) => listeners,
+        Err(e) => return fail(&e),
+    };
     // Plugins' replays may not reach witm itself unless a plugin names it.
-    let own_ports: Vec<u16> = std::iter::once(cli.listen_port)
-        .chain(config.tenants.iter().filter_map(|t| t.listen_port))
+    let own_ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.port)
         .chain(config.admin_port)
         .collect();
-    for (port, plans) in plan(&config) {
+    // Each group of tenants is loaded once, shared by its listeners.
+    let mut loaded: BTreeMap<Option<u16>, (Vec<Arc<Tenant>>, Vec<(String, Arc<str>)>)> =
+        BTreeMap::new();
+    let mut all_tenants: Vec<Arc<Tenant>> = Vec::new();
+    for (group, plans) in groups {
         let mut tenants = Vec::new();
         let mut credentials: Vec<(String, Arc<str>)> = Vec::new();
         for plan in plans {
@@ -131,18 +193,30 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             tenants.push(tenant.clone());
             all_tenants.push(tenant);
         }
-        let address = SocketAddr::new(cli.listen_host, port.unwrap_or(cli.listen_port));
+        loaded.insert(group, (tenants, credentials));
+    }
+
+    let mut proxies = Vec::new();
+    let mut replayers_set = std::collections::HashSet::new();
+    for listener_plan in listeners {
+        let (tenants, credentials) = &loaded[&listener_plan.group];
+        let address = SocketAddr::new(cli.listen_host, listener_plan.port);
         let listener = match TcpListener::bind(address).await {
             Ok(listener) => listener,
             Err(e) => return fail(&format!("cannot listen on {address}: {e}")),
         };
         let bound = listener.local_addr().unwrap_or(address);
+        let mode = &listener_plan.mode;
         let names: Vec<&str> = tenants.iter().filter_map(|t| t.name.as_deref()).collect();
+        let scheme = match mode {
+            Mode::Socks5 => "socks5",
+            _ => "http",
+        };
         if names.is_empty() {
-            tracing::info!("proxy listening at http://{bound}");
+            tracing::info!("{mode} proxy listening at {scheme}://{bound}");
         } else {
             tracing::info!(
-                "proxy listening at http://{bound} for tenants {}",
+                "{mode} proxy listening at {scheme}://{bound} for tenants {}",
                 names.join(", ")
             );
         }
@@ -156,11 +230,13 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             },
             timeouts: cli.timeouts.timeouts(),
             tls: Some(tls.clone()),
-            authenticate: (!credentials.is_empty()).then(|| authenticator(credentials)),
+            authenticate: (!credentials.is_empty()).then(|| authenticator(credentials.clone())),
             tenant: match tenants.as_slice() {
                 [only] => only.name.clone(),
                 _ => None,
             },
+            mode: mode.clone(),
+            keep_host_header: cli.keep_host_header,
             ..ProxyOptions::default()
         };
         let router = TenantRouter::new(
@@ -170,10 +246,13 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
                 .collect(),
         );
         let proxy = Proxy::new(router, options);
-        for tenant in &tenants {
-            tenant
-                .runtime
-                .set_replayer(proxy.replayer(tenant.name.clone()));
+        // A tenant on several listeners replays through the first.
+        if replayers_set.insert(listener_plan.group) {
+            for tenant in tenants {
+                tenant
+                    .runtime
+                    .set_replayer(proxy.replayer(tenant.name.clone()));
+            }
         }
         proxies.push((proxy, listener));
     }

@@ -50,6 +50,19 @@ struct Cli {
     #[arg(long = "listen-host", default_value = "127.0.0.1")]
     listen_host: IpAddr,
 
+    /// How to listen, as mitmproxy's --mode: regular (a forward proxy, the
+    /// default), reverse:http[s]://host[:port] (every request to that
+    /// server), upstream:http[s]://[user:pw@]host:port (through that
+    /// proxy), socks5. MODE@PORT listens on a port of its own; repeat for
+    /// several listeners in one process.
+    #[arg(long = "mode", value_name = "MODE[@PORT]", value_parser = parse_mode)]
+    modes: Vec<(witm_proxy::Mode, Option<u16>)>,
+
+    /// Reverse mode: send the client's Host header to the server as it
+    /// came, instead of the server's own name.
+    #[arg(long)]
+    keep_host_header: bool,
+
     /// A plugin component and its arguments, e.g. -s "plugin.wasm arg1 arg2".
     /// Repeat to chain plugins; they run in the order given.
     #[arg(short = 's', long = "script", value_name = "PLUGIN [ARGS]")]
@@ -212,6 +225,11 @@ struct ExportArgs {
     /// Only flows matching this filter expression.
     #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
     filter: Option<Filter>,
+}
+
+/// `MODE[@PORT]`, e.g. `reverse:https://backend:8443@9000`.
+fn parse_mode(text: &str) -> Result<(witm_proxy::Mode, Option<u16>), String> {
+    witm_proxy::Mode::parse_with_port(text)
 }
 
 /// A filter expression, or the error drawn under it.

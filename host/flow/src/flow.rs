@@ -242,6 +242,9 @@ pub struct Flow {
     /// How many replays deep this flow is: 0 for a client's own request, 1
     /// for a plugin's replay of it, and so on. Bounds replay loops.
     pub replay_depth: u32,
+    /// Where the flow's server connection goes, when a plugin chose it
+    /// (`set-upstream`); `None`: the listener's mode decides.
+    pub route: Option<crate::Route>,
 }
 
 /// What one metadata entry costs the host beyond its key and value.
@@ -265,6 +268,7 @@ impl Default for Flow {
             comment: String::new(),
             killed: false,
             replay_depth: 0,
+            route: None,
         }
     }
 }
@@ -323,6 +327,7 @@ impl Flow {
             comment: String::new(),
             killed: false,
             replay_depth: 0,
+            route: None,
         }
     }
 }

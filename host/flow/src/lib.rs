@@ -9,6 +9,8 @@
 //! - [`flow`]: [`Flow`], [`ClientConn`], [`FlowError`];
 //! - [`hooks`]: [`FlowHooks`], the one meeting point of the proxy engine and
 //!   the plugin runtime, and [`Events`], what a hook subscribes to;
+//! - [`route`]: [`Route`], where a flow's server connection goes (direct
+//!   or through an upstream [`ProxyUrl`]), and a reverse proxy's [`ServerUrl`];
 //! - [`testing`]: flows in one line for tests (mitmproxy's `tflow`).
 //!
 //! This crate knows nothing of sockets, hyper or wasmtime, so the proxy can be
@@ -21,6 +23,7 @@ pub mod flow;
 pub mod headers;
 pub mod hooks;
 pub mod message;
+pub mod route;
 pub mod testing;
 
 pub use flow::{
@@ -30,6 +33,7 @@ pub use flow::{
 pub use headers::Headers;
 pub use hooks::{Events, FlowCtx, FlowHooks, FlowState, NoHooks, Replayer};
 pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie};
+pub use route::{ProxyUrl, Route, ServerUrl};
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in a flow.
 pub fn now_ms() -> u64 {

@@ -12,10 +12,12 @@ use hyper::upgrade::OnUpgrade;
 use witm_flow::message::{canonical_reason, default_port};
 use witm_flow::{
     Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Headers, Request, Response,
+    Route,
 };
 
 use crate::answers::{self, Failure, plain_response};
 use crate::body::{self, BoxError, ProxyBody};
+use crate::dial;
 use crate::flow_log::{FlowLine, LoggedBody};
 use crate::held_budget::HeldBytes;
 use crate::liveness::Liveness;
@@ -70,6 +72,15 @@ pub(crate) async fn handle<H: FlowHooks>(
         timestamp_start: witm_flow::now_ms(),
         stream: false,
     };
+    let mut request = request;
+    if tunnel.as_ref().is_some_and(|t| t.reverse)
+        && !shared.options.keep_host_header
+        && request.headers.get("host").is_some()
+    {
+        // As mitmproxy: the server sees its own name, not the proxy's.
+        let authority = request.authority();
+        request.headers.set("host", authority);
+    }
     let mut flow = Flow::new(conn, request);
     let state = FlowState::new(tenant);
     if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
@@ -225,12 +236,24 @@ async fn run_after_request_body<H: FlowHooks>(
     let mut response_body = None;
     let mut server_upgrade = None;
     if flow.response.is_none() {
-        let via_tunnel = tunnel.filter(|t| t.serves(&flow.request));
+        // A plugin's choice, else the tunnel's route, else the listener's.
+        let route = match (&flow.route, tunnel) {
+            (Some(route), _) => route.clone(),
+            (None, Some(tunnel)) => tunnel.route.clone(),
+            (None, None) => shared.default_route.clone(),
+        };
+        let via_tunnel = tunnel.filter(|t| t.serves(&flow, &route));
         if let Some(failure) = via_tunnel.and_then(|t| t.link_error.clone()) {
             return fail(&shared, flow, state, failure, started).await;
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
-        let exchanged = exchange(&shared, &flow.request, request_body, extensions, link);
+        let exchanged = exchange(
+            &shared,
+            &flow.request,
+            request_body,
+            extensions,
+            (link, &route),
+        );
         let incoming = match exchanged.await {
             Ok(Exchanged {
                 response,
@@ -382,6 +405,19 @@ impl Target {
     /// a tunnel cannot carry requests past `http-connect` decisions and the
     /// hosts witm would refuse (a plugin may still retarget a request).
     fn of(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, (StatusCode, String)> {
+        if let Some(tunnel) = tunnel.filter(|t| t.reverse) {
+            // A reverse proxy sends everything to its server.
+            return Ok(Target {
+                scheme: tunnel.scheme.to_owned(),
+                host: tunnel.host.clone(),
+                port: tunnel.port,
+                path: uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .filter(|p| p.starts_with('/'))
+                    .unwrap_or_else(|| "/".into()),
+            });
+        }
         let target = Self::named(uri, tunnel).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         match tunnel {
             Some(tunnel)
@@ -556,7 +592,7 @@ async fn exchange<H: FlowHooks>(
     request: &Request,
     request_body: Sent,
     extensions: http::Extensions,
-    link: Option<&ServerLink>,
+    (link, route): (Option<&ServerLink>, &Route),
 ) -> Result<Exchanged, Failure> {
     let (streamed_body, sent) = match request_body {
         Sent::Whole => (None, None),
@@ -616,14 +652,27 @@ async fn exchange<H: FlowHooks>(
         match outgoing {
             Ok(sent) => sent.map_err(|e| describe_upstream_error(&request.authority(), &e)),
             Err(mut outgoing) => {
-                // No tunnel connection (or it closed): the shared pool.
+                // No tunnel connection (or it closed): the route's pool.
                 *outgoing.version_mut() = Version::HTTP_11;
                 ensure_host(outgoing.headers_mut(), request);
                 *outgoing.uri_mut() = absolute;
-                shared
-                    .upstream
-                    .request(outgoing)
-                    .await
+                let sent = match route {
+                    Route::Direct => shared.upstream.request(outgoing),
+                    Route::Via(proxy) => {
+                        // Plain HTTP goes to the proxy itself, which wants
+                        // its credentials on every request.
+                        if request.scheme == "http"
+                            && let Some(value) = dial::proxy_authorization(proxy)
+                                .and_then(|v| http::HeaderValue::try_from(v).ok())
+                        {
+                            outgoing
+                                .headers_mut()
+                                .insert(http::header::PROXY_AUTHORIZATION, value);
+                        }
+                        shared.via.client(proxy).request(outgoing)
+                    }
+                };
+                sent.await
                     .map_err(|e| describe_upstream_error(&request.authority(), &e))
             }
         }

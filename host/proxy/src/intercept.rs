@@ -19,8 +19,6 @@
 
 use std::sync::Arc;
 
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio_rustls::LazyConfigAcceptor;
 use witm_flow::{ClientConn, ClientHello, ClientTls, Events, FlowHooks};
@@ -46,15 +44,17 @@ pub(crate) struct Connected {
     pub tenant: Option<Arc<str>>,
     /// Held while the tunnel serves (see `liveness`).
     pub live: Option<Liveness>,
+    /// How the server connection is made (direct or through a proxy).
+    pub route: witm_flow::Route,
 }
 
 /// What an HTTP/2 client sends first, with or without TLS (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The first bytes of a tunnel: one, or as much of HTTP/2's preface as the
 /// client sends while it matches (all of it for an h2c client). `None` when
 /// the client closed first.
-async fn first_bytes<IO: tokio::io::AsyncRead + Unpin>(io: &mut IO) -> Option<Vec<u8>> {
+pub(crate) async fn first_bytes<IO: tokio::io::AsyncRead + Unpin>(io: &mut IO) -> Option<Vec<u8>> {
     let mut first = vec![0u8; 1];
     if io.read(&mut first).await.ok()? == 0 {
         return None;
@@ -69,21 +69,24 @@ async fn first_bytes<IO: tokio::io::AsyncRead + Unpin>(io: &mut IO) -> Option<Ve
     Some(first)
 }
 
-/// Takes over an upgraded CONNECT stream to `host:port`.
-pub(crate) async fn intercept<H: FlowHooks>(
+/// Takes over a tunnel's stream to `host:port` (a CONNECT's or SOCKS5's).
+pub(crate) async fn intercept<H, IO>(
     shared: Arc<Shared<H>>,
     tls: Arc<TlsOptions>,
     conn: Arc<ClientConn>,
-    upgraded: Upgraded,
+    mut io: IO,
     target: Connected,
-) {
+) where
+    H: FlowHooks,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let Connected {
         host,
         port,
         tenant,
         live,
+        route,
     } = target;
-    let mut io = TokioIo::new(upgraded);
     let first = match tokio::time::timeout(tls.handshake_timeout, first_bytes(&mut io)).await {
         Ok(Some(first)) => first,
         Ok(None) => return,
@@ -104,6 +107,7 @@ pub(crate) async fn intercept<H: FlowHooks>(
             false => (None, None),
             true => {
                 let linked = connect_h2c(
+                    (&route, &tls.upstream),
                     tls.handshake_timeout,
                     shared.options.timeouts.h2_keepalive,
                     &shared.server_events,
@@ -121,6 +125,8 @@ pub(crate) async fn intercept<H: FlowHooks>(
             link,
             link_error,
             tenant,
+            route,
+            reverse: false,
         });
         let protocol = if h2c {
             Protocol::Http2
@@ -173,6 +179,9 @@ pub(crate) async fn intercept<H: FlowHooks>(
         let idle = relay::Idle {
             limit: shared.options.timeouts.tunnel_idle,
             counters: &shared.counters,
+            route: &route,
+            trust: &shared.trust,
+            connect_timeout: shared.options.connect_timeout,
         };
         if let Err(e) = relay::relay_with(started.io, &recorded, &host, port, idle).await {
             tracing::info!(client = %conn.address, "{host}:{port}: {e}");
@@ -195,12 +204,14 @@ pub(crate) async fn intercept<H: FlowHooks>(
         server_name: server_name.clone(),
         alpn: offered.clone(),
         tenant: tenant.clone(),
+        route: route.clone(),
     };
     let (link, link_error) = match shared.links.take(&key) {
         Some(link) => (Some(link), None),
         None => {
             let linked = connect_server(
                 &tls,
+                &route,
                 &shared.server_events,
                 &host,
                 port,
@@ -261,6 +272,8 @@ pub(crate) async fn intercept<H: FlowHooks>(
         link,
         link_error,
         tenant,
+        route,
+        reverse: false,
     });
     let protocol = if client_alpn.as_deref() == Some(ALPN_H2) {
         Protocol::Http2

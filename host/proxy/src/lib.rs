@@ -15,6 +15,12 @@
 //! - `upstream`: a tunnel's own server connection and what its requests
 //!   default to;
 //! - `link_pool`: tunnels' server connections kept for the next tunnel;
+//! - [`mode`]: what a listener is (regular, reverse, upstream, SOCKS5);
+//! - `dial`: a stream to a server along a flow's route (direct, or a
+//!   CONNECT through an upstream proxy);
+//! - `routes`: the connection pools through upstream proxies, one each;
+//! - `reverse`: a reverse proxy's client connection (TLS or not);
+//! - `socks5`: the SOCKS5 handshake of a `socks5` listener;
 //! - `shared`: the options, hooks and upstream pool every task shares;
 //! - `answers`: the responses witm makes itself, and each failure's origin
 //!   (its status is `ErrorKind::status`);
@@ -45,18 +51,23 @@ mod body;
 mod cert_info;
 mod connection;
 pub mod counters;
+mod dial;
 mod flow_log;
 mod forward;
 mod held_budget;
 mod intercept;
 mod link_pool;
 mod liveness;
+pub mod mode;
 mod prefixed;
 mod relay;
 mod respond;
+mod reverse;
+mod routes;
 pub mod server;
 mod server_events;
 mod shared;
+mod socks5;
 pub mod timeouts;
 pub mod tls;
 mod tunnel;
@@ -68,6 +79,7 @@ mod wire_heads;
 pub use auth::Authenticator;
 pub use counters::Counters;
 pub use flow_log::human_size;
+pub use mode::Mode;
 pub use server::{Proxy, ProxyOptions, serve};
 pub use timeouts::Timeouts;
 pub use tls::TlsOptions;

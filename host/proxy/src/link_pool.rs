@@ -39,6 +39,9 @@ pub(crate) struct LinkKey {
     /// The ALPN protocols offered to the server.
     pub alpn: Vec<Vec<u8>>,
     pub tenant: Option<Arc<str>>,
+    /// Direct or through which upstream proxy: connections are keyed by
+    /// their upstream too.
+    pub route: witm_flow::Route,
 }
 
 /// Idle server connections by key.

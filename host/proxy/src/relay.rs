@@ -1,30 +1,24 @@
 //! Raw tunnels: bytes relayed both ways untouched (ignored hosts, no
 //! interception, or a plugin's pass-through).
 
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use witm_flow::Route;
+use witm_tls::Upstream;
 
 use crate::counters::{Counters, Timeout};
+use crate::dial::dial;
 use crate::timeouts::{Activity, ActivityIo};
 
-/// Relays a raw tunnel to `host:port` untouched.
-pub(crate) async fn relay(
-    upgraded: Upgraded,
-    host: &str,
-    port: u16,
-    idle: Idle<'_>,
-) -> std::io::Result<()> {
-    relay_with(TokioIo::new(upgraded), &[], host, port, idle).await
-}
-
 /// How long a raw tunnel may carry nothing either way, and where that is
-/// counted.
+/// counted; and how the server connection is made.
 pub(crate) struct Idle<'a> {
     pub limit: Duration,
     pub counters: &'a Counters,
+    /// Direct, or through an upstream proxy.
+    pub route: &'a Route,
+    pub trust: &'a Upstream,
+    pub connect_timeout: Duration,
 }
 
 /// Connects to `host:port`, sends `already_read` (bytes the client sent
@@ -39,7 +33,7 @@ pub(crate) async fn relay_with<IO>(
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut server = TcpStream::connect((host, port)).await?;
+    let mut server = dial(idle.route, host, port, idle.trust, idle.connect_timeout).await?;
     tokio::io::AsyncWriteExt::write_all(&mut server, already_read).await?;
     let activity = Activity::new();
     let mut client = ActivityIo::new(&mut client, activity.clone());

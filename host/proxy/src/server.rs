@@ -1,8 +1,9 @@
 //! Listening and connection lifecycle.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use witm_flow::{ClientConn, Events, Flow, FlowHooks, Replayer};
@@ -10,9 +11,15 @@ use witm_flow::{ClientConn, Events, Flow, FlowHooks, Replayer};
 use crate::accept::AcceptErrors;
 use crate::connection::{self, Protocol};
 use crate::forward;
+use crate::intercept::Connected;
 use crate::liveness::Liveness;
+use crate::mode::Mode;
 pub use crate::shared::ProxyOptions;
 use crate::shared::Shared;
+use crate::{reverse, socks5, tunnel};
+
+/// How long a SOCKS5 client may take over its handshake.
+const SOCKS5_HANDSHAKE: Duration = Duration::from_secs(30);
 
 /// Serves proxy clients on `listener` until `shutdown` resolves (see
 /// [`Proxy::serve`]).
@@ -90,7 +97,7 @@ impl<H: FlowHooks> Proxy<H> {
     {
         let (alive, _all_closed) = tokio::sync::mpsc::channel::<()>(1);
         let (_closing_tx, closing) = tokio::sync::watch::channel(false);
-        serve_connection(self.shared.clone(), io, address, (alive, closing)).await;
+        serve_connection(self.shared.clone(), io, (address, None), (alive, closing)).await;
     }
 }
 
@@ -110,8 +117,9 @@ async fn serve_listener<H: FlowHooks>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, address)) => {
                     let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().ok().map(|a| a.ip());
                     let guard = (alive.clone(), closing.clone());
-                    tokio::spawn(serve_connection(shared.clone(), stream, address, guard));
+                    tokio::spawn(serve_connection(shared.clone(), stream, (address, local), guard));
                 }
                 Err(e) => accept_errors.pause("proxy listener", &e).await,
             },
@@ -136,8 +144,8 @@ async fn serve_listener<H: FlowHooks>(
 /// relay (if any) has ended too, not when hyper hands them the socket.
 async fn serve_connection<H, IO>(
     shared: Arc<Shared<H>>,
-    stream: IO,
-    address: SocketAddr,
+    mut stream: IO,
+    (address, local): (SocketAddr, Option<IpAddr>),
     (alive, closing): (
         tokio::sync::mpsc::Sender<()>,
         tokio::sync::watch::Receiver<bool>,
@@ -155,15 +163,49 @@ async fn serve_connection<H, IO>(
     // the tasks serving it.
     let _listening = alive.clone();
     let (live, all_ended) = Liveness::new(alive, closing);
-    connection::serve(
-        shared.clone(),
-        conn.clone(),
-        None,
-        stream,
-        Protocol::Http1,
-        Some(live),
-    )
-    .await;
+    match &shared.options.mode {
+        Mode::Regular | Mode::Upstream(_) => {
+            connection::serve(
+                shared.clone(),
+                conn.clone(),
+                None,
+                stream,
+                Protocol::Http1,
+                Some(live),
+            )
+            .await;
+        }
+        Mode::Reverse(server) => {
+            let target = (server, local);
+            reverse::serve(shared.clone(), conn.clone(), stream, target, Some(live)).await;
+        }
+        Mode::Socks5 => {
+            let options = &shared.options;
+            let handshake = socks5::handshake(
+                &mut stream,
+                options.authenticate.as_ref(),
+                options.tenant.as_ref(),
+            );
+            match tokio::time::timeout(SOCKS5_HANDSHAKE, handshake).await {
+                Ok(Ok(target)) => {
+                    let target = Connected {
+                        host: target.host,
+                        port: target.port,
+                        tenant: target.tenant,
+                        live: Some(live),
+                        route: shared.default_route.clone(),
+                    };
+                    tunnel::take_over(shared.clone(), stream, conn.clone(), target).await;
+                }
+                Ok(Err(refused)) => {
+                    tracing::info!(client = %address, "SOCKS5: {}", refused.0);
+                }
+                Err(_) => {
+                    tracing::info!(client = %address, "SOCKS5: no handshake within {SOCKS5_HANDSHAKE:?}");
+                }
+            }
+        }
+    }
     all_ended.wait().await;
     if shared
         .hooks

@@ -1,5 +1,5 @@
 //! What every connection task of one proxy shares: its options, its hooks,
-//! the upstream pool, and where server connections report their events.
+//! the upstream pools, and where server connections report their events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +8,15 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use witm_flow::FlowHooks;
+use witm_flow::{FlowHooks, Route};
 use witm_tls::{Upstream, UpstreamTrust};
 
 use crate::auth::Authenticator;
 use crate::body::ProxyBody;
 use crate::counters::Counters;
 use crate::link_pool::LinkPool;
+use crate::mode::Mode;
+use crate::routes::ViaPools;
 use crate::server_events::{HookEvents, ServerEvents, Watched};
 use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
@@ -49,6 +51,11 @@ pub struct ProxyOptions {
     /// The tenant of every flow on this listener (tenants chosen by port).
     /// With `authenticate` set too, the credentials' tenant wins.
     pub tenant: Option<Arc<str>>,
+    /// What the listener is: regular, reverse, upstream or SOCKS5.
+    pub mode: Mode,
+    /// Reverse mode: send the client's `Host` to the server as it came,
+    /// instead of the server's own (mitmproxy's `keep_host_header`).
+    pub keep_host_header: bool,
 }
 
 impl std::fmt::Debug for ProxyOptions {
@@ -65,6 +72,8 @@ impl std::fmt::Debug for ProxyOptions {
             tls,
             authenticate,
             tenant,
+            mode,
+            keep_host_header,
         } = self;
         f.debug_struct("ProxyOptions")
             .field("flow_lines", flow_lines)
@@ -80,6 +89,8 @@ impl std::fmt::Debug for ProxyOptions {
                 &authenticate.as_ref().map(|_| "Fn(user, password)"),
             )
             .field("tenant", tenant)
+            .field("mode", &mode.to_string())
+            .field("keep_host_header", keep_host_header)
             .finish()
     }
 }
@@ -97,6 +108,8 @@ impl Default for ProxyOptions {
             tls: None,
             authenticate: None,
             tenant: None,
+            mode: Mode::Regular,
+            keep_host_header: false,
         }
     }
 }
@@ -110,6 +123,12 @@ pub(crate) struct Shared<H> {
     pub upstream: Client<Watched<HttpsConnector<HttpConnector>>, ProxyBody>,
     /// Where the tunnels' own server connections report opening and closing.
     pub server_events: Arc<dyn ServerEvents>,
+    /// Pools of connections through upstream proxies, one per proxy.
+    pub via: ViaPools,
+    /// How servers (and upstream proxies) are verified.
+    pub trust: Upstream,
+    /// Where flows go unless a plugin chooses (the mode's upstream).
+    pub default_route: Route,
     /// Tunnels' server connections kept for the next tunnel to their server.
     pub links: LinkPool,
     /// What the engine counts (timeouts), for `/metrics`.
@@ -144,10 +163,19 @@ impl<H: FlowHooks> Shared<H> {
             .http2_keep_alive_interval(options.timeouts.h2_keepalive)
             .http2_keep_alive_timeout(options.timeouts.h2_keepalive.unwrap_or(NEVER))
             .build(Watched::new(connector, server_events.clone()));
+        let via = ViaPools::new(
+            trust.clone(),
+            options.connect_timeout,
+            options.timeouts.h2_keepalive,
+            server_events.clone(),
+        );
         Shared {
             hooks,
+            default_route: options.mode.default_route(),
             options,
             upstream,
+            via,
+            trust,
             server_events,
             links: LinkPool::default(),
             counters: Arc::default(),

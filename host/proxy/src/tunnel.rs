@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use witm_flow::{Body, ClientConn, Events, Flow, FlowHooks, FlowState, Request};
 
 use crate::answers::plain_response;
 use crate::body::{self, ProxyBody};
-use crate::intercept;
+use crate::intercept::{self, Connected};
 use crate::liveness::Liveness;
 use crate::relay;
 use crate::respond::{FlowKilled, killed, respond};
@@ -43,6 +44,7 @@ pub(crate) async fn connect<H: FlowHooks>(
             "CONNECT needs a host:port target",
         ));
     };
+    let mut route = shared.default_route.clone();
     if shared.hooks.subscriptions().contains(Events::HTTP_CONNECT) {
         let connect = Request {
             method: "CONNECT".into(),
@@ -69,12 +71,10 @@ pub(crate) async fn connect<H: FlowHooks>(
         if flow.response.is_some() {
             return Ok(respond(&shared, &flow, None, started));
         }
+        if let Some(chosen) = flow.route.take() {
+            route = chosen;
+        }
     }
-    let tls = shared
-        .options
-        .tls
-        .clone()
-        .filter(|tls| tls.intercepts(&host, port));
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(request).await {
             Ok(upgraded) => upgraded,
@@ -83,38 +83,66 @@ pub(crate) async fn connect<H: FlowHooks>(
                 return;
             }
         };
-        match tls {
-            Some(tls) => {
-                let target = intercept::Connected {
-                    host,
-                    port,
-                    tenant,
-                    live,
-                };
-                intercept::intercept(shared, tls, conn, upgraded, target).await
-            }
-            None => {
-                let idle = relay::Idle {
-                    limit: shared.options.timeouts.tunnel_idle,
-                    counters: &shared.counters,
-                };
-                let relayed = relay::relay(upgraded, &host, port, idle);
-                // A raw tunnel carries no flows witm could let finish: it is
-                // cut when witm stops.
-                let cut = async {
-                    match &live {
-                        Some(live) => live.closing().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    relayed = relayed => if let Err(e) = relayed {
-                        tracing::info!(client = %conn.address, "CONNECT {host}:{port}: {e}");
-                    },
-                    () = cut => {}
-                }
-            }
-        }
+        let target = Connected {
+            host,
+            port,
+            tenant,
+            live,
+            route,
+        };
+        take_over(shared, TokioIo::new(upgraded), conn, target).await;
     });
     Ok(hyper::Response::new(body::empty()))
+}
+
+/// Serves a tunnel the client has opened (a CONNECT's 200, or a SOCKS5
+/// handshake): intercepted when witm intercepts its target, else relayed
+/// untouched to the target along the tunnel's route.
+pub(crate) async fn take_over<H, IO>(
+    shared: Arc<Shared<H>>,
+    io: IO,
+    conn: Arc<ClientConn>,
+    target: Connected,
+) where
+    H: FlowHooks,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let tls = shared
+        .options
+        .tls
+        .clone()
+        .filter(|tls| tls.intercepts(&target.host, target.port));
+    if let Some(tls) = tls {
+        intercept::intercept(shared, tls, conn, io, target).await;
+        return;
+    }
+    let Connected {
+        host,
+        port,
+        live,
+        route,
+        ..
+    } = target;
+    let idle = relay::Idle {
+        limit: shared.options.timeouts.tunnel_idle,
+        counters: &shared.counters,
+        route: &route,
+        trust: &shared.trust,
+        connect_timeout: shared.options.connect_timeout,
+    };
+    let relayed = relay::relay_with(io, &[], &host, port, idle);
+    // A raw tunnel carries no flows witm could let finish: it is cut when
+    // witm stops.
+    let cut = async {
+        match &live {
+            Some(live) => live.closing().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        relayed = relayed => if let Err(e) = relayed {
+            tracing::info!(client = %conn.address, "tunnel to {host}:{port}: {e}");
+        },
+        () = cut => {}
+    }
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 use hyper::client::conn::{http1 as client_http1, http2 as client_http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use witm_flow::{ErrorKind, ServerConn};
-use witm_tls::ALPN_HTTP1;
+use witm_flow::{ErrorKind, Route, ServerConn};
+use witm_tls::{ALPN_HTTP1, Upstream};
 
 use crate::answers::{self, Failure};
 use crate::body::ProxyBody;
+use crate::dial::{self, BoxStream};
 use crate::server_events::ServerEvents;
 use crate::tls::TlsOptions;
 use crate::wire_heads::{Heads, ResponseHeads, Side, Tapped};
@@ -35,15 +35,22 @@ pub(crate) struct Tunnel {
     pub link_error: Option<Failure>,
     /// The tenant of the CONNECT, and so of every flow in the tunnel.
     pub tenant: Option<Arc<str>>,
+    /// How the server connection was made (direct or through a proxy).
+    pub route: Route,
+    /// A reverse proxy's client connection, not a CONNECT: every request
+    /// goes to the server, whatever its URL says.
+    pub reverse: bool,
 }
 
 impl Tunnel {
-    /// True when `request` goes where this tunnel's server connection goes
-    /// (a plugin may have re-targeted it elsewhere).
-    pub(crate) fn serves(&self, request: &witm_flow::Request) -> bool {
+    /// True when `flow` goes where this tunnel's server connection goes (a
+    /// plugin may have re-targeted it elsewhere, or through another route).
+    pub(crate) fn serves(&self, flow: &witm_flow::Flow, route: &Route) -> bool {
+        let request = &flow.request;
         request.scheme == self.scheme
             && request.port == self.port
             && request.host.eq_ignore_ascii_case(&self.host)
+            && *route == self.route
     }
 }
 
@@ -121,16 +128,17 @@ async fn report_close<F: std::future::Future>(
     events.disconnected(server);
 }
 
-/// A TCP connection to `host:port`, the error naming it.
-async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, Failure> {
-    let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
-        Failure::new(
-            answers::kind_of_upstream(&e),
-            format!("cannot connect to {host}:{port}: {e}"),
-        )
-    })?;
-    let _ = tcp.set_nodelay(true);
-    Ok(tcp)
+/// A stream to `host:port` along `route`, the error naming it.
+async fn connect_stream(
+    route: &Route,
+    trust: &Upstream,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<BoxStream, Failure> {
+    dial::dial(route, host, port, trust, timeout)
+        .await
+        .map_err(|e| Failure::new(answers::kind_of_upstream(&e), e.to_string()))
 }
 
 /// HTTP/2 to the server over `io`, pinged every `keepalive` while requests
@@ -164,6 +172,7 @@ where
 /// Connects to the server in plain HTTP/2 (prior knowledge, "h2c"), for a
 /// tunnel whose client spoke it: an HTTP/1.1 server could not answer it.
 pub(crate) async fn connect_h2c(
+    (route, trust): (&Route, &Upstream),
     timeout: Duration,
     keepalive: Option<Duration>,
     events: &Arc<dyn ServerEvents>,
@@ -171,14 +180,7 @@ pub(crate) async fn connect_h2c(
     port: u16,
 ) -> Result<ServerLink, Failure> {
     let address = format!("{host}:{port}");
-    let tcp = tokio::time::timeout(timeout, connect_tcp(host, port))
-        .await
-        .map_err(|_| {
-            Failure::new(
-                ErrorKind::Timeout,
-                format!("connecting to {address} timed out"),
-            )
-        })??;
+    let tcp = connect_stream(route, trust, host, port, timeout).await?;
     let info = Arc::new(ServerConn {
         address: address.clone(),
         sni: None,
@@ -196,6 +198,7 @@ pub(crate) async fn connect_h2c(
 /// names the host and the reason (refused, bad certificate, timeout).
 pub(crate) async fn connect_server(
     tls: &TlsOptions,
+    route: &Route,
     events: &Arc<dyn ServerEvents>,
     host: &str,
     port: u16,
@@ -205,7 +208,7 @@ pub(crate) async fn connect_server(
 ) -> Result<ServerLink, Failure> {
     let address = format!("{host}:{port}");
     let connect = async {
-        let tcp = connect_tcp(host, port).await?;
+        let tcp = connect_stream(route, &tls.upstream, host, port, tls.handshake_timeout).await?;
         let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
             Failure::new(
                 ErrorKind::Client,

@@ -2,11 +2,14 @@
 //! plugin (then charged to its budget until it drops the copy).
 
 use wasmtime::component::Resource;
-use witm_flow::ErrorKind;
 use witm_flow::flow::METADATA_OVERHEAD;
+use witm_flow::{ErrorKind, ProxyUrl, Route};
 
 use super::response::copy_cost;
-use super::{ClientConnHandle, FlowEntry, RequestHandle, ResponseHandle, Result, stale, wit_cert};
+use super::{
+    ClientConnHandle, FlowEntry, HostResult, RequestHandle, ResponseHandle, Result, invalid, stale,
+    wit_cert,
+};
 use crate::bindings::types;
 use crate::state::HostView;
 
@@ -150,6 +153,26 @@ impl types::HostFlow for HostView<'_> {
         let r = self.flow_ref(&h)?;
         self.flow_mut(r)?.killed = true;
         Ok(())
+    }
+
+    fn set_upstream(&mut self, h: Resource<FlowEntry>, proxy: Option<String>) -> HostResult<()> {
+        let r = self.flow_ref(&h)?;
+        let route = match proxy {
+            None => Route::Direct,
+            Some(url) => match ProxyUrl::parse(&url) {
+                Ok(proxy) => Route::Via(proxy.into()),
+                Err(e) => return Ok(Err(invalid(e))),
+            },
+        };
+        self.flow_mut(r)?.route = Some(route);
+        Ok(Ok(()))
+    }
+
+    fn upstream(&mut self, h: Resource<FlowEntry>) -> Result<Option<String>> {
+        Ok(match &self.flow(self.flow_ref(&h)?)?.route {
+            Some(Route::Via(proxy)) => Some(proxy.to_string()),
+            _ => None,
+        })
     }
 
     fn drop(&mut self, h: Resource<FlowEntry>) -> Result<()> {

@@ -1,0 +1,344 @@
+//! Proxy modes with real curl: reverse (HTTP and HTTPS on the listener,
+//! HTTP and HTTPS to the server), upstream (through a second witm, with and
+//! without the credentials it asks for), SOCKS5 (with and without login),
+//! several listeners of different modes in one process, a plugin choosing
+//! the upstream per flow, and SIGHUP and a graceful stop with every mode.
+
+use std::path::PathBuf;
+
+use witm_test_support::{HELLO, Origin, TestCa, Witm, curl, free_port, guests, target_dir};
+
+use crate::sandbox::start_with_config;
+use crate::start_with_args;
+
+/// witm's own CA certificate (the shared test confdir's).
+fn witm_ca() -> String {
+    target_dir()
+        .join("e2e-confdir/witm-ca-cert.pem")
+        .display()
+        .to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = target_dir().join("e2e-modes").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// curl with no proxy at all (a reverse proxy is the server to its client).
+const NO_PROXY: &str = "";
+
+#[test]
+fn reverse_mode_over_http_and_https_rewrites_host_unless_kept() {
+    let origin = Origin::start();
+    let mode = format!("reverse:{}", origin.url(""));
+    let witm = start_with_args(&[], &["--mode", &mode]);
+    let front = format!("127.0.0.1:{}", witm.port);
+
+    let plain = curl(NO_PROXY, &[&format!("http://{front}/page?plain")]);
+    assert_eq!(plain.status, 200);
+    assert!(plain.body.contains("hello from origin"), "{}", plain.body);
+    let seen = origin.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.path, "/page?plain");
+    assert_eq!(
+        last.header_values("host"),
+        [origin.url("").trim_start_matches("http://")],
+        "the server sees its own name"
+    );
+
+    // HTTPS on the same listener, with a certificate from witm's CA, in
+    // HTTP/1.1 and HTTP/2.
+    let ca = witm_ca();
+    for version in ["--http1.1", "--http2"] {
+        let secure = curl(
+            NO_PROXY,
+            &[
+                "--cacert",
+                &ca,
+                version,
+                "--resolve",
+                &format!("front.test:{}:127.0.0.1", witm.port),
+                &format!("https://front.test:{}/tls{version}", witm.port),
+            ],
+        );
+        assert_eq!(secure.status, 200, "{version}");
+        assert!(secure.body.contains(HELLO.trim()), "{}", secure.body);
+    }
+    assert!(origin.seen().iter().any(|r| r.path == "/tls--http2"));
+    assert!(witm.wait_for_flow_line("/tls--http2"));
+
+    // --keep-host-header: the client's Host goes on.
+    let kept = start_with_args(&[], &["--mode", &mode, "--keep-host-header"]);
+    curl(NO_PROXY, &[&format!("http://127.0.0.1:{}/kept", kept.port)]);
+    let seen = origin.seen();
+    let last = seen.iter().rev().find(|r| r.path == "/kept").unwrap();
+    assert_eq!(
+        last.header_values("host"),
+        [format!("127.0.0.1:{}", kept.port)]
+    );
+}
+
+#[test]
+fn reverse_mode_to_an_https_server() {
+    let ca = TestCa::new("reverse-backend");
+    let origin = Origin::start_https(&ca);
+    let ca_path = ca.cert_pem_path.display().to_string();
+    let mode = format!("reverse:{}", origin.https_url(""));
+    let witm = start_with_args(&[], &["--mode", &mode, "--upstream-ca", &ca_path]);
+    let answered = curl(
+        NO_PROXY,
+        &[&format!("http://127.0.0.1:{}/over-tls", witm.port)],
+    );
+    assert_eq!(answered.status, 200);
+    assert!(origin.seen().iter().any(|r| r.path == "/over-tls"));
+    // A server witm cannot verify is a 502, not a pass.
+    let untrusted = start_with_args(&[], &["--mode", &mode]);
+    let refused = curl(
+        NO_PROXY,
+        &[&format!("http://127.0.0.1:{}/untrusted", untrusted.port)],
+    );
+    assert_eq!(refused.status, 502, "{}", refused.body);
+}
+
+/// A second witm as the upstream proxy, trusting `upstream_ca` for servers
+/// and, with `credentials`, asking for them.
+fn upstream_witm(credentials: Option<&str>, upstream_ca: &str) -> Witm {
+    match credentials {
+        None => start_with_args(&[], &["--upstream-ca", upstream_ca]),
+        Some(credentials) => {
+            let dir = scratch(&format!("upstream-{}", free_port()));
+            let config = format!(
+                "[[tenants]]\nname = \"corp\"\ncredentials = [{credentials:?}]\n\
+                 [[tenants.plugins]]\npath = {tag:?}\nargs = [\"corp\"]\n",
+                tag = guests().rust("tag"),
+            );
+            start_with_config(&dir, &config, &["--upstream-ca", upstream_ca], &[])
+        }
+    }
+}
+
+#[test]
+fn upstream_mode_chains_http_and_https_through_a_second_witm() {
+    let ca = TestCa::new("upstream-origin");
+    let origin = Origin::start_https(&ca);
+    let plain_origin = Origin::start();
+    let upstream = upstream_witm(None, &ca.cert_pem_path.display().to_string());
+    let mode = format!("upstream:http://127.0.0.1:{}", upstream.port);
+    // The front witm sees the servers' certificates as the upstream witm
+    // mints them: it trusts witm's CA.
+    let front = start_with_args(&[], &["--mode", &mode, "--upstream-ca", &witm_ca()]);
+    let proxy = front.proxy_url();
+
+    let plain = curl(&proxy, &[&plain_origin.url("/chained-plain")]);
+    assert_eq!(plain.status, 200);
+    assert!(
+        upstream.wait_for_flow_line("/chained-plain"),
+        "the upstream carried it"
+    );
+
+    let secure = curl(
+        &proxy,
+        &["--cacert", &witm_ca(), &origin.https_url("/chained-tls")],
+    );
+    assert_eq!(secure.status, 200, "{}", secure.body);
+    assert!(front.wait_for_flow_line("/chained-tls"));
+    assert!(
+        upstream.wait_for_flow_line("/chained-tls"),
+        "the upstream intercepted the CONNECT the front made"
+    );
+    assert!(origin.seen().iter().any(|r| r.path == "/chained-tls"));
+}
+
+#[test]
+fn upstream_mode_sends_the_credentials_the_upstream_asks_for() {
+    let origin = Origin::start();
+    let upstream = upstream_witm(Some("corp:s3cret"), &witm_ca());
+
+    let with = format!("upstream:http://corp:s3cret@127.0.0.1:{}", upstream.port);
+    let front = start_with_args(&[], &["--mode", &with]);
+    let answered = curl(&front.proxy_url(), &[&origin.url("/with-credentials")]);
+    assert_eq!(answered.status, 200);
+    assert_eq!(
+        answered.header_values("x-tag"),
+        ["corp"],
+        "the upstream's tenant"
+    );
+    assert!(
+        !front.stderr().join("\n").contains("s3cret"),
+        "credentials are never logged"
+    );
+
+    let without = format!("upstream:http://127.0.0.1:{}", upstream.port);
+    let front = start_with_args(&[], &["--mode", &without]);
+    let refused = curl(&front.proxy_url(), &[&origin.url("/without")]);
+    assert_eq!(refused.status, 407, "the upstream's refusal comes back");
+    // HTTPS: the CONNECT to the upstream is refused; the client gets 502.
+    let refused = curl(
+        &front.proxy_url(),
+        &["--cacert", &witm_ca(), "https://localhost:1/"],
+    );
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert!(refused.body.contains("407"), "{}", refused.body);
+}
+
+#[test]
+fn socks5_with_and_without_login_beside_a_regular_listener() {
+    let origin = Origin::start();
+    let ca = TestCa::new("socks-origin");
+    let tls_origin = Origin::start_https(&ca);
+    let socks_port = free_port();
+    let socks = format!("socks5@{socks_port}");
+    let witm = start_with_args(
+        &["tag via-socks"],
+        &[
+            "--mode",
+            "regular",
+            "--mode",
+            &socks,
+            "--upstream-ca",
+            &ca.cert_pem_path.display().to_string(),
+        ],
+    );
+    let socks_proxy = format!("socks5h://127.0.0.1:{socks_port}");
+    let plain = curl(&socks_proxy, &[&origin.url("/socks-plain")]);
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header_values("x-tag"), ["via-socks"]);
+    let secure = curl(
+        &socks_proxy,
+        &["--cacert", &witm_ca(), &tls_origin.https_url("/socks-tls")],
+    );
+    assert_eq!(secure.status, 200);
+    assert_eq!(secure.header_values("x-tag"), ["via-socks"], "intercepted");
+    // The regular listener of the same process still serves.
+    let regular = curl(&witm.proxy_url(), &[&origin.url("/regular")]);
+    assert_eq!(regular.header_values("x-tag"), ["via-socks"]);
+
+    // With login: the credentials name the tenant.
+    let dir = scratch("socks-login");
+    let login_port = free_port();
+    let config = format!(
+        "mode = [\"regular\", \"socks5@{login_port}\"]\n\
+         [[tenants]]\nname = \"a\"\ncredentials = [\"alice:wonder\"]\n\
+         [[tenants.plugins]]\npath = {tag:?}\nargs = [\"tenant-a\"]\n",
+        tag = guests().rust("tag"),
+    );
+    let _login = start_with_config(&dir, &config, &[], &[]);
+    let with_login = format!("socks5h://alice:wonder@127.0.0.1:{login_port}");
+    let admitted = curl(&with_login, &[&origin.url("/socks-login")]);
+    assert_eq!(admitted.header_values("x-tag"), ["tenant-a"]);
+    for refused in [
+        format!("socks5h://alice:nope@127.0.0.1:{login_port}"),
+        format!("socks5h://127.0.0.1:{login_port}"),
+    ] {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-x", &refused])
+            .arg(origin.url("/socks-refused"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{refused} got through");
+    }
+    assert!(!origin.seen().iter().any(|r| r.path == "/socks-refused"));
+}
+
+#[test]
+fn a_plugin_chooses_the_upstream_per_flow() {
+    let origin = Origin::start();
+    let ca = TestCa::new("router-origin");
+    let tls_origin = Origin::start_https(&ca);
+    let ca_path = ca.cert_pem_path.display().to_string();
+    let upstream = upstream_witm(None, &ca_path);
+    let via = format!("http://127.0.0.1:{}", upstream.port);
+    let front = start_with_args(
+        &["router"],
+        &["--upstream-ca", &witm_ca(), "--upstream-ca", &ca_path],
+    );
+    let proxy = front.proxy_url();
+
+    let routed = curl(
+        &proxy,
+        &["-H", &format!("x-route: {via}"), &origin.url("/routed")],
+    );
+    assert_eq!(routed.status, 200);
+    assert!(upstream.wait_for_flow_line("/routed"));
+    let direct = curl(&proxy, &[&origin.url("/direct")]);
+    assert_eq!(direct.status, 200);
+    assert!(front.wait_for_flow_line("/direct"));
+    assert!(
+        !upstream.stdout().iter().any(|l| l.contains("/direct")),
+        "not chosen: straight to the server"
+    );
+
+    // HTTPS: the CONNECT's header routes the whole tunnel.
+    let secure = curl(
+        &proxy,
+        &[
+            "--proxy-header",
+            &format!("x-route: {via}"),
+            "--cacert",
+            &witm_ca(),
+            &tls_origin.https_url("/routed-tunnel"),
+        ],
+    );
+    assert_eq!(secure.status, 200, "{}", secure.body);
+    assert!(upstream.wait_for_flow_line("/routed-tunnel"));
+
+    // A malformed URL is refused at the call; the flow goes on as it was.
+    let bad = curl(
+        &proxy,
+        &["-H", "x-route: ftp://nowhere", &origin.url("/bad-route")],
+    );
+    assert_eq!(bad.status, 200);
+    assert!(front.wait_for_log("set-upstream ftp://nowhere: Invalid", 1));
+}
+
+#[test]
+fn sighup_and_a_graceful_stop_with_every_mode() {
+    let origin = Origin::start();
+    let (reverse_port, socks_port) = (free_port(), free_port());
+    let reverse = format!("reverse:{}@{reverse_port}", origin.url(""));
+    let socks = format!("socks5@{socks_port}");
+    let mut witm = start_with_args(
+        &["tag before"],
+        &["--mode", "regular", "--mode", &reverse, "--mode", &socks],
+    );
+    let ask = |witm: &Witm| {
+        [
+            curl(&witm.proxy_url(), &[&origin.url("/r")]),
+            curl(NO_PROXY, &[&format!("http://127.0.0.1:{reverse_port}/v")]),
+            curl(
+                &format!("socks5h://127.0.0.1:{socks_port}"),
+                &[&origin.url("/s")],
+            ),
+        ]
+    };
+    for answered in ask(&witm) {
+        assert_eq!(answered.header_values("x-tag"), ["before"]);
+    }
+    // SIGHUP reads the configuration again; every listener keeps serving.
+    let pid = witm.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(witm.wait_for_log("SIGHUP: reading the configuration again", 1));
+    for answered in ask(&witm) {
+        assert_eq!(answered.status, 200);
+    }
+    // A request in flight on the reverse listener finishes after SIGTERM.
+    let slow = std::thread::spawn(move || {
+        curl(
+            NO_PROXY,
+            &[&format!("http://127.0.0.1:{reverse_port}/slow")],
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    witm.terminate();
+    let slow = slow.join().unwrap();
+    assert_eq!(slow.status, 200, "finished, not cut");
+    assert!(witm.stop().success());
+}
