@@ -49,6 +49,9 @@ pub struct ProxyOptions {
     /// The tenant of every flow on this listener (tenants chosen by port).
     /// With `authenticate` set too, the credentials' tenant wins.
     pub tenant: Option<Arc<str>>,
+    /// The host whose requests witm answers itself with the page to install
+    /// its CA (see `onboarding`); `None` forwards them like any other.
+    pub onboarding_host: Option<String>,
 }
 
 impl std::fmt::Debug for ProxyOptions {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for ProxyOptions {
             tls,
             authenticate,
             tenant,
+            onboarding_host,
         } = self;
         f.debug_struct("ProxyOptions")
             .field("flow_lines", flow_lines)
@@ -80,6 +84,7 @@ impl std::fmt::Debug for ProxyOptions {
                 &authenticate.as_ref().map(|_| "Fn(user, password)"),
             )
             .field("tenant", tenant)
+            .field("onboarding_host", onboarding_host)
             .finish()
     }
 }
@@ -97,6 +102,7 @@ impl Default for ProxyOptions {
             tls: None,
             authenticate: None,
             tenant: None,
+            onboarding_host: Some(crate::onboarding::DEFAULT_HOST.to_owned()),
         }
     }
 }
