@@ -264,6 +264,15 @@ fn the_onboarding_host_can_be_renamed_or_turned_off() {
     // Forwarded like any request: to a host that does not resolve here.
     let forwarded = fetch(&off.proxy_url(), &[], "http://witm.it/");
     assert_eq!(forwarded.status, 502, "{}", forwarded.head);
+    // `witm ca` points at the page, under its name.
+    let ca = Command::new(crate::witm_binary())
+        .args(["--onboarding-host", "ca.witm.test", "ca", "--confdir"])
+        .arg(confdir())
+        .output()
+        .unwrap();
+    assert!(ca.status.success());
+    let ca = String::from_utf8_lossy(&ca.stdout);
+    assert!(ca.contains("open http://ca.witm.test/"), "{ca}");
     let refused = Command::new(crate::witm_binary())
         .args(["--onboarding-host", "<script>", "options"])
         .output()

@@ -468,6 +468,13 @@ fn print_ca(cli: &Cli) -> ExitCode {
     match ca {
         Ok(ca) => {
             println!("{}", ca.trust_instructions());
+            if !cli.no_onboarding {
+                println!(
+                    "\nOn a phone or another browser, with witm as its proxy: open http://{}/\n\
+                     (the certificate as PEM, DER or PKCS#12, and how to install it).",
+                    cli.onboarding_host
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
