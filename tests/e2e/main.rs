@@ -14,6 +14,7 @@ mod held_budget;
 mod https;
 mod live_streams;
 mod modes;
+mod onboarding;
 mod plugins;
 mod sandbox;
 mod saved_flows;

@@ -230,6 +230,7 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             },
             timeouts: cli.timeouts.timeouts(),
             tls: Some(tls.clone()),
+            onboarding_host: (!cli.no_onboarding).then(|| cli.onboarding_host.clone()),
             authenticate: (!credentials.is_empty()).then(|| authenticator(credentials.clone())),
             tenant: match tenants.as_slice() {
                 [only] => only.name.clone(),

@@ -94,6 +94,16 @@ struct Cli {
     #[arg(long, value_name = "REGEX")]
     allow_hosts: Option<regex::Regex>,
 
+    /// The host whose requests through the proxy witm answers itself with a
+    /// page to download its CA certificate (http://witm.it/, as mitmproxy's
+    /// is mitm.it); no plugin sees them.
+    #[arg(long, value_name = "HOST", default_value = witm_proxy::onboarding::DEFAULT_HOST, value_parser = parse_host)]
+    onboarding_host: String,
+
+    /// Forward requests to the onboarding host like any other: no CA page.
+    #[arg(long)]
+    no_onboarding: bool,
+
     /// Largest body held in memory for plugins (e.g. 512k, 128m, 1g);
     /// larger bodies are streamed through and plugins see `body-streamed`.
     #[arg(long, value_name = "SIZE", default_value = "128m", value_parser = parse_size)]
@@ -386,6 +396,19 @@ async fn run(cli: Cli) -> ExitCode {
 }
 
 /// "512", "64k", "128m", "1g" (binary units) as bytes.
+/// A host name for --onboarding-host: letters, digits, dots and dashes.
+fn parse_host(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 253
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    match valid {
+        true => Ok(text.to_ascii_lowercase()),
+        false => Err(format!("{text:?} is not a host name like witm.it")),
+    }
+}
+
 fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim().to_ascii_lowercase();
     let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -463,6 +486,13 @@ fn print_ca(cli: &Cli) -> ExitCode {
     match ca {
         Ok(ca) => {
             println!("{}", ca.trust_instructions());
+            if !cli.no_onboarding {
+                println!(
+                    "\nOn a phone or another browser, with witm as its proxy: open http://{}/\n\
+                     (the certificate as PEM, DER or PKCS#12, and how to install it).",
+                    cli.onboarding_host
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),

@@ -21,6 +21,7 @@ use crate::dial;
 use crate::flow_log::{FlowLine, LoggedBody};
 use crate::held_budget::HeldBytes;
 use crate::liveness::Liveness;
+use crate::onboarding;
 use crate::respond::{FlowKilled, killed, respond};
 use crate::shared::Shared;
 use crate::timeouts;
@@ -58,6 +59,12 @@ pub(crate) async fn handle<H: FlowHooks>(
             return Ok(plain_response(status, reason));
         }
     };
+    let onboarding_host = shared.options.onboarding_host.as_deref();
+    if let Some(host) = onboarding_host.filter(|h| onboarding::is_for(Some(h), &target.host)) {
+        tracing::debug!(client = %conn.address, "onboarding: {} {}", parts.method, target.path);
+        let tls = shared.options.tls.as_deref();
+        return Ok(onboarding::answer(&parts.method, &target.path, host, tls));
+    }
     let request = Request {
         method: parts.method.as_str().to_owned(),
         scheme: target.scheme,

@@ -24,6 +24,8 @@
 //! - `shared`: the options, hooks and upstream pool every task shares;
 //! - `answers`: the responses witm makes itself, and each failure's origin
 //!   (its status is `ErrorKind::status`);
+//! - [`onboarding`]: the page at `http://witm.it/` to download witm's CA
+//!   certificate, answered before any plugin;
 //! - `auth`: `Proxy-Authorization: Basic` and the tenant of each flow;
 //! - `liveness`: which tasks still serve a client connection (tunnels,
 //!   WebSocket relays), for `client-disconnect` and shutdown;
@@ -59,6 +61,7 @@ mod intercept;
 mod link_pool;
 mod liveness;
 pub mod mode;
+pub mod onboarding;
 mod prefixed;
 mod relay;
 mod respond;

@@ -56,6 +56,9 @@ pub struct ProxyOptions {
     /// Reverse mode: send the client's `Host` to the server as it came,
     /// instead of the server's own (mitmproxy's `keep_host_header`).
     pub keep_host_header: bool,
+    /// The host whose requests witm answers itself with the page to install
+    /// its CA (see `onboarding`); `None` forwards them like any other.
+    pub onboarding_host: Option<String>,
 }
 
 impl std::fmt::Debug for ProxyOptions {
@@ -74,6 +77,7 @@ impl std::fmt::Debug for ProxyOptions {
             tenant,
             mode,
             keep_host_header,
+            onboarding_host,
         } = self;
         f.debug_struct("ProxyOptions")
             .field("flow_lines", flow_lines)
@@ -91,6 +95,7 @@ impl std::fmt::Debug for ProxyOptions {
             .field("tenant", tenant)
             .field("mode", &mode.to_string())
             .field("keep_host_header", keep_host_header)
+            .field("onboarding_host", onboarding_host)
             .finish()
     }
 }
@@ -110,6 +115,7 @@ impl Default for ProxyOptions {
             tenant: None,
             mode: Mode::Regular,
             keep_host_header: false,
+            onboarding_host: Some(crate::onboarding::DEFAULT_HOST.to_owned()),
         }
     }
 }

@@ -94,6 +94,27 @@ impl CertificateAuthority {
         &self.cert_der
     }
 
+    /// The CA certificate as PEM (64-column base64, `\n` line ends), as
+    /// witm writes `witm-ca-cert.pem`.
+    pub fn cert_pem(&self) -> String {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&self.cert_der);
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        // Base64 is ASCII: every 64-byte chunk is a whole line of text.
+        for line in encoded.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        pem
+    }
+
+    /// The CA certificate alone as a PKCS#12 file with the empty password
+    /// (see [`crate::pkcs12`]): no key goes in it.
+    pub fn cert_pkcs12(&self) -> Result<Vec<u8>, CaError> {
+        crate::pkcs12::certificate_only(&self.cert_der, "witm CA")
+    }
+
     /// Where the CA certificate is, as PEM.
     pub fn cert_pem_path(&self) -> &Path {
         &self.cert_pem_path
@@ -248,6 +269,81 @@ mod tests {
         assert!(dir.path().join(CERT_DER_FILE).exists());
         assert!(first.trust_instructions().contains(CERT_PEM_FILE));
         assert!(!first.trust_instructions().contains(KEY_FILE));
+    }
+
+    #[test]
+    fn pem_and_der_are_the_files_and_the_same_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::load_or_create(dir.path()).unwrap();
+        let on_disk = fs::read_to_string(dir.path().join(CERT_PEM_FILE)).unwrap();
+        assert_eq!(ca.cert_pem(), on_disk);
+        let parsed: CertificateDer =
+            rustls_pki_types::pem::PemObject::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+        assert_eq!(&parsed, ca.cert_der());
+        let der_file = fs::read(dir.path().join(CERT_DER_FILE)).unwrap();
+        assert_eq!(der_file, ca.cert_der().as_ref());
+        assert!(!ca.cert_pem().contains("PRIVATE KEY"));
+    }
+
+    /// The PKCS#12 file, read back by OpenSSL (when installed) and by a
+    /// walk of its DER: the CA certificate, and no key bag of any kind.
+    #[test]
+    fn the_pkcs12_file_holds_the_certificate_and_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::load_or_create(dir.path()).unwrap();
+        let p12 = ca.cert_pkcs12().unwrap();
+        // The CA key's secret (P-256: ECPrivateKey's `02 01 01 04 20`, then
+        // 32 bytes; the rest of PKCS#8 is the public key, in the certificate
+        // too): no 16 bytes of it appear in the file.
+        let key_der = {
+            let pem = fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
+            KeyPair::from_pem(&pem).unwrap().serialize_der()
+        };
+        let marker = [0x02, 0x01, 0x01, 0x04, 0x20];
+        let at = key_der
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .expect("a P-256 PKCS#8 key")
+            + marker.len();
+        let secret = &key_der[at..at + 32];
+        assert!(!p12.windows(16).any(|w| secret.windows(16).any(|k| k == w)));
+        // Key bag OIDs: keyBag and pkcs8ShroudedKeyBag (1.2.840.113549.1.12.10.1.1/2).
+        for bag in [1u8, 2] {
+            let oid = [
+                0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, bag,
+            ];
+            assert!(!p12.windows(oid.len()).any(|w| w == oid), "key bag {bag}");
+        }
+        assert!(
+            p12.windows(ca.cert_der().len())
+                .any(|w| w == ca.cert_der().as_ref())
+        );
+        let path = dir.path().join("witm-ca-cert.p12");
+        fs::write(&path, &p12).unwrap();
+        let Ok(output) = std::process::Command::new("openssl")
+            .args(["pkcs12", "-nokeys", "-passin", "pass:", "-in"])
+            .arg(&path)
+            .output()
+        else {
+            eprintln!("no openssl: the PKCS#12 file was not read back by it");
+            return;
+        };
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(text.contains(&ca.cert_pem()), "{text}");
+        assert!(text.contains("friendlyName: witm CA"), "{text}");
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        // The MAC checks out with the empty password, and only with it.
+        let wrong = std::process::Command::new("openssl")
+            .args(["pkcs12", "-nokeys", "-passin", "pass:wrong", "-in"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!wrong.status.success());
     }
 
     #[test]

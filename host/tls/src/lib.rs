@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`ca`]: load or create the CA under the config folder; `witm ca` help text;
 //! - [`leaf`]: leaf certificates per host name, minted on demand and cached;
+//! - [`pkcs12`]: the CA certificate alone as a PKCS#12 file, for importers
+//!   that take no PEM or DER;
 //! - [`server`]: the client-facing configurations, sharing one session
 //!   store so that clients resume their sessions;
 //! - [`upstream`]: how witm verifies servers (webpki and system roots, extra
@@ -16,6 +18,7 @@
 
 pub mod ca;
 pub mod leaf;
+pub mod pkcs12;
 pub mod server;
 pub mod upstream;
 
