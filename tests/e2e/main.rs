@@ -13,6 +13,7 @@ mod grpc;
 mod held_budget;
 mod https;
 mod live_streams;
+mod new_project;
 mod plugins;
 mod sandbox;
 mod saved_flows;
