@@ -150,6 +150,16 @@ impl Language {
         }
     }
 
+    /// The plugin's source file in the project.
+    fn source(self) -> &'static str {
+        match self {
+            Language::Rust => "src/lib.rs",
+            Language::Python => "plugin.py",
+            Language::Js => "plugin.js",
+            Language::Go => "plugin.go",
+        }
+    }
+
     /// The file of a checkout this language's projects build with.
     fn needs(self) -> &'static str {
         match self {
@@ -213,19 +223,7 @@ fn create(args: &NewArgs) -> Result<PathBuf, String> {
         .and_then(|exe| exe.to_str().map(str::to_owned))
         .unwrap_or_else(|| "witm".into());
     let name = args.name.as_str();
-    let vars = [
-        ("name", name.to_owned()),
-        ("crate", name.replace('-', "_")),
-        ("language", args.lang.title().to_owned()),
-        ("source", source_file(args.lang).to_owned()),
-        ("sdk", sdk_text.to_owned()),
-        ("sdk_sh", shell_quoted(sdk_text)),
-        ("sdk_crate", toml_quoted(&format!("{sdk_text}/plugins/sdk"))),
-        ("sdk_file", args.lang.names_checkout_in().to_owned()),
-        ("witm", witm.clone()),
-        ("witm_sh", shell_quoted(&witm)),
-    ];
-
+    let vars = values(name, args.lang, sdk_text, &witm);
     let dir = args.dir.join(name);
     let created = claim(&dir)?;
     let written = write_project(&dir, &sdk, args.lang, &vars);
@@ -238,12 +236,20 @@ fn create(args: &NewArgs) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// The plugin's source file, as the README names it.
-fn source_file(lang: Language) -> &'static str {
-    lang.templates()
-        .iter()
-        .find(|t| !t.executable && t.path != "Cargo.toml")
-        .map_or("", |t| t.path)
+/// The value of each `{{key}}` of the templates.
+fn values(name: &str, lang: Language, sdk: &str, witm: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", name.to_owned()),
+        ("crate", name.replace('-', "_")),
+        ("language", lang.title().to_owned()),
+        ("source", lang.source().to_owned()),
+        ("sdk", sdk.to_owned()),
+        ("sdk_sh", shell_quoted(sdk)),
+        ("sdk_crate", toml_quoted(&format!("{sdk}/plugins/sdk"))),
+        ("sdk_file", lang.names_checkout_in().to_owned()),
+        ("witm", witm.to_owned()),
+        ("witm_sh", shell_quoted(witm)),
+    ]
 }
 
 /// The witm checkout to build with, made absolute: it must hold the WIT and
@@ -277,7 +283,7 @@ fn claim(dir: &Path) -> Result<bool, String> {
         Ok(true) => return Ok(false),
         Ok(false) => return Err(format!("{} exists and is not empty", dir.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Err(e) => return Err(format!("cannot use {}: {e}", dir.display())),
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(true)
@@ -374,30 +380,19 @@ mod tests {
     use super::*;
 
     /// Every key of every template has a value (`render` panics on one
-    /// that does not: a bug of the templates, caught here).
+    /// that does not: a bug of the templates, caught here), and every
+    /// `{{` is a key.
     #[test]
     fn every_template_renders() {
-        let vars: Vec<(&str, String)> = [
-            "name",
-            "crate",
-            "language",
-            "source",
-            "sdk",
-            "sdk_sh",
-            "sdk_crate",
-            "sdk_file",
-            "witm",
-            "witm_sh",
-        ]
-        .into_iter()
-        .map(|k| (k, "{{x}}".to_owned()))
-        .collect();
         for lang in [Language::Rust, Language::Python, Language::Js, Language::Go] {
+            let vars = values("a-b", lang, "/sdk", "/bin/witm");
             for template in COMMON.iter().chain(lang.templates()) {
                 let text = render(template.text, &vars);
-                assert_eq!(
-                    text.matches("{{x}}").count(),
-                    template.text.matches("{{").count()
+                assert!(!text.contains("{{"), "{}: {text}", template.path);
+                assert!(
+                    text.contains("a-b") || text.contains("a_b"),
+                    "{}",
+                    template.path
                 );
             }
         }
