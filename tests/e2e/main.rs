@@ -15,6 +15,7 @@ mod https;
 mod live_streams;
 mod modes;
 mod onboarding;
+mod new_project;
 mod plugins;
 mod sandbox;
 mod saved_flows;

@@ -10,7 +10,8 @@
 //! listeners, tenants, reload, metrics), `tenants` (routing flows to their
 //! tenant's hooks), `saved` (recording and server replay as hooks),
 //! `offline` (`witm replay`, `flows`, `export`), `log_format`, `open_files`
-//! (the open-files limit raised at start), `options_list` (`witm options`).
+//! (the open-files limit raised at start), `options_list` (`witm options`),
+//! `new_project` (`witm new`).
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 
 mod live;
 mod log_format;
+mod new_project;
 mod offline;
 mod open_files;
 mod options_list;
@@ -195,6 +197,9 @@ enum Command {
     Export(ExportArgs),
     /// Print every option with its configuration key, default and meaning.
     Options,
+    /// Make a plugin project: the plugin, ./build.sh, a saved flow and
+    /// ./test.sh, which runs the plugin over it with `witm replay`.
+    New(new_project::NewArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -259,6 +264,7 @@ fn main() -> ExitCode {
             options_list::print::<Cli>();
             return ExitCode::SUCCESS;
         }
+        Some(Command::New(args)) => return new_project::run(args),
         Some(Command::Flows { file, filter }) => return offline::list(file, filter.as_ref()),
         Some(Command::Export(args)) => {
             return offline::export_har(&args.read, args.save.as_ref(), args.filter.as_ref());
