@@ -290,7 +290,11 @@ fn a_plugin_chooses_the_upstream_per_flow() {
         &["-H", "x-route: ftp://nowhere", &origin.url("/bad-route")],
     );
     assert_eq!(bad.status, 200);
-    assert!(front.wait_for_log("set-upstream ftp://nowhere: Invalid", 1));
+    assert!(
+        front.wait_for_log("set-upstream ftp://nowhere: HostError::Invalid", 1),
+        "{}",
+        front.stderr().join("\n")
+    );
 }
 
 #[test]
