@@ -55,6 +55,10 @@ fn plan(config: &Config) -> BTreeMap<Option<u16>, Vec<TenantPlan>> {
     listeners
 }
 
+/// A group of tenants, loaded: the tenants, and the credentials naming
+/// each (`user:password`, tenant).
+type LoadedGroup = (Vec<Arc<Tenant>>, Vec<(String, Arc<str>)>);
+
 /// One listener: its port, its mode, and the group of tenants (by their
 /// `listen_port`, `None` for those without) whose flows it carries.
 struct ListenerPlan {
@@ -157,8 +161,7 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
         .chain(config.admin_port)
         .collect();
     // Each group of tenants is loaded once, shared by its listeners.
-    let mut loaded: BTreeMap<Option<u16>, (Vec<Arc<Tenant>>, Vec<(String, Arc<str>)>)> =
-        BTreeMap::new();
+    let mut loaded: BTreeMap<Option<u16>, LoadedGroup> = BTreeMap::new();
     let mut all_tenants: Vec<Arc<Tenant>> = Vec::new();
     for (group, plans) in groups {
         let mut tenants = Vec::new();

@@ -210,8 +210,7 @@ pub(crate) async fn intercept<H, IO>(
         Some(link) => (Some(link), None),
         None => {
             let linked = connect_server(
-                &tls,
-                &route,
+                (&tls, &route),
                 &shared.server_events,
                 &host,
                 port,

@@ -197,8 +197,7 @@ pub(crate) async fn connect_h2c(
 /// Connects to the server over TLS and sets up HTTP on it. The error text
 /// names the host and the reason (refused, bad certificate, timeout).
 pub(crate) async fn connect_server(
-    tls: &TlsOptions,
-    route: &Route,
+    (tls, route): (&TlsOptions, &Route),
     events: &Arc<dyn ServerEvents>,
     host: &str,
     port: u16,

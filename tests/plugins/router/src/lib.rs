@@ -27,7 +27,7 @@ fn route(ctx: &Context, flow: &Flow) {
     let Some(chosen) = headers.get("x-route") else {
         return;
     };
-    let _ = headers.remove("x-route");
+    headers.remove("x-route");
     let proxy = (chosen != "direct").then_some(chosen.as_str());
     match flow.set_upstream(proxy) {
         Ok(()) => {
