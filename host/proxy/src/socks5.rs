@@ -169,6 +169,8 @@ mod tests {
     ) -> (Result<Target, Refused>, Vec<u8>) {
         let (mut client, mut server) = tokio::io::duplex(1024);
         client.write_all(client_sends).await.unwrap();
+        // All the client says: a handshake cut short ends, not waits.
+        client.shutdown().await.unwrap();
         let result = handshake(&mut server, authenticate.as_ref(), None).await;
         drop(server);
         let mut answered = Vec::new();
