@@ -20,11 +20,11 @@
 use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
-use tokio_rustls::LazyConfigAcceptor;
 use witm_flow::{ClientConn, ClientHello, ClientTls, Events, FlowHooks};
 use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
 use crate::answers::Failure;
+use crate::client_tls;
 use crate::connection::{self, Protocol};
 use crate::link_pool::LinkKey;
 use crate::liveness::Liveness;
@@ -137,21 +137,10 @@ pub(crate) async fn intercept<H, IO>(
         return;
     }
 
-    let mut started = match tokio::time::timeout(
-        tls.handshake_timeout,
-        LazyConfigAcceptor::new(Default::default(), io),
-    )
-    .await
-    {
-        Ok(Ok(started)) => started,
-        Ok(Err(e)) => {
-            tracing::info!(client = %conn.address, "{host}:{port}: not a TLS ClientHello: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(client = %conn.address, "{host}:{port}: TLS handshake timed out");
-            return;
-        }
+    let what = format!("{host}:{port}");
+    let Some(mut started) = client_tls::read_hello(io, tls.handshake_timeout, &conn, &what).await
+    else {
+        return;
     };
     let client_hello = started.client_hello();
     let mut hello = ClientHello {
@@ -176,13 +165,7 @@ pub(crate) async fn intercept<H, IO>(
     let recorded = started.io.take_recorded();
     if hello.ignore_connection {
         tracing::debug!(client = %conn.address, "{host}:{port}: passed through at a plugin's request");
-        let idle = relay::Idle {
-            limit: shared.options.timeouts.tunnel_idle,
-            counters: &shared.counters,
-            route: &route,
-            trust: &shared.trust,
-            connect_timeout: shared.options.connect_timeout,
-        };
+        let idle = relay::Idle::of(&shared, &route);
         if let Err(e) = relay::relay_with(started.io, &recorded, &host, port, idle).await {
             tracing::info!(client = %conn.address, "{host}:{port}: {e}");
         }
@@ -240,21 +223,10 @@ pub(crate) async fn intercept<H, IO>(
             return;
         }
     };
-    let stream = match tokio::time::timeout(tls.handshake_timeout, started.into_stream(config))
-        .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::warn!(
-                client = %conn.address,
-                "{server_name}: TLS handshake with the client failed: {e} (does the client trust witm's CA? see `witm ca`)"
-            );
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(client = %conn.address, "{server_name}: TLS handshake with the client timed out");
-            return;
-        }
+    let finished =
+        client_tls::finish(started, config, tls.handshake_timeout, &conn, &server_name).await;
+    let Some(stream) = finished else {
+        return;
     };
     let mut inner = (*conn).clone();
     inner.tls = Some(ClientTls {

@@ -32,6 +32,7 @@
 //! - [`accept`]: pausing after a failed accept (out of file descriptors);
 //! - `wire`: translation between hyper messages and flow messages
 //!   (hop-by-hop headers, `content-length`);
+//! - `client_tls`: the client's side of a TLS handshake witm terminates;
 //! - [`tls`]: which tunnels are intercepted, with which CA and upstream trust;
 //! - `cert_info`: the server certificate's facts for plugins;
 //! - `server_events`: `server-connect`/`server-disconnect` for every server
@@ -51,6 +52,7 @@ mod answers;
 mod auth;
 mod body;
 mod cert_info;
+mod client_tls;
 mod connection;
 pub mod counters;
 mod dial;

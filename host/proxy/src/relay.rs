@@ -8,6 +8,7 @@ use witm_tls::Upstream;
 
 use crate::counters::{Counters, Timeout};
 use crate::dial::dial;
+use crate::shared::Shared;
 use crate::timeouts::{Activity, ActivityIo};
 
 /// How long a raw tunnel may carry nothing either way, and where that is
@@ -19,6 +20,19 @@ pub(crate) struct Idle<'a> {
     pub route: &'a Route,
     pub trust: &'a Upstream,
     pub connect_timeout: Duration,
+}
+
+impl<'a> Idle<'a> {
+    /// A tunnel of `shared`'s proxy along `route`.
+    pub(crate) fn of<H>(shared: &'a Shared<H>, route: &'a Route) -> Self {
+        Idle {
+            limit: shared.options.timeouts.tunnel_idle,
+            counters: &shared.counters,
+            route,
+            trust: &shared.trust,
+            connect_timeout: shared.options.connect_timeout,
+        }
+    }
 }
 
 /// Connects to `host:port`, sends `already_read` (bytes the client sent

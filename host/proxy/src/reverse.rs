@@ -12,10 +12,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio_rustls::LazyConfigAcceptor;
 use witm_flow::{ClientConn, ClientTls, FlowHooks, ServerUrl};
 use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
+use crate::client_tls;
 use crate::connection::{self, Protocol};
 use crate::intercept::{H2_PREFACE, first_bytes};
 use crate::liveness::Liveness;
@@ -63,21 +63,9 @@ pub(crate) async fn serve<H, IO>(
         connection::serve(shared, conn, Some(tunnel), io, protocol, live).await;
         return;
     };
-    let started = match tokio::time::timeout(
-        tls.handshake_timeout,
-        LazyConfigAcceptor::new(Default::default(), io),
-    )
-    .await
-    {
-        Ok(Ok(started)) => started,
-        Ok(Err(e)) => {
-            tracing::info!(client = %conn.address, "reverse proxy: not a TLS ClientHello: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(client = %conn.address, "reverse proxy: TLS handshake timed out");
-            return;
-        }
+    let started = client_tls::read_hello(io, tls.handshake_timeout, &conn, "reverse proxy");
+    let Some(started) = started.await else {
+        return;
     };
     let hello = started.client_hello();
     let sni = hello.server_name().map(str::to_owned);
@@ -100,18 +88,9 @@ pub(crate) async fn serve<H, IO>(
             return;
         }
     };
-    let stream = match tokio::time::timeout(tls.handshake_timeout, started.into_stream(config))
-        .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::warn!(client = %conn.address, "{name}: TLS handshake with the client failed: {e} (does the client trust witm's CA? see `witm ca`)");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(client = %conn.address, "{name}: TLS handshake with the client timed out");
-            return;
-        }
+    let finished = client_tls::finish(started, config, tls.handshake_timeout, &conn, &name);
+    let Some(stream) = finished.await else {
+        return;
     };
     let mut inner = (*conn).clone();
     inner.tls = Some(ClientTls {

@@ -22,14 +22,14 @@ use http::Uri;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use witm_flow::{ProxyUrl, Route};
 use witm_tls::Upstream;
 
 use crate::body::ProxyBody;
 use crate::dial::{self, BoxStream};
 use crate::server_events::{ServerEvents, Watched};
-use crate::timeouts::NEVER;
+use crate::shared::pool_builder;
 
 /// Upstream proxies with a pool of their own at once.
 const MAX_PROXIES: usize = 64;
@@ -85,14 +85,8 @@ impl ViaPools {
             .enable_http1()
             .enable_http2()
             .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .http1_preserve_header_case(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_keep_alive_interval(self.h2_keepalive)
-            .http2_keep_alive_timeout(self.h2_keepalive.unwrap_or(NEVER))
-            .build(Watched::new(https, self.events.clone()));
+        let client =
+            pool_builder(self.h2_keepalive).build(Watched::new(https, self.events.clone()));
         pools.insert(proxy.clone(), client.clone());
         client
     }

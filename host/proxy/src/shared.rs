@@ -161,13 +161,7 @@ impl<H: FlowHooks> Shared<H> {
             .enable_http1()
             .enable_http2()
             .wrap_connector(connector);
-        let upstream = Client::builder(TokioExecutor::new())
-            .http1_preserve_header_case(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_keep_alive_interval(options.timeouts.h2_keepalive)
-            .http2_keep_alive_timeout(options.timeouts.h2_keepalive.unwrap_or(NEVER))
+        let upstream = pool_builder(options.timeouts.h2_keepalive)
             .build(Watched::new(connector, server_events.clone()));
         let via = ViaPools::new(
             trust.clone(),
@@ -187,4 +181,18 @@ impl<H: FlowHooks> Shared<H> {
             counters: Arc::default(),
         }
     }
+}
+
+/// How every pool of server connections is set up: header case kept,
+/// idle connections kept 90 s, HTTP/2 pinged every `h2_keepalive`.
+pub(crate) fn pool_builder(h2_keepalive: Option<Duration>) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .http1_preserve_header_case(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(h2_keepalive)
+        .http2_keep_alive_timeout(h2_keepalive.unwrap_or(NEVER));
+    builder
 }

@@ -123,13 +123,7 @@ pub(crate) async fn take_over<H, IO>(
         route,
         ..
     } = target;
-    let idle = relay::Idle {
-        limit: shared.options.timeouts.tunnel_idle,
-        counters: &shared.counters,
-        route: &route,
-        trust: &shared.trust,
-        connect_timeout: shared.options.connect_timeout,
-    };
+    let idle = relay::Idle::of(&shared, &route);
     let relayed = relay::relay_with(io, &[], &host, port, idle);
     // A raw tunnel carries no flows witm could let finish: it is cut when
     // witm stops.

@@ -30,7 +30,7 @@ pub use raw_origin::{RAW_RESPONSE, RawOrigin};
 pub use test_ca::TestCa;
 pub use websocket::{websocket_close_code, websocket_exchange};
 pub use witm::Witm;
-pub use wrk::{wrk, wrk_line, wrk_seconds};
+pub use wrk::{median, wrk, wrk_line, wrk_rate, wrk_seconds};
 
 /// The number in environment variable `name` (a bench's setting), or
 /// `default` when it is unset or not a number.

@@ -62,3 +62,20 @@ pub fn wrk_line(label: &str, wrk_output: &str) -> String {
         field("Latency", 1)
     )
 }
+
+/// Requests per second from wrk's report, if it has the line.
+pub fn wrk_rate(wrk_output: &str) -> Option<f64> {
+    wrk_output
+        .lines()
+        .find(|l| l.trim_start().starts_with("Requests/sec:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The median of `values` (the upper one of an even count), if any.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
