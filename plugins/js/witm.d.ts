@@ -147,6 +147,10 @@ declare module 'witm' {
     comment: string;
     /** Drops the client connection instead of answering. */
     kill(): void;
+    /** The upstream proxy chosen for this flow (credentials left out). */
+    readonly upstream: string | undefined;
+    /** Through this upstream proxy URL, or straight to the server with null. */
+    setUpstream(proxy: string | null): void;
   }
 
   /** witm's log, with the plugin's name. */

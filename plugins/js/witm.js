@@ -413,6 +413,22 @@ export class Flow {
   kill() {
     this._h.kill();
   }
+  /**
+   * The upstream proxy chosen for this flow (credentials left out), or
+   * undefined: straight, or not chosen (the listener's mode decides).
+   */
+  get upstream() {
+    return this._h.upstream();
+  }
+  /**
+   * Routes this flow through the upstream proxy
+   * `http[s]://[user:password@]host[:port]`, or straight to the server with
+   * null, instead of the listener's mode (in `httpConnect`: the whole
+   * tunnel). Throws HostError `invalid` for a malformed URL.
+   */
+  setUpstream(proxy) {
+    call(() => this._h.setUpstream(proxy ?? undefined));
+  }
 }
 
 function line(values) {

@@ -346,3 +346,51 @@ fn sighup_and_a_graceful_stop_with_every_mode() {
     assert_eq!(slow.status, 200, "finished, not cut");
     assert!(witm.stop().success());
 }
+
+#[test]
+fn the_python_javascript_and_go_sdks_choose_the_upstream_too() {
+    let origin = Origin::start();
+    let upstream = upstream_witm(None, &witm_ca());
+    let via = format!("http://127.0.0.1:{}", upstream.port);
+    for path in [
+        "tests/plugins-py/router.py",
+        "tests/plugins-js/router.js",
+        "tests/plugins-go/router.go",
+    ] {
+        let plugin = guests().script(path).display().to_string();
+        let front = Witm::start(crate::witm_binary(), &["-s", &plugin])
+            .unwrap_or_else(|(status, log)| panic!("{path}: witm exited ({status}):\n{log}"));
+        let wanted = format!("/sdk-routed?{path}");
+        let routed = curl(
+            &front.proxy_url(),
+            &["-H", &format!("x-route: {via}"), &origin.url(&wanted)],
+        );
+        assert_eq!(routed.status, 200, "{path}");
+        assert!(
+            upstream.wait_for_flow_line(&wanted),
+            "{path}: not through the upstream"
+        );
+        let seen = origin.seen();
+        let request = seen.iter().rev().find(|r| r.path == wanted).unwrap();
+        assert_eq!(
+            request.header_values("x-upstream-seen"),
+            [via.as_str()],
+            "{path}"
+        );
+        assert!(request.header_values("x-route").is_empty(), "{path}");
+
+        let straight = format!("/sdk-direct?{path}");
+        curl(
+            &front.proxy_url(),
+            &["-H", "x-route: direct", &origin.url(&straight)],
+        );
+        let seen = origin.seen();
+        let request = seen.iter().rev().find(|r| r.path == straight).unwrap();
+        assert_eq!(
+            request.header_values("x-upstream-seen"),
+            ["direct"],
+            "{path}"
+        );
+        assert!(!upstream.stdout().iter().any(|l| l.contains(&straight)));
+    }
+}

@@ -321,6 +321,23 @@ func (f *Flow) Metadata(key string) (string, bool) {
 
 func (f *Flow) SetMetadata(key, value string) { f.f.SetMetadata(key, witTypes.Some(value)) }
 
+// Upstream is the upstream proxy chosen for this flow (credentials left
+// out); false when straight, or not chosen (the listener's mode decides).
+func (f *Flow) Upstream() (string, bool) {
+	v := f.f.Upstream()
+	return v.SomeOr(""), v.IsSome()
+}
+
+// SetUpstream routes this flow through the upstream proxy
+// "http[s]://[user:password@]host[:port]", or straight to the server with
+// "", instead of the listener's mode (in HTTPConnect: the whole tunnel).
+func (f *Flow) SetUpstream(proxy string) error {
+	if proxy == "" {
+		return check(f.f.SetUpstream(witTypes.None[string]()))
+	}
+	return check(f.f.SetUpstream(witTypes.Some(proxy)))
+}
+
 // ClientConn is the client's connection.
 type ClientConn struct{ c *types.ClientConn }
 

@@ -614,6 +614,20 @@ class Flow:
         self._handle.kill()
 
     @property
+    def upstream(self):
+        """The upstream proxy chosen for this flow (credentials left out),
+        or None: straight, or not chosen (the listener's mode decides)."""
+        return self._handle.upstream()
+
+    def set_upstream(self, proxy):
+        """Routes this flow through the upstream proxy
+        `http[s]://[user:password@]host[:port]`, or straight to the server
+        with None, instead of the listener's mode (witm's own; in
+        `http_connect` it routes the whole tunnel). HostError `invalid` for
+        a malformed URL."""
+        _call(self._handle.set_upstream, proxy)
+
+    @property
     def killable(self):
         return True
 
