@@ -13,7 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use witm_test_support::{Origin, Witm, guests, wrk, wrk_line, wrk_seconds};
+use witm_test_support::{
+    Origin, Witm, guests, median, wrk, wrk_line, wrk_rate as rate, wrk_seconds,
+};
 
 fn main() {
     let Some(seconds) = wrk_seconds() else {
@@ -96,21 +98,6 @@ fn compare(label: &str, binary: &Path, base: &Path, args: &[&str], target: &str,
         "{label:<46} {this:>12.0} this build, {before:.0} base: {:.3} of base (medians of {rounds})",
         this / before
     );
-}
-
-fn rate(wrk_output: &str) -> Option<f64> {
-    wrk_output
-        .lines()
-        .find(|l| l.trim_start().starts_with("Requests/sec:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn median(values: &mut [f64]) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied()
 }
 
 fn report(label: &str, wrk_output: &str) {
