@@ -3,7 +3,7 @@
 //! wrk straight to the origin, through a regular witm as its proxy, and to
 //! a reverse witm in front of the origin — each with no plugin and with
 //! examples/add-header. The rows alternate, `WITM_BENCH_ROUNDS` times
-//! (default 2), and each setup's median is printed with its ratio to
+//! (default 3), and each setup's median is printed with its ratio to
 //! regular mode.
 //!
 //! `cargo bench -p witm --bench modes` (needs `wrk`; `WITM_BENCH_SECS`
@@ -22,7 +22,7 @@ fn main() {
     let rounds: usize = std::env::var("WITM_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(2);
+        .unwrap_or(3);
     let origin = Origin::start_unrecorded();
     let target = origin.url("/");
     let binary = Path::new(env!("CARGO_BIN_EXE_witm"));
