@@ -394,3 +394,28 @@ fn the_python_javascript_and_go_sdks_choose_the_upstream_too() {
         assert!(!upstream.stdout().iter().any(|l| l.contains(&straight)));
     }
 }
+
+#[test]
+fn each_listener_carries_its_own_tenant_and_chain_from_the_configuration() {
+    let origin = Origin::start();
+    let dir = scratch("listener-tenants");
+    let reverse_port = free_port();
+    let config = format!(
+        "mode = [\"regular\", \"reverse:{origin}@{reverse_port}\"]\n\
+         [[tenants]]\nname = \"gateway\"\nlisten_port = {reverse_port}\n\
+         [[tenants.plugins]]\npath = {tag:?}\nargs = [\"gateway\"]\n\
+         [[tenants]]\nname = \"office\"\ncredentials = [\"bob:builder\"]\n\
+         [[tenants.plugins]]\npath = {tag:?}\nargs = [\"office\"]\n",
+        origin = origin.url(""),
+        tag = guests().rust("tag"),
+    );
+    let witm = start_with_config(&dir, &config, &[], &[]);
+    assert!(witm.wait_for_log(&format!("127.0.0.1:{reverse_port} for tenants gateway"), 1));
+    let gateway = curl(NO_PROXY, &[&format!("http://127.0.0.1:{reverse_port}/gw")]);
+    assert_eq!(gateway.header_values("x-tag"), ["gateway"]);
+    let office = curl(
+        &witm.proxy_url(),
+        &["--proxy-user", "bob:builder", &origin.url("/office")],
+    );
+    assert_eq!(office.header_values("x-tag"), ["office"]);
+}
