@@ -17,6 +17,7 @@ mod modes;
 mod new_project;
 mod onboarding;
 mod plugins;
+mod raw_tunnels;
 mod sandbox;
 mod saved_flows;
 mod timeouts;

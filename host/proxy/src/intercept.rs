@@ -15,19 +15,22 @@
 //! tunnel per request does not make witm open a server connection per
 //! request too.
 //!
-//! A tunnel whose first byte is not a TLS handshake is served as plain HTTP.
+//! A tunnel whose first bytes are not a TLS handshake is served as plain
+//! HTTP, or relayed untouched when they are not HTTP either, or when the
+//! server speaks first (see `opening`).
 
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
 use witm_flow::{ClientConn, ClientHello, ClientTls, Events, FlowHooks};
 use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
 use crate::answers::Failure;
 use crate::client_tls;
 use crate::connection::{self, Protocol};
+use crate::dial;
 use crate::link_pool::LinkKey;
 use crate::liveness::Liveness;
+use crate::opening::{self, H2_PREFACE, Opening};
 use crate::prefixed::Peeked;
 use crate::relay;
 use crate::shared::Shared;
@@ -48,27 +51,6 @@ pub(crate) struct Connected {
     pub route: witm_flow::Route,
 }
 
-/// What an HTTP/2 client sends first, with or without TLS (RFC 9113 §3.4).
-pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// The first bytes of a tunnel: one, or as much of HTTP/2's preface as the
-/// client sends while it matches (all of it for an h2c client). `None` when
-/// the client closed first.
-pub(crate) async fn first_bytes<IO: tokio::io::AsyncRead + Unpin>(io: &mut IO) -> Option<Vec<u8>> {
-    let mut first = vec![0u8; 1];
-    if io.read(&mut first).await.ok()? == 0 {
-        return None;
-    }
-    while first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&first) {
-        let mut more = vec![0u8; H2_PREFACE.len() - first.len()];
-        match io.read(&mut more).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => first.extend_from_slice(&more[..n]),
-        }
-    }
-    Some(first)
-}
-
 /// Takes over a tunnel's stream to `host:port` (a CONNECT's or SOCKS5's).
 pub(crate) async fn intercept<H, IO>(
     shared: Arc<Shared<H>>,
@@ -87,16 +69,37 @@ pub(crate) async fn intercept<H, IO>(
         live,
         route,
     } = target;
-    let first = match tokio::time::timeout(tls.handshake_timeout, first_bytes(&mut io)).await {
-        Ok(Some(first)) => first,
-        Ok(None) => return,
-        Err(_) => {
-            tracing::info!(client = %conn.address, "{host}:{port}: the client sent nothing after CONNECT; closing");
+    let dial_server = || {
+        let timeout = shared.options.connect_timeout;
+        dial::dial(&route, &host, port, &shared.trust, timeout)
+    };
+    let first = match opening::open(&mut io, tls.handshake_timeout, dial_server).await {
+        Opening::Client(first) => first,
+        Opening::Server(server, greeting) => {
+            tracing::debug!(client = %conn.address, "{host}:{port}: the server spoke first: relayed untouched");
+            let idle = relay::Idle::of(&shared, &route);
+            let relayed = relay::relay_greeted(io, server, &greeting, (&host, port), idle).await;
+            if let Err(e) = relayed {
+                tracing::info!(client = %conn.address, "{host}:{port}: {e}");
+            }
+            return;
+        }
+        Opening::Nothing => {
+            tracing::info!(client = %conn.address, "{host}:{port}: neither side said anything after CONNECT; closing");
             return;
         }
     };
     let tls_hello = first[0] == 0x16;
     let h2c = first == H2_PREFACE;
+    if !tls_hello && !h2c && !opening::looks_like_http(&first) {
+        // Neither TLS nor HTTP (SSH, a database…): relayed untouched.
+        tracing::debug!(client = %conn.address, "{host}:{port}: not TLS or HTTP: relayed untouched");
+        let idle = relay::Idle::of(&shared, &route);
+        if let Err(e) = relay::relay_with(io, &first, &host, port, idle).await {
+            tracing::info!(client = %conn.address, "{host}:{port}: {e}");
+        }
+        return;
+    }
     let mut io = Peeked::new(first, io);
     if !tls_hello {
         io.take_recorded();

@@ -9,6 +9,7 @@
 //!   and says what each request is: a CONNECT or a request to forward;
 //! - `tunnel`: CONNECT, intercepted or as a raw tunnel (`relay`);
 //! - `intercept`: TLS interception of a tunnel;
+//! - `opening`: what a tunnel carries, from who speaks first and how;
 //! - `forward`: one request, from the client to the server and back;
 //! - `websocket`: WebSocket relay, message by message;
 //! - `respond`: the client's response from the flow; killed flows;
@@ -64,6 +65,7 @@ mod link_pool;
 mod liveness;
 pub mod mode;
 pub mod onboarding;
+mod opening;
 mod prefixed;
 mod relay;
 mod respond;

@@ -7,7 +7,7 @@ use witm_flow::Route;
 use witm_tls::Upstream;
 
 use crate::counters::{Counters, Timeout};
-use crate::dial::dial;
+use crate::dial::{BoxStream, dial};
 use crate::shared::Shared;
 use crate::timeouts::{Activity, ActivityIo};
 
@@ -38,7 +38,7 @@ impl<'a> Idle<'a> {
 /// Connects to `host:port`, sends `already_read` (bytes the client sent
 /// that witm has consumed), then relays both ways untouched.
 pub(crate) async fn relay_with<IO>(
-    mut client: IO,
+    client: IO,
     already_read: &[u8],
     host: &str,
     port: u16,
@@ -49,6 +49,38 @@ where
 {
     let mut server = dial(idle.route, host, port, idle.trust, idle.connect_timeout).await?;
     tokio::io::AsyncWriteExt::write_all(&mut server, already_read).await?;
+    relay_both(client, server, host, port, idle).await
+}
+
+/// Relays between `client` and a server connection made already, after
+/// giving the client what the server said first (`greeting`: a protocol
+/// whose server speaks first, see `opening`).
+pub(crate) async fn relay_greeted<IO>(
+    mut client: IO,
+    server: BoxStream,
+    greeting: &[u8],
+    (host, port): (&str, u16),
+    idle: Idle<'_>,
+) -> std::io::Result<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::io::AsyncWriteExt::write_all(&mut client, greeting).await?;
+    relay_both(client, server, host, port, idle).await
+}
+
+/// Copies both ways until either side closes, or nothing moves for the
+/// idle limit.
+async fn relay_both<IO>(
+    mut client: IO,
+    mut server: BoxStream,
+    host: &str,
+    port: u16,
+    idle: Idle<'_>,
+) -> std::io::Result<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let activity = Activity::new();
     let mut client = ActivityIo::new(&mut client, activity.clone());
     let mut server = ActivityIo::new(&mut server, activity.clone());

@@ -17,8 +17,8 @@ use witm_tls::{ALPN_H2, ALPN_HTTP1};
 
 use crate::client_tls;
 use crate::connection::{self, Protocol};
-use crate::intercept::{H2_PREFACE, first_bytes};
 use crate::liveness::Liveness;
+use crate::opening::{self, H2_PREFACE};
 use crate::prefixed::Peeked;
 use crate::shared::Shared;
 use crate::upstream::Tunnel;
@@ -36,9 +36,8 @@ pub(crate) async fn serve<H, IO>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let timeout = shared.options.timeouts.connection_idle;
-    let first = match tokio::time::timeout(timeout, first_bytes(&mut io)).await {
-        Ok(Some(first)) => first,
-        Ok(None) | Err(_) => return,
+    let Some(first) = opening::client_first(&mut io, timeout).await else {
+        return;
     };
     let tunnel = Arc::new(Tunnel {
         scheme: server.scheme,
