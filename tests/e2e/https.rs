@@ -55,7 +55,7 @@ fn python_prints(python: &std::ffi::OsStr, script: &str, args: &[&str]) -> Strin
 }
 
 /// witm's CA certificate, as the tests' shared confdir holds it.
-fn witm_ca() -> String {
+pub(crate) fn witm_ca() -> String {
     target_dir()
         .join("e2e-confdir/witm-ca-cert.pem")
         .display()

@@ -8,16 +8,9 @@ use std::path::PathBuf;
 
 use witm_test_support::{HELLO, Origin, TestCa, Witm, curl, free_port, guests, target_dir};
 
+use crate::https::witm_ca;
 use crate::sandbox::start_with_config;
 use crate::start_with_args;
-
-/// witm's own CA certificate (the shared test confdir's).
-fn witm_ca() -> String {
-    target_dir()
-        .join("e2e-confdir/witm-ca-cert.pem")
-        .display()
-        .to_string()
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = target_dir().join("e2e-modes").join(name);

@@ -480,3 +480,43 @@ fn recorded_flows_keep_the_case_and_order_of_the_wire() {
         );
     }
 }
+
+#[test]
+fn recorded_flows_keep_the_server_address_and_an_http2_servers_empty_reason() {
+    let origin = Origin::start();
+    let ca = witm_test_support::TestCa::new("wire-facts-origin");
+    let tls_origin = Origin::start_https(&ca);
+    let dir = scratch("wire-facts");
+    let file = dir.join("flows.witm");
+    let ca_path = ca.cert_pem_path.display().to_string();
+    let mut witm = start_with_args(
+        &[],
+        &["-w", file.to_str().unwrap(), "--upstream-ca", &ca_path],
+    );
+    let proxy = witm.proxy_url();
+    curl(&proxy, &[&origin.url("/plain")]);
+    let witm_ca = crate::https::witm_ca();
+    let h2 = curl(
+        &proxy,
+        &[
+            "--http2",
+            "--cacert",
+            &witm_ca,
+            &tls_origin.https_url("/h2"),
+        ],
+    );
+    assert_eq!(h2.status, 200);
+    witm.stop();
+    let flows = read(&file);
+    let plain = flows.iter().find(|f| f.request.path == "/plain").unwrap();
+    let server = plain
+        .server_conn
+        .as_ref()
+        .expect("a plain-HTTP flow's server");
+    assert_eq!(server.address, origin.url("").trim_start_matches("http://"));
+    assert_eq!(plain.response.as_ref().unwrap().reason, "OK");
+    let h2 = flows.iter().find(|f| f.request.path == "/h2").unwrap();
+    let response = h2.response.as_ref().unwrap();
+    assert_eq!(response.http_version, "HTTP/2.0");
+    assert_eq!(response.reason, "", "HTTP/2 has no reason phrase");
+}

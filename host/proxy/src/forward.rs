@@ -268,6 +268,9 @@ async fn run_after_request_body<H: FlowHooks>(
                 upgrade,
                 extensions,
             }) => {
+                if flow.server_conn.is_none() || via_tunnel.is_none() {
+                    flow.server_conn = Some(pooled_server(&flow.request, &response));
+                }
                 flow.response = Some(response);
                 server_upgrade = upgrade;
                 response_extensions = extensions;
@@ -701,11 +704,13 @@ async fn exchange<H: FlowHooks>(
                 .take_response(parts.status.as_u16(), parts.headers.len())
         })
         .unwrap_or_else(|| Headers::from_header_map(&parts.headers));
-    let reason = parts
-        .extensions
-        .get::<hyper::ext::ReasonPhrase>()
-        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
-        .unwrap_or_else(|| canonical_reason(parts.status.as_u16()).to_owned());
+    // As on the wire: HTTP/2 has no reason phrase; HTTP/1's is hyper's
+    // extension when it is not the usual one.
+    let reason = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+        _ if parts.version == Version::HTTP_2 => String::new(),
+        Some(reason) => String::from_utf8_lossy(reason.as_bytes()).into_owned(),
+        None => canonical_reason(parts.status.as_u16()).to_owned(),
+    };
     Ok(Exchanged {
         response: Response {
             status: parts.status.as_u16(),
@@ -721,6 +726,21 @@ async fn exchange<H: FlowHooks>(
         body: incoming,
         upgrade,
         extensions: parts.extensions,
+    })
+}
+
+/// The server of a flow that went through a pool (not a tunnel's own
+/// connection): its address, and for HTTPS the name sent and the protocol.
+fn pooled_server(request: &Request, response: &Response) -> Arc<witm_flow::ServerConn> {
+    let tls = request.scheme == "https";
+    Arc::new(witm_flow::ServerConn {
+        address: format!("{}:{}", request.host, request.port),
+        sni: tls.then(|| request.host.clone()),
+        alpn: tls.then(|| match response.http_version.as_str() {
+            "HTTP/2.0" => "h2".to_owned(),
+            _ => "http/1.1".to_owned(),
+        }),
+        cert: None,
     })
 }
 

@@ -76,7 +76,10 @@ pub(crate) fn respond<H: FlowHooks>(
         response.trailers.as_ref(),
         no_content,
     );
-    if response.reason != canonical_reason(response.status)
+    // An empty reason (an HTTP/2 server's) goes out as the usual one, as
+    // mitmproxy does: not every HTTP/1 client takes an empty one.
+    if !response.reason.is_empty()
+        && response.reason != canonical_reason(response.status)
         && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(response.reason.as_bytes())
     {
         outgoing.extensions_mut().insert(reason);
