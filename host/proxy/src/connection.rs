@@ -30,7 +30,7 @@ use crate::upstream::Tunnel;
 use crate::wire_heads::{Heads, Side, Tapped};
 
 /// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTP version a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,7 +35,9 @@ pub(crate) async fn serve<H, IO>(
     H: FlowHooks,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let timeout = shared.options.timeouts.connection_idle;
+    // A client that says nothing is held no longer than one that sends
+    // no request head.
+    let timeout = connection::HEADER_READ_TIMEOUT;
     let Some(first) = opening::client_first(&mut io, timeout).await else {
         return;
     };
