@@ -3,7 +3,7 @@
 //! the stream ends (which is what holding the body for the plugin did).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use witm_test_support::Origin;
@@ -18,27 +18,19 @@ const GAP: Duration = Duration::from_millis(400);
 /// An origin answering each request with an event stream: one event every
 /// [`GAP`], then the end.
 fn sse_origin() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-                            Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
-                let _ = stream.write_all(head.as_bytes());
-                for n in 0..EVENTS {
-                    let event = format!("data: {n}\n\n");
-                    let _ = write!(stream, "{:x}\r\n{event}\r\n", event.len());
-                    std::thread::sleep(GAP);
-                }
-                let _ = stream.write_all(b"0\r\n\r\n");
-            });
+    witm_test_support::tcp_server(|mut stream| {
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                    Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let _ = stream.write_all(head.as_bytes());
+        for n in 0..EVENTS {
+            let event = format!("data: {n}\n\n");
+            let _ = write!(stream, "{:x}\r\n{event}\r\n", event.len());
+            std::thread::sleep(GAP);
         }
-    });
-    port
+        let _ = stream.write_all(b"0\r\n\r\n");
+    })
 }
 
 #[test]

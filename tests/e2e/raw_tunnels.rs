@@ -4,7 +4,7 @@
 //! (SSH-like). Interception is on, as by default.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::start_with_args;
@@ -12,25 +12,17 @@ use crate::start_with_args;
 /// A line server on loopback: greets with `greeting` (if any), then
 /// answers each line upper-cased. Its port.
 fn line_server(greeting: Option<&'static str>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                if let Some(greeting) = greeting {
-                    stream.write_all(greeting.as_bytes()).unwrap();
-                }
-                let mut lines = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    let _ = stream.write_all(line.to_uppercase().as_bytes());
-                    line.clear();
-                }
-            });
+    witm_test_support::tcp_server(move |mut stream| {
+        if let Some(greeting) = greeting {
+            stream.write_all(greeting.as_bytes()).unwrap();
         }
-    });
-    port
+        let mut lines = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let _ = stream.write_all(line.to_uppercase().as_bytes());
+            line.clear();
+        }
+    })
 }
 
 /// A CONNECT to `127.0.0.1:port` through witm, its 200 read.

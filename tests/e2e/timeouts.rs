@@ -230,22 +230,14 @@ fn a_silent_origin_gets_504_and_one_that_stops_mid_body_is_cut() {
 
 /// A TCP server that echoes what it reads.
 fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
+    witm_test_support::tcp_server(|mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                break;
+            }
         }
-    });
-    port
+    })
 }
 
 /// Opens a CONNECT tunnel to `port` through the proxy.
