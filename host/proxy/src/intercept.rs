@@ -30,7 +30,7 @@ use crate::connection::{self, Protocol};
 use crate::dial;
 use crate::link_pool::LinkKey;
 use crate::liveness::Liveness;
-use crate::opening::{self, H2_PREFACE, Opening};
+use crate::opening::{self, Opening};
 use crate::prefixed::Peeked;
 use crate::relay;
 use crate::shared::Shared;
@@ -90,7 +90,7 @@ pub(crate) async fn intercept<H, IO>(
         }
     };
     let tls_hello = first[0] == 0x16;
-    let h2c = first == H2_PREFACE;
+    let h2c = opening::is_h2_preface(&first);
     if !tls_hello && !h2c && !opening::looks_like_http(&first) {
         // Neither TLS nor HTTP (SSH, a database…): relayed untouched.
         tracing::debug!(client = %conn.address, "{host}:{port}: not TLS or HTTP: relayed untouched");

@@ -119,6 +119,12 @@ async fn client_spoke<IO: AsyncRead + Unpin>(
     Opening::Client(first)
 }
 
+/// True when the client's first bytes are HTTP/2's preface (h2c with prior
+/// knowledge); the first read may hold its first frames too.
+pub(crate) fn is_h2_preface(first: &[u8]) -> bool {
+    first.starts_with(H2_PREFACE)
+}
+
 /// True when `first` can begin an HTTP/1 request: a method (upper-case
 /// letters) followed by a space, or the start of one.
 pub(crate) fn looks_like_http(first: &[u8]) -> bool {
@@ -149,6 +155,23 @@ mod tests {
         ] {
             assert!(!looks_like_http(other), "{other:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_h2c_preface_read_with_its_first_frame_is_still_h2c() {
+        let (mut client, mut server_side) = tokio::io::duplex(1024);
+        let mut sent = H2_PREFACE.to_vec();
+        sent.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS
+        client.write_all(&sent).await.unwrap();
+        let opened = open(&mut server_side, Duration::from_secs(5), || async {
+            Err(std::io::Error::other("not asked"))
+        })
+        .await;
+        let Opening::Client(first) = opened else {
+            panic!("the client spoke")
+        };
+        assert!(is_h2_preface(&first), "{first:?}");
+        assert!(!is_h2_preface(b"PRI * HTTP/2.0\r\n"));
     }
 
     #[tokio::test]

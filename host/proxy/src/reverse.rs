@@ -18,7 +18,7 @@ use witm_tls::{ALPN_H2, ALPN_HTTP1};
 use crate::client_tls;
 use crate::connection::{self, Protocol};
 use crate::liveness::Liveness;
-use crate::opening::{self, H2_PREFACE};
+use crate::opening;
 use crate::prefixed::Peeked;
 use crate::shared::Shared;
 use crate::upstream::Tunnel;
@@ -52,7 +52,7 @@ pub(crate) async fn serve<H, IO>(
         reverse: true,
     });
     let tls_hello = first[0] == 0x16;
-    let h2c = first == H2_PREFACE;
+    let h2c = opening::is_h2_preface(&first);
     let mut io = Peeked::new(first, io);
     io.take_recorded();
     let Some(tls) = shared.options.tls.clone().filter(|_| tls_hello) else {
