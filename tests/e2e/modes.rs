@@ -412,3 +412,103 @@ fn each_listener_carries_its_own_tenant_and_chain_from_the_configuration() {
     );
     assert_eq!(office.header_values("x-tag"), ["office"]);
 }
+
+/// Python's TLS in front of a plain-TCP port: an upstream proxy reached
+/// over TLS (`upstream:https://`), as a TLS-terminating load balancer in
+/// front of a corporate proxy would be.
+const TLS_FRONT: &str = r#"
+import socket, ssl, sys, threading
+cert, key, backend = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(cert, key)
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(16)
+print(listener.getsockname()[1], flush=True)
+
+def pump(source, sink):
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    for end in (sink, source):
+        try:
+            end.close()
+        except OSError:
+            pass
+
+def serve(client):
+    try:
+        client = tls.wrap_socket(client, server_side=True)
+    except OSError:
+        return
+    upstream = socket.create_connection(("127.0.0.1", backend))
+    threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+    pump(upstream, client)
+
+while True:
+    accepted, _ = listener.accept()
+    threading.Thread(target=serve, args=(accepted,), daemon=True).start()
+"#;
+
+/// A child process killed when the test ends, passed or not.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn upstream_mode_reaches_its_proxy_over_tls() {
+    use std::io::BufRead;
+    let origin = Origin::start();
+    let ca = TestCa::new("tls-front");
+    let tls_origin = Origin::start_https(&ca);
+    let ca_path = ca.cert_pem_path.display().to_string();
+    let upstream = upstream_witm(None, &ca_path);
+    let (cert, key) = ca.server_pem_files("tls-front");
+    let mut front_tls = KilledOnDrop(
+        std::process::Command::new("python3")
+            .args(["-c", TLS_FRONT])
+            .arg(&cert)
+            .arg(&key)
+            .arg(upstream.port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut port = String::new();
+    std::io::BufReader::new(front_tls.0.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let mode = format!("upstream:https://localhost:{}", port.trim());
+    let front = start_with_args(
+        &[],
+        &[
+            "--mode",
+            &mode,
+            "--upstream-ca",
+            &ca_path,
+            "--upstream-ca",
+            &witm_ca(),
+        ],
+    );
+    let plain = curl(&front.proxy_url(), &[&origin.url("/over-tls-plain")]);
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    assert!(upstream.wait_for_flow_line("/over-tls-plain"));
+    let secure = curl(
+        &front.proxy_url(),
+        &[
+            "--cacert",
+            &witm_ca(),
+            &tls_origin.https_url("/over-tls-secure"),
+        ],
+    );
+    assert_eq!(secure.status, 200, "{}", secure.body);
+    assert!(upstream.wait_for_flow_line("/over-tls-secure"));
+}
