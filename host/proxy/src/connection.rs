@@ -39,6 +39,17 @@ pub(crate) enum Protocol {
     Http2,
 }
 
+impl Protocol {
+    /// HTTP/2 when the client chose it (ALPN "h2", or h2c's preface).
+    pub(crate) fn http2_if(http2: bool) -> Self {
+        if http2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        }
+    }
+}
+
 /// Serves requests on `io` until the client closes it; when witm stops
 /// (`live` says so), the request in flight finishes and the connection
 /// closes. `tunnel` is set for a connection inside a CONNECT tunnel.

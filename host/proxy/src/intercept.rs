@@ -131,11 +131,7 @@ pub(crate) async fn intercept<H, IO>(
             route,
             reverse: false,
         });
-        let protocol = if h2c {
-            Protocol::Http2
-        } else {
-            Protocol::Http1
-        };
+        let protocol = Protocol::http2_if(h2c);
         connection::serve(shared, conn, Some(tunnel), io, protocol, live).await;
         return;
     }
@@ -249,11 +245,7 @@ pub(crate) async fn intercept<H, IO>(
         route,
         reverse: false,
     });
-    let protocol = if client_alpn.as_deref() == Some(ALPN_H2) {
-        Protocol::Http2
-    } else {
-        Protocol::Http1
-    };
+    let protocol = Protocol::http2_if(client_alpn.as_deref() == Some(ALPN_H2));
     let links = shared.clone();
     connection::serve(shared, conn, Some(tunnel.clone()), stream, protocol, live).await;
     // The server connection waits for the next tunnel to the same server

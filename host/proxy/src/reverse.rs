@@ -56,11 +56,7 @@ pub(crate) async fn serve<H, IO>(
     let mut io = Peeked::new(first, io);
     io.take_recorded();
     let Some(tls) = shared.options.tls.clone().filter(|_| tls_hello) else {
-        let protocol = if h2c {
-            Protocol::Http2
-        } else {
-            Protocol::Http1
-        };
+        let protocol = Protocol::http2_if(h2c);
         connection::serve(shared, conn, Some(tunnel), io, protocol, live).await;
         return;
     };
@@ -98,11 +94,7 @@ pub(crate) async fn serve<H, IO>(
         sni,
         alpn: alpn.map(|p| String::from_utf8_lossy(p).into_owned()),
     });
-    let protocol = if alpn == Some(ALPN_H2) {
-        Protocol::Http2
-    } else {
-        Protocol::Http1
-    };
+    let protocol = Protocol::http2_if(alpn == Some(ALPN_H2));
     connection::serve(
         shared,
         Arc::new(inner),
