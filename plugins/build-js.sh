@@ -21,7 +21,8 @@ out=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 exports=(start clientConnect request response error clientDisconnect done httpConnect
-  tlsClienthello requestHeaders responseHeaders websocketMessage serverConnect serverDisconnect)
+  tlsClienthello requestHeaders responseHeaders websocketMessage serverConnect serverDisconnect
+  tick)
 {
   echo "import * as plugin from '$plugin';"
   echo "import { makeWorld } from '$root/plugins/js/witm.js';"

@@ -167,6 +167,36 @@ declare module 'witm' {
     set(key: string, value: string | null): void;
   };
 
+  /** The answer to `httpSend`. */
+  export interface HttpResponse {
+    status: number;
+    headers: [string, string][];
+    body: Uint8Array;
+    text(): string;
+  }
+
+  /**
+   * Sends an HTTP request (where the plugin's allowed_hosts grant it) and
+   * waits for the answer; throws HostError `denied`, `timed-out`,
+   * `unreachable` or `over-budget`.
+   */
+  export function httpSend(request: {
+    method?: string;
+    url: string;
+    headers?: [string, string][] | Record<string, string>;
+    body?: Body;
+    timeoutMs?: number;
+  }): HttpResponse;
+
+  /** A GET of `url`. */
+  export function httpGet(
+    url: string,
+    headers?: [string, string][] | Record<string, string>,
+  ): HttpResponse;
+
+  /** Asks for `tick` every `periodMs` (0 stops it). */
+  export function setTick(periodMs: number): void;
+
   /** The events a plugin may export (all optional). */
   export interface Plugin {
     start?(args: string[]): void;
@@ -183,5 +213,6 @@ declare module 'witm' {
     serverDisconnect?(server: ServerConn): void;
     clientDisconnect?(conn: ClientConn): void;
     done?(): void;
+    tick?(): void;
   }
 }

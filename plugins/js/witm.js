@@ -10,14 +10,16 @@
 // responseHeaders(flow), response(flow), error(flow), httpConnect(flow),
 // tlsClienthello(hello), websocketMessage(flow, message),
 // serverConnect(server), serverDisconnect(server), clientDisconnect(conn),
-// done(). A default export (an object, or a class the SDK instantiates)
+// done(), tick(). A default export (an object, or a class the SDK instantiates)
 // may hold them instead.
 //
 // What the SDK does for you: the plugin receives exactly the events it
 // exports; `flow.request`, `flow.response.headers`, ... are host handles
 // fetched on first use and released when the event returns (keep plain
 // values, not these objects, across events); host refusals throw
-// `HostError`; `log` and `console.log` write to witm's log. The raw API is
+// `HostError`; `log` and `console.log` write to witm's log; `httpSend` and
+// `httpGet` call out where the plugin's allowed_hosts grant it, and
+// `setTick(ms)` asks for `tick`. The raw API is
 // wit/plugin.wit; typings are in witm.d.ts.
 
 import { Response as HostResponse } from 'witm:plugin/types@0.1.0';
@@ -450,6 +452,42 @@ export const kv = {
   set: (key, value) => call(() => ctx.kvSet(key, value ?? undefined)),
 };
 
+/**
+ * Sends an HTTP request and returns `{ status, headers, body, text() }`
+ * (headers as [name, value] pairs, body a Uint8Array); the proxy serves
+ * other flows while this waits. Throws HostError `denied` where the
+ * plugin's allowed_hosts do not grant the URL, `timed-out`, `unreachable`
+ * or `over-budget`.
+ */
+export function httpSend({ method = 'GET', url, headers = [], body = '', timeoutMs = 0 }) {
+  const pairs = Array.isArray(headers) ? headers : Object.entries(headers);
+  const answer = call(() =>
+    ctx.httpSend({
+      method,
+      url,
+      headers: pairs.map(([n, v]) => [String(n), String(v)]),
+      body: bytes(body),
+      timeoutMs,
+    }),
+  );
+  return {
+    status: answer.status,
+    headers: answer.headers,
+    body: answer.body,
+    text: () => new TextDecoder().decode(answer.body),
+  };
+}
+
+/** `httpSend({ method: 'GET', url, headers })`. */
+export function httpGet(url, headers = []) {
+  return httpSend({ url, headers });
+}
+
+/** Asks for the `tick` event every `periodMs` (0 stops it). */
+export function setTick(periodMs) {
+  call(() => ctx.setTick(periodMs));
+}
+
 /** Runs one event: `ctx` for log and kv, handles released at the end. */
 function run(context, fn, wrap) {
   ctx = context;
@@ -483,6 +521,7 @@ const EVENTS = [
   'websocketMessage',
   'serverConnect',
   'serverDisconnect',
+  'tick',
 ];
 
 /** The world's exports for a plugin module (build-js.sh calls this). */
@@ -500,6 +539,7 @@ export function makeWorld(plugin) {
     clientConnect: (c) => [new ClientConn(c)],
     clientDisconnect: (c) => [new ClientConn(c)],
     done: () => [],
+    tick: () => [],
     tlsClienthello: (c, h) => [new ClientHello(c, h)],
     websocketMessage: (f, m) => [new Flow(f), new WebSocketMessage(m)],
     serverConnect: (s) => [new ServerConn(s)],

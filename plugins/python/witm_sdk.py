@@ -66,3 +66,6 @@ class Plugin:
 
     def tls_clienthello(self, ctx, conn, hello):
         pass
+
+    def tick(self, ctx):
+        pass

@@ -12,14 +12,14 @@ use crate::witm_binary;
 /// The languages plugins are written in, and where each one's build of an
 /// example is.
 #[derive(Clone, Copy, Debug)]
-enum Language {
+pub(crate) enum Language {
     Rust,
     Python,
     JavaScript,
     Go,
 }
 
-const LANGUAGES: [Language; 4] = [
+pub(crate) const LANGUAGES: [Language; 4] = [
     Language::Rust,
     Language::Python,
     Language::JavaScript,
@@ -27,7 +27,7 @@ const LANGUAGES: [Language; 4] = [
 ];
 
 impl Language {
-    fn example(self, name: &str) -> PathBuf {
+    pub(crate) fn example(self, name: &str) -> PathBuf {
         match self {
             Language::Rust => guests().rust(name),
             Language::Python => guests().python(name),

@@ -16,6 +16,7 @@ mod live_streams;
 mod modes;
 mod new_project;
 mod onboarding;
+mod outbound;
 mod plugins;
 mod raw_tunnels;
 mod sandbox;

@@ -19,9 +19,14 @@
 //! max_handles = 10000                # handles one instance may hold
 //! log_bytes_per_s = 65536            # log output per second (bursts of 4x)
 //! log_line_bytes = 8192              # longest log line
-//! allowed_hosts = ["api.example.com:443"]  # where replay-request may go (none by default)
+//! allowed_hosts = ["api.example.com:443"]  # where replay-request and http-send may go (none by default)
 //! max_replays_in_flight = 4
 //! max_replay_depth = 1               # a replay is not replayed again
+//! outbound_timeout_ms = 2000         # longest http-send (and its default)
+//! max_outbound_response_bytes = 1048576
+//! max_outbound_per_event = 4         # http-send calls one event may make
+//! max_outbound_in_flight = 16        # http-send calls waiting at once, all instances
+//! min_tick_ms = 100                  # shortest set-tick period
 //!
 //! [[tenants]]                        # instead of top-level plugins
 //! name = "a"
@@ -109,6 +114,16 @@ pub struct PluginConfig {
     pub max_replays_in_flight: Option<usize>,
     /// How deep replays may nest.
     pub max_replay_depth: Option<u32>,
+    /// Longest `http-send`, in ms (and its default).
+    pub outbound_timeout_ms: Option<u64>,
+    /// Longest response body `http-send` accepts, in bytes.
+    pub max_outbound_response_bytes: Option<usize>,
+    /// `http-send` calls one event may make.
+    pub max_outbound_per_event: Option<u32>,
+    /// `http-send` calls one plugin may have waiting at once.
+    pub max_outbound_in_flight: Option<usize>,
+    /// Shortest `set-tick` period, in ms.
+    pub min_tick_ms: Option<u64>,
 }
 
 /// One tenant.
@@ -177,6 +192,21 @@ impl PluginConfig {
                 .max_replays_in_flight
                 .unwrap_or(defaults.max_replays_in_flight),
             max_replay_depth: self.max_replay_depth.unwrap_or(defaults.max_replay_depth),
+            outbound_timeout: self
+                .outbound_timeout_ms
+                .map_or(defaults.outbound_timeout, Duration::from_millis),
+            max_outbound_response_bytes: self
+                .max_outbound_response_bytes
+                .unwrap_or(defaults.max_outbound_response_bytes),
+            max_outbound_per_event: self
+                .max_outbound_per_event
+                .unwrap_or(defaults.max_outbound_per_event),
+            max_outbound_in_flight: self
+                .max_outbound_in_flight
+                .unwrap_or(defaults.max_outbound_in_flight),
+            min_tick: self
+                .min_tick_ms
+                .map_or(defaults.min_tick, Duration::from_millis),
         };
         Ok(PluginSpec {
             path: self.path.clone(),

@@ -168,7 +168,13 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
         let mut credentials: Vec<(String, Arc<str>)> = Vec::new();
         for plan in plans {
             let loaded = match specs(&plan.plugins, timeout) {
-                Ok(specs) => load_chain(&specs, confdir, own_ports.clone()).await,
+                Ok(specs) => {
+                    let sender = witm_proxy::outbound::http_sender(
+                        tls.upstream.clone(),
+                        ProxyOptions::default().connect_timeout,
+                    );
+                    load_chain(&specs, confdir, own_ports.clone(), Some(sender)).await
+                }
                 Err(e) => Err(e),
             };
             let (runtime, chain) = match loaded {

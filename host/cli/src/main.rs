@@ -329,10 +329,14 @@ fn fail(message: &str) -> ExitCode {
 /// A runtime for `specs` and their chain, each plugin started. Every
 /// listener gets its own runtime, so a plugin's `replay-request` goes
 /// through the listener (and tenant) its flow came from.
+/// Loads a chain on a runtime of its own; `http_sender` is the way out for
+/// plugins' `http-send` (none offline). It is set before the plugins start,
+/// so `start` may call out too.
 async fn load_chain(
     specs: &[PluginSpec],
     confdir: &std::path::Path,
     own_ports: Vec<u16>,
+    http_sender: Option<witm_flow::HttpSender>,
 ) -> Result<(PluginRuntime, PluginChain), String> {
     for spec in specs {
         if !spec.path.is_file() {
@@ -346,6 +350,9 @@ async fn load_chain(
     };
     let runtime =
         PluginRuntime::new(options).map_err(|e| format!("cannot start the plugin runtime: {e}"))?;
+    if let Some(sender) = http_sender {
+        runtime.set_http_sender(sender);
+    }
     let chain = PluginChain::load(&runtime, specs)
         .await
         .map_err(|e| e.to_string())?;
@@ -382,7 +389,7 @@ async fn run(cli: Cli) -> ExitCode {
             })
             .collect::<Result<Vec<_>, witm_plugin_host::LoadError>>();
         let loaded = match specs {
-            Ok(specs) => load_chain(&specs, &confdir, Vec::new()).await,
+            Ok(specs) => load_chain(&specs, &confdir, Vec::new(), None).await,
             Err(e) => Err(e.to_string()),
         };
         let (_runtime, chain) = match loaded {

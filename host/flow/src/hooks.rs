@@ -40,13 +40,15 @@ impl Events {
     pub const SERVER_CONNECT: Events = Events(1 << 11);
     /// A connection to a server closed.
     pub const SERVER_DISCONNECT: Events = Events(1 << 12);
+    /// A plugin's periodic timer (plugins only: the proxy never sends it).
+    pub const TICK: Events = Events(1 << 13);
     /// Every event.
-    pub const ALL: Events = Events(0b1_1111_1111_1111);
+    pub const ALL: Events = Events(0b11_1111_1111_1111);
 
     /// Every event, one per entry, with its WIT name, in bit order (the
     /// order of the WIT `events` flags): the one list logs, the plugin host
     /// and the docs name events from.
-    pub const LIST: [(Events, &'static str); 13] = [
+    pub const LIST: [(Events, &'static str); 14] = [
         (Events::CLIENT_CONNECT, "client-connect"),
         (Events::REQUEST, "request"),
         (Events::RESPONSE, "response"),
@@ -60,6 +62,7 @@ impl Events {
         (Events::WEBSOCKET_MESSAGE, "websocket-message"),
         (Events::SERVER_CONNECT, "server-connect"),
         (Events::SERVER_DISCONNECT, "server-disconnect"),
+        (Events::TICK, "tick"),
     ];
 
     /// The WIT name of a single event ("request"); "" for none or several.

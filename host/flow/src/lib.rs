@@ -23,6 +23,7 @@ pub mod flow;
 pub mod headers;
 pub mod hooks;
 pub mod message;
+pub mod outbound;
 pub mod route;
 pub mod testing;
 
@@ -33,6 +34,7 @@ pub use flow::{
 pub use headers::Headers;
 pub use hooks::{Events, FlowCtx, FlowHooks, FlowState, NoHooks, Replayer};
 pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie};
+pub use outbound::{HttpSender, OutboundRequest, OutboundResponse};
 pub use route::{ProxyUrl, Route, ServerUrl};
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in a flow.

@@ -13,8 +13,8 @@ mod generated {
         path: "../../wit",
         world: "plugin",
         // Host calls that can take long are async, so they wait without
-        // holding a worker: body codings (off-thread, to the deadline) and
-        // replays (a name lookup).
+        // holding a worker: body codings (off-thread, to the deadline),
+        // replays (a name lookup) and outbound HTTP.
         imports: {
             "witm:plugin/types.[method]request.content": async | trappable,
             "witm:plugin/types.[method]request.set-content": async | trappable,
@@ -25,6 +25,7 @@ mod generated {
             "witm:plugin/types.[method]response.text": async | trappable,
             "witm:plugin/types.[method]response.set-text": async | trappable,
             "witm:plugin/types.[method]context.replay-request": async | trappable,
+            "witm:plugin/types.[method]context.http-send": async | trappable,
             default: trappable,
         },
         exports: { default: async },

@@ -40,7 +40,7 @@ impl PluginChain {
     pub async fn load(runtime: &PluginRuntime, specs: &[PluginSpec]) -> Result<Self, LoadError> {
         let mut plugins: Vec<Arc<Plugin>> = Vec::with_capacity(specs.len());
         for spec in specs {
-            plugins.push(Arc::new(load_one(runtime, spec, &plugins).await?));
+            plugins.push(load_one(runtime, spec, &plugins).await?);
         }
         let chain = Self {
             plugins: std::sync::RwLock::new(plugins.into()),
@@ -108,11 +108,11 @@ impl PluginChain {
                     }
                     plugins.push(old[i].clone());
                 }
-                None => plugins.push(Arc::new(
+                None => plugins.push(
                     load_one(runtime, spec, &plugins)
                         .await
                         .map_err(|e| e.to_string())?,
-                )),
+                ),
             }
         }
         let removed = old
@@ -266,7 +266,7 @@ fn bad_gateway(plugin: &str, reason: &str) -> Response {
 }
 
 /// Counter names and values, in Prometheus naming.
-fn counters(stats: &PluginStats) -> [(&'static str, f64); 13] {
+fn counters(stats: &PluginStats) -> [(&'static str, f64); 20] {
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
     [
         ("calls_total", n(&stats.calls)),
@@ -285,6 +285,19 @@ fn counters(stats: &PluginStats) -> [(&'static str, f64); 13] {
         ),
         ("reloads_total", n(&stats.reloads)),
         ("start_failures_total", n(&stats.start_failures)),
+        ("outbound_calls_total", n(&stats.outbound_calls)),
+        ("outbound_refused_total", n(&stats.outbound_refused)),
+        ("outbound_timeouts_total", n(&stats.outbound_timeouts)),
+        ("outbound_failures_total", n(&stats.outbound_failures)),
+        (
+            "outbound_wait_seconds_total",
+            n(&stats.outbound_wait_ns) / 1e9,
+        ),
+        (
+            "outbound_response_bytes_total",
+            n(&stats.outbound_response_bytes),
+        ),
+        ("ticks_total", n(&stats.ticks)),
     ]
 }
 
@@ -319,6 +332,28 @@ pub fn metrics_preamble() -> String {
             "start_failures_total",
             "instances whose start failed or trapped (counted as failures, backed off)",
         ),
+        (
+            "outbound_calls_total",
+            "http-send calls, whatever their outcome",
+        ),
+        (
+            "outbound_refused_total",
+            "http-send calls refused by policy or budget before connecting",
+        ),
+        ("outbound_timeouts_total", "http-send calls that timed out"),
+        (
+            "outbound_failures_total",
+            "http-send calls that failed on the network or the response",
+        ),
+        (
+            "outbound_wait_seconds_total",
+            "time plugins waited on http-send",
+        ),
+        (
+            "outbound_response_bytes_total",
+            "response body bytes http-send returned",
+        ),
+        ("ticks_total", "tick events delivered"),
     ];
     help.iter()
         .map(|(name, text)| {
@@ -386,20 +421,21 @@ fn describe_settings(settings: &PluginSettings) -> String {
     ));
     if !settings.allowed_hosts.is_empty() {
         parts.push(format!(
-            "replays to {} allowed_hosts entries",
-            settings.allowed_hosts.len()
+            "replays and http-send to {} allowed_hosts entries ({} ms per call)",
+            settings.allowed_hosts.len(),
+            settings.outbound_timeout.as_millis()
         ));
     }
     parts.join(", ")
 }
 
-/// Loads one plugin of a chain whose first plugins are `before`, and logs
-/// what it subscribed to and its settings.
+/// Loads one plugin of a chain whose first plugins are `before`, starts its
+/// ticks, and logs what it subscribed to and its settings.
 async fn load_one(
     runtime: &PluginRuntime,
     spec: &PluginSpec,
     before: &[Arc<Plugin>],
-) -> Result<Plugin, LoadError> {
+) -> Result<Arc<Plugin>, LoadError> {
     let plugin = Plugin::load(runtime, spec, unique_name(spec, before)).await?;
     let instance_bytes = plugin
         .stats()
@@ -412,6 +448,8 @@ async fn load_one(
         describe_settings(&spec.settings),
         instance_bytes as f64 / f64::from(1 << 20)
     );
+    let plugin = Arc::new(plugin);
+    plugin.run_ticks();
     Ok(plugin)
 }
 

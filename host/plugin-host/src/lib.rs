@@ -26,12 +26,15 @@ pub mod chain;
 mod kv;
 mod limiter;
 mod log;
+mod outbound;
 pub mod plugin;
+mod policy;
 mod replay;
 mod resources;
 pub mod runtime;
 pub mod settings;
 mod state;
+mod tick;
 
 pub use chain::{PluginChain, StagedChain, metrics_preamble};
 pub use plugin::{LoadError, Pins, Plugin, PluginSpec, PluginStats};

@@ -14,6 +14,7 @@ use witm_flow::{ClientConn, ClientHello, Events, Flow, ServerConn, WebSocketMess
 use crate::bindings::{PluginBindings, PluginBindingsPre, types};
 use crate::kv::KvStore;
 use crate::log::LogBudget;
+use crate::outbound::OutboundGate;
 use crate::replay::ReplayGate;
 use crate::resources::HostCallDeadline;
 use crate::resources::ServerConnHandle;
@@ -98,6 +99,8 @@ pub(crate) enum Delivery<'a> {
     ClientHello(&'a Arc<ClientConn>, &'a mut ClientHello),
     /// `websocket-message`.
     WebSocket(&'a mut Flow, &'a mut WebSocketMessage),
+    /// `tick`.
+    Tick,
 }
 
 impl Delivery<'_> {
@@ -125,6 +128,7 @@ impl Delivery<'_> {
             } => Events::SERVER_DISCONNECT,
             Delivery::ClientHello(..) => Events::TLS_CLIENTHELLO,
             Delivery::WebSocket(..) => Events::WEBSOCKET_MESSAGE,
+            Delivery::Tick => Events::TICK,
         }
     }
 }
@@ -263,6 +267,20 @@ pub struct PluginStats {
     /// Versions of the plugin still in memory (the current one, and old
     /// ones kept by flows in flight): 1 once old flows are done.
     pub versions_alive: AtomicU64,
+    /// `http-send` calls made (whatever their outcome).
+    pub outbound_calls: AtomicU64,
+    /// `http-send` calls refused by policy or budget before any connection.
+    pub outbound_refused: AtomicU64,
+    /// `http-send` calls that ran out of time.
+    pub outbound_timeouts: AtomicU64,
+    /// `http-send` calls that failed on the network or the response.
+    pub outbound_failures: AtomicU64,
+    /// Time plugins waited on `http-send`, in nanoseconds.
+    pub outbound_wait_ns: AtomicU64,
+    /// Response body bytes `http-send` returned.
+    pub outbound_response_bytes: AtomicU64,
+    /// `tick` events delivered.
+    pub ticks: AtomicU64,
 }
 
 /// How a delivery ended, for the chain to apply the failure policy.
@@ -405,18 +423,19 @@ impl Plugin {
         spec: &PluginSpec,
         name: String,
     ) -> Result<Self, LoadError> {
+        let stats = Arc::<PluginStats>::default();
+        let own_ports: Arc<[u16]> = runtime.options().own_ports.clone().into();
         let starter = Starter {
             id: NEXT_PLUGIN_ID.fetch_add(1, Ordering::Relaxed),
             engine: runtime.engine().clone(),
             fuel_enabled: runtime.options().fuel,
-            stats: Arc::default(),
+            stats: stats.clone(),
             shared: Shared {
                 kv: KvStore::default(),
                 log: Arc::new(LogBudget::new(&name, &spec.settings)),
-                replay: Arc::new(ReplayGate::new(
-                    runtime.replayer(),
-                    runtime.options().own_ports.clone().into(),
-                )),
+                replay: Arc::new(ReplayGate::new(runtime.replayer(), own_ports.clone())),
+                outbound: Arc::new(OutboundGate::new(runtime.http_sender(), own_ports, stats)),
+                tick: Arc::default(),
             },
             name,
         };
@@ -432,6 +451,16 @@ impl Plugin {
             health: Default::default(),
             finished: Default::default(),
         })
+    }
+
+    /// Starts the task that delivers `tick` at the period the plugin sets.
+    pub(crate) fn run_ticks(self: &Arc<Self>) {
+        crate::tick::run_ticks(self, &self.starter.shared.tick);
+    }
+
+    /// Whether `done` has run: no event is delivered any more.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
     }
 
     /// The plugin's name in logs: its file name without the extension.
@@ -744,6 +773,10 @@ impl Plugin {
                 )
                 .await
             }
+            Delivery::Tick => {
+                self.starter.stats.ticks.fetch_add(1, Ordering::Relaxed);
+                b.call_tick(&mut *s, context).await
+            }
         };
         self.starter.stats.calls.fetch_add(1, Ordering::Relaxed);
         self.starter
@@ -963,7 +996,9 @@ impl Starter {
 
     /// Sets the deadline (and fuel) for the next call.
     fn arm_limits(&self, store: &mut Store<StoreState>, settings: &PluginSettings) {
-        store.data_mut().host.deadline = Instant::now() + settings.event_deadline;
+        let host = &mut store.data_mut().host;
+        host.deadline = Instant::now() + settings.event_deadline;
+        host.outbound_calls = 0;
         store.set_epoch_deadline(1);
         if self.fuel_enabled {
             let _ = store.set_fuel(settings.fuel.unwrap_or(u64::MAX));
@@ -1040,6 +1075,7 @@ fn events_from_wit(events: types::Events) -> Events {
         (types::Events::WEBSOCKET_MESSAGE, Events::WEBSOCKET_MESSAGE),
         (types::Events::SERVER_CONNECT, Events::SERVER_CONNECT),
         (types::Events::SERVER_DISCONNECT, Events::SERVER_DISCONNECT),
+        (types::Events::TICK, Events::TICK),
     ]
     .into_iter()
     .filter(|(wit, _)| events.contains(*wit))

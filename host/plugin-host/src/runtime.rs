@@ -39,6 +39,7 @@ pub struct PluginRuntime {
     options: RuntimeOptions,
     ticker_stop: Arc<AtomicBool>,
     replayer: Arc<std::sync::OnceLock<witm_flow::Replayer>>,
+    http_sender: Arc<std::sync::OnceLock<witm_flow::HttpSender>>,
 }
 
 impl PluginRuntime {
@@ -83,6 +84,7 @@ impl PluginRuntime {
             options,
             ticker_stop,
             replayer: Arc::default(),
+            http_sender: Arc::default(),
         })
     }
 
@@ -106,6 +108,16 @@ impl PluginRuntime {
 
     pub(crate) fn replayer(&self) -> Arc<std::sync::OnceLock<witm_flow::Replayer>> {
         self.replayer.clone()
+    }
+
+    /// Gives plugins' `http-send` a way out (set once; without it, as in
+    /// `witm replay`, `http-send` fails with a message).
+    pub fn set_http_sender(&self, sender: witm_flow::HttpSender) {
+        let _ = self.http_sender.set(sender);
+    }
+
+    pub(crate) fn http_sender(&self) -> Arc<std::sync::OnceLock<witm_flow::HttpSender>> {
+        self.http_sender.clone()
     }
 }
 

@@ -45,13 +45,27 @@ pub struct PluginSettings {
     pub log_bytes_per_s: usize,
     /// Longest log line; longer ones are cut.
     pub log_line_bytes: usize,
-    /// Where `replay-request` may send requests; empty: nowhere.
+    /// Where `replay-request` and `http-send` may send requests; empty:
+    /// nowhere.
     pub allowed_hosts: Vec<HostPattern>,
     /// Replays one plugin may have in flight at once.
     pub max_replays_in_flight: usize,
     /// How deep replays may nest: 1 lets a plugin replay a client's request
     /// but not a replay.
     pub max_replay_depth: u32,
+    /// Longest `http-send` (connect, send, whole response), and its
+    /// default; a plugin may ask for less. The event's deadline bounds it
+    /// too.
+    pub outbound_timeout: Duration,
+    /// Longest response body `http-send` accepts.
+    pub max_outbound_response_bytes: usize,
+    /// `http-send` calls one event may make.
+    pub max_outbound_per_event: u32,
+    /// `http-send` calls one plugin (all its instances) may have waiting at
+    /// once.
+    pub max_outbound_in_flight: usize,
+    /// Shortest period `set-tick` accepts.
+    pub min_tick: Duration,
 }
 
 impl Default for PluginSettings {
@@ -73,6 +87,11 @@ impl Default for PluginSettings {
             allowed_hosts: Vec::new(),
             max_replays_in_flight: 4,
             max_replay_depth: 1,
+            outbound_timeout: Duration::from_secs(2),
+            max_outbound_response_bytes: 1 << 20,
+            max_outbound_per_event: 4,
+            max_outbound_in_flight: 16,
+            min_tick: Duration::from_millis(100),
         }
     }
 }

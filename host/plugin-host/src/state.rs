@@ -13,8 +13,10 @@ use crate::budget::HostBudget;
 use crate::kv::KvStore;
 use crate::limiter::GuestMemoryLimiter;
 use crate::log::{LogBudget, LogStream};
+use crate::outbound::OutboundGate;
 use crate::replay::ReplayGate;
 use crate::settings::PluginSettings;
+use crate::tick::TickPeriod;
 
 /// The data of one plugin instance's store.
 pub struct StoreState {
@@ -37,6 +39,9 @@ pub(crate) struct Shared {
     pub(crate) kv: KvStore,
     pub(crate) log: Arc<LogBudget>,
     pub(crate) replay: Arc<ReplayGate>,
+    pub(crate) outbound: Arc<OutboundGate>,
+    /// The period the plugin asked for with `set-tick`.
+    pub(crate) tick: Arc<TickPeriod>,
 }
 
 /// The host's side of one instance, beside its table.
@@ -48,6 +53,8 @@ pub(crate) struct HostState {
     pub(crate) deadline: Instant,
     /// Bytes held for this instance.
     pub(crate) budget: HostBudget,
+    /// `http-send` calls made in the current event.
+    pub(crate) outbound_calls: u32,
     pub(crate) shared: Shared,
     /// Source of generations for handles, so that a handle kept past its
     /// event is recognised as stale even if its table slot was reused.
@@ -131,6 +138,7 @@ impl StoreState {
             host: HostState {
                 deadline: Instant::now(),
                 budget: HostBudget::new(settings.host_memory_bytes),
+                outbound_calls: 0,
                 settings,
                 shared,
                 next_generation: 1,

@@ -66,6 +66,7 @@ mod liveness;
 pub mod mode;
 pub mod onboarding;
 mod opening;
+pub mod outbound;
 mod prefixed;
 mod relay;
 mod respond;

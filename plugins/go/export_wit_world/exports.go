@@ -65,3 +65,7 @@ func HttpConnect(c *types.Context, f *types.Flow) {
 func TlsClienthello(c *types.Context, conn *types.ClientConn, hello *types.ClientHello) {
 	witm.Dispatch.TlsClienthello(c, conn, hello)
 }
+
+func Tick(c *types.Context) {
+	witm.Dispatch.Tick(c)
+}

@@ -58,6 +58,8 @@ func subscriptions() types.Events {
 	add(ok, types.EventsServerConnect)
 	_, ok = plugin.(ServerDisconnecter)
 	add(ok, types.EventsServerDisconnect)
+	_, ok = plugin.(Ticker)
+	add(ok, types.EventsTick)
 	return events
 }
 
@@ -147,5 +149,12 @@ func (dispatch) Done(c *types.Context) {
 	defer c.Drop()
 	if h, ok := plugin.(Doner); ok {
 		run(c, h.Done)
+	}
+}
+
+func (dispatch) Tick(c *types.Context) {
+	defer c.Drop()
+	if h, ok := plugin.(Ticker); ok {
+		run(c, h.Tick)
 	}
 }

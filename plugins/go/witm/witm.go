@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	types "witm/witm_plugin_types"
 
@@ -64,6 +65,7 @@ type (
 	ServerDisconnecter interface{ ServerDisconnect(server *ServerConn) }
 	ClientDisconnecter interface{ ClientDisconnect(conn *ClientConn) }
 	Doner              interface{ Done() }
+	Ticker             interface{ Tick() }
 )
 
 var (
@@ -91,7 +93,7 @@ func own[T interface{ Drop() }](handle T) T {
 // HostError is witm's refusal of a call.
 type HostError struct {
 	// Kind is the WIT's case: body-streamed, no-response, decode-failed,
-	// invalid, denied, over-budget.
+	// invalid, denied, over-budget, timed-out, unreachable.
 	Kind    string
 	Message string
 }
@@ -115,6 +117,10 @@ func hostError(e types.HostError) error {
 		return &HostError{Kind: "invalid", Message: e.Invalid()}
 	case types.HostErrorDenied:
 		return &HostError{Kind: "denied", Message: e.Denied()}
+	case types.HostErrorTimedOut:
+		return &HostError{Kind: "timed-out", Message: e.TimedOut()}
+	case types.HostErrorUnreachable:
+		return &HostError{Kind: "unreachable", Message: e.Unreachable()}
 	default:
 		return &HostError{Kind: "over-budget", Message: e.OverBudget()}
 	}
@@ -168,6 +174,55 @@ func KVSet(key, value string) error {
 	return check(ctx.KvSet(key, witTypes.Some(value)))
 }
 
+// HTTPResponse is the answer to HTTPSend.
+type HTTPResponse struct {
+	Status  int
+	Headers [][2]string
+	Body    []byte
+}
+
+// Header is the first value of header name, or "".
+func (r *HTTPResponse) Header(name string) string {
+	for _, h := range r.Headers {
+		if strings.EqualFold(h[0], name) {
+			return h[1]
+		}
+	}
+	return ""
+}
+
+// HTTPSend sends an HTTP request and waits for its answer; the proxy
+// serves other flows meanwhile. It fails with a *HostError: denied where
+// the plugin's allowed_hosts do not grant the URL, timed-out, unreachable
+// or over-budget. timeoutMs 0 takes the plugin's outbound_timeout_ms.
+func HTTPSend(method, url string, headers map[string]string, body []byte, timeoutMs uint32) (*HTTPResponse, error) {
+	answer, err := value(ctx.HttpSend(types.OutgoingRequest{
+		Method:    method,
+		Url:       url,
+		Headers:   fields(headers),
+		Body:      body,
+		TimeoutMs: timeoutMs,
+	}))
+	if err != nil {
+		return nil, err
+	}
+	out := &HTTPResponse{Status: int(answer.Status), Body: answer.Body}
+	for _, h := range answer.Headers {
+		out.Headers = append(out.Headers, [2]string{h.F0, h.F1})
+	}
+	return out, nil
+}
+
+// HTTPGet is HTTPSend("GET", url, headers, nil, 0).
+func HTTPGet(url string, headers map[string]string) (*HTTPResponse, error) {
+	return HTTPSend("GET", url, headers, nil, 0)
+}
+
+// SetTick asks for the Tick event every periodMs (0 stops it).
+func SetTick(periodMs uint32) error {
+	return check(ctx.SetTick(periodMs))
+}
+
 // Headers are a message's headers: case-insensitive names, several values.
 type Headers struct{ h *types.Headers }
 
@@ -219,6 +274,10 @@ func (r *Request) URL() string                   { return r.r.Url() }
 func (r *Request) SetURL(url string) error       { return check(r.r.SetUrl(url)) }
 func (r *Request) HTTPVersion() string           { return r.r.HttpVersion() }
 func (r *Request) Headers() *Headers             { return &Headers{own(r.r.Headers())} }
+
+// TimestampStart is when the proxy received the request, in milliseconds
+// since the Unix epoch.
+func (r *Request) TimestampStart() uint64 { return r.r.TimestampStart() }
 func (r *Request) Trailers() *Headers            { return &Headers{own(r.r.Trailers())} }
 
 // Body is the body as on the wire (still content-encoded).

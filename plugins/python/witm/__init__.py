@@ -21,13 +21,15 @@ What witm does for you:
   `tls_clienthello`, `websocket_message`, `running`, `done`);
 - logging: the `logging` module writes to witm's log;
 - errors: a host refusal raises `witm.HostError` (or a subclass:
-  `BodyStreamed`, `Denied`, `OverBudget`); an exception escaping an event
-  is contained like any plugin failure (the flow goes on, or fails, as the
-  plugin's failure policy says).
+  `BodyStreamed`, `Denied`, `OverBudget`, `TimedOut`, `Unreachable`); an
+  exception escaping an event is contained like any plugin failure (the
+  flow goes on, or fails, as the plugin's failure policy says).
 
 `witm.args` holds the plugin's arguments (`-s "plugin.wasm a b"`),
 `witm.ctx` the raw context during an event (key-value store:
-`witm.kv_get`/`witm.kv_set`). The raw API is `wit/plugin.wit`.
+`witm.kv_get`/`witm.kv_set`). `witm.http_send`/`witm.http_get` call out
+(where the plugin's `allowed_hosts` grants it) and `witm.set_tick(ms)`
+asks for the `tick` event. The raw API is `wit/plugin.wit`.
 """
 
 import json as _json
@@ -44,12 +46,18 @@ __all__ = [
     "Flow",
     "Headers",
     "HostError",
+    "HttpResponse",
     "OverBudget",
     "Request",
     "Response",
+    "TimedOut",
+    "Unreachable",
     "args",
+    "http_get",
+    "http_send",
     "kv_get",
     "kv_set",
+    "set_tick",
 ]
 
 #: The plugin's arguments, set before `running`.
@@ -76,6 +84,14 @@ class OverBudget(HostError, MemoryError):
     """This would make witm hold more for the plugin than its budget."""
 
 
+class TimedOut(HostError, TimeoutError):
+    """An outbound call took longer than its timeout or the event's deadline."""
+
+
+class Unreachable(HostError, ConnectionError):
+    """An outbound call could not be made or answered."""
+
+
 def _raise(error):
     """Python's exception for a WIT `host-error`."""
     value = error.value
@@ -85,6 +101,8 @@ def _raise(error):
         "BodyStreamed": BodyStreamed,
         "Denied": Denied,
         "OverBudget": OverBudget,
+        "TimedOut": TimedOut,
+        "Unreachable": Unreachable,
     }.get(kind, HostError)(text) from None
 
 
@@ -132,6 +150,54 @@ def kv_get(key):
 def kv_set(key, value):
     """Sets (None: removes) a value of the key-value store."""
     _call(ctx.kv_set, key, value)
+
+
+class HttpResponse:
+    """The answer to `http_send`: `status_code`, `headers` (a list of
+    (name, value) pairs), `content` (bytes) and `text`."""
+
+    def __init__(self, answer):
+        self.status_code = answer.status
+        self.headers = list(answer.headers)
+        self.content = bytes(answer.body)
+
+    @property
+    def text(self):
+        return self.content.decode("utf-8", "replace")
+
+    def header(self, name):
+        """The first value of header `name`, or None."""
+        name = name.lower()
+        return next((v for n, v in self.headers if n.lower() == name), None)
+
+
+def http_send(method, url, headers=None, body=b"", timeout_ms=0):
+    """Sends an HTTP request and returns its `HttpResponse`; the proxy
+    serves other flows while this waits. Raises `Denied` where the plugin's
+    `allowed_hosts` does not grant the URL, `TimedOut`, `Unreachable` or
+    `OverBudget`. `headers` is a dict or a list of pairs."""
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    if isinstance(body, str):
+        body = body.encode()
+    request = _types.OutgoingRequest(
+        method=method,
+        url=url,
+        headers=[(str(n), str(v)) for n, v in pairs],
+        body=bytes(body),
+        timeout_ms=int(timeout_ms),
+    )
+    return HttpResponse(_call(ctx.http_send, request))
+
+
+def http_get(url, headers=None, timeout_ms=0):
+    """`http_send("GET", url, headers)`."""
+    return http_send("GET", url, headers, b"", timeout_ms)
+
+
+def set_tick(period_ms):
+    """Asks for the `tick` event every `period_ms` (0 stops it); define a
+    `tick()` function to receive it."""
+    _call(ctx.set_tick, int(period_ms))
 
 
 class Headers(MutableMapping):

@@ -22,6 +22,7 @@ EVENTS = {
     "websocket_message": (Events.WEBSOCKET_MESSAGE, ("websocket_message",)),
     "server_connect": (Events.SERVER_CONNECT, ("server_connected", "server_connect")),
     "server_disconnect": (Events.SERVER_DISCONNECT, ("server_disconnected",)),
+    "tick": (Events.TICK, ("tick",)),
 }
 
 
@@ -104,5 +105,6 @@ def make_world(module):
         )
         server_connect = dispatch("server_connect", lambda s: (witm.ServerConn(s),))
         server_disconnect = dispatch("server_disconnect", lambda s: (witm.ServerConn(s),))
+        tick = dispatch("tick", lambda: ())
 
     return WitWorld

@@ -49,8 +49,28 @@ pub mod bindings {
 
 pub use bindings::witm::plugin::types::{
     Cert, ClientConn, ClientHello, Context, Error, ErrorKind, Events, Flow, Headers, HostError,
-    Level, Request, Response, ServerConn, SetCookie, WebsocketMessage,
+    IncomingResponse, Level, OutgoingRequest, Request, Response, ServerConn, SetCookie,
+    WebsocketMessage,
 };
+
+/// A GET of `url` with `headers`, waiting at most the plugin's
+/// `outbound_timeout_ms`: the common case of [`Context::http_send`].
+pub fn http_get(
+    ctx: &Context,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<IncomingResponse, HostError> {
+    ctx.http_send(&OutgoingRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (String::from(*name), String::from(*value)))
+            .collect(),
+        body: Vec::new(),
+        timeout_ms: 0,
+    })
+}
 
 /// A witm plugin. Events run one at a time, so `static` state works as it
 /// does in a mitmproxy script.
@@ -107,6 +127,10 @@ pub trait Plugin {
     /// A client started TLS in a tunnel; `hello.set_ignore_connection(true)`
     /// passes it through uninspected.
     fn tls_clienthello(_ctx: &Context, _conn: &ClientConn, _hello: &ClientHello) {}
+
+    /// The period set with `ctx.set_tick(ms)` passed (subscribe to
+    /// `Events::TICK`).
+    fn tick(_ctx: &Context) {}
 }
 
 /// Makes `$plugin` (a type implementing [`Plugin`]) this component's exports.
@@ -169,6 +193,9 @@ macro_rules! export_plugin {
                 hello: &$crate::ClientHello,
             ) {
                 <$plugin as $crate::Plugin>::tls_clienthello(ctx, conn, hello)
+            }
+            fn tick(ctx: &$crate::Context) {
+                <$plugin as $crate::Plugin>::tick(ctx)
             }
         }
 

@@ -1,6 +1,7 @@
 //! `context`: the plugin's link to the proxy — its log (rate-limited), its
 //! key-value store (bounded in bytes), copies of flows (charged to the
-//! budget) and replays (a capability, checked by [`crate::replay`]).
+//! budget), replays and outbound HTTP (capabilities, checked by
+//! [`crate::replay`] and [`crate::outbound`]) and the tick period.
 
 use wasmtime::component::Resource;
 use witm_flow::Flow;
@@ -73,6 +74,24 @@ impl types::HostContext for HostView<'_> {
         let gate = self.host.shared.replay.clone();
         let settings = self.host.settings.clone();
         Ok(gate.replay(copy, &settings, self.host.deadline).await)
+    }
+
+    async fn http_send(
+        &mut self,
+        _h: Resource<ContextHandle>,
+        request: types::OutgoingRequest,
+    ) -> HostResult<types::IncomingResponse> {
+        let gate = self.host.shared.outbound.clone();
+        let settings = self.host.settings.clone();
+        let calls = self.host.outbound_calls;
+        self.host.outbound_calls = calls.saturating_add(1);
+        Ok(gate
+            .send(request, &settings, self.host.deadline, calls)
+            .await)
+    }
+
+    fn set_tick(&mut self, _h: Resource<ContextHandle>, period_ms: u32) -> HostResult<()> {
+        Ok(self.host.shared.tick.set(period_ms, &self.host.settings))
     }
 
     fn drop(&mut self, _h: Resource<ContextHandle>) -> Result<()> {
