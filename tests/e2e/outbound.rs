@@ -404,3 +404,21 @@ fn a_tick_plugin_ticks_at_its_period_and_is_held_to_the_minimum() {
     );
     assert!(metric(admin_port, "witm_plugin_ticks_total{plugin=\"ticker\"}") >= 5);
 }
+
+#[test]
+fn python_js_and_go_plugins_tick_too() {
+    for script in [
+        "tests/plugins-py/ticker.py",
+        "tests/plugins-js/ticker.js",
+        "tests/plugins-go/ticker.go",
+    ] {
+        let dir = scratch("ticker-polyglot");
+        let config = plugin_config(&guests().script(script), &["150"], "");
+        let witm = start_with_config(&dir, &config, &[], &[]);
+        assert!(
+            witm.wait_for_log("tick n=3", 1),
+            "{script}: {:?}",
+            witm.stderr()
+        );
+    }
+}
