@@ -13,6 +13,7 @@ mod grpc;
 mod held_budget;
 mod https;
 mod live_streams;
+mod mitmproxy_export;
 mod modes;
 mod new_project;
 mod onboarding;

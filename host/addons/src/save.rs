@@ -62,7 +62,7 @@ impl Save {
         file: std::fs::File,
         filter: Option<Filter>,
     ) -> Result<Self, String> {
-        let mut writer = FlowWriter::new(file)
+        let mut writer = FlowWriter::for_path(file, path)
             .map_err(|e| format!("cannot write flows to {}: {e}", path.display()))?;
         let (queue, mut flows) = mpsc::channel::<Queued>(QUEUE);
         let shown = path.display().to_string();

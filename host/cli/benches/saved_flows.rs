@@ -1,6 +1,7 @@
-//! Saved flows: flows per second written and read in witm's format, and
-//! `witm replay` of examples/add-header over 100,000 flows (wall time and
-//! peak memory of the witm process).
+//! Saved flows: flows per second written and read in witm's format and
+//! written in mitmproxy's (flow format 21, `witm export --mitmproxy`,
+//! `-w out.flow`), and `witm replay` of examples/add-header over 100,000
+//! flows (wall time and peak memory of the witm process).
 //!
 //! `cargo bench -p witm --bench saved_flows` (`WITM_BENCH_FLOWS` sets the
 //! number of flows, default 100000). The flows are copies of the mitmproxy
@@ -51,6 +52,17 @@ fn main() {
     let read_time = started.elapsed();
     assert_eq!(read, count);
 
+    // Write as mitmproxy's format, as `-w out.flow` does.
+    let capture = dir.join("output.flow");
+    let started = Instant::now();
+    let mut writer =
+        FlowWriter::for_path(std::fs::File::create(&capture).unwrap(), &capture).unwrap();
+    for i in 0..count {
+        writer.write(&templates[i % templates.len()]).unwrap();
+    }
+    writer.finish().unwrap();
+    let export = started.elapsed();
+
     println!(
         "{count} flows, {:.1} MB ({} bytes per flow)",
         size as f64 / 1e6,
@@ -65,6 +77,12 @@ fn main() {
         "read:  {:>9.0} flows/s ({:.2} s)",
         count as f64 / read_time.as_secs_f64(),
         read_time.as_secs_f64()
+    );
+    println!(
+        "write as mitmproxy's .flow: {:>9.0} flows/s ({:.2} s, {:.1} MB)",
+        count as f64 / export.as_secs_f64(),
+        export.as_secs_f64(),
+        std::fs::metadata(&capture).unwrap().len() as f64 / 1e6
     );
 
     let output = dir.join("output.witm");

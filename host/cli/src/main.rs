@@ -227,10 +227,14 @@ struct ReplayArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("format").required(true).args(["har", "mitmproxy"])))]
 struct ExportArgs {
-    /// Write HAR 1.2 (the only export format so far).
-    #[arg(long, required = true)]
+    /// Write HAR 1.2.
+    #[arg(long)]
     har: bool,
+    /// Write a mitmproxy capture (flow format 21: `mitmproxy -r` opens it).
+    #[arg(long)]
+    mitmproxy: bool,
     /// The saved flows (witm, mitmproxy capture or HAR).
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     read: PathBuf,
@@ -267,7 +271,12 @@ fn main() -> ExitCode {
         Some(Command::New(args)) => return new_project::run(args),
         Some(Command::Flows { file, filter }) => return offline::list(file, filter.as_ref()),
         Some(Command::Export(args)) => {
-            return offline::export_har(&args.read, args.save.as_ref(), args.filter.as_ref());
+            let format = if args.mitmproxy {
+                offline::ExportFormat::Mitmproxy
+            } else {
+                offline::ExportFormat::Har
+            };
+            return offline::export(format, &args.read, args.save.as_ref(), args.filter.as_ref());
         }
         Some(Command::Replay(_)) | None => {}
     }

@@ -66,7 +66,7 @@ pub async fn replay(chain: &PluginChain, job: ReplayJob<'_>) -> ExitCode {
     };
     let created = job
         .output
-        .map(|path| AtomicFile::create(path).and_then(FlowWriter::new))
+        .map(|path| AtomicFile::create(path).and_then(|file| FlowWriter::for_path(file, path)))
         .transpose();
     let mut output = match created {
         Ok(output) => output,
@@ -162,8 +162,23 @@ pub fn list(path: &Path, filter: Option<&Filter>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `witm export --har`: HAR 1.2 to `output`, or stdout.
-pub fn export_har(input: &Path, output: Option<&PathBuf>, filter: Option<&Filter>) -> ExitCode {
+/// What `witm export` writes.
+#[derive(Clone, Copy, Debug)]
+pub enum ExportFormat {
+    /// HAR 1.2 (`--har`).
+    Har,
+    /// A mitmproxy capture, flow format 21 (`--mitmproxy`).
+    Mitmproxy,
+}
+
+/// `witm export`: the flows of `input` (those `filter` selects) in
+/// `format`, to `output` (written whole, then renamed) or stdout.
+pub fn export(
+    format: ExportFormat,
+    input: &Path,
+    output: Option<&PathBuf>,
+    filter: Option<&Filter>,
+) -> ExitCode {
     let mut file = match FlowFile::open(input) {
         Ok(file) => file,
         Err(e) => return crate::fail(&e.to_string()),
@@ -179,17 +194,28 @@ pub fn export_har(input: &Path, output: Option<&PathBuf>, filter: Option<&Filter
     if let Some(skipped) = file.skipped_summary() {
         tracing::warn!("{}: {skipped}", input.display());
     }
-    let har = witm_store::har::export(&flows);
+    let encoded = match format {
+        ExportFormat::Har => {
+            let mut har = witm_store::har::export(&flows).into_bytes();
+            har.push(b'\n');
+            har
+        }
+        ExportFormat::Mitmproxy => {
+            let mut capture = Vec::new();
+            for flow in &flows {
+                witm_store::mitmproxy_export::write_flow(flow, &mut capture);
+            }
+            capture
+        }
+    };
     match output {
         None => {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(har.as_bytes());
-            let _ = stdout.write_all(b"\n");
+            let _ = std::io::stdout().lock().write_all(&encoded);
             ExitCode::SUCCESS
         }
         Some(path) => {
             let written = AtomicFile::create(path).and_then(|mut file| {
-                file.write_all(har.as_bytes())?;
+                file.write_all(&encoded)?;
                 file.commit()
             });
             match written {

@@ -83,12 +83,22 @@ impl From<io::Error> for StoreError {
     }
 }
 
-/// Appends flows to a witm flow file, one unbuffered write per flow.
+/// Appends flows to a witm flow file (or a mitmproxy capture, see
+/// [`FlowWriter::for_path`]), one unbuffered write per flow.
 pub struct FlowWriter<W: Write> {
     out: W,
     record: Vec<u8>,
     /// [`MAX_RECORD`], what the reader accepts (lowered by tests).
     max_record: u32,
+    /// Writes mitmproxy's flow format 21 instead of witm's.
+    mitmproxy: bool,
+}
+
+/// Whether `path` names a mitmproxy capture: its extension is `.flow`,
+/// mitmproxy's own (`mitmdump -w out.flow`).
+pub fn is_mitmproxy_path(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("flow"))
 }
 
 /// A record buffer larger than this is not kept for the next flow.
@@ -110,6 +120,21 @@ impl<W: Write> FlowWriter<W> {
             out,
             record: Vec::new(),
             max_record: MAX_RECORD,
+            mitmproxy: false,
+        })
+    }
+
+    /// A writer of mitmproxy's flow format 21 (no header: a capture is its
+    /// flows) when `path` ends in `.flow`, of witm's format otherwise.
+    pub fn for_path(out: W, path: &Path) -> Result<Self, StoreError> {
+        if !is_mitmproxy_path(path) {
+            return Self::new(out);
+        }
+        Ok(Self {
+            out,
+            record: Vec::new(),
+            max_record: MAX_RECORD,
+            mitmproxy: true,
         })
     }
 
@@ -121,6 +146,11 @@ impl<W: Write> FlowWriter<W> {
             self.record = Vec::new();
         }
         self.record.clear();
+        if self.mitmproxy {
+            crate::mitmproxy_export::write_flow(flow, &mut self.record);
+            self.out.write_all(&self.record)?;
+            return Ok(());
+        }
         self.record.extend_from_slice(&[0; 8]);
         flow_to_value(flow).encode(&mut self.record);
         let bytes = self.record.len() - 8;

@@ -20,6 +20,7 @@ pub mod filter;
 pub mod format;
 pub mod har;
 pub mod mitmproxy;
+pub mod mitmproxy_export;
 pub mod source;
 pub mod tnetstring;
 

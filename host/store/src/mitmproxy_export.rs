@@ -1,0 +1,395 @@
+//! Writing mitmproxy captures (`witm export --mitmproxy`): each flow as the
+//! tnetstring dictionary mitmproxy's `HTTPFlow.get_state()` gives, flow
+//! format 21 (what mitmproxy 10, 11 and 12 read, 12 after its own
+//! migration), so `mitmproxy -r` opens a witm capture.
+//!
+//! mitmproxy's `set_state` wants every key, with Python's types: bytes for
+//! methods, paths, header fields, versions and reasons, text for hosts and
+//! ids, floats of seconds for timestamps. What witm does not record is
+//! written as mitmproxy writes an unknown (`None`, empty lists): TLS
+//! versions and ciphers, connection end times, the request's end, the
+//! server's socket name, WebSocket messages.
+
+use std::net::IpAddr;
+
+use witm_flow::{Body, Flow, FlowError, Headers, Request, Response, ServerConn};
+
+use crate::mitmproxy::FLOW_FORMAT_VERSION;
+use crate::tnetstring::Value;
+
+/// The encoded state of `flow`, appended to `out`.
+pub fn write_flow(flow: &Flow, out: &mut Vec<u8>) {
+    flow_state(flow).encode(out);
+}
+
+/// `flow` as mitmproxy's `HTTPFlow.get_state()` of format 21.
+pub fn flow_state(flow: &Flow) -> Value {
+    let created = seconds(flow.request.timestamp_start);
+    Value::dict([
+        ("id", Value::str(flow.id.as_str())),
+        ("error", flow.error.as_ref().map_or(Value::Null, error)),
+        ("client_conn", client_conn(flow)),
+        (
+            "server_conn",
+            flow.server_conn
+                .as_deref()
+                .map_or_else(|| no_server_conn(flow), |s| server_conn(flow, s)),
+        ),
+        ("intercepted", Value::Bool(false)),
+        // witm records no replays as such; a replay's copy has depth > 0.
+        (
+            "is_replay",
+            if flow.replay_depth > 0 {
+                Value::str("request")
+            } else {
+                Value::Null
+            },
+        ),
+        (
+            "marked",
+            Value::str(if flow.marked { ":default:" } else { "" }),
+        ),
+        (
+            "metadata",
+            Value::dict(
+                flow.metadata
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Value::str(v.as_str()))),
+            ),
+        ),
+        ("comment", Value::str(flow.comment.as_str())),
+        ("timestamp_created", Value::Float(created)),
+        ("version", Value::Int(FLOW_FORMAT_VERSION)),
+        ("type", Value::str("http")),
+        ("request", request(&flow.request)),
+        (
+            "response",
+            flow.response.as_ref().map_or(Value::Null, response),
+        ),
+        ("websocket", Value::Null),
+        ("backup", Value::Null),
+    ])
+}
+
+/// ms since the epoch as mitmproxy's float seconds.
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn bytes(text: &str) -> Value {
+    Value::Bytes(bytes::Bytes::copy_from_slice(text.as_bytes()))
+}
+
+fn fields(headers: &Headers) -> Value {
+    Value::List(
+        headers
+            .iter()
+            .map(|(name, value)| Value::List(vec![bytes(name), Value::Bytes(value.clone())]))
+            .collect(),
+    )
+}
+
+fn content(body: &Body) -> Value {
+    match body {
+        Body::Buffered(b) => Value::Bytes(b.clone()),
+        // As mitmproxy stores a body it streamed without keeping.
+        Body::Streamed => Value::Null,
+    }
+}
+
+/// The keys requests and responses share (mitmproxy's `Message`).
+fn message(
+    version: &str,
+    headers: &Headers,
+    body: &Body,
+    trailers: Option<&Headers>,
+    start_ms: u64,
+) -> Vec<(&'static str, Value)> {
+    let start = seconds(start_ms);
+    vec![
+        ("http_version", bytes(version)),
+        ("headers", fields(headers)),
+        ("content", content(body)),
+        ("trailers", trailers.map_or(Value::Null, fields)),
+        ("timestamp_start", Value::Float(start)),
+        ("timestamp_end", Value::Float(start)),
+    ]
+}
+
+fn request(r: &Request) -> Value {
+    let mut state = message(
+        &r.http_version,
+        &r.headers,
+        &r.body,
+        r.trailers.as_ref(),
+        r.timestamp_start,
+    );
+    state.extend([
+        ("host", Value::str(r.host.as_str())),
+        ("port", Value::Int(r.port.into())),
+        ("method", bytes(&r.method)),
+        ("scheme", bytes(&r.scheme)),
+        ("authority", bytes(&authority(r))),
+        ("path", bytes(&r.path)),
+    ]);
+    Value::dict(state)
+}
+
+/// The request's authority as mitmproxy keeps it: the CONNECT target, or
+/// HTTP/2's `:authority` (which witm does not keep apart: it is the host,
+/// with the port unless it is the scheme's); HTTP/1's origin-form has none.
+fn authority(r: &Request) -> String {
+    let default_port = if r.scheme == "https" { 443 } else { 80 };
+    if r.method.eq_ignore_ascii_case("CONNECT") {
+        format!("{}:{}", r.host, r.port)
+    } else if !r.http_version.starts_with("HTTP/2") {
+        String::new()
+    } else if r.port == default_port {
+        r.host.clone()
+    } else {
+        format!("{}:{}", r.host, r.port)
+    }
+}
+
+fn response(r: &Response) -> Value {
+    let mut state = message(
+        &r.http_version,
+        &r.headers,
+        &r.body,
+        r.trailers.as_ref(),
+        r.timestamp_start,
+    );
+    state.extend([
+        ("status_code", Value::Int(r.status.into())),
+        ("reason", bytes(&r.reason)),
+    ]);
+    Value::dict(state)
+}
+
+fn error(e: &FlowError) -> Value {
+    Value::dict([
+        ("msg", Value::str(e.message.as_str())),
+        ("timestamp", Value::Float(seconds(e.timestamp))),
+    ])
+}
+
+/// `(host, port)` as mitmproxy's address tuple.
+fn address(host: &str, port: u16) -> Value {
+    Value::List(vec![Value::str(host), Value::Int(port.into())])
+}
+
+/// The keys every mitmproxy connection has, with what witm knows.
+fn connection(
+    id: String,
+    tls: bool,
+    sni: Option<&str>,
+    alpn: Option<&str>,
+) -> Vec<(&'static str, Value)> {
+    vec![
+        ("id", Value::str(id)),
+        ("error", Value::Null),
+        ("tls", Value::Bool(tls)),
+        ("certificate_list", Value::List(Vec::new())),
+        ("alpn", alpn.map_or(Value::Null, bytes)),
+        ("alpn_offers", Value::List(Vec::new())),
+        ("cipher", Value::Null),
+        ("cipher_list", Value::List(Vec::new())),
+        ("tls_version", Value::Null),
+        ("sni", Value::opt_str(sni)),
+        ("timestamp_end", Value::Null),
+        ("transport_protocol", Value::str("tcp")),
+    ]
+}
+
+fn client_conn(flow: &Flow) -> Value {
+    let c = &flow.client;
+    let tls = c.tls.as_ref();
+    let start = seconds(c.timestamp_start);
+    let mut state = connection(
+        c.id.clone(),
+        tls.is_some(),
+        tls.and_then(|t| t.sni.as_deref()),
+        tls.and_then(|t| t.alpn.as_deref()),
+    );
+    state.extend([
+        (
+            "peername",
+            address(&c.address.ip().to_string(), c.address.port()),
+        ),
+        ("sockname", address("", 0)),
+        ("timestamp_start", Value::Float(start)),
+        (
+            "timestamp_tls_setup",
+            if tls.is_some() {
+                Value::Float(start)
+            } else {
+                Value::Null
+            },
+        ),
+        ("mitmcert", Value::Null),
+        ("proxy_mode", Value::str("regular")),
+    ]);
+    Value::dict(state)
+}
+
+/// The server connection of a flow witm recorded without one (answered by
+/// a plugin, or failed before connecting): no address, as in mitmproxy.
+fn no_server_conn(flow: &Flow) -> Value {
+    let mut state = connection(format!("{}-server", flow.id), false, None, None);
+    state.extend(server_fields(Value::Null, Value::Null));
+    Value::dict(state)
+}
+
+fn server_conn(flow: &Flow, s: &ServerConn) -> Value {
+    let (host, port) = match s.address.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().unwrap_or(flow.request.port)),
+        None => (s.address.as_str(), flow.request.port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let peername = match host.parse::<IpAddr>() {
+        Ok(ip) => address(&ip.to_string(), port),
+        Err(_) => Value::Null,
+    };
+    let tls = s.sni.is_some() || s.cert.is_some() || flow.request.scheme == "https";
+    let mut state = connection(
+        format!("{}-server", flow.id),
+        tls,
+        s.sni.as_deref(),
+        s.alpn.as_deref(),
+    );
+    state.extend(server_fields(address(host, port), peername));
+    if let Some(cert) = &s.cert {
+        state.retain(|(key, _)| *key != "certificate_list");
+        state.push(("certificate_list", Value::List(vec![pem(&cert.der)])));
+    }
+    Value::dict(state)
+}
+
+/// The server's own keys; witm does not record when its connection was
+/// set up (it may be a pooled one), so those times are unknown.
+fn server_fields(address: Value, peername: Value) -> [(&'static str, Value); 7] {
+    [
+        ("address", address),
+        ("peername", peername),
+        ("sockname", Value::Null),
+        ("timestamp_start", Value::Null),
+        ("timestamp_tcp_setup", Value::Null),
+        ("timestamp_tls_setup", Value::Null),
+        ("via", Value::Null),
+    ]
+}
+
+/// A DER certificate as the PEM bytes mitmproxy's `Cert.get_state()` gives.
+fn pem(der: &[u8]) -> Value {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut text = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        text.push_str(std::str::from_utf8(line).unwrap_or_default());
+        text.push('\n');
+    }
+    text.push_str("-----END CERTIFICATE-----\n");
+    Value::Bytes(bytes::Bytes::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mitmproxy::MitmproxyReader;
+    use crate::tnetstring;
+
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/mitmproxy/mitm-capture.flow"
+    );
+
+    fn states(mut bytes: &[u8]) -> Vec<Value> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let owned = bytes::Bytes::copy_from_slice(bytes);
+            let (value, used) = tnetstring::decode(&owned).unwrap();
+            out.push(value);
+            bytes = &bytes[used..];
+        }
+        out
+    }
+
+    /// Every key path of a state, with the tnetstring type of its value
+    /// (`None` may stand for any type, as in mitmproxy's states).
+    fn shape(value: &Value, path: &str, out: &mut Vec<String>) {
+        if let Value::Dict(pairs) = value {
+            for (key, value) in pairs {
+                let key = format!("{path}.{}", key.as_string().unwrap());
+                shape(value, &key, out);
+                let kind = match value {
+                    Value::Null => continue,
+                    Value::Bool(_) => "bool",
+                    Value::Int(_) => "int",
+                    Value::Float(_) => "float",
+                    Value::Bytes(_) => "bytes",
+                    Value::Str(_) => "str",
+                    Value::List(_) => "list",
+                    Value::Dict(_) => "dict",
+                };
+                out.push(format!("{key}: {kind}"));
+            }
+        }
+    }
+
+    fn keys(value: &Value, path: &str, out: &mut Vec<String>) {
+        if let Value::Dict(pairs) = value {
+            for (key, value) in pairs {
+                let key = format!("{path}.{}", key.as_string().unwrap());
+                keys(value, &key, out);
+                out.push(key);
+            }
+        }
+    }
+
+    #[test]
+    fn a_real_capture_exported_again_has_mitmproxys_keys_and_types_and_reads_back_the_same() {
+        let original = std::fs::read(FIXTURE).unwrap();
+        let flows: Vec<Flow> = MitmproxyReader::new(&original[..])
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut exported = Vec::new();
+        for flow in &flows {
+            write_flow(flow, &mut exported);
+        }
+        for (theirs, ours) in states(&original).iter().zip(states(&exported).iter()) {
+            let (mut their_keys, mut our_keys) = (Vec::new(), Vec::new());
+            keys(theirs, "", &mut their_keys);
+            keys(ours, "", &mut our_keys);
+            their_keys.sort();
+            our_keys.sort();
+            assert_eq!(
+                their_keys, our_keys,
+                "every key mitmproxy's set_state reads"
+            );
+            let (mut their_types, mut our_types) = (Vec::new(), Vec::new());
+            shape(theirs, "", &mut their_types);
+            shape(ours, "", &mut our_types);
+            let missing: Vec<&String> = our_types
+                .iter()
+                .filter(|t| {
+                    let key = t.split(':').next().unwrap();
+                    their_types
+                        .iter()
+                        .any(|x| x.starts_with(&format!("{key}:")))
+                        && !their_types.contains(t)
+                })
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "values of another type than mitmproxy's: {missing:?}"
+            );
+        }
+        let again: Vec<Flow> = MitmproxyReader::new(&exported[..])
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(again.len(), flows.len());
+        for (a, b) in flows.iter().zip(&again) {
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+    }
+}
