@@ -332,9 +332,15 @@ fn client_replay_sends_saved_requests_to_the_origin_again() {
     recording.stop();
     assert_eq!(origin.seen().len(), 2);
 
+    let replayed = dir.join("replayed.witm");
     let mut replaying = start_with_args(
         &["add-header"],
-        &["--client-replay", saved.to_str().unwrap()],
+        &[
+            "--client-replay",
+            saved.to_str().unwrap(),
+            "-w",
+            replayed.to_str().unwrap(),
+        ],
     );
     assert!(
         replaying.wait_for_log("client replay: 2 requests sent again", 1),
@@ -347,6 +353,9 @@ fn client_replay_sends_saved_requests_to_the_origin_again() {
     assert_eq!(seen[2].path, seen[0].path);
     assert_eq!(seen[3].method, "POST");
     assert_eq!(seen[3].body, b"x=y");
+    // Recorded as replays of their requests, as mitmproxy's is_replay.
+    let sides: Vec<_> = read(&replayed).iter().map(|f| f.is_replay).collect();
+    assert_eq!(sides, [Some(witm_flow::ReplaySide::Request); 2]);
 }
 
 #[test]
@@ -359,6 +368,7 @@ fn server_replay_answers_from_saved_responses_and_refuses_the_rest() {
     recording.stop();
     let seen_before = origin.seen().len();
 
+    let served = dir.join("served.witm");
     let mut replaying = start_with_args(
         &["add-header"],
         &[
@@ -366,6 +376,8 @@ fn server_replay_answers_from_saved_responses_and_refuses_the_rest() {
             saved.to_str().unwrap(),
             "--server-replay-extra",
             "404",
+            "-w",
+            served.to_str().unwrap(),
         ],
     );
     let replayed = curl(&replaying.proxy_url(), &[&origin.url("/page?v=1")]);
@@ -392,6 +404,10 @@ fn server_replay_answers_from_saved_responses_and_refuses_the_rest() {
         seen_before,
         "the origin was never asked"
     );
+    // The saved answer is recorded as a replayed response; witm's own 404s
+    // are not replays.
+    let sides: Vec<_> = read(&served).iter().map(|f| f.is_replay).collect();
+    assert_eq!(sides, [Some(witm_flow::ReplaySide::Response), None, None]);
 
     // Unmatched requests go to the server by default.
     let mut forwarding = start_with_args(&[], &["--server-replay", saved.to_str().unwrap()]);

@@ -118,6 +118,7 @@ impl ServerReplay {
                 response.timestamp_start = witm_flow::now_ms();
                 flow.response = Some(response);
                 flow.metadata_set("replay", Some("response".into()));
+                flow.is_replay = Some(witm_flow::ReplaySide::Response);
             }
             (None, Unmatched::Forward) => {}
             (None, Unmatched::Kill) => flow.killed = true,

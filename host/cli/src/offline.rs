@@ -278,7 +278,7 @@ pub fn describe(flow: &Flow) -> String {
     for (key, value) in &flow.metadata {
         out += &format!("metadata {key}: {value}\n");
     }
-    if flow.marked {
+    if flow.is_marked() {
         out += "marked\n";
     }
     if !flow.comment.is_empty() {

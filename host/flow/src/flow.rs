@@ -216,6 +216,37 @@ impl ErrorKind {
     }
 }
 
+/// The marker `set-marked(true)` gives, mitmproxy's default.
+pub const DEFAULT_MARKER: &str = ":default:";
+
+/// Which side of a flow witm replayed (mitmproxy's `is_replay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplaySide {
+    /// The request was sent again: client replay, `replay-request`.
+    Request,
+    /// The response came from a saved flow: server replay.
+    Response,
+}
+
+impl ReplaySide {
+    /// mitmproxy's name: "request" or "response".
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplaySide::Request => "request",
+            ReplaySide::Response => "response",
+        }
+    }
+
+    /// The side `name` stands for, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "request" => Some(ReplaySide::Request),
+            "response" => Some(ReplaySide::Response),
+            _ => None,
+        }
+    }
+}
+
 /// One HTTP transaction (mitmproxy's `Flow`).
 #[derive(Clone, Debug)]
 pub struct Flow {
@@ -233,8 +264,10 @@ pub struct Flow {
     pub server_conn: Option<Arc<ServerConn>>,
     /// Plugins' notes on the flow, kept with it (and saved with it).
     pub metadata: Vec<(String, String)>,
-    /// Marked by a plugin or a person, e.g. to filter on later.
-    pub marked: bool,
+    /// Its marker, as mitmproxy keeps it: "" for none, [`DEFAULT_MARKER`]
+    /// when a plugin marks it (`set-marked`), or a named one from a
+    /// capture (":red_circle:"). See [`Flow::is_marked`].
+    pub marker: String,
     /// A free-text comment.
     pub comment: String,
     /// Set by a plugin's `kill`: the client connection is dropped.
@@ -242,6 +275,10 @@ pub struct Flow {
     /// How many replays deep this flow is: 0 for a client's own request, 1
     /// for a plugin's replay of it, and so on. Bounds replay loops.
     pub replay_depth: u32,
+    /// What witm replayed of this flow, as mitmproxy's `is_replay`: its
+    /// request (client replay, a plugin's `replay-request`) or its
+    /// response (server replay). Saved with the flow.
+    pub is_replay: Option<ReplaySide>,
     /// Where the flow's server connection goes, when a plugin chose it
     /// (`set-upstream`); `None`: the listener's mode decides.
     pub route: Option<crate::Route>,
@@ -264,10 +301,11 @@ impl Default for Flow {
             error: None,
             server_conn: None,
             metadata: Vec::new(),
-            marked: false,
+            marker: String::new(),
             comment: String::new(),
             killed: false,
             replay_depth: 0,
+            is_replay: None,
             route: None,
         }
     }
@@ -277,6 +315,21 @@ impl Flow {
     /// A fresh flow id.
     pub fn new_id() -> String {
         new_id()
+    }
+
+    /// Whether the flow has a marker.
+    pub fn is_marked(&self) -> bool {
+        !self.marker.is_empty()
+    }
+
+    /// Marks the flow with [`DEFAULT_MARKER`] (keeping a named marker it
+    /// already has), or clears its marker.
+    pub fn set_marked(&mut self, marked: bool) {
+        if !marked {
+            self.marker.clear();
+        } else if self.marker.is_empty() {
+            self.marker = DEFAULT_MARKER.to_owned();
+        }
     }
 
     /// What the host holds for this flow (request, response, metadata,
@@ -323,10 +376,11 @@ impl Flow {
             error: None,
             server_conn: None,
             metadata: Vec::new(),
-            marked: false,
+            marker: String::new(),
             comment: String::new(),
             killed: false,
             replay_depth: 0,
+            is_replay: None,
             route: None,
         }
     }

@@ -28,8 +28,8 @@ pub mod route;
 pub mod testing;
 
 pub use flow::{
-    CertInfo, ClientConn, ClientHello, ClientTls, ErrorKind, Flow, FlowError, ServerConn,
-    WebSocketMessage,
+    CertInfo, ClientConn, ClientHello, ClientTls, DEFAULT_MARKER, ErrorKind, Flow, FlowError,
+    ReplaySide, ServerConn, WebSocketMessage,
 };
 pub use headers::Headers;
 pub use hooks::{Events, FlowCtx, FlowHooks, FlowState, NoHooks, Replayer};

@@ -126,6 +126,7 @@ pub(crate) async fn replay<H: FlowHooks>(
     flow.error = None;
     flow.killed = false;
     flow.server_conn = None;
+    flow.is_replay = Some(witm_flow::ReplaySide::Request);
     if flow.request.body == Body::Streamed {
         flow.request.body = Body::default();
     }

@@ -589,7 +589,7 @@ impl Test {
             Test::Constant(value) => *value,
             Test::Asset => response.is_some_and(|r| content_type_matches(&ASSET, &r.headers)),
             Test::Error => flow.error.is_some(),
-            Test::Marked => flow.marked,
+            Test::Marked => flow.is_marked(),
             Test::NoResponse => response.is_none(),
             Test::HasResponse => response.is_some(),
             Test::WebSocket => response.is_some_and(|r| {
@@ -828,7 +828,7 @@ mod tests {
             ),
             // 5: marked, with a comment and metadata; a body in an unknown coding.
             Flow {
-                marked: true,
+                marker: witm_flow::DEFAULT_MARKER.into(),
                 comment: "look at this\nsecond line".into(),
                 metadata: vec![("source".into(), "replay-tool".into())],
                 ..flow(

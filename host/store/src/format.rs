@@ -1,7 +1,7 @@
 //! witm's own flow files.
 //!
 //! ```text
-//! witm-flows 1\n                      header: format name and version
+//! witm-flows 2\n                      header: format name and version
 //! [u32 LE length][u32 LE CRC-32][record]  one per flow, appended as flows end
 //! ```
 //!
@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use witm_flow::{
-    Body, CertInfo, ClientConn, ClientTls, ErrorKind, Flow, FlowError, Headers, Request, Response,
-    ServerConn,
+    Body, CertInfo, ClientConn, ClientTls, DEFAULT_MARKER, ErrorKind, Flow, FlowError, Headers,
+    ReplaySide, Request, Response, ServerConn,
 };
 
 use crate::tnetstring::{self, Value};
@@ -32,7 +32,7 @@ pub const MAGIC: &[u8] = b"witm-flows ";
 
 /// The version this build writes. Bump it when a record's shape changes and
 /// add a step to [`migrate`].
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Largest record accepted: a length beyond this is corruption, not a flow.
 const MAX_RECORD: u32 = 1 << 30;
@@ -397,13 +397,26 @@ pub(crate) fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<us
 }
 
 /// Brings a record written by format `version` to the current shape, one
-/// explicit step per version. Version 1 is the first, so there is no step
-/// yet; the next format change adds `2 => …` here with a test.
-fn migrate(version: u32, record: Value) -> Result<Value, String> {
-    match version {
-        VERSION => Ok(record),
-        other => Err(format!("no migration from format version {other}")),
+/// explicit step per version:
+/// - 1 → 2: `marked` (a truth value) became `marker` (mitmproxy's marker
+///   name, "" for none), and `is_replay` was added.
+fn migrate(version: u32, mut record: Value) -> Result<Value, String> {
+    let mut version = version;
+    while version < VERSION {
+        match version {
+            1 => {
+                let marked = record.remove("marked").and_then(|m| m.as_bool()) == Some(true);
+                record.set(
+                    "marker",
+                    Value::str(if marked { DEFAULT_MARKER } else { "" }),
+                );
+                record.set("is_replay", Value::Null);
+            }
+            other => return Err(format!("no migration from format version {other}")),
+        }
+        version += 1;
     }
+    Ok(record)
 }
 
 fn headers_value(headers: &Headers) -> Value {
@@ -544,7 +557,12 @@ pub fn flow_to_value(flow: &Flow) -> Value {
                     .collect(),
             ),
         ),
-        ("marked", Value::Bool(flow.marked)),
+        ("marker", Value::str(&flow.marker)),
+        (
+            "is_replay",
+            flow.is_replay
+                .map_or(Value::Null, |side| Value::str(side.name())),
+        ),
         ("comment", Value::str(&flow.comment)),
         ("killed", Value::Bool(flow.killed)),
     ])
@@ -744,7 +762,15 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
         error,
         server_conn,
         metadata,
-        marked: flow.bool("marked")?,
+        marker: flow.string("marker")?,
+        is_replay: match flow.opt_string("is_replay")? {
+            None => None,
+            Some(side) => {
+                Some(ReplaySide::from_name(&side).ok_or_else(|| {
+                    format!("flow.is_replay is {side:?}, not request or response")
+                })?)
+            }
+        },
         comment: flow.string("comment")?,
         killed: flow.bool("killed")?,
         ..Flow::default()
@@ -822,9 +848,10 @@ mod tests {
                 }),
             })),
             metadata: vec![("tag".into(), "v".into()), ("k2".into(), "ünï".into())],
-            marked: true,
+            marker: ":red_circle:".into(),
             comment: "look at this".into(),
             killed: true,
+            is_replay: Some(ReplaySide::Response),
             ..Flow::default()
         }
     }
@@ -840,7 +867,8 @@ mod tests {
         assert_eq!(a.error, b.error);
         assert_eq!(a.server_conn, b.server_conn);
         assert_eq!(a.metadata, b.metadata);
-        assert_eq!(a.marked, b.marked);
+        assert_eq!(a.marker, b.marker);
+        assert_eq!(a.is_replay, b.is_replay);
         assert_eq!(a.comment, b.comment);
         assert_eq!(a.killed, b.killed);
     }
@@ -882,7 +910,8 @@ mod tests {
         streamed.error = None;
         streamed.server_conn = None;
         streamed.metadata.clear();
-        streamed.marked = false;
+        streamed.marker.clear();
+        streamed.is_replay = None;
         streamed.killed = false;
         streamed.client = Arc::new(ClientConn {
             tls: None,
@@ -890,7 +919,7 @@ mod tests {
         });
         let flows = [full_flow(), streamed];
         let bytes = write_all(&flows);
-        assert!(bytes.starts_with(b"witm-flows 1\n"));
+        assert!(bytes.starts_with(b"witm-flows 2\n"));
         let mut reader = FlowReader::new(&bytes[..]).unwrap();
         let back: Vec<Flow> = reader.by_ref().collect::<Result<_, _>>().unwrap();
         assert_eq!(back.len(), 2);
@@ -951,9 +980,37 @@ mod tests {
         assert!(reader.next().is_none());
     }
 
+    /// A record as format 1 wrote it: `marked` a truth value, no
+    /// `is_replay`.
+    fn version_1_file(flow: &Flow, marked: bool) -> Vec<u8> {
+        let mut record = flow_to_value(flow);
+        record.remove("marker");
+        record.remove("is_replay");
+        record.set("marked", Value::Bool(marked));
+        let body = record.to_vec();
+        let mut bytes = b"witm-flows 1\n".to_vec();
+        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        bytes
+    }
+
+    #[test]
+    fn version_1_files_still_read_with_their_mark_as_the_default_marker() {
+        for (marked, marker) in [(true, DEFAULT_MARKER), (false, "")] {
+            let bytes = version_1_file(&full_flow(), marked);
+            let mut reader = FlowReader::new(&bytes[..]).unwrap();
+            assert_eq!(reader.version(), 1);
+            let flow = reader.next().unwrap().unwrap();
+            assert_eq!(flow.marker, marker);
+            assert_eq!(flow.is_replay, None);
+            assert_eq!(flow.comment, "look at this");
+        }
+    }
+
     #[test]
     fn newer_versions_and_other_files_are_refused_clearly() {
-        let err = FlowReader::new(&b"witm-flows 2\n"[..]).err().unwrap();
+        let err = FlowReader::new(&b"witm-flows 3\n"[..]).err().unwrap();
         assert!(err.to_string().contains("newer"), "{err}");
         let err = FlowReader::new(&b"{\"log\": {}}"[..]).err().unwrap();
         assert!(err.to_string().contains("not a witm flow file"), "{err}");

@@ -10,7 +10,7 @@
 //! it; on import, an entry with no response at all is one too. What else HAR has no field for travels in custom fields (HAR allows
 //! names starting with `_`, and other tools ignore them):
 //! - `entry._id`: the flow id;
-//! - `entry._witm`: `marked`, `killed`, `metadata` and the client and server
+//! - `entry._witm`: `marked` (and `marker`), `killed`, `metadata` and the client and server
 //!   connections;
 //! - `response._error` also when there is a response (the exchange broke
 //!   off after it began);
@@ -189,7 +189,10 @@ fn import_entry(
     let mut client = None;
     if let Some(witm) = sub_object(entry, "_witm", at)? {
         let witm_at = join(at, "_witm");
-        flow.marked = boolean(witm, "marked", &witm_at)?.unwrap_or(false);
+        flow.set_marked(boolean(witm, "marked", &witm_at)?.unwrap_or(false));
+        if let Some(marker) = string(witm, "marker", &witm_at)? {
+            flow.marker = marker.to_owned();
+        }
         flow.killed = boolean(witm, "killed", &witm_at)?.unwrap_or(false);
         flow.metadata = name_values(witm, "metadata", &witm_at)?;
         if let Some(c) = sub_object(witm, "client", &witm_at)? {
@@ -869,8 +872,9 @@ fn server_ip(address: &str) -> Option<IpAddr> {
 /// What HAR has no field for: marks, metadata, the connections.
 fn export_witm(flow: &Flow) -> Vec<(&'static str, Json)> {
     let mut witm = Vec::new();
-    if flow.marked {
+    if flow.is_marked() {
         witm.push(("marked", true.into()));
+        witm.push(("marker", flow.marker.as_str().into()));
     }
     if flow.killed {
         witm.push(("killed", true.into()));
@@ -1526,7 +1530,7 @@ mod tests {
         );
         png.timestamp_start = a.request.timestamp_start + 40;
         a.response = Some(png);
-        a.marked = true;
+        a.marker = ":red_circle:".into();
         a.comment = "look at this".into();
         a.metadata = vec![("plugin".into(), "note".into()), ("k".into(), "v".into())];
         let mut client = ClientConn::new("10.0.0.7:50123".parse().unwrap());
@@ -1577,7 +1581,7 @@ mod tests {
         let again = import(har.as_bytes()).unwrap();
         let (a2, b2) = (&again[0], &again[1]);
         assert_eq!(a2.id, a.id);
-        assert!(a2.marked);
+        assert_eq!(a2.marker, ":red_circle:");
         assert_eq!(a2.comment, "look at this");
         assert_eq!(a2.metadata, a.metadata);
         assert_eq!(a2.request.body, a.request.body);
@@ -1593,7 +1597,7 @@ mod tests {
         assert_eq!(b2.request.body, Body::Streamed);
         assert_eq!(response(b2).body, Body::Streamed);
         assert_eq!(b2.error, b.error);
-        assert!(!b2.marked);
+        assert!(!b2.is_marked());
     }
 
     #[test]

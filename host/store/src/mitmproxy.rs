@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use witm_flow::{
-    Body, ClientConn, ClientTls, ErrorKind, Flow, FlowError, Headers, Request, Response, ServerConn,
+    Body, ClientConn, ClientTls, ErrorKind, Flow, FlowError, Headers, ReplaySide, Request,
+    Response, ServerConn,
 };
 
 use crate::format::{StoreError, read_exactly};
@@ -362,7 +363,8 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
         error,
         server_conn,
         metadata,
-        marked: text(state, "marked").is_some_and(|m| !m.is_empty()),
+        marker: text(state, "marked").unwrap_or_default(),
+        is_replay: text(state, "is_replay").and_then(|r| ReplaySide::from_name(&r)),
         comment: text(state, "comment").unwrap_or_default(),
         killed: false,
         ..Flow::default()
@@ -547,7 +549,7 @@ mod tests {
         let peer = client.remove("peername").unwrap();
         client.set("address", peer);
         let (flows, _) = read(&state.to_vec());
-        assert!(flows[0].marked);
+        assert!(flows[0].is_marked());
         assert_eq!(flows[0].comment, "");
         assert_eq!(flows[0].client.address.to_string(), "127.0.0.1:40166");
 

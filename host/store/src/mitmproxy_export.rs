@@ -36,19 +36,12 @@ pub fn flow_state(flow: &Flow) -> Value {
                 .map_or_else(|| no_server_conn(flow), |s| server_conn(flow, s)),
         ),
         ("intercepted", Value::Bool(false)),
-        // witm records no replays as such; a replay's copy has depth > 0.
         (
             "is_replay",
-            if flow.replay_depth > 0 {
-                Value::str("request")
-            } else {
-                Value::Null
-            },
+            flow.is_replay
+                .map_or(Value::Null, |side| Value::str(side.name())),
         ),
-        (
-            "marked",
-            Value::str(if flow.marked { ":default:" } else { "" }),
-        ),
+        ("marked", Value::str(flow.marker.as_str())),
         (
             "metadata",
             Value::dict(

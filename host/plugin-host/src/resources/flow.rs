@@ -126,12 +126,12 @@ impl types::HostFlow for HostView<'_> {
     }
 
     fn marked(&mut self, h: Resource<FlowEntry>) -> Result<bool> {
-        Ok(self.flow(self.flow_ref(&h)?)?.marked)
+        Ok(self.flow(self.flow_ref(&h)?)?.is_marked())
     }
 
     fn set_marked(&mut self, h: Resource<FlowEntry>, marked: bool) -> Result<()> {
         let r = self.flow_ref(&h)?;
-        self.flow_mut(r)?.marked = marked;
+        self.flow_mut(r)?.set_marked(marked);
         Ok(())
     }
 
