@@ -81,13 +81,27 @@ impl types::HostContext for HostView<'_> {
         _h: Resource<ContextHandle>,
         request: types::OutgoingRequest,
     ) -> HostResult<types::IncomingResponse> {
+        // The request is held for the whole call, which may wait long:
+        // charged to the instance's host memory while it is.
+        let held = request.url.len()
+            + request.body.len()
+            + request
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum::<usize>();
+        if let Err(e) = self.host.budget.reserve(held) {
+            return Ok(Err(e));
+        }
         let gate = self.host.shared.outbound.clone();
         let settings = self.host.settings.clone();
         let calls = self.host.outbound_calls;
         self.host.outbound_calls = calls.saturating_add(1);
-        Ok(gate
+        let outcome = gate
             .send(request, &settings, self.host.deadline, calls)
-            .await)
+            .await;
+        self.host.budget.release(held);
+        Ok(outcome)
     }
 
     fn set_tick(&mut self, _h: Resource<ContextHandle>, period_ms: u32) -> HostResult<()> {
