@@ -70,6 +70,39 @@ print(json.dumps({"flows": [len(theirs), len(ours)], "compared": compared,
                   "differences": differences}))
 "#;
 
+/// `witm export --mitmproxy -r input -w out`, which must succeed.
+fn export(input: &Path, out: &Path) {
+    let export = Command::new(witm_binary())
+        .args(["export", "--mitmproxy", "-r"])
+        .arg(input)
+        .arg("-w")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+}
+
+/// What `script` prints when run by mitmproxy's Python with `files` as
+/// its arguments; it must succeed.
+fn mitmproxy_python(script: &str, files: &[&Path]) -> String {
+    let python = tools_python(&[MITMPROXY]);
+    let run = Command::new(python)
+        .args(["-c", script])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
 fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mitmproxy/mitm-capture.flow")
 }
@@ -165,5 +198,71 @@ fn the_live_proxy_records_a_mitmproxy_capture_when_the_file_ends_in_flow() {
             origin.url("/page"),
             origin.url("/post")
         )
+    );
+}
+
+/// A capture's WebSocket messages as mitmproxy reads them: one line each,
+/// "client|server text|binary CONTENT", then "closed CODE".
+const WEBSOCKET: &str = r#"
+import sys
+from mitmproxy import io
+with open(sys.argv[1], "rb") as f:
+    for flow in io.FlowReader(f).stream():
+        for m in flow.websocket.messages:
+            side = "client" if m.from_client else "server"
+            kind = "text" if m.is_text else "binary"
+            print(side, kind, m.content.decode())
+        print("closed", flow.websocket.close_code)
+"#;
+
+#[test]
+fn a_websocket_exchange_is_saved_listed_and_read_by_mitmproxy() {
+    let origin = witm_test_support::Origin::start();
+    let dir = crate::sandbox::scratch("websocket-saved");
+    let saved = dir.join("ws.witm");
+    let mut witm = crate::start_with_args(&[], &["-w", saved.to_str().unwrap()]);
+    let replies =
+        witm_test_support::websocket_exchange(witm.port, origin.address.port(), &["one", "two"]);
+    assert_eq!(replies, ["one", "two"]);
+    // The flow is saved when the socket closes.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    witm.stop();
+
+    let listed = Command::new(witm_binary())
+        .arg("flows")
+        .arg(&saved)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("101 Switching Protocols"), "{listed}");
+    assert!(listed.contains("WebSocket: 4 messages"), "{listed}");
+
+    let out = dir.join("ws.flow");
+    export(&saved, &out);
+    let read = mitmproxy_python(WEBSOCKET, &[&out]);
+    // Each side's messages in order (the two sides interleave as they
+    // happen to), then the client's close without a code: 1005.
+    let lines: Vec<String> = read.lines().map(String::from).collect();
+    let side = |prefix: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .map(String::as_str)
+            .collect()
+    };
+    assert_eq!(
+        side("client"),
+        ["client text one", "client text two"],
+        "{lines:?}"
+    );
+    assert_eq!(
+        side("server"),
+        ["server text one", "server text two"],
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("closed 1005"),
+        "{lines:?}"
     );
 }

@@ -92,6 +92,11 @@ impl<H: FlowHooks> FlowHooks for TenantRouter<H> {
             t.http_connect(flow, ctx).await
         }
     }
+    async fn websocket_end(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.websocket_end(flow, ctx).await
+        }
+    }
     async fn websocket_message(
         &self,
         flow: &mut Flow,

@@ -244,8 +244,14 @@ pub fn summary(flow: &Flow) -> String {
         (None, None) if flow.killed => "killed".into(),
         (None, None) => "no response".into(),
     };
+    let websocket = flow.websocket.as_ref().map_or(String::new(), |w| {
+        format!(
+            ", WebSocket: {} messages",
+            w.messages.len() as u64 + w.not_kept
+        )
+    });
     format!(
-        "{} {} {} {}",
+        "{} {} {} {}{websocket}",
         flow.client.address,
         flow.request.method,
         flow.request.url(),
@@ -274,6 +280,28 @@ pub fn describe(flow: &Flow) -> String {
     }
     if let Some(error) = &flow.error {
         out += &format!("\nerror: {}\n", error.message);
+    }
+    if let Some(w) = &flow.websocket {
+        out += "\nWebSocket\n";
+        for m in &w.messages {
+            let arrow = if m.from_client { ">" } else { "<" };
+            let dropped = if m.dropped { " (dropped)" } else { "" };
+            out += &match m.is_text {
+                true => format!("{arrow} {}{dropped}\n", String::from_utf8_lossy(&m.content)),
+                false => format!("{arrow} [{} bytes binary]{dropped}\n", m.content.len()),
+            };
+        }
+        if w.not_kept > 0 {
+            out += &format!("… {} more messages not kept\n", w.not_kept);
+        }
+        if let Some(code) = w.close_code {
+            let by = match w.closed_by_client {
+                Some(true) => " by the client",
+                Some(false) => " by the server",
+                None => "",
+            };
+            out += &format!("closed{by}: {code} {}\n", w.close_reason);
+        }
     }
     for (key, value) in &flow.metadata {
         out += &format!("metadata {key}: {value}\n");

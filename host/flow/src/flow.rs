@@ -279,6 +279,8 @@ pub struct Flow {
     /// request (client replay, a plugin's `replay-request`) or its
     /// response (server replay). Saved with the flow.
     pub is_replay: Option<ReplaySide>,
+    /// For a flow that opened a WebSocket: its messages and close.
+    pub websocket: Option<Box<crate::WebSocketData>>,
     /// Where the flow's server connection goes, when a plugin chose it
     /// (`set-upstream`); `None`: the listener's mode decides.
     pub route: Option<crate::Route>,
@@ -306,6 +308,7 @@ impl Default for Flow {
             killed: false,
             replay_depth: 0,
             is_replay: None,
+            websocket: None,
             route: None,
         }
     }
@@ -315,6 +318,17 @@ impl Flow {
     /// A fresh flow id.
     pub fn new_id() -> String {
         new_id()
+    }
+
+    /// Whether the flow opened a WebSocket: a `101` answer to a request
+    /// with `Upgrade: websocket`.
+    pub fn is_websocket(&self) -> bool {
+        self.response.as_ref().is_some_and(|r| r.status == 101)
+            && self
+                .request
+                .headers
+                .get("upgrade")
+                .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
     }
 
     /// Whether the flow has a marker.
@@ -344,6 +358,7 @@ impl Flow {
                 .map(|(k, v)| k.len() + v.len() + METADATA_OVERHEAD)
                 .sum::<usize>()
             + self.comment.len()
+            + self.websocket.as_ref().map_or(0, |w| w.kept_bytes())
     }
 
     /// The metadata value of `key`.
@@ -381,6 +396,7 @@ impl Flow {
             killed: false,
             replay_depth: 0,
             is_replay: None,
+            websocket: None,
             route: None,
         }
     }

@@ -42,13 +42,15 @@ impl Events {
     pub const SERVER_DISCONNECT: Events = Events(1 << 12);
     /// A plugin's periodic timer (plugins only: the proxy never sends it).
     pub const TICK: Events = Events(1 << 13);
+    /// A WebSocket closed (host only: the flow is complete, e.g. to save).
+    pub const WEBSOCKET_END: Events = Events(1 << 14);
     /// Every event.
-    pub const ALL: Events = Events(0b11_1111_1111_1111);
+    pub const ALL: Events = Events(0b111_1111_1111_1111);
 
     /// Every event, one per entry, with its WIT name, in bit order (the
     /// order of the WIT `events` flags): the one list logs, the plugin host
     /// and the docs name events from.
-    pub const LIST: [(Events, &'static str); 14] = [
+    pub const LIST: [(Events, &'static str); 15] = [
         (Events::CLIENT_CONNECT, "client-connect"),
         (Events::REQUEST, "request"),
         (Events::RESPONSE, "response"),
@@ -63,6 +65,7 @@ impl Events {
         (Events::SERVER_CONNECT, "server-connect"),
         (Events::SERVER_DISCONNECT, "server-disconnect"),
         (Events::TICK, "tick"),
+        (Events::WEBSOCKET_END, "websocket-end"),
     ];
 
     /// The WIT name of a single event ("request"); "" for none or several.
@@ -202,6 +205,16 @@ pub trait FlowHooks: Send + Sync + 'static {
         &self,
         _flow: &mut Flow,
         _message: &mut WebSocketMessage,
+        _ctx: FlowCtx<'_, Self::Ctx>,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// The WebSocket a flow opened has closed (or could not be set up):
+    /// `flow.websocket` holds its messages and close. The flow is complete.
+    fn websocket_end(
+        &self,
+        _flow: &mut Flow,
         _ctx: FlowCtx<'_, Self::Ctx>,
     ) -> impl Future<Output = ()> + Send {
         async {}
@@ -368,6 +381,11 @@ macro_rules! forward_hooks {
         async fn response_headers(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
             if let Some($inner) = $reach(self) {
                 $inner.response_headers(flow, ctx).await
+            }
+        }
+        async fn websocket_end(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+            if let Some($inner) = $reach(self) {
+                $inner.websocket_end(flow, ctx).await
             }
         }
         async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {

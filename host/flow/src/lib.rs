@@ -26,6 +26,7 @@ pub mod message;
 pub mod outbound;
 pub mod route;
 pub mod testing;
+pub mod websocket;
 
 pub use flow::{
     CertInfo, ClientConn, ClientHello, ClientTls, DEFAULT_MARKER, ErrorKind, Flow, FlowError,
@@ -36,6 +37,7 @@ pub use hooks::{Events, FlowCtx, FlowHooks, FlowState, NoHooks, Replayer};
 pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie};
 pub use outbound::{HttpSender, OutboundRequest, OutboundResponse};
 pub use route::{ProxyUrl, Route, ServerUrl};
+pub use websocket::{RecordedMessage, WebSocketData};
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in a flow.
 pub fn now_ms() -> u64 {

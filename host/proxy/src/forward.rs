@@ -329,18 +329,24 @@ async fn run_after_request_body<H: FlowHooks>(
         response.extensions_mut().extend(response_extensions);
         websocket::keep_upgrade_headers(response.headers_mut());
         let shared = shared.clone();
+        // The liveness guard is held until the relay has delivered its flow:
+        // when witm stops, the relay ends and the flow is still saved.
         tokio::spawn(async move {
-            let relay = websocket::relay(shared, flow, state, client, server);
-            match live {
-                // Held until the relay ends; cut when witm stops.
-                Some(live) => tokio::select! {
-                    () = relay => {}
-                    () = live.closing() => {}
-                },
-                None => relay.await,
-            }
+            let closing = async {
+                match &live {
+                    Some(live) => live.closing().await,
+                    None => std::future::pending().await,
+                }
+            };
+            websocket::relay(shared, flow, state, (client, server), closing).await;
+            drop(live);
         });
         return Ok(response);
+    }
+    if flow.is_websocket() && events.contains(Events::WEBSOCKET_END) {
+        // A 101 that is not relayed (an upgrade missing on one side) ends
+        // its WebSocket here, so that it is still delivered whole.
+        shared.hooks.websocket_end(&mut flow, state.ctx()).await;
     }
     let mut response = respond(&shared, &flow, response_body, started);
     response.extensions_mut().extend(response_extensions);

@@ -63,11 +63,34 @@ pub(crate) fn keep_upgrade_headers(headers: &mut http::HeaderMap) {
     );
 }
 
-/// Relays messages between the client and the server until either closes.
+/// Relays messages between the client and the server until either closes
+/// or `closing` resolves (witm stops), recording them on the flow; then
+/// `websocket-end` delivers the complete flow (e.g. to be saved).
 pub(crate) async fn relay<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     mut flow: Flow,
     mut state: FlowState<H::Ctx>,
+    (client, server): (OnUpgrade, OnUpgrade),
+    closing: impl Future<Output = ()>,
+) {
+    flow.websocket = Some(Box::default());
+    tokio::select! {
+        () = exchange(&shared, &mut flow, &mut state, client, server) => {}
+        () = closing => {}
+    }
+    if let Some(websocket) = flow.websocket.as_mut() {
+        websocket.timestamp_end = Some(witm_flow::now_ms());
+    }
+    if shared.hooks.subscriptions().contains(Events::WEBSOCKET_END) {
+        shared.hooks.websocket_end(&mut flow, state.ctx()).await;
+    }
+}
+
+/// The relay itself: messages both ways, each recorded as delivered.
+async fn exchange<H: FlowHooks>(
+    shared: &Arc<Shared<H>>,
+    flow: &mut Flow,
+    state: &mut FlowState<H::Ctx>,
     client: OnUpgrade,
     server: OnUpgrade,
 ) {
@@ -108,6 +131,10 @@ pub(crate) async fn relay<H: FlowHooks>(
                 for side in [&mut client, &mut server] {
                     let _ = side.send(too_big()).await;
                 }
+                if let Some(websocket) = flow.websocket.as_mut() {
+                    websocket.close_code = Some(1009);
+                    websocket.close_reason = "message too big".into();
+                }
                 // Read away what the sender still sends (for a short while),
                 // so closing does not reset the connection and lose the
                 // close frame on its way.
@@ -136,16 +163,50 @@ pub(crate) async fn relay<H: FlowHooks>(
                 };
                 shared
                     .hooks
-                    .websocket_message(&mut flow, &mut event, state.ctx())
+                    .websocket_message(flow, &mut event, state.ctx())
                     .await;
+                let content = bytes::Bytes::from(event.content);
+                record(
+                    flow,
+                    from_client,
+                    event.is_text,
+                    content.clone(),
+                    event.dropped,
+                );
                 if event.dropped {
                     continue;
                 }
                 if event.is_text {
-                    Message::text(String::from_utf8_lossy(&event.content).into_owned())
+                    Message::text(String::from_utf8_lossy(&content).into_owned())
                 } else {
-                    Message::binary(event.content)
+                    Message::binary(content)
                 }
+            }
+            Message::Text(_) | Message::Binary(_) => {
+                let is_text = message.is_text();
+                record(
+                    flow,
+                    from_client,
+                    is_text,
+                    message.clone().into_data(),
+                    false,
+                );
+                message
+            }
+            Message::Close(frame) => {
+                // The first close frame says who closed and why; one without
+                // a code is 1005, "no status received" (RFC 6455 7.1.5).
+                if let Some(websocket) = flow.websocket.as_mut()
+                    && websocket.closed_by_client.is_none()
+                {
+                    websocket.closed_by_client = Some(from_client);
+                    websocket.close_code = Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
+                    websocket.close_reason = frame
+                        .as_ref()
+                        .map(|f| f.reason.to_string())
+                        .unwrap_or_default();
+                }
+                Message::Close(frame)
             }
             Message::Frame(_) => continue,
             other => other,
@@ -159,6 +220,19 @@ pub(crate) async fn relay<H: FlowHooks>(
             tracing::debug!("{}: WebSocket ended: {e}", flow.request.url());
             break;
         }
+    }
+}
+
+/// Keeps a message on the flow (up to the flow's bound).
+fn record(flow: &mut Flow, from_client: bool, is_text: bool, content: bytes::Bytes, dropped: bool) {
+    if let Some(websocket) = flow.websocket.as_mut() {
+        websocket.record(witm_flow::RecordedMessage {
+            from_client,
+            is_text,
+            content,
+            timestamp: witm_flow::now_ms(),
+            dropped,
+        });
     }
 }
 

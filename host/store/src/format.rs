@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use witm_flow::{
     Body, CertInfo, ClientConn, ClientTls, DEFAULT_MARKER, ErrorKind, Flow, FlowError, Headers,
-    ReplaySide, Request, Response, ServerConn,
+    RecordedMessage, ReplaySide, Request, Response, ServerConn, WebSocketData,
 };
 
 use crate::tnetstring::{self, Value};
@@ -557,6 +557,12 @@ pub fn flow_to_value(flow: &Flow) -> Value {
                     .collect(),
             ),
         ),
+        (
+            "websocket",
+            flow.websocket
+                .as_deref()
+                .map_or(Value::Null, websocket_value),
+        ),
         ("marker", Value::str(&flow.marker)),
         (
             "is_replay",
@@ -636,6 +642,88 @@ impl<'a> Fields<'a> {
             _ => Err(format!("{}.body is not bytes", self.path)),
         }
     }
+}
+
+/// A WebSocket's messages and close as a record field: each message is
+/// `[from_client, is_text, content, timestamp, dropped]`.
+fn websocket_value(w: &WebSocketData) -> Value {
+    let opt_int = |v: Option<i64>| v.map_or(Value::Null, Value::Int);
+    Value::dict([
+        (
+            "messages",
+            Value::List(
+                w.messages
+                    .iter()
+                    .map(|m| {
+                        Value::List(vec![
+                            Value::Bool(m.from_client),
+                            Value::Bool(m.is_text),
+                            Value::Bytes(m.content.clone()),
+                            Value::Int(m.timestamp as i64),
+                            Value::Bool(m.dropped),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        ("not_kept", Value::Int(w.not_kept as i64)),
+        (
+            "closed_by_client",
+            w.closed_by_client.map_or(Value::Null, Value::Bool),
+        ),
+        ("close_code", opt_int(w.close_code.map(i64::from))),
+        ("close_reason", Value::str(&w.close_reason)),
+        ("timestamp_end", opt_int(w.timestamp_end.map(|t| t as i64))),
+    ])
+}
+
+/// The `websocket` field back; files without it (format 1, and flows
+/// without a WebSocket) have none.
+fn websocket_from_value(value: Option<&Value>) -> Result<Option<Box<WebSocketData>>, String> {
+    let w = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(w) => Fields::of(w, "websocket")?,
+    };
+    let bad = || "websocket.messages has a bad entry".to_string();
+    let mut messages = Vec::new();
+    for m in w.list("messages")? {
+        let [from_client, is_text, content, timestamp, dropped] = m.as_list().ok_or_else(bad)?
+        else {
+            return Err(bad());
+        };
+        messages.push(RecordedMessage {
+            from_client: from_client.as_bool().ok_or_else(bad)?,
+            is_text: is_text.as_bool().ok_or_else(bad)?,
+            content: content
+                .as_bytes()
+                .map(Bytes::copy_from_slice)
+                .ok_or_else(bad)?,
+            timestamp: timestamp
+                .as_int()
+                .and_then(|t| u64::try_from(t).ok())
+                .ok_or_else(bad)?,
+            dropped: dropped.as_bool().ok_or_else(bad)?,
+        });
+    }
+    let opt_int = |key: &str| match w.value.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => w.int(key).map(Some),
+    };
+    Ok(Some(Box::new(WebSocketData {
+        messages,
+        not_kept: w.uint("not_kept")?,
+        closed_by_client: match w.value.get("closed_by_client") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(w.bool("closed_by_client")?),
+        },
+        close_code: opt_int("close_code")?
+            .map(|c| u16::try_from(c).map_err(|_| "websocket.close_code is out of range"))
+            .transpose()?,
+        close_reason: w.string("close_reason")?,
+        timestamp_end: opt_int("timestamp_end")?
+            .map(|t| u64::try_from(t).map_err(|_| "websocket.timestamp_end is out of range"))
+            .transpose()?,
+    })))
 }
 
 /// A record back into a flow; the error names the bad field.
@@ -763,6 +851,7 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
         server_conn,
         metadata,
         marker: flow.string("marker")?,
+        websocket: websocket_from_value(flow.value.get("websocket"))?,
         is_replay: match flow.opt_string("is_replay")? {
             None => None,
             Some(side) => {
@@ -778,7 +867,7 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use witm_flow::HttpMessage;
 
@@ -852,6 +941,29 @@ mod tests {
             comment: "look at this".into(),
             killed: true,
             is_replay: Some(ReplaySide::Response),
+            websocket: Some(Box::new(WebSocketData {
+                messages: vec![
+                    RecordedMessage {
+                        from_client: true,
+                        is_text: true,
+                        content: Bytes::from_static(b"hello"),
+                        timestamp: 1_700_000_000_200,
+                        dropped: false,
+                    },
+                    RecordedMessage {
+                        from_client: false,
+                        is_text: false,
+                        content: Bytes::from_static(&[0, 159, 255]),
+                        timestamp: 1_700_000_000_201,
+                        dropped: true,
+                    },
+                ],
+                not_kept: 3,
+                closed_by_client: Some(true),
+                close_code: Some(1000),
+                close_reason: "bye".into(),
+                timestamp_end: Some(1_700_000_000_300),
+            })),
             ..Flow::default()
         }
     }
@@ -869,6 +981,7 @@ mod tests {
         assert_eq!(a.metadata, b.metadata);
         assert_eq!(a.marker, b.marker);
         assert_eq!(a.is_replay, b.is_replay);
+        assert_eq!(a.websocket, b.websocket);
         assert_eq!(a.comment, b.comment);
         assert_eq!(a.killed, b.killed);
     }

@@ -9,8 +9,8 @@
 //!
 //! What is read: HTTP flows — request, response (bodies as on the wire),
 //! error, client and server addresses, TLS SNI/ALPN, id, marked, comment,
-//! metadata. What is not: TCP/UDP/DNS flows (skipped and counted), WebSocket
-//! messages and server certificates.
+//! metadata, WebSocket messages and close. What is not: TCP/UDP/DNS flows
+//! (skipped and counted) and server certificates.
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use witm_flow::{
-    Body, ClientConn, ClientTls, ErrorKind, Flow, FlowError, Headers, ReplaySide, Request,
-    Response, ServerConn,
+    Body, ClientConn, ClientTls, ErrorKind, Flow, FlowError, Headers, RecordedMessage, ReplaySide,
+    Request, Response, ServerConn, WebSocketData,
 };
 
 use crate::format::{StoreError, read_exactly};
@@ -365,10 +365,49 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
         metadata,
         marker: text(state, "marked").unwrap_or_default(),
         is_replay: text(state, "is_replay").and_then(|r| ReplaySide::from_name(&r)),
+        websocket: state.get("websocket").and_then(websocket),
         comment: text(state, "comment").unwrap_or_default(),
         killed: false,
         ..Flow::default()
     })
+}
+
+/// mitmproxy's `WebSocketData` state (messages `(type, from_client,
+/// content, timestamp, dropped, …)`, type 1 text); messages that are not
+/// such tuples are skipped.
+fn websocket(state: &Value) -> Option<Box<WebSocketData>> {
+    let Value::Dict(_) = state else {
+        return None;
+    };
+    let mut data = WebSocketData {
+        closed_by_client: state.get("closed_by_client").and_then(Value::as_bool),
+        close_code: state
+            .get("close_code")
+            .and_then(Value::as_int)
+            .and_then(|c| u16::try_from(c).ok()),
+        close_reason: text(state, "close_reason").unwrap_or_default(),
+        timestamp_end: state
+            .get("timestamp_end")
+            .and_then(Value::as_float)
+            .map(|_| ms(state.get("timestamp_end"))),
+        ..WebSocketData::default()
+    };
+    for message in state
+        .get("messages")
+        .and_then(Value::as_list)
+        .unwrap_or_default()
+    {
+        if let Some([kind, from_client, content, timestamp, rest @ ..]) = message.as_list() {
+            data.record(RecordedMessage {
+                from_client: from_client.as_bool().unwrap_or(false),
+                is_text: kind.as_int() == Some(1),
+                content: Bytes::copy_from_slice(content.as_bytes().unwrap_or_default()),
+                timestamp: ms(Some(timestamp)),
+                dropped: rest.first().and_then(Value::as_bool).unwrap_or(false),
+            });
+        }
+    }
+    Some(Box::new(data))
 }
 
 /// Metadata values are any Python value in mitmproxy; witm's are text: a

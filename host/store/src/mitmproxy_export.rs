@@ -8,11 +8,11 @@
 //! ids, floats of seconds for timestamps. What witm does not record is
 //! written as mitmproxy writes an unknown (`None`, empty lists): TLS
 //! versions and ciphers, connection end times, the request's end, the
-//! server's socket name, WebSocket messages.
+//! server's socket name.
 
 use std::net::IpAddr;
 
-use witm_flow::{Body, Flow, FlowError, Headers, Request, Response, ServerConn};
+use witm_flow::{Body, Flow, FlowError, Headers, Request, Response, ServerConn, WebSocketData};
 
 use crate::mitmproxy::FLOW_FORMAT_VERSION;
 use crate::tnetstring::Value;
@@ -59,7 +59,10 @@ pub fn flow_state(flow: &Flow) -> Value {
             "response",
             flow.response.as_ref().map_or(Value::Null, response),
         ),
-        ("websocket", Value::Null),
+        (
+            "websocket",
+            flow.websocket.as_deref().map_or(Value::Null, websocket),
+        ),
         ("backup", Value::Null),
     ])
 }
@@ -157,6 +160,46 @@ fn response(r: &Response) -> Value {
         ("reason", bytes(&r.reason)),
     ]);
     Value::dict(state)
+}
+
+/// mitmproxy's `WebSocketData` state; a message is `(type, from_client,
+/// content, timestamp, dropped, injected)` with type 1 text, 2 binary
+/// (the WebSocket opcodes).
+fn websocket(w: &WebSocketData) -> Value {
+    Value::dict([
+        (
+            "messages",
+            Value::List(
+                w.messages
+                    .iter()
+                    .map(|m| {
+                        Value::List(vec![
+                            Value::Int(if m.is_text { 1 } else { 2 }),
+                            Value::Bool(m.from_client),
+                            Value::Bytes(m.content.clone()),
+                            Value::Float(seconds(m.timestamp)),
+                            Value::Bool(m.dropped),
+                            Value::Bool(false),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "closed_by_client",
+            w.closed_by_client.map_or(Value::Null, Value::Bool),
+        ),
+        (
+            "close_code",
+            w.close_code.map_or(Value::Null, |c| Value::Int(c.into())),
+        ),
+        ("close_reason", Value::str(w.close_reason.as_str())),
+        (
+            "timestamp_end",
+            w.timestamp_end
+                .map_or(Value::Null, |t| Value::Float(seconds(t))),
+        ),
+    ])
 }
 
 fn error(e: &FlowError) -> Value {
@@ -384,5 +427,31 @@ mod tests {
         for (a, b) in flows.iter().zip(&again) {
             assert_eq!(format!("{a:?}"), format!("{b:?}"));
         }
+    }
+
+    #[test]
+    fn websocket_messages_and_close_go_to_mitmproxys_shape_and_back() {
+        let mut flow = crate::format::tests::full_flow();
+        flow.websocket.as_mut().unwrap().not_kept = 0;
+        let mut exported = Vec::new();
+        write_flow(&flow, &mut exported);
+        let state = &states(&exported)[0];
+        let first = &state
+            .get("websocket")
+            .unwrap()
+            .get("messages")
+            .unwrap()
+            .as_list()
+            .unwrap()[0];
+        assert_eq!(
+            first.as_list().unwrap()[..3],
+            [
+                Value::Int(1),
+                Value::Bool(true),
+                Value::Bytes(bytes::Bytes::from_static(b"hello"))
+            ]
+        );
+        let back = MitmproxyReader::new(&exported[..]).next().unwrap().unwrap();
+        assert_eq!(back.websocket, flow.websocket);
     }
 }
