@@ -35,7 +35,7 @@ use witm_flow::encoding::{decode_text, encode_text};
 use witm_flow::message::default_port;
 use witm_flow::{
     Body, ClientConn, ClientTls, ContentError, ErrorKind, Flow, FlowError, Headers, HttpMessage,
-    Request, Response, ServerConn, SetCookie,
+    RecordedMessage, Request, Response, ServerConn, SetCookie, WebSocketData,
 };
 
 /// Why a HAR file could not be read: what was wrong, and where, as a JSON
@@ -183,6 +183,7 @@ fn import_entry(
             timestamp: end,
         }),
         comment: string(entry, "comment", at)?.unwrap_or_default().to_owned(),
+        websocket: import_websocket(entry, at)?,
         ..Flow::default()
     };
 
@@ -846,12 +847,75 @@ fn export_entry(flow: &Flow) -> Json {
     if !flow.comment.is_empty() {
         entry.push(("comment", flow.comment.as_str().into()));
     }
+    if let Some(websocket) = &flow.websocket {
+        entry.push(("_resourceType", "websocket".into()));
+        entry.push(("_webSocketMessages", export_websocket(websocket)));
+    }
     entry.push(("_id", flow.id.as_str().into()));
     let witm = export_witm(flow);
     if !witm.is_empty() {
         entry.push(("_witm", Json::Object(witm)));
     }
     Json::Object(entry)
+}
+
+/// Chrome's and mitmproxy's `_webSocketMessages`: `type` send (from the
+/// client) or receive, `time` in seconds, `opcode` 1 text or 2 binary,
+/// `data` the text, or base64 for binary.
+fn export_websocket(websocket: &WebSocketData) -> Json {
+    Json::List(
+        websocket
+            .messages
+            .iter()
+            .map(|m| {
+                let data = match m.is_text {
+                    true => String::from_utf8_lossy(&m.content).into_owned(),
+                    false => BASE64.encode(&m.content),
+                };
+                Json::Object(vec![
+                    (
+                        "type",
+                        if m.from_client { "send" } else { "receive" }.into(),
+                    ),
+                    ("time", Json::Float(m.timestamp as f64 / 1000.0)),
+                    ("opcode", Json::Int(if m.is_text { 1 } else { 2 })),
+                    ("data", data.into()),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// `_webSocketMessages` back into a flow's WebSocket (absent: none).
+fn import_websocket(entry: &Object, at: &str) -> Result<Option<Box<WebSocketData>>, HarError> {
+    if field(entry, "_webSocketMessages").is_none() {
+        return Ok(None);
+    }
+    let messages = array(entry, "_webSocketMessages", at)?;
+    let at = join(at, "_webSocketMessages");
+    let mut websocket = WebSocketData::default();
+    for (i, message) in messages.iter().enumerate() {
+        let message_at = format!("{at}[{i}]");
+        let m = object(message, &message_at)?;
+        let is_text = number(m, "opcode", &message_at)? != Some(2.0);
+        let data = string(m, "data", &message_at)?.unwrap_or_default();
+        let content = if is_text {
+            Bytes::copy_from_slice(data.as_bytes())
+        } else {
+            Bytes::from(BASE64.decode(data).map_err(|e| {
+                HarError::at(&join(&message_at, "data"), format!("not valid base64: {e}"))
+            })?)
+        };
+        websocket.record(RecordedMessage {
+            from_client: string(m, "type", &message_at)? == Some("send"),
+            is_text,
+            content,
+            timestamp: number(m, "time", &message_at)?
+                .map_or(0, |s| (s * 1000.0).round().max(0.0) as u64),
+            dropped: false,
+        });
+    }
+    Ok(Some(Box::new(websocket)))
 }
 
 /// The IP address of a server's "host:port", when the host is one.
@@ -1158,6 +1222,7 @@ fn int<T: TryInto<i64>>(n: T) -> i64 {
 enum Json {
     Bool(bool),
     Int(i64),
+    Float(f64),
     Str(String),
     List(Vec<Json>),
     Object(Vec<(&'static str, Json)>),
@@ -1201,6 +1266,10 @@ impl Json {
             Json::Int(n) => {
                 let _ = write!(out, "{n}");
             }
+            Json::Float(f) if f.is_finite() => {
+                let _ = write!(out, "{f}");
+            }
+            Json::Float(_) => out.push('0'),
             Json::Str(s) => write_json_string(out, s),
             Json::List(items) if items.is_empty() => out.push_str("[]"),
             Json::List(items) => {
@@ -1449,6 +1518,28 @@ mod tests {
         // A second round changes nothing but gzip's bytes (which a
         // re-encoding may spell differently): the documents are equal.
         assert_eq!(export(&again), har);
+    }
+
+    #[test]
+    fn websocket_messages_go_to_chromes_web_socket_messages_and_back() {
+        let mut flow = crate::format::tests::full_flow();
+        let mut websocket = flow.websocket.take().unwrap();
+        websocket.not_kept = 0;
+        // HAR keeps no drop mark and no close.
+        websocket.messages[1].dropped = false;
+        let messages = websocket.messages.clone();
+        flow.websocket = Some(websocket);
+        let har = export(std::slice::from_ref(&flow));
+        let json: serde_json::Value = serde_json::from_str(&har).unwrap();
+        let entry = &json["log"]["entries"][0];
+        assert_eq!(entry["_resourceType"], "websocket");
+        assert_eq!(
+            entry["_webSocketMessages"][0],
+            serde_json::json!({"type": "send", "time": 1_700_000_000.2, "opcode": 1, "data": "hello"})
+        );
+        assert_eq!(entry["_webSocketMessages"][1]["data"], "AJ//");
+        let again = import(har.as_bytes()).unwrap();
+        assert_eq!(again[0].websocket.as_ref().unwrap().messages, messages);
     }
 
     #[test]
