@@ -85,9 +85,9 @@
 //! - parentheses nest at most 100 deep, groups in a regex too, and a regex
 //!   must fit the `regex` crate's size limit (`\w{1000}` does not);
 //! - `~b`, `~bq` and `~bs` do not search WebSocket messages: witm's flows do
-//!   not hold them. Bodies decode as witm decodes them (gzip, deflate, br,
-//!   zstd, up to 256 MiB), not with every Python codec a `content-encoding`
-//!   may name;
+//!   not hold them. Bodies decode with mitmproxy's own codings (gzip,
+//!   deflate, deflateraw, br, zstd; up to 256 MiB), not with the Python
+//!   codecs a `content-encoding` may also name (`base64`, `zlib`, …);
 //! - in text regexes `\b` and `\B` take word characters as the `regex` crate
 //!   does (with combining marks), case folding is Unicode's simple folding,
 //!   and Unicode tables are the `regex` crate's version, not Python's;
@@ -98,6 +98,8 @@ use std::fmt;
 
 use regex::bytes::{Regex as BytesRegex, RegexBuilder as BytesRegexBuilder};
 use regex::{Regex, RegexBuilder};
+use witm_flow::encoding::ContentEncoding;
+use witm_flow::message::MAX_DECODED;
 use witm_flow::{Body, Flow, Headers, HttpMessage, Request};
 
 use crate::pyre;
@@ -966,10 +968,27 @@ fn body_matches(re: &ByteRegex, message: &impl HttpMessage) -> bool {
     let Body::Buffered(raw) = message.body() else {
         return false;
     };
-    match message.content() {
-        Ok(content) => re.is_match(&content),
-        Err(_) => re.is_match(raw),
+    match decoded(message, raw) {
+        Some(content) => re.is_match(&content),
+        None => re.is_match(raw),
     }
+}
+
+/// The body decoded as mitmproxy decodes it: the `content-encoding` (all
+/// values folded) lower-cased must be one of its own codings, which
+/// `x-gzip` and padded names are not. (It also tries Python's codecs, such
+/// as `base64`, `hex`, `zlib` and `bz2`; witm does not.)
+fn decoded(message: &impl HttpMessage, raw: &[u8]) -> Option<Vec<u8>> {
+    let coding = message.headers().get("content-encoding")?;
+    let coding = match coding.to_lowercase().as_str() {
+        "" | "none" | "identity" => return None,
+        "gzip" => ContentEncoding::Gzip,
+        "deflate" | "deflateraw" => ContentEncoding::Deflate,
+        "br" => ContentEncoding::Brotli,
+        "zstd" => ContentEncoding::Zstd,
+        _ => return None,
+    };
+    coding.decode(raw, MAX_DECODED).ok()
 }
 
 /// The header block as mitmproxy's `bytes(headers)`: `name: value\r\n` for
