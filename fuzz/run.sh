@@ -31,7 +31,7 @@ for target in "${targets[@]}"; do
         har) seed "$target" ../tests/fixtures/mitmproxy/*.har ../tests/fixtures/*.har ;;
         filter) mkdir -p corpus/filter
             i=0
-            for expr in '~d example.com & !~c 200' '~q ~b "a\"b"' '(~h x | ~u /a.*) & ~m POST' '~bs [0-9]+' '!(~e)' '~hq foo ~hs bar ~t json'; do
+            for expr in '~d example.com & !~c 200' '~q ~b "a\"b"' '(~h x | ~u /a.*) & ~m POST' '~bs [0-9]+' '!(~e )' '~hq foo ~hs bar ~t json'; do
                 printf '%s' "$expr" > "corpus/filter/seed$i"; i=$((i+1))
             done ;;
         client_bytes) mkdir -p corpus/client_bytes

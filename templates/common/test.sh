@@ -15,7 +15,7 @@ witm=("$witm")
 if [ -n "${WITM_CONFDIR:-}" ]; then witm+=(--confdir "$WITM_CONFDIR"); fi
 
 "${witm[@]}" replay -q -s {{name}}.wasm -r sample.witm -w out.witm
-if [ -z "$("${witm[@]}" flows out.witm --filter "~hs '^x-{{name}}: hello\$'")" ]; then
+if [ -z "$("${witm[@]}" flows out.witm --filter "~hs '^x-{{name}}: hello\r\$'")" ]; then
   echo "FAIL: {{name}} did not add 'x-{{name}}: hello' to the response; the flow it wrote:" >&2
   "${witm[@]}" replay -r out.witm --flow 1 >&2
   exit 1

@@ -220,7 +220,10 @@ fn flows_lists_a_file_and_filters_select_flows() {
     assert_eq!(lines("~c 200 & !~d localhost"), [1, 2]);
     assert_eq!(lines("~bs created & ~u /post"), [3, 9]);
     assert_eq!(lines("~bq alice"), [3]);
-    assert_eq!(lines("~hq \"x-dup: two\""), [2]);
+    // Header names as received, case-sensitive, as in mitmproxy.
+    assert_eq!(lines("~hq \"X-Dup: two\""), [2]);
+    assert_eq!(lines("~hq \"x-dup: two\""), Vec::<usize>::new());
+    assert_eq!(lines("~hq '^X-Dup: two\\r$'"), [2]);
     let bad = witm(&["flows", input, "--filter", "~c 200 & (~d x"]);
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);

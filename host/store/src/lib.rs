@@ -9,7 +9,9 @@
 //! - [`mitmproxy`]: reading mitmproxy capture files (flow format 21 and the
 //!   older versions whose migration is simple);
 //! - [`har`]: HAR 1.2 import and export;
-//! - [`filter`]: `~d example.com & !~c 200` and friends;
+//! - [`filter`]: `~d example.com & !~c 200` and friends, exactly as
+//!   mitmproxy reads and matches them (its regexes are Python's, translated
+//!   by the private `pyre` module);
 //! - [`source`]: opening a file of any of these kinds, told apart by content.
 //!
 //! Depends on `witm-flow` only: no sockets, no plugins.
@@ -21,6 +23,7 @@ pub mod format;
 pub mod har;
 pub mod mitmproxy;
 pub mod mitmproxy_export;
+mod pyre;
 pub mod source;
 pub mod tnetstring;
 
