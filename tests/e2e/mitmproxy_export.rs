@@ -1,7 +1,8 @@
-//! `witm export --mitmproxy`: a witm capture written as mitmproxy's flow
-//! format 21 and read by mitmproxy's own Python reader (`mitmproxy.io`,
-//! installed from PyPI in the tests' tools venv), every field compared with
-//! what mitmproxy reads from the original capture.
+//! witm held against real mitmproxy (installed from PyPI in the tests'
+//! tools venv): `witm export --mitmproxy` writes mitmproxy's flow format
+//! 21, read by mitmproxy's own Python reader (`mitmproxy.io`), every field
+//! compared with what mitmproxy reads from the original capture; and the
+//! filter table's expected results are what mitmproxy's filters give.
 
 use std::path::Path;
 use std::process::Command;
@@ -265,4 +266,20 @@ fn a_websocket_exchange_is_saved_listed_and_read_by_mitmproxy() {
         Some("closed 1005"),
         "{lines:?}"
     );
+}
+
+#[test]
+fn the_filter_table_is_what_real_mitmproxy_says() {
+    // The same table host/store/tests/filter_table.rs holds witm to.
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../host/store/tests/filter_table.py");
+    let python = tools_python(&[MITMPROXY]);
+    let run = Command::new(python).arg(&script).output().unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.contains(" rows, 0 mismatches"), "{out}");
 }
