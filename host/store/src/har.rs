@@ -1022,9 +1022,27 @@ fn export_request(request: &Request) -> Json {
             int(raw.len())
         }
     };
-    fields.push(("headersSize", (-1).into()));
+    let start_line = format!(
+        "{} {} {}",
+        request.method, request.path, request.http_version
+    );
+    fields.push((
+        "headersSize",
+        head_size(&start_line, &request.headers).into(),
+    ));
     fields.push(("bodySize", body_size.into()));
     Json::Object(fields)
+}
+
+/// HAR's `headersSize`: the bytes of the head as HTTP/1.1 puts it on the
+/// wire, from the start line to the blank line that ends it (HAR 1.2;
+/// mitmproxy writes the length of its Python `repr` of the headers instead).
+fn head_size(start_line: &str, headers: &Headers) -> i64 {
+    let fields: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + 2 + value.len() + 2)
+        .sum();
+    int(start_line.len() + 2 + fields + 2)
 }
 
 fn export_response(flow: &Flow) -> Json {
@@ -1098,7 +1116,17 @@ fn export_response(flow: &Flow) -> Json {
             "redirectURL",
             response.headers.get("location").unwrap_or_default().into(),
         ),
-        ("headersSize", (-1).into()),
+        (
+            "headersSize",
+            head_size(
+                &format!(
+                    "{} {} {}",
+                    response.http_version, response.status, response.reason
+                ),
+                &response.headers,
+            )
+            .into(),
+        ),
         ("bodySize", body_size.into()),
     ];
     if let Some(error) = error {
@@ -1575,7 +1603,27 @@ mod tests {
         let second = &entries[1]["request"];
         assert_eq!(second["queryString"].as_array().unwrap().len(), 3);
         assert_eq!(second["cookies"][1]["name"], "b");
-        assert_eq!(second["headersSize"], -1);
+        // GET /big.txt?q=1&q=2&x=y HTTP/1.1, five fields, the blank line.
+        let wire: usize = [
+            "GET /big.txt?q=1&q=2&x=y HTTP/1.1\r\n".len(),
+            second["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{}: {}\r\n",
+                        h["name"].as_str().unwrap(),
+                        h["value"].as_str().unwrap()
+                    )
+                    .len()
+                })
+                .sum(),
+            2,
+        ]
+        .iter()
+        .sum();
+        assert_eq!(second["headersSize"], wire as i64);
 
         let post = &entries[2]["request"]["postData"];
         assert_eq!(post["mimeType"], "application/x-www-form-urlencoded");
