@@ -283,3 +283,29 @@ fn the_filter_table_is_what_real_mitmproxy_says() {
     );
     assert!(out.contains(" rows, 0 mismatches"), "{out}");
 }
+
+#[test]
+fn websocket_messages_past_the_held_bytes_budget_are_counted_not_kept() {
+    let origin = witm_test_support::Origin::start();
+    let dir = crate::sandbox::scratch("websocket-budget");
+    let saved = dir.join("ws.witm");
+    // A budget of 3 bytes: the first "one" is kept, the rest only counted.
+    let mut witm = crate::start_with_args(
+        &[],
+        &["-w", saved.to_str().unwrap(), "--max-held-bytes", "3"],
+    );
+    let replies =
+        witm_test_support::websocket_exchange(witm.port, origin.address.port(), &["one", "two"]);
+    assert_eq!(replies, ["one", "two"], "messages pass whether kept or not");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    witm.stop();
+    let shown = Command::new(witm_binary())
+        .args(["replay", "-r"])
+        .arg(&saved)
+        .args(["--flow", "1"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("> one\n"), "{shown}");
+    assert!(shown.contains("3 more messages not kept"), "{shown}");
+}

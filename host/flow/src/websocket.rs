@@ -2,13 +2,15 @@
 //! `WebSocketData`): the messages that passed, as delivered (after plugins),
 //! and how the connection closed. Recorded up to a bound so that a
 //! long-lived socket cannot grow the proxy: past it, messages are counted,
-//! not kept.
+//! not kept. The proxy also holds the bytes it keeps to
+//! [`MAX_KEPT_BYTES`] per flow and to its budget for all held bodies.
 
 use bytes::Bytes;
 
 /// Messages one flow keeps at most.
 pub const MAX_KEPT_MESSAGES: usize = 100_000;
-/// Payload bytes one flow keeps at most.
+/// Payload bytes one flow keeps at most (the proxy checks it, against the
+/// bytes it holds for the flow).
 pub const MAX_KEPT_BYTES: usize = 64 << 20;
 
 /// One message as recorded.
@@ -44,12 +46,9 @@ pub struct WebSocketData {
 }
 
 impl WebSocketData {
-    /// Keeps `message`, or counts it once the bound is reached.
+    /// Keeps `message`, or counts it once [`MAX_KEPT_MESSAGES`] are kept.
     pub fn record(&mut self, message: RecordedMessage) {
-        let kept: usize = self.messages.iter().map(|m| m.content.len()).sum();
-        if self.messages.len() >= MAX_KEPT_MESSAGES
-            || kept.saturating_add(message.content.len()) > MAX_KEPT_BYTES
-        {
+        if self.messages.len() >= MAX_KEPT_MESSAGES {
             self.not_kept += 1;
         } else {
             self.messages.push(message);

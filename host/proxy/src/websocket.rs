@@ -14,8 +14,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use witm_flow::websocket::MAX_KEPT_BYTES;
 use witm_flow::{Events, Flow, FlowHooks, FlowState, Request, WebSocketMessage};
 
+use crate::held_budget::HeldBytes;
 use crate::shared::Shared;
 
 /// The largest WebSocket message and frame witm relays; one over either
@@ -64,8 +66,11 @@ pub(crate) fn keep_upgrade_headers(headers: &mut http::HeaderMap) {
 }
 
 /// Relays messages between the client and the server until either closes
-/// or `closing` resolves (witm stops), recording them on the flow; then
-/// `websocket-end` delivers the complete flow (e.g. to be saved).
+/// or `closing` resolves (witm stops); then `websocket-end` delivers the
+/// complete flow (e.g. to be saved). Messages are recorded on the flow only
+/// when something subscribes to `websocket-end`, and their bytes count
+/// against the held-bytes budget (`--max-held-bytes`) until it has the flow:
+/// many sockets cannot hold more than that budget between them.
 pub(crate) async fn relay<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     mut flow: Flow,
@@ -73,17 +78,22 @@ pub(crate) async fn relay<H: FlowHooks>(
     (client, server): (OnUpgrade, OnUpgrade),
     closing: impl Future<Output = ()>,
 ) {
-    flow.websocket = Some(Box::default());
+    let recorded = shared.hooks.subscriptions().contains(Events::WEBSOCKET_END);
+    if recorded {
+        flow.websocket = Some(Box::default());
+    }
+    let mut held = HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes);
     tokio::select! {
-        () = exchange(&shared, &mut flow, &mut state, client, server) => {}
+        () = exchange(&shared, &mut flow, &mut state, &mut held, (client, server)) => {}
         () = closing => {}
     }
     if let Some(websocket) = flow.websocket.as_mut() {
         websocket.timestamp_end = Some(witm_flow::now_ms());
     }
-    if shared.hooks.subscriptions().contains(Events::WEBSOCKET_END) {
+    if recorded {
         shared.hooks.websocket_end(&mut flow, state.ctx()).await;
     }
+    drop(held);
 }
 
 /// The relay itself: messages both ways, each recorded as delivered.
@@ -91,8 +101,8 @@ async fn exchange<H: FlowHooks>(
     shared: &Arc<Shared<H>>,
     flow: &mut Flow,
     state: &mut FlowState<H::Ctx>,
-    client: OnUpgrade,
-    server: OnUpgrade,
+    held: &mut HeldBytes,
+    (client, server): (OnUpgrade, OnUpgrade),
 ) {
     let (client, server) = match tokio::try_join!(client, server) {
         Ok(both) => both,
@@ -168,10 +178,9 @@ async fn exchange<H: FlowHooks>(
                 let content = bytes::Bytes::from(event.content);
                 record(
                     flow,
-                    from_client,
-                    event.is_text,
+                    held,
+                    (from_client, event.is_text, event.dropped),
                     content.clone(),
-                    event.dropped,
                 );
                 if event.dropped {
                     continue;
@@ -183,14 +192,10 @@ async fn exchange<H: FlowHooks>(
                 }
             }
             Message::Text(_) | Message::Binary(_) => {
-                let is_text = message.is_text();
-                record(
-                    flow,
-                    from_client,
-                    is_text,
-                    message.clone().into_data(),
-                    false,
-                );
+                if flow.websocket.is_some() {
+                    let kind = (from_client, message.is_text(), false);
+                    record(flow, held, kind, message.clone().into_data());
+                }
                 message
             }
             Message::Close(frame) => {
@@ -224,16 +229,30 @@ async fn exchange<H: FlowHooks>(
 }
 
 /// Keeps a message on the flow (up to the flow's bound).
-fn record(flow: &mut Flow, from_client: bool, is_text: bool, content: bytes::Bytes, dropped: bool) {
-    if let Some(websocket) = flow.websocket.as_mut() {
-        websocket.record(witm_flow::RecordedMessage {
-            from_client,
-            is_text,
-            content,
-            timestamp: witm_flow::now_ms(),
-            dropped,
-        });
+/// Keeps a message on the flow, `(from_client, is_text, dropped)`, while
+/// the flow holds under [`MAX_KEPT_BYTES`] and the held-bytes budget has
+/// room; past either, it is counted, not kept.
+fn record(
+    flow: &mut Flow,
+    held: &mut HeldBytes,
+    (from_client, is_text, dropped): (bool, bool, bool),
+    content: bytes::Bytes,
+) {
+    let Some(websocket) = flow.websocket.as_mut() else {
+        return;
+    };
+    let len = content.len();
+    if held.bytes().saturating_add(len) > MAX_KEPT_BYTES || !held.grow(len) {
+        websocket.not_kept += 1;
+        return;
     }
+    websocket.record(witm_flow::RecordedMessage {
+        from_client,
+        is_text,
+        content,
+        timestamp: witm_flow::now_ms(),
+        dropped,
+    });
 }
 
 /// The close frame for a message over the limit (RFC 6455 1009).
