@@ -183,7 +183,10 @@ mod tests {
         };
         let first = ask(&replay, tflow("http://example.com/a")).await;
         assert_eq!(body(&first).unwrap(), b"first a");
-        assert_eq!(first.metadata_get("replay"), Some("response"));
+        assert_eq!(
+            first.metadata_get("replay"),
+            Some(&witm_flow::MetaValue::from("response"))
+        );
         let second = ask(&replay, tflow("http://example.com/a")).await;
         assert_eq!(body(&second).unwrap(), b"second a");
         let third = ask(&replay, tflow("http://example.com/a")).await;

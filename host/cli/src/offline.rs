@@ -304,7 +304,7 @@ pub fn describe(flow: &Flow) -> String {
         }
     }
     for (key, value) in &flow.metadata {
-        out += &format!("metadata {key}: {value}\n");
+        out += &format!("metadata {key}: {}\n", value.text());
     }
     if flow.is_marked() {
         out += "marked\n";

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use crate::message::{Request, Response};
+use crate::metadata::MetaValue;
 
 /// A fresh id shaped like a random (v4) UUID, as mitmproxy's are.
 ///
@@ -262,8 +263,9 @@ pub struct Flow {
     pub error: Option<FlowError>,
     /// The TLS connection to the server, for intercepted HTTPS.
     pub server_conn: Option<Arc<ServerConn>>,
-    /// Plugins' notes on the flow, kept with it (and saved with it).
-    pub metadata: Vec<(String, String)>,
+    /// Plugins' notes on the flow, kept with it (and saved with it), in
+    /// the order they were set; values keep their types (a capture's).
+    pub metadata: Vec<(String, MetaValue)>,
     /// Its marker, as mitmproxy keeps it: "" for none, [`DEFAULT_MARKER`]
     /// when a plugin marks it (`set-marked`), or a named one from a
     /// capture (":red_circle:"). See [`Flow::is_marked`].
@@ -355,22 +357,19 @@ impl Flow {
             + self
                 .metadata
                 .iter()
-                .map(|(k, v)| k.len() + v.len() + METADATA_OVERHEAD)
+                .map(|(k, v)| k.len() + v.held_bytes() + METADATA_OVERHEAD)
                 .sum::<usize>()
             + self.comment.len()
             + self.websocket.as_ref().map_or(0, |w| w.kept_bytes())
     }
 
     /// The metadata value of `key`.
-    pub fn metadata_get(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+    pub fn metadata_get(&self, key: &str) -> Option<&MetaValue> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// Sets (or, with `None`, removes) the metadata value of `key`.
-    pub fn metadata_set(&mut self, key: &str, value: Option<String>) {
+    pub fn metadata_set(&mut self, key: &str, value: Option<MetaValue>) {
         match (self.metadata.iter().position(|(k, _)| k == key), value) {
             (Some(i), Some(value)) => self.metadata[i].1 = value,
             (Some(i), None) => {

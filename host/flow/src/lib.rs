@@ -7,6 +7,7 @@
 //!   [`HttpMessage`] API common to both (decoded content, text);
 //! - [`encoding`]: content codings (gzip, deflate, br, zstd) and charsets;
 //! - [`flow`]: [`Flow`], [`ClientConn`], [`FlowError`];
+//! - [`metadata`]: [`MetaValue`], a metadata value with its type;
 //! - [`hooks`]: [`FlowHooks`], the one meeting point of the proxy engine and
 //!   the plugin runtime, and [`Events`], what a hook subscribes to;
 //! - [`route`]: [`Route`], where a flow's server connection goes (direct
@@ -23,6 +24,7 @@ pub mod flow;
 pub mod headers;
 pub mod hooks;
 pub mod message;
+pub mod metadata;
 pub mod outbound;
 pub mod route;
 pub mod testing;
@@ -35,6 +37,7 @@ pub use flow::{
 pub use headers::Headers;
 pub use hooks::{Events, FlowCtx, FlowHooks, FlowState, NoHooks, Replayer};
 pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie};
+pub use metadata::MetaValue;
 pub use outbound::{HttpSender, OutboundRequest, OutboundResponse};
 pub use route::{ProxyUrl, Route, ServerUrl};
 pub use websocket::{RecordedMessage, WebSocketData};

@@ -946,7 +946,7 @@ impl Test {
                 let text = flow
                     .metadata
                     .iter()
-                    .map(|(key, value)| format!("{key}: {value}"))
+                    .map(|(key, value)| format!("{key}: {}", value.python_str()))
                     .collect::<Vec<_>>()
                     .join("\n");
                 re.is_match(&text)

@@ -553,7 +553,7 @@ pub fn flow_to_value(flow: &Flow) -> Value {
             Value::List(
                 flow.metadata
                     .iter()
-                    .map(|(k, v)| Value::List(vec![Value::str(k), Value::str(v)]))
+                    .map(|(k, v)| Value::List(vec![Value::str(k), Value::from(v)]))
                     .collect(),
             ),
         ),
@@ -835,9 +835,9 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
     let mut metadata = Vec::new();
     for pair in flow.list("metadata")? {
         match pair.as_list() {
-            Some([k, v]) => match (k.as_string(), v.as_string()) {
-                (Some(k), Some(v)) => metadata.push((k, v)),
-                _ => return Err("flow.metadata has a bad entry".into()),
+            Some([k, v]) => match k.as_string() {
+                Some(k) => metadata.push((k, v.into())),
+                None => return Err("flow.metadata has a bad entry".into()),
             },
             _ => return Err("flow.metadata has a bad entry".into()),
         }

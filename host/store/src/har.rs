@@ -35,7 +35,7 @@ use witm_flow::encoding::{decode_text, encode_text};
 use witm_flow::message::default_port;
 use witm_flow::{
     Body, ClientConn, ClientTls, ContentError, ErrorKind, Flow, FlowError, Headers, HttpMessage,
-    RecordedMessage, Request, Response, ServerConn, SetCookie, WebSocketData,
+    MetaValue, RecordedMessage, Request, Response, ServerConn, SetCookie, WebSocketData,
 };
 
 /// Why a HAR file could not be read: what was wrong, and where, as a JSON
@@ -195,7 +195,7 @@ fn import_entry(
             flow.marker = marker.to_owned();
         }
         flow.killed = boolean(witm, "killed", &witm_at)?.unwrap_or(false);
-        flow.metadata = name_values(witm, "metadata", &witm_at)?;
+        flow.metadata = metadata(witm, &witm_at)?;
         if let Some(c) = sub_object(witm, "client", &witm_at)? {
             client = Some(import_client(c, &join(&witm_at, "client"), start, clients)?);
         }
@@ -400,6 +400,75 @@ fn name_values(json: &Object, key: &str, at: &str) -> Result<Vec<(String, String
             ))
         })
         .collect()
+}
+
+/// `_witm.metadata`: `{name, value}` objects whose values keep their JSON
+/// type (see [`meta_json`]).
+fn metadata(witm: &Object, at: &str) -> Result<Vec<(String, MetaValue)>, HarError> {
+    array(witm, "metadata", at)?
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| {
+            let pair_at = format!("{}[{i}]", join(at, "metadata"));
+            let pair = object(pair, &pair_at)?;
+            let value = pair
+                .get("value")
+                .map_or(MetaValue::Str(String::new()), json_meta);
+            Ok((required_string(pair, "name", &pair_at)?.to_owned(), value))
+        })
+        .collect()
+}
+
+/// A metadata value read from HAR: JSON's types, and `{"_bytes": BASE64}`
+/// for bytes (as [`meta_json`] writes them).
+fn json_meta(value: &Value) -> MetaValue {
+    match value {
+        Value::Null => MetaValue::Null,
+        Value::Bool(b) => MetaValue::Bool(*b),
+        Value::Number(n) => n.as_i64().map_or_else(
+            || MetaValue::Float(n.as_f64().unwrap_or(0.0)),
+            MetaValue::Int,
+        ),
+        Value::String(s) => MetaValue::Str(s.clone()),
+        Value::Array(items) => MetaValue::List(items.iter().map(json_meta).collect()),
+        Value::Object(fields) => {
+            if let (1, Some(Value::String(b64))) = (fields.len(), fields.get("_bytes"))
+                && let Ok(bytes) = BASE64.decode(b64)
+            {
+                return MetaValue::Bytes(bytes);
+            }
+            MetaValue::Dict(
+                fields
+                    .iter()
+                    .map(|(k, v)| (MetaValue::Str(k.clone()), json_meta(v)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// A metadata value as HAR JSON: its JSON type where JSON has one, bytes
+/// as `{"_bytes": BASE64}`, and dictionary keys that are not text as
+/// their Python `str()` (JSON keys are text).
+fn meta_json(value: &MetaValue) -> Value {
+    match value {
+        MetaValue::Null => Value::Null,
+        MetaValue::Bool(b) => Value::Bool(*b),
+        MetaValue::Int(i) => Value::from(*i),
+        MetaValue::Float(f) => Value::from(*f),
+        MetaValue::Str(s) => Value::String(s.clone()),
+        MetaValue::Bytes(b) => Value::Object(Map::from_iter([(
+            "_bytes".to_owned(),
+            BASE64.encode(b).into(),
+        )])),
+        MetaValue::List(items) => Value::Array(items.iter().map(meta_json).collect()),
+        MetaValue::Dict(pairs) => Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.python_str(), meta_json(v)))
+                .collect(),
+        ),
+    }
 }
 
 /// The client connection witm saved (`_witm.client`); flows of one
@@ -944,7 +1013,13 @@ fn export_witm(flow: &Flow) -> Vec<(&'static str, Json)> {
         witm.push(("killed", true.into()));
     }
     if !flow.metadata.is_empty() {
-        witm.push(("metadata", name_value_list(&flow.metadata)));
+        let pairs = flow.metadata.iter().map(|(name, value)| {
+            Json::Object(vec![
+                ("name", name.as_str().into()),
+                ("value", Json::Raw(meta_json(value))),
+            ])
+        });
+        witm.push(("metadata", Json::List(pairs.collect())));
     }
     let client = &flow.client;
     if client.address.port() != 0 || !client.address.ip().is_unspecified() || client.tls.is_some() {
@@ -1254,6 +1329,8 @@ enum Json {
     Str(String),
     List(Vec<Json>),
     Object(Vec<(&'static str, Json)>),
+    /// A value built with serde_json (written compactly).
+    Raw(Value),
 }
 
 impl From<bool> for Json {
@@ -1299,6 +1376,7 @@ impl Json {
             }
             Json::Float(_) => out.push('0'),
             Json::Str(s) => write_json_string(out, s),
+            Json::Raw(value) => out.push_str(&value.to_string()),
             Json::List(items) if items.is_empty() => out.push_str("[]"),
             Json::List(items) => {
                 out.push('[');
@@ -1671,7 +1749,25 @@ mod tests {
         a.response = Some(png);
         a.marker = ":red_circle:".into();
         a.comment = "look at this".into();
-        a.metadata = vec![("plugin".into(), "note".into()), ("k".into(), "v".into())];
+        a.metadata = vec![
+            ("plugin".into(), "note".into()),
+            ("k".into(), "v".into()),
+            (
+                "typed".into(),
+                MetaValue::Dict(vec![
+                    ("raw".into(), MetaValue::Bytes(vec![0, 0xff])),
+                    (
+                        "list".into(),
+                        MetaValue::List(vec![
+                            MetaValue::Int(7),
+                            MetaValue::Float(0.5),
+                            MetaValue::Null,
+                            MetaValue::Bool(false),
+                        ]),
+                    ),
+                ]),
+            ),
+        ];
         let mut client = ClientConn::new("10.0.0.7:50123".parse().unwrap());
         client.tls = Some(ClientTls {
             sni: Some("example.com".into()),

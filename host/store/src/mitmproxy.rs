@@ -351,7 +351,7 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
     let metadata = match state.get("metadata") {
         Some(Value::Dict(pairs)) => pairs
             .iter()
-            .filter_map(|(k, v)| Some((k.as_string()?, metadata_text(v))))
+            .filter_map(|(k, v)| Some((k.as_string()?, v.into())))
             .collect(),
         _ => Vec::new(),
     };
@@ -408,49 +408,6 @@ fn websocket(state: &Value) -> Option<Box<WebSocketData>> {
         }
     }
     Some(Box::new(data))
-}
-
-/// Metadata values are any Python value in mitmproxy; witm's are text: a
-/// string as it is, a number or a truth value as Python writes it, and a
-/// list or dict as JSON (so a plugin can parse it back), never Rust's debug
-/// form.
-fn metadata_text(value: &Value) -> String {
-    match value {
-        Value::Str(s) => s.clone(),
-        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Int(i) => i.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
-        Value::Null => "None".into(),
-        Value::List(_) | Value::Dict(_) => json(value).to_string(),
-    }
-}
-
-/// A tnetstring value as JSON (dict keys as text).
-fn json(value: &Value) -> serde_json::Value {
-    use serde_json::Value as Json;
-    match value {
-        Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::from(*i),
-        Value::Float(f) => Json::from(*f),
-        Value::Bytes(b) => Json::String(String::from_utf8_lossy(b).into_owned()),
-        Value::Str(s) => Json::String(s.clone()),
-        Value::List(items) => Json::Array(items.iter().map(json).collect()),
-        Value::Dict(pairs) => Json::Object(
-            pairs
-                .iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Value::Str(s) => s.clone(),
-                        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-                        other => json(other).to_string(),
-                    };
-                    (key, json(v))
-                })
-                .collect(),
-        ),
-    }
 }
 
 #[cfg(test)]
@@ -614,19 +571,5 @@ mod tests {
             err.to_string().contains(&format!("byte {first_len}")),
             "{err}"
         );
-    }
-
-    #[test]
-    fn metadata_lists_and_dicts_become_json_not_debug_text() {
-        let value = Value::Dict(vec![
-            (
-                Value::Str("key".into()),
-                Value::List(vec![Value::Int(1), Value::Null]),
-            ),
-            (Value::Bytes("b".into()), Value::Bool(true)),
-        ]);
-        assert_eq!(metadata_text(&value), r#"{"b":true,"key":[1,null]}"#);
-        assert_eq!(metadata_text(&Value::Str("plain".into())), "plain");
-        assert_eq!(metadata_text(&Value::Bool(false)), "False");
     }
 }

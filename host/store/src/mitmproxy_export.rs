@@ -47,7 +47,7 @@ pub fn flow_state(flow: &Flow) -> Value {
             Value::dict(
                 flow.metadata
                     .iter()
-                    .map(|(k, v)| (k.as_str(), Value::str(v.as_str()))),
+                    .map(|(k, v)| (k.as_str(), Value::from(v))),
             ),
         ),
         ("comment", Value::str(flow.comment.as_str())),
@@ -453,5 +453,33 @@ mod tests {
         );
         let back = MitmproxyReader::new(&exported[..]).next().unwrap().unwrap();
         assert_eq!(back.websocket, flow.websocket);
+    }
+
+    #[test]
+    fn metadata_keeps_its_types_through_mitmproxys_format_and_witms() {
+        use witm_flow::MetaValue;
+        let mut flow = crate::format::tests::full_flow();
+        let typed = MetaValue::Dict(vec![
+            (
+                "key".into(),
+                MetaValue::List(vec![MetaValue::Int(1), MetaValue::Null]),
+            ),
+            (MetaValue::Bytes(b"raw".to_vec()), MetaValue::Float(0.5)),
+            ("on".into(), MetaValue::Bool(true)),
+        ]);
+        flow.metadata = vec![("typed".into(), typed.clone()), ("text".into(), "t".into())];
+        let mut exported = Vec::new();
+        write_flow(&flow, &mut exported);
+        let state = &states(&exported)[0];
+        assert_eq!(
+            state.get("metadata").unwrap().get("typed"),
+            Some(&Value::from(&typed)),
+            "written as the typed tnetstring, not as text"
+        );
+        let back = MitmproxyReader::new(&exported[..]).next().unwrap().unwrap();
+        assert_eq!(back.metadata, flow.metadata);
+        let record = crate::format::flow_to_value(&back);
+        let again = crate::format::flow_from_value(&record).unwrap();
+        assert_eq!(again.metadata, flow.metadata, "and through witm's format");
     }
 }

@@ -7,6 +7,7 @@
 //! know and a truncated file is noticed rather than misread.
 
 use bytes::Bytes;
+use witm_flow::MetaValue;
 
 /// A decoded value. Byte strings share the buffer they were read from, so
 /// reading a flow file does not copy bodies.
@@ -272,6 +273,48 @@ fn format_float(f: f64) -> String {
         "0.0".into()
     } else {
         s
+    }
+}
+
+/// A metadata value as tnetstring keeps it (witm's files, mitmproxy's).
+impl From<&MetaValue> for Value {
+    fn from(value: &MetaValue) -> Self {
+        match value {
+            MetaValue::Null => Value::Null,
+            MetaValue::Bool(b) => Value::Bool(*b),
+            MetaValue::Int(i) => Value::Int(*i),
+            MetaValue::Float(f) => Value::Float(*f),
+            MetaValue::Bytes(b) => Value::Bytes(Bytes::copy_from_slice(b)),
+            MetaValue::Str(s) => Value::Str(s.clone()),
+            MetaValue::List(items) => Value::List(items.iter().map(Value::from).collect()),
+            MetaValue::Dict(pairs) => Value::Dict(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (Value::from(k), Value::from(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A tnetstring value as a metadata value, type for type.
+impl From<&Value> for MetaValue {
+    fn from(value: &Value) -> Self {
+        match value {
+            Value::Null => MetaValue::Null,
+            Value::Bool(b) => MetaValue::Bool(*b),
+            Value::Int(i) => MetaValue::Int(*i),
+            Value::Float(f) => MetaValue::Float(*f),
+            Value::Bytes(b) => MetaValue::Bytes(b.to_vec()),
+            Value::Str(s) => MetaValue::Str(s.clone()),
+            Value::List(items) => MetaValue::List(items.iter().map(MetaValue::from).collect()),
+            Value::Dict(pairs) => MetaValue::Dict(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (MetaValue::from(k), MetaValue::from(v)))
+                    .collect(),
+            ),
+        }
     }
 }
 

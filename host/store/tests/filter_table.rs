@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use witm_flow::encoding::ContentEncoding;
 use witm_flow::{
-    Body, ClientConn, ErrorKind, Flow, FlowError, Headers, Request, Response, ServerConn,
+    Body, ClientConn, ErrorKind, Flow, FlowError, Headers, MetaValue, Request, Response, ServerConn,
 };
 use witm_store::Filter;
 
@@ -133,6 +133,25 @@ fn text(value: &Value) -> &str {
         .unwrap_or_else(|| panic!("{value} is not a string"))
 }
 
+/// A table's metadata value as the typed value mitmproxy's Python has.
+fn meta(value: &Value) -> MetaValue {
+    match value {
+        Value::Null => MetaValue::Null,
+        Value::Bool(b) => MetaValue::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| MetaValue::Float(n.as_f64().unwrap()), MetaValue::Int),
+        Value::String(s) => MetaValue::Str(s.clone()),
+        Value::Array(items) => MetaValue::List(items.iter().map(meta).collect()),
+        Value::Object(fields) => MetaValue::Dict(
+            fields
+                .iter()
+                .map(|(k, v)| (MetaValue::Str(k.clone()), meta(v)))
+                .collect(),
+        ),
+    }
+}
+
 /// The headers and body a table flow gives a message.
 fn change(headers: &mut Headers, body: &mut Body, spec: &Value) {
     if let Some(pairs) = spec.get("headers") {
@@ -223,7 +242,7 @@ fn make_flow(spec: &Value) -> Flow {
             .as_array()
             .expect("metadata is a list")
             .iter()
-            .map(|pair| (text(&pair[0]).to_owned(), text(&pair[1]).to_owned()))
+            .map(|pair| (text(&pair[0]).to_owned(), meta(&pair[1])))
             .collect();
     }
     if let Some(side) = spec.get("replay") {

@@ -3,7 +3,7 @@
 
 use wasmtime::component::Resource;
 use witm_flow::flow::METADATA_OVERHEAD;
-use witm_flow::{ErrorKind, ProxyUrl, Route};
+use witm_flow::{ErrorKind, MetaValue, ProxyUrl, Route};
 
 use super::response::copy_cost;
 use super::{
@@ -100,7 +100,7 @@ impl types::HostFlow for HostView<'_> {
         Ok(self
             .flow(self.flow_ref(&h)?)?
             .metadata_get(&key)
-            .map(str::to_owned))
+            .map(|v| v.text().into_owned()))
     }
 
     fn set_metadata(
@@ -110,9 +110,10 @@ impl types::HostFlow for HostView<'_> {
         value: Option<String>,
     ) -> Result<()> {
         let r = self.flow_ref(&h)?;
-        let cost = |v: &str| key.len() + v.len() + METADATA_OVERHEAD;
+        let value = value.map(MetaValue::Str);
+        let cost = |v: &MetaValue| key.len() + v.held_bytes() + METADATA_OVERHEAD;
         let removed = self.flow(r)?.metadata_get(&key).map_or(0, cost);
-        let added = value.as_deref().map_or(0, cost);
+        let added = value.as_ref().map_or(0, cost);
         // set-metadata cannot fail in the WIT: past the budget the call ends.
         if let Err(e) = self.charge_flow(r, added, removed)? {
             return Err(wasmtime::format_err!("set-metadata: {e:?}"));
@@ -122,7 +123,12 @@ impl types::HostFlow for HostView<'_> {
     }
 
     fn metadata_entries(&mut self, h: Resource<FlowEntry>) -> Result<Vec<(String, String)>> {
-        Ok(self.flow(self.flow_ref(&h)?)?.metadata.clone())
+        Ok(self
+            .flow(self.flow_ref(&h)?)?
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.text().into_owned()))
+            .collect())
     }
 
     fn marked(&mut self, h: Resource<FlowEntry>) -> Result<bool> {
