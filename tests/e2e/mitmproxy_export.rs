@@ -72,7 +72,7 @@ print(json.dumps({"flows": [len(theirs), len(ours)], "compared": compared,
 "#;
 
 /// `witm export --mitmproxy -r input -w out`, which must succeed.
-fn export(input: &Path, out: &Path) {
+pub(crate) fn export(input: &Path, out: &Path) {
     let export = Command::new(witm_binary())
         .args(["export", "--mitmproxy", "-r"])
         .arg(input)
@@ -89,7 +89,7 @@ fn export(input: &Path, out: &Path) {
 
 /// What `script` prints when run by mitmproxy's Python with `files` as
 /// its arguments; it must succeed.
-fn mitmproxy_python(script: &str, files: &[&Path]) -> String {
+pub(crate) fn mitmproxy_python(script: &str, files: &[&Path]) -> String {
     let python = tools_python(&[MITMPROXY]);
     let run = Command::new(python)
         .args(["-c", script])

@@ -88,3 +88,98 @@ fn a_client_speaking_neither_tls_nor_http_is_relayed() {
         "the line server is no HTTP server: {answer}"
     );
 }
+
+/// Reads a capture with mitmproxy: per flow its type, then what each side
+/// sent, its messages joined (TCP is a stream: chunking may differ).
+const TCP_SIDES: &str = r#"
+import sys
+from mitmproxy import io
+with open(sys.argv[1], "rb") as f:
+    for flow in io.FlowReader(f).stream():
+        print(flow.type, flow.server_conn.address[1])
+        for side in (True, False):
+            sent = b"".join(m.content for m in flow.messages if m.from_client == side)
+            print("client" if side else "server", repr(sent))
+"#;
+
+#[test]
+fn a_tcp_exchange_where_the_server_speaks_first_is_saved_listed_filtered_and_read_by_mitmproxy() {
+    let server = line_server(Some("220 ready\r\n"));
+    let dir = crate::sandbox::scratch("tcp-saved");
+    let saved = dir.join("tcp.witm");
+    let mut witm = start_with_args(&[], &["-w", saved.to_str().unwrap()]);
+    let mut client = tunnel(witm.port, server);
+    assert_eq!(read_line(&mut client), "220 ready\r\n");
+    for (line, answer) in [("ehlo me\r\n", "EHLO ME\r\n"), ("quit\r\n", "QUIT\r\n")] {
+        client.get_mut().write_all(line.as_bytes()).unwrap();
+        assert_eq!(read_line(&mut client), answer);
+    }
+    // The flow is saved when the tunnel closes.
+    drop(client);
+    std::thread::sleep(Duration::from_millis(500));
+    witm.stop();
+
+    let flows = |filter: Option<&str>| {
+        let mut command = std::process::Command::new(crate::witm_binary());
+        command.arg("flows").arg(&saved);
+        if let Some(filter) = filter {
+            command.args(["--filter", filter]);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = flows(None);
+    assert!(
+        listed.contains(&format!("TCP tcp://127.0.0.1:{server} ")),
+        "{listed}"
+    );
+    assert!(listed.contains("5 messages, 15b up, 26b down"), "{listed}");
+    assert_eq!(flows(Some("~tcp & ~bs EHLO & ~bq ehlo")), listed);
+    assert_eq!(flows(Some("~http")), "");
+    assert_eq!(flows(Some("~bq EHLO")), "", "the client sent it lower-case");
+
+    let out = dir.join("tcp.flow");
+    crate::mitmproxy_export::export(&saved, &out);
+    let read = crate::mitmproxy_export::mitmproxy_python(TCP_SIDES, &[&out]);
+    assert_eq!(
+        read.lines().collect::<Vec<_>>(),
+        [
+            format!("tcp {server}").as_str(),
+            r"client b'ehlo me\r\nquit\r\n'",
+            r"server b'220 ready\r\nEHLO ME\r\nQUIT\r\n'",
+        ]
+    );
+}
+
+#[test]
+fn tcp_messages_past_the_held_bytes_budget_are_counted_not_kept() {
+    let server = line_server(Some("220 ready\r\n"));
+    let dir = crate::sandbox::scratch("tcp-budget");
+    let saved = dir.join("tcp.witm");
+    // A budget of 11 bytes: the greeting is kept, the rest only counted.
+    let mut witm = start_with_args(
+        &[],
+        &["-w", saved.to_str().unwrap(), "--max-held-bytes", "11"],
+    );
+    let mut client = tunnel(witm.port, server);
+    assert_eq!(read_line(&mut client), "220 ready\r\n");
+    client.get_mut().write_all(b"ehlo me\r\n").unwrap();
+    assert_eq!(
+        read_line(&mut client),
+        "EHLO ME\r\n",
+        "relayed, kept or not"
+    );
+    drop(client);
+    std::thread::sleep(Duration::from_millis(500));
+    witm.stop();
+    let shown = std::process::Command::new(crate::witm_binary())
+        .args(["replay", "-r"])
+        .arg(&saved)
+        .args(["--flow", "1"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("< 220 ready\\r\\n\n"), "{shown}");
+    assert!(shown.contains("2 more messages not kept"), "{shown}");
+}

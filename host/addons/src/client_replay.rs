@@ -5,11 +5,13 @@
 use witm_flow::{Flow, Replayer};
 
 /// Sends each of `flows` through `replayer` in order, each once the one
-/// before has its response; returns how many were sent.
+/// before has its response; returns how many were sent. TCP flows are not
+/// sent (as mitmproxy's client replay, which replays HTTP only).
 pub async fn replay_all(flows: Vec<Flow>, replayer: Replayer) -> usize {
-    let count = flows.len();
-    for flow in flows {
+    let mut count = 0;
+    for flow in flows.into_iter().filter(|f| !f.is_tcp()) {
         replayer(flow).await;
+        count += 1;
     }
     tracing::info!("client replay: {count} requests sent again");
     count

@@ -1,6 +1,7 @@
 //! A saved flow run through hooks with no network (`witm replay -r FILE`):
 //! the events it would have had — `request`, then `response` if it has
-//! one, `error` if it has one — each in one fresh flow context.
+//! one, `error` if it has one — each in one fresh flow context; a TCP flow
+//! has `tcp-end` only (so `-w` saves it again).
 
 use witm_flow::{Events, Flow, FlowHooks, FlowState};
 
@@ -8,6 +9,12 @@ use witm_flow::{Events, Flow, FlowHooks, FlowState};
 pub async fn run_events<H: FlowHooks>(hooks: &H, flow: &mut Flow) {
     let events = hooks.subscriptions();
     let mut state = FlowState::<H::Ctx>::default();
+    if flow.is_tcp() {
+        if events.contains(Events::TCP_END) {
+            hooks.tcp_end(flow, state.ctx()).await;
+        }
+        return;
+    }
     if events.contains(Events::REQUEST) {
         hooks.request(flow, state.ctx()).await;
     }

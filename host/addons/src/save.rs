@@ -142,7 +142,7 @@ impl FlowHooks for Save {
     type Ctx = ();
     fn subscriptions(&self) -> Events {
         // `request` too, so that request bodies are held and saved.
-        Events::REQUEST | Events::RESPONSE | Events::ERROR | Events::WEBSOCKET_END
+        Events::REQUEST | Events::RESPONSE | Events::ERROR | Events::WEBSOCKET_END | Events::TCP_END
     }
     async fn response(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
         // A WebSocket's flow is saved when it closes, with its messages.
@@ -151,6 +151,9 @@ impl FlowHooks for Save {
         }
     }
     async fn websocket_end(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
+        self.record(flow).await
+    }
+    async fn tcp_end(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {
         self.record(flow).await
     }
     async fn error(&self, flow: &mut Flow, _ctx: FlowCtx<'_, ()>) {

@@ -111,6 +111,9 @@ impl<A: FlowHooks, B: FlowHooks> FlowHooks for Stack<A, B> {
     async fn websocket_end(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
         both_with_ctx!(self, Events::WEBSOCKET_END, ctx, websocket_end(flow))
     }
+    async fn tcp_end(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        both_with_ctx!(self, Events::TCP_END, ctx, tcp_end(flow))
+    }
     async fn server_connect(&self, server: &Arc<ServerConn>) {
         both!(self, Events::SERVER_CONNECT, server_connect(server))
     }

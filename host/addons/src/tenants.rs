@@ -97,6 +97,11 @@ impl<H: FlowHooks> FlowHooks for TenantRouter<H> {
             t.websocket_end(flow, ctx).await
         }
     }
+    async fn tcp_end(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+        if let Some(t) = self.of(ctx.tenant) {
+            t.tcp_end(flow, ctx).await
+        }
+    }
     async fn websocket_message(
         &self,
         flow: &mut Flow,

@@ -232,6 +232,21 @@ pub fn export(
 /// One line for a flow, like mitmdump's: client, method, URL, then the
 /// status and size or the error.
 pub fn summary(flow: &Flow) -> String {
+    if let Some(tcp) = &flow.tcp {
+        let (up, down) = tcp.bytes_each_way();
+        let error = flow
+            .error
+            .as_ref()
+            .map_or(String::new(), |e| format!(", error: {}", e.message));
+        return format!(
+            "{} TCP {} {} messages, {} up, {} down{error}",
+            flow.client.address,
+            flow.request.url(),
+            tcp.messages.len() as u64 + tcp.not_kept,
+            witm_proxy::human_size(up as u64),
+            witm_proxy::human_size(down as u64),
+        );
+    }
     let outcome = match (&flow.response, &flow.error) {
         (Some(r), _) => {
             let size = r.body.bytes().map_or_else(
@@ -263,7 +278,18 @@ pub fn summary(flow: &Flow) -> String {
 pub fn describe(flow: &Flow) -> String {
     let mut out = format!("flow {}\n", flow.id);
     let r = &flow.request;
-    out += &format!("{} {} {}\n", r.method, r.url(), r.http_version);
+    if let Some(tcp) = &flow.tcp {
+        out += &format!("TCP {}\n", r.url());
+        for m in &tcp.messages {
+            let arrow = if m.from_client { ">" } else { "<" };
+            out += &format!("{arrow} {}\n", m.content.escape_ascii());
+        }
+        if tcp.not_kept > 0 {
+            out += &format!("… {} more messages not kept\n", tcp.not_kept);
+        }
+    } else {
+        out += &format!("{} {} {}\n", r.method, r.url(), r.http_version);
+    }
     for (name, value) in r.headers.iter() {
         out += &format!("{name}: {}\n", String::from_utf8_lossy(value));
     }

@@ -283,6 +283,10 @@ pub struct Flow {
     pub is_replay: Option<ReplaySide>,
     /// For a flow that opened a WebSocket: its messages and close.
     pub websocket: Option<Box<crate::WebSocketData>>,
+    /// For a TCP flow (mitmproxy's `TCPFlow`): its messages. Its request
+    /// only names the target (`tcp://host:port`, no method), and its
+    /// `server_conn` the server.
+    pub tcp: Option<Box<crate::TcpData>>,
     /// Where the flow's server connection goes, when a plugin chose it
     /// (`set-upstream`); `None`: the listener's mode decides.
     pub route: Option<crate::Route>,
@@ -311,6 +315,7 @@ impl Default for Flow {
             replay_depth: 0,
             is_replay: None,
             websocket: None,
+            tcp: None,
             route: None,
         }
     }
@@ -320,6 +325,32 @@ impl Flow {
     /// A fresh flow id.
     pub fn new_id() -> String {
         new_id()
+    }
+
+    /// A TCP flow to `host:port` on `client`, with no messages yet.
+    pub fn tcp(client: Arc<ClientConn>, host: &str, port: u16) -> Self {
+        let request = Request {
+            method: String::new(),
+            scheme: "tcp".into(),
+            host: host.to_owned(),
+            port,
+            path: String::new(),
+            http_version: String::new(),
+            timestamp_start: crate::now_ms(),
+            ..Request::default()
+        };
+        let mut flow = Flow::new(client, request);
+        flow.tcp = Some(Box::default());
+        flow.server_conn = Some(Arc::new(ServerConn {
+            address: format!("{host}:{port}"),
+            ..ServerConn::default()
+        }));
+        flow
+    }
+
+    /// Whether this is a TCP flow (mitmproxy's `TCPFlow`), not HTTP.
+    pub fn is_tcp(&self) -> bool {
+        self.tcp.is_some()
     }
 
     /// Whether the flow opened a WebSocket: a `101` answer to a request
@@ -361,6 +392,7 @@ impl Flow {
                 .sum::<usize>()
             + self.comment.len()
             + self.websocket.as_ref().map_or(0, |w| w.kept_bytes())
+            + self.tcp.as_ref().map_or(0, |t| t.kept_bytes())
     }
 
     /// The metadata value of `key`.
@@ -396,6 +428,7 @@ impl Flow {
             replay_depth: 0,
             is_replay: None,
             websocket: None,
+            tcp: None,
             route: None,
         }
     }

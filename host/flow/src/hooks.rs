@@ -44,13 +44,15 @@ impl Events {
     pub const TICK: Events = Events(1 << 13);
     /// A WebSocket closed (host only: the flow is complete, e.g. to save).
     pub const WEBSOCKET_END: Events = Events(1 << 14);
+    /// A TCP flow ended (host only: the flow is complete, e.g. to save).
+    pub const TCP_END: Events = Events(1 << 15);
     /// Every event.
-    pub const ALL: Events = Events(0b111_1111_1111_1111);
+    pub const ALL: Events = Events(0b1111_1111_1111_1111);
 
     /// Every event, one per entry, with its WIT name, in bit order (the
     /// order of the WIT `events` flags): the one list logs, the plugin host
     /// and the docs name events from.
-    pub const LIST: [(Events, &'static str); 15] = [
+    pub const LIST: [(Events, &'static str); 16] = [
         (Events::CLIENT_CONNECT, "client-connect"),
         (Events::REQUEST, "request"),
         (Events::RESPONSE, "response"),
@@ -66,6 +68,7 @@ impl Events {
         (Events::SERVER_DISCONNECT, "server-disconnect"),
         (Events::TICK, "tick"),
         (Events::WEBSOCKET_END, "websocket-end"),
+        (Events::TCP_END, "tcp-end"),
     ];
 
     /// The WIT name of a single event ("request"); "" for none or several.
@@ -213,6 +216,16 @@ pub trait FlowHooks: Send + Sync + 'static {
     /// The WebSocket a flow opened has closed (or could not be set up):
     /// `flow.websocket` holds its messages and close. The flow is complete.
     fn websocket_end(
+        &self,
+        _flow: &mut Flow,
+        _ctx: FlowCtx<'_, Self::Ctx>,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A tunnel that carried neither TLS nor HTTP has closed: `flow` is its
+    /// TCP flow (`flow.tcp` holds what passed). The flow is complete.
+    fn tcp_end(
         &self,
         _flow: &mut Flow,
         _ctx: FlowCtx<'_, Self::Ctx>,
@@ -386,6 +399,11 @@ macro_rules! forward_hooks {
         async fn websocket_end(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
             if let Some($inner) = $reach(self) {
                 $inner.websocket_end(flow, ctx).await
+            }
+        }
+        async fn tcp_end(&self, flow: &mut Flow, ctx: FlowCtx<'_, Self::Ctx>) {
+            if let Some($inner) = $reach(self) {
+                $inner.tcp_end(flow, ctx).await
             }
         }
         async fn tls_clienthello(&self, conn: &Arc<ClientConn>, hello: &mut ClientHello) {

@@ -12,6 +12,7 @@
 //!   the plugin runtime, and [`Events`], what a hook subscribes to;
 //! - [`route`]: [`Route`], where a flow's server connection goes (direct
 //!   or through an upstream [`ProxyUrl`]), and a reverse proxy's [`ServerUrl`];
+//! - [`websocket`], [`tcp`]: what WebSocket and TCP flows record;
 //! - [`testing`]: flows in one line for tests (mitmproxy's `tflow`).
 //!
 //! This crate knows nothing of sockets, hyper or wasmtime, so the proxy can be
@@ -27,6 +28,7 @@ pub mod message;
 pub mod metadata;
 pub mod outbound;
 pub mod route;
+pub mod tcp;
 pub mod testing;
 pub mod websocket;
 
@@ -40,6 +42,7 @@ pub use message::{Body, ContentError, HttpMessage, Request, Response, SetCookie}
 pub use metadata::MetaValue;
 pub use outbound::{HttpSender, OutboundRequest, OutboundResponse};
 pub use route::{ProxyUrl, Route, ServerUrl};
+pub use tcp::TcpData;
 pub use websocket::{RecordedMessage, WebSocketData};
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in a flow.

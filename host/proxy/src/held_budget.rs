@@ -45,6 +45,14 @@ impl HeldBytes {
         }
     }
 
+    /// Holds `more` bytes of a recording (a WebSocket's or TCP flow's
+    /// messages) if this flow stays under `per_flow` bytes and the budget
+    /// has room; else holds nothing more, and the message is counted, not
+    /// kept.
+    pub(crate) fn keep(&mut self, more: usize, per_flow: usize) -> bool {
+        self.bytes.saturating_add(more) <= per_flow && self.grow(more)
+    }
+
     /// Bytes held by this flow.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes

@@ -34,6 +34,7 @@ use crate::opening::{self, Opening};
 use crate::prefixed::Peeked;
 use crate::relay;
 use crate::shared::Shared;
+use crate::tcp_flow::Recorder;
 use crate::tls::TlsOptions;
 use crate::upstream::{ServerLink, Tunnel, connect_h2c, connect_server};
 
@@ -78,9 +79,23 @@ pub(crate) async fn intercept<H, IO>(
         Opening::Server(server, greeting) => {
             tracing::debug!(client = %conn.address, "{host}:{port}: the server spoke first: relayed untouched");
             let idle = relay::Idle::of(&shared, &route);
-            let relayed = relay::relay_greeted(io, server, &greeting, (&host, port), idle).await;
-            if let Err(e) = relayed {
+            let mut recorder = Recorder::wanted(&shared, &conn, (&host, port));
+            let relayed = relay::relay_greeted(
+                io,
+                server,
+                &greeting,
+                (&host, port),
+                idle,
+                recorder.as_mut(),
+            )
+            .await;
+            if let Err(e) = &relayed {
                 tracing::info!(client = %conn.address, "{host}:{port}: {e}");
+            }
+            if let Some(recorder) = recorder {
+                recorder
+                    .finish(&shared, tenant, relayed.err().as_ref())
+                    .await;
             }
             return;
         }
@@ -95,8 +110,15 @@ pub(crate) async fn intercept<H, IO>(
         // Neither TLS nor HTTP (SSH, a database…): relayed untouched.
         tracing::debug!(client = %conn.address, "{host}:{port}: not TLS or HTTP: relayed untouched");
         let idle = relay::Idle::of(&shared, &route);
-        if let Err(e) = relay::relay_with(io, &first, &host, port, idle).await {
+        let mut recorder = Recorder::wanted(&shared, &conn, (&host, port));
+        let relayed = relay::relay_with(io, &first, (&host, port), idle, recorder.as_mut()).await;
+        if let Err(e) = &relayed {
             tracing::info!(client = %conn.address, "{host}:{port}: {e}");
+        }
+        if let Some(recorder) = recorder {
+            recorder
+                .finish(&shared, tenant, relayed.err().as_ref())
+                .await;
         }
         return;
     }
@@ -165,7 +187,7 @@ pub(crate) async fn intercept<H, IO>(
     if hello.ignore_connection {
         tracing::debug!(client = %conn.address, "{host}:{port}: passed through at a plugin's request");
         let idle = relay::Idle::of(&shared, &route);
-        if let Err(e) = relay::relay_with(started.io, &recorded, &host, port, idle).await {
+        if let Err(e) = relay::relay_with(started.io, &recorded, (&host, port), idle, None).await {
             tracing::info!(client = %conn.address, "{host}:{port}: {e}");
         }
         return;

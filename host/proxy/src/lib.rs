@@ -76,6 +76,7 @@ pub mod server;
 mod server_events;
 mod shared;
 mod socks5;
+mod tcp_flow;
 pub mod timeouts;
 pub mod tls;
 mod tunnel;

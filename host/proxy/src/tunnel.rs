@@ -124,7 +124,9 @@ pub(crate) async fn take_over<H, IO>(
         ..
     } = target;
     let idle = relay::Idle::of(&shared, &route);
-    let relayed = relay::relay_with(io, &[], &host, port, idle);
+    // Not intercepted (an ignored host): relayed, not recorded, as
+    // mitmproxy does not record ignored connections.
+    let relayed = relay::relay_with(io, &[], (&host, port), idle, None);
     // A raw tunnel carries no flows witm could let finish: it is cut when
     // witm stops.
     let cut = async {

@@ -228,7 +228,6 @@ async fn exchange<H: FlowHooks>(
     }
 }
 
-/// Keeps a message on the flow (up to the flow's bound).
 /// Keeps a message on the flow, `(from_client, is_text, dropped)`, while
 /// the flow holds under [`MAX_KEPT_BYTES`] and the held-bytes budget has
 /// room; past either, it is counted, not kept.
@@ -242,7 +241,7 @@ fn record(
         return;
     };
     let len = content.len();
-    if held.bytes().saturating_add(len) > MAX_KEPT_BYTES || !held.grow(len) {
+    if !held.keep(len, MAX_KEPT_BYTES) {
         websocket.not_kept += 1;
         return;
     }

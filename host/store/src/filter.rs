@@ -14,13 +14,13 @@
 //! | `~c code`        | whose response has this status code (digits)                     |
 //! | `~comment regex` | whose comment matches                                             |
 //! | `~d regex`       | whose request host, or host in the `Host` header, matches         |
-//! | `~dns`           | none: witm's flows are HTTP                                       |
+//! | `~dns`           | none: witm records no DNS flows                                   |
 //! | `~dst regex`     | whose server address (`host:port`) matches; none without a server |
 //! | `~e`             | that failed (have an error)                                       |
 //! | `~h regex`       | whose request or response header block matches                    |
 //! | `~hq regex`      | whose request header block matches                                |
 //! | `~hs regex`      | whose response header block matches                               |
-//! | `~http`          | all of them: witm's flows are HTTP                                |
+//! | `~http`          | HTTP flows (not TCP)                                              |
 //! | `~m regex`       | whose request method matches                                      |
 //! | `~marked`        | that are marked                                                   |
 //! | `~marker regex`  | whose marker matches: `:default:`, a name (`:red_circle:`) or ""   |
@@ -34,7 +34,8 @@
 //! | `~t regex`       | whose request or response `content-type` matches                  |
 //! | `~tq regex`      | whose request `content-type` matches                              |
 //! | `~ts regex`      | whose response `content-type` matches                             |
-//! | `~tcp`, `~udp`   | none: witm's flows are HTTP                                       |
+//! | `~tcp`           | TCP flows (tunnels that carried neither TLS nor HTTP)             |
+//! | `~udp`           | none: witm records no UDP flows                                   |
 //! | `~u regex`       | whose URL matches (built on the `Host` header when there is one)  |
 //! | `~websocket`     | that opened a WebSocket (101 answer to `Upgrade: websocket`)      |
 //! | `regex`          | a bare word or quoted string: the same as `~u regex`              |
@@ -222,6 +223,10 @@ impl ByteRegex {
 #[derive(Clone, Debug)]
 enum Test {
     Constant(bool),
+    /// `~http`: an HTTP flow (not TCP).
+    Http,
+    /// `~tcp`: a TCP flow.
+    Tcp,
     Asset,
     Error,
     Marked,
@@ -290,8 +295,10 @@ fn lookup(name: &str) -> Option<Takes> {
     };
     Some(match name {
         "a" => Nothing(Test::Asset),
-        "all" | "http" => Nothing(Test::Constant(true)),
-        "tcp" | "udp" | "dns" => Nothing(Test::Constant(false)),
+        "all" => Nothing(Test::Constant(true)),
+        "http" => Nothing(Test::Http),
+        "tcp" => Nothing(Test::Tcp),
+        "udp" | "dns" => Nothing(Test::Constant(false)),
         "e" => Nothing(Test::Error),
         "marked" => Nothing(Test::Marked),
         "replay" => Nothing(Test::Replay),
@@ -889,11 +896,37 @@ impl Expr {
 }
 
 impl Test {
+    /// Whether the test can select a TCP flow: mitmproxy's tests marked
+    /// `@only(HTTPFlow)` never do.
+    fn applies_to_tcp(&self) -> bool {
+        matches!(
+            self,
+            Test::Constant(_)
+                | Test::Tcp
+                | Test::Error
+                | Test::Marked
+                | Test::Replay
+                | Test::ReplayClient
+                | Test::ReplayServer
+                | Test::Body(..)
+                | Test::Comment(_)
+                | Test::Dst(_)
+                | Test::Marker(_)
+                | Test::Meta(_)
+                | Test::Src(_)
+        )
+    }
+
     fn matches(&self, flow: &Flow) -> bool {
+        if flow.is_tcp() && !self.applies_to_tcp() {
+            return false;
+        }
         let request = &flow.request;
         let response = flow.response.as_ref();
         match self {
             Test::Constant(value) => *value,
+            Test::Http => !flow.is_tcp(),
+            Test::Tcp => flow.is_tcp(),
             Test::Asset => response.is_some_and(|r| {
                 content_types(&r.headers).any(|v| ASSET_TYPES.iter().any(|t| contains(v, t)))
             }),
@@ -913,15 +946,22 @@ impl Test {
             }),
             Test::Code(code) => response.is_some_and(|r| Some(r.status) == *code),
             Test::Body(side, re) => {
-                side.request() && body_matches(re, request)
-                    || side.response() && response.is_some_and(|r| body_matches(re, r))
-                    // As mitmproxy: a WebSocket's messages, by direction.
-                    || flow.websocket.as_ref().is_some_and(|w| {
-                        w.messages.iter().any(|m| {
+                let http = !flow.is_tcp();
+                http && side.request() && body_matches(re, request)
+                    || http && side.response() && response.is_some_and(|r| body_matches(re, r))
+                    // As mitmproxy: a WebSocket's or TCP flow's messages, by
+                    // direction.
+                    || flow
+                        .websocket
+                        .as_ref()
+                        .map(|w| &w.messages)
+                        .into_iter()
+                        .chain(flow.tcp.as_ref().map(|t| &t.messages))
+                        .flatten()
+                        .any(|m| {
                             (if m.from_client { side.request() } else { side.response() })
                                 && re.is_match(&m.content)
                         })
-                    })
             }
             Test::Header(side, re) => {
                 side.request() && re.is_match(&header_block(&request.headers))

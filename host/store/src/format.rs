@@ -1,7 +1,7 @@
 //! witm's own flow files.
 //!
 //! ```text
-//! witm-flows 2\n                      header: format name and version
+//! witm-flows 3\n                      header: format name and version
 //! [u32 LE length][u32 LE CRC-32][record]  one per flow, appended as flows end
 //! ```
 //!
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use witm_flow::{
     Body, CertInfo, ClientConn, ClientTls, DEFAULT_MARKER, ErrorKind, Flow, FlowError, Headers,
-    RecordedMessage, ReplaySide, Request, Response, ServerConn, WebSocketData,
+    RecordedMessage, ReplaySide, Request, Response, ServerConn, TcpData, WebSocketData,
 };
 
 use crate::tnetstring::{self, Value};
@@ -32,7 +32,7 @@ pub const MAGIC: &[u8] = b"witm-flows ";
 
 /// The version this build writes. Bump it when a record's shape changes and
 /// add a step to [`migrate`].
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Largest record accepted: a length beyond this is corruption, not a flow.
 const MAX_RECORD: u32 = 1 << 30;
@@ -412,6 +412,8 @@ fn migrate(version: u32, mut record: Value) -> Result<Value, String> {
                 );
                 record.set("is_replay", Value::Null);
             }
+            // 3 added TCP flows: a record of 2 is an HTTP flow.
+            2 => record.set("tcp", Value::Null),
             other => return Err(format!("no migration from format version {other}")),
         }
         version += 1;
@@ -563,6 +565,7 @@ pub fn flow_to_value(flow: &Flow) -> Value {
                 .as_deref()
                 .map_or(Value::Null, websocket_value),
         ),
+        ("tcp", flow.tcp.as_deref().map_or(Value::Null, tcp_value)),
         ("marker", Value::str(&flow.marker)),
         (
             "is_replay",
@@ -646,47 +649,30 @@ impl<'a> Fields<'a> {
 
 /// A WebSocket's messages and close as a record field: each message is
 /// `[from_client, is_text, content, timestamp, dropped]`.
-fn websocket_value(w: &WebSocketData) -> Value {
-    let opt_int = |v: Option<i64>| v.map_or(Value::Null, Value::Int);
-    Value::dict([
-        (
-            "messages",
-            Value::List(
-                w.messages
-                    .iter()
-                    .map(|m| {
-                        Value::List(vec![
-                            Value::Bool(m.from_client),
-                            Value::Bool(m.is_text),
-                            Value::Bytes(m.content.clone()),
-                            Value::Int(m.timestamp as i64),
-                            Value::Bool(m.dropped),
-                        ])
-                    })
-                    .collect(),
-            ),
-        ),
-        ("not_kept", Value::Int(w.not_kept as i64)),
-        (
-            "closed_by_client",
-            w.closed_by_client.map_or(Value::Null, Value::Bool),
-        ),
-        ("close_code", opt_int(w.close_code.map(i64::from))),
-        ("close_reason", Value::str(&w.close_reason)),
-        ("timestamp_end", opt_int(w.timestamp_end.map(|t| t as i64))),
-    ])
+/// Recorded messages (a WebSocket's or a TCP flow's) as
+/// `[from_client, is_text, content, timestamp, dropped]` lists.
+fn messages_value(messages: &[RecordedMessage]) -> Value {
+    Value::List(
+        messages
+            .iter()
+            .map(|m| {
+                Value::List(vec![
+                    Value::Bool(m.from_client),
+                    Value::Bool(m.is_text),
+                    Value::Bytes(m.content.clone()),
+                    Value::Int(m.timestamp as i64),
+                    Value::Bool(m.dropped),
+                ])
+            })
+            .collect(),
+    )
 }
 
-/// The `websocket` field back; files without it (format 1, and flows
-/// without a WebSocket) have none.
-fn websocket_from_value(value: Option<&Value>) -> Result<Option<Box<WebSocketData>>, String> {
-    let w = match value {
-        None | Some(Value::Null) => return Ok(None),
-        Some(w) => Fields::of(w, "websocket")?,
-    };
-    let bad = || "websocket.messages has a bad entry".to_string();
+/// The `messages` of `fields` back; the error names `path`.
+fn messages_from_value(fields: &Fields, path: &str) -> Result<Vec<RecordedMessage>, String> {
+    let bad = || format!("{path}.messages has a bad entry");
     let mut messages = Vec::new();
-    for m in w.list("messages")? {
+    for m in fields.list("messages")? {
         let [from_client, is_text, content, timestamp, dropped] = m.as_list().ok_or_else(bad)?
         else {
             return Err(bad());
@@ -705,24 +691,81 @@ fn websocket_from_value(value: Option<&Value>) -> Result<Option<Box<WebSocketDat
             dropped: dropped.as_bool().ok_or_else(bad)?,
         });
     }
-    let opt_int = |key: &str| match w.value.get(key) {
+    Ok(messages)
+}
+
+/// An optional time (ms) of `fields`: absent or null is `None`.
+fn opt_time(fields: &Fields, key: &str) -> Result<Option<u64>, String> {
+    match fields.value.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(_) => w.int(key).map(Some),
+        Some(_) => u64::try_from(fields.int(key)?)
+            .map(Some)
+            .map_err(|_| format!("{}.{key} is out of range", fields.path)),
+    }
+}
+
+fn opt_time_value(time: Option<u64>) -> Value {
+    time.map_or(Value::Null, |t| Value::Int(t as i64))
+}
+
+fn websocket_value(w: &WebSocketData) -> Value {
+    Value::dict([
+        ("messages", messages_value(&w.messages)),
+        ("not_kept", Value::Int(w.not_kept as i64)),
+        (
+            "closed_by_client",
+            w.closed_by_client.map_or(Value::Null, Value::Bool),
+        ),
+        (
+            "close_code",
+            w.close_code.map_or(Value::Null, |c| Value::Int(c.into())),
+        ),
+        ("close_reason", Value::str(&w.close_reason)),
+        ("timestamp_end", opt_time_value(w.timestamp_end)),
+    ])
+}
+
+fn tcp_value(t: &TcpData) -> Value {
+    Value::dict([
+        ("messages", messages_value(&t.messages)),
+        ("not_kept", Value::Int(t.not_kept as i64)),
+        ("timestamp_end", opt_time_value(t.timestamp_end)),
+    ])
+}
+
+/// The `tcp` field back; files without it (formats 1 and 2, and HTTP
+/// flows) have none.
+fn tcp_from_value(value: Option<&Value>) -> Result<Option<Box<TcpData>>, String> {
+    let t = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(t) => Fields::of(t, "tcp")?,
+    };
+    Ok(Some(Box::new(TcpData {
+        messages: messages_from_value(&t, "tcp")?,
+        not_kept: t.uint("not_kept")?,
+        timestamp_end: opt_time(&t, "timestamp_end")?,
+    })))
+}
+
+/// The `websocket` field back; files without it (format 1, and flows
+/// without a WebSocket) have none.
+fn websocket_from_value(value: Option<&Value>) -> Result<Option<Box<WebSocketData>>, String> {
+    let w = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(w) => Fields::of(w, "websocket")?,
     };
     Ok(Some(Box::new(WebSocketData {
-        messages,
+        messages: messages_from_value(&w, "websocket")?,
         not_kept: w.uint("not_kept")?,
         closed_by_client: match w.value.get("closed_by_client") {
             None | Some(Value::Null) => None,
             Some(_) => Some(w.bool("closed_by_client")?),
         },
-        close_code: opt_int("close_code")?
+        close_code: opt_time(&w, "close_code")?
             .map(|c| u16::try_from(c).map_err(|_| "websocket.close_code is out of range"))
             .transpose()?,
         close_reason: w.string("close_reason")?,
-        timestamp_end: opt_int("timestamp_end")?
-            .map(|t| u64::try_from(t).map_err(|_| "websocket.timestamp_end is out of range"))
-            .transpose()?,
+        timestamp_end: opt_time(&w, "timestamp_end")?,
     })))
 }
 
@@ -852,6 +895,7 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
         metadata,
         marker: flow.string("marker")?,
         websocket: websocket_from_value(flow.value.get("websocket"))?,
+        tcp: tcp_from_value(flow.value.get("tcp"))?,
         is_replay: match flow.opt_string("is_replay")? {
             None => None,
             Some(side) => {
@@ -1032,7 +1076,7 @@ pub(crate) mod tests {
         });
         let flows = [full_flow(), streamed];
         let bytes = write_all(&flows);
-        assert!(bytes.starts_with(b"witm-flows 2\n"));
+        assert!(bytes.starts_with(b"witm-flows 3\n"));
         let mut reader = FlowReader::new(&bytes[..]).unwrap();
         let back: Vec<Flow> = reader.by_ref().collect::<Result<_, _>>().unwrap();
         assert_eq!(back.len(), 2);
@@ -1099,6 +1143,7 @@ pub(crate) mod tests {
         let mut record = flow_to_value(flow);
         record.remove("marker");
         record.remove("is_replay");
+        record.remove("tcp");
         record.set("marked", Value::Bool(marked));
         let body = record.to_vec();
         let mut bytes = b"witm-flows 1\n".to_vec();
@@ -1122,8 +1167,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_tcp_flow_keeps_its_messages_and_end() {
+        let mut flow = Flow::tcp(full_flow().client, "db.example", 5432);
+        let tcp = flow.tcp.as_mut().unwrap();
+        for (i, from_client) in [false, true, false].into_iter().enumerate() {
+            tcp.record(RecordedMessage {
+                from_client,
+                is_text: false,
+                content: Bytes::from(vec![i as u8, 0xff]),
+                timestamp: 1_700_000_000_000 + i as u64,
+                dropped: false,
+            });
+        }
+        tcp.not_kept = 2;
+        tcp.timestamp_end = Some(1_700_000_000_100);
+        let bytes = write_all(std::slice::from_ref(&flow));
+        let back = FlowReader::new(&bytes[..])
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(back.is_tcp());
+        assert_eq!(back.tcp, flow.tcp);
+        assert_eq!(back.request.url(), "tcp://db.example:5432");
+        assert_eq!(back.server_conn.unwrap().address, "db.example:5432");
+    }
+
+    #[test]
     fn newer_versions_and_other_files_are_refused_clearly() {
-        let err = FlowReader::new(&b"witm-flows 3\n"[..]).err().unwrap();
+        let err = FlowReader::new(&b"witm-flows 4\n"[..]).err().unwrap();
         assert!(err.to_string().contains("newer"), "{err}");
         let err = FlowReader::new(&b"{\"log\": {}}"[..]).err().unwrap();
         assert!(err.to_string().contains("not a witm flow file"), "{err}");

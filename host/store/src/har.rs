@@ -857,7 +857,8 @@ const STREAMED: &str = "the body was streamed through witm without being held";
 ///
 /// A flow without a response is written with status 0 and its error in
 /// `response._error`, so it reads back as a failed flow ("no response" when
-/// it had no error either: still in flight when saved).
+/// it had no error either: still in flight when saved). TCP flows are left
+/// out: HAR has no place for them (as mitmproxy's HAR export does).
 pub fn export(flows: &[Flow]) -> String {
     let creator = Json::Object(vec![
         ("name", "witm".into()),
@@ -869,7 +870,13 @@ pub fn export(flows: &[Flow]) -> String {
         ("pages", Json::List(Vec::new())),
         (
             "entries",
-            Json::List(flows.iter().map(export_entry).collect()),
+            Json::List(
+                flows
+                    .iter()
+                    .filter(|f| !f.is_tcp())
+                    .map(export_entry)
+                    .collect(),
+            ),
         ),
     ]);
     let mut out = String::new();

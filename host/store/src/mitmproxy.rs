@@ -9,8 +9,9 @@
 //!
 //! What is read: HTTP flows — request, response (bodies as on the wire),
 //! error, client and server addresses, TLS SNI/ALPN, id, marked, comment,
-//! metadata, WebSocket messages and close. What is not: TCP/UDP/DNS flows
-//! (skipped and counted) and server certificates.
+//! metadata, WebSocket messages and close — and TCP flows with their
+//! messages. What is not: UDP/DNS flows (skipped and counted) and server
+//! certificates.
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use witm_flow::{
     Body, ClientConn, ClientTls, ErrorKind, Flow, FlowError, Headers, RecordedMessage, ReplaySide,
-    Request, Response, ServerConn, WebSocketData,
+    Request, Response, ServerConn, TcpData, WebSocketData,
 };
 
 use crate::format::{StoreError, read_exactly};
@@ -95,7 +96,7 @@ impl<R: Read> MitmproxyReader<R> {
                 StoreError::Format(e)
             })?;
             match value.get("type").and_then(Value::as_string).as_deref() {
-                Some("http") => {}
+                Some("http" | "tcp") => {}
                 _ => {
                     self.skipped_flows += 1;
                     continue;
@@ -274,43 +275,12 @@ fn address(value: Option<&Value>) -> Option<(String, u16)> {
     }
 }
 
-/// A version-21 HTTP flow state as a witm flow.
+/// A version-21 HTTP or TCP flow state as a witm flow.
 fn flow_from_state(state: &Value) -> Result<Flow, String> {
-    let r = state.get("request").ok_or("the flow has no request")?;
-    let http_version = required(r, "request", "http_version")?;
-    let request = Request {
-        method: required(r, "request", "method")?,
-        scheme: required(r, "request", "scheme")?,
-        host: required(r, "request", "host")?,
-        port: r
-            .get("port")
-            .and_then(Value::as_int)
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or("request.port is missing")?,
-        path: required(r, "request", "path")?,
-        http_version,
-        headers: headers(r, "request")?,
-        body: body(r),
-        trailers: trailers(r, "request")?,
-        timestamp_start: ms(r.get("timestamp_start")),
-        stream: false,
-    };
-    let response = match state.get("response") {
-        None | Some(Value::Null) => None,
-        Some(r) => Some(Response {
-            status: r
-                .get("status_code")
-                .and_then(Value::as_int)
-                .and_then(|s| u16::try_from(s).ok())
-                .ok_or("response.status_code is missing")?,
-            reason: text(r, "reason").unwrap_or_default(),
-            http_version: required(r, "response", "http_version")?,
-            headers: headers(r, "response")?,
-            body: body(r),
-            trailers: trailers(r, "response")?,
-            timestamp_start: ms(r.get("timestamp_start")),
-            stream: false,
-        }),
+    let is_tcp = text(state, "type").as_deref() == Some("tcp");
+    let (request, response) = match is_tcp {
+        true => (Request::default(), None),
+        false => http_messages(state)?,
     };
     let error = match state.get("error") {
         None | Some(Value::Null) => None,
@@ -355,7 +325,7 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
             .collect(),
         _ => Vec::new(),
     };
-    Ok(Flow {
+    let mut flow = Flow {
         id: text(state, "id").unwrap_or_else(Flow::new_id),
         client: Arc::new(client),
         request,
@@ -369,7 +339,80 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
         comment: text(state, "comment").unwrap_or_default(),
         killed: false,
         ..Flow::default()
-    })
+    };
+    if is_tcp {
+        let (host, port) = flow
+            .server_conn
+            .as_ref()
+            .and_then(|s| s.address.rsplit_once(':'))
+            .map(|(h, p)| (h.to_owned(), p.parse().unwrap_or(0)))
+            .unwrap_or_default();
+        let tcp = Flow::tcp(flow.client.clone(), &host, port);
+        flow.request = tcp.request;
+        flow.request.timestamp_start = ms(state.get("timestamp_created"));
+        flow.server_conn = flow.server_conn.or(tcp.server_conn);
+        flow.tcp = Some(Box::new(tcp_messages(state.get("messages"))));
+    }
+    Ok(flow)
+}
+
+/// A `TCPFlow`'s messages, `(from_client, content, timestamp)` each;
+/// entries of another shape are skipped.
+fn tcp_messages(messages: Option<&Value>) -> TcpData {
+    let mut data = TcpData::default();
+    for message in messages.and_then(Value::as_list).unwrap_or_default() {
+        if let Some([from_client, content, timestamp, ..]) = message.as_list() {
+            data.record(RecordedMessage {
+                from_client: from_client.as_bool().unwrap_or(false),
+                is_text: false,
+                content: Bytes::copy_from_slice(content.as_bytes().unwrap_or_default()),
+                timestamp: ms(Some(timestamp)),
+                dropped: false,
+            });
+        }
+    }
+    data
+}
+
+/// An HTTP flow state's request and response.
+fn http_messages(state: &Value) -> Result<(Request, Option<Response>), String> {
+    let r = state.get("request").ok_or("the flow has no request")?;
+    let http_version = required(r, "request", "http_version")?;
+    let request = Request {
+        method: required(r, "request", "method")?,
+        scheme: required(r, "request", "scheme")?,
+        host: required(r, "request", "host")?,
+        port: r
+            .get("port")
+            .and_then(Value::as_int)
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or("request.port is missing")?,
+        path: required(r, "request", "path")?,
+        http_version,
+        headers: headers(r, "request")?,
+        body: body(r),
+        trailers: trailers(r, "request")?,
+        timestamp_start: ms(r.get("timestamp_start")),
+        stream: false,
+    };
+    let response = match state.get("response") {
+        None | Some(Value::Null) => None,
+        Some(r) => Some(Response {
+            status: r
+                .get("status_code")
+                .and_then(Value::as_int)
+                .and_then(|s| u16::try_from(s).ok())
+                .ok_or("response.status_code is missing")?,
+            reason: text(r, "reason").unwrap_or_default(),
+            http_version: required(r, "response", "http_version")?,
+            headers: headers(r, "response")?,
+            body: body(r),
+            trailers: trailers(r, "response")?,
+            timestamp_start: ms(r.get("timestamp_start")),
+            stream: false,
+        }),
+    };
+    Ok((request, response))
 }
 
 /// mitmproxy's `WebSocketData` state (messages `(type, from_client,

@@ -1,5 +1,6 @@
 //! Writing mitmproxy captures (`witm export --mitmproxy`): each flow as the
-//! tnetstring dictionary mitmproxy's `HTTPFlow.get_state()` gives, flow
+//! tnetstring dictionary mitmproxy's `HTTPFlow.get_state()` (or
+//! `TCPFlow.get_state()`) gives, flow
 //! format 21 (what mitmproxy 10, 11 and 12 read, 12 after its own
 //! migration), so `mitmproxy -r` opens a witm capture.
 //!
@@ -12,7 +13,9 @@
 
 use std::net::IpAddr;
 
-use witm_flow::{Body, Flow, FlowError, Headers, Request, Response, ServerConn, WebSocketData};
+use witm_flow::{
+    Body, Flow, FlowError, Headers, Request, Response, ServerConn, TcpData, WebSocketData,
+};
 
 use crate::mitmproxy::FLOW_FORMAT_VERSION;
 use crate::tnetstring::Value;
@@ -22,10 +25,11 @@ pub fn write_flow(flow: &Flow, out: &mut Vec<u8>) {
     flow_state(flow).encode(out);
 }
 
-/// `flow` as mitmproxy's `HTTPFlow.get_state()` of format 21.
+/// `flow` as mitmproxy's `HTTPFlow.get_state()` (or `TCPFlow`'s, for a
+/// TCP flow) of format 21.
 pub fn flow_state(flow: &Flow) -> Value {
     let created = seconds(flow.request.timestamp_start);
-    Value::dict([
+    let mut state = vec![
         ("id", Value::str(flow.id.as_str())),
         ("error", flow.error.as_ref().map_or(Value::Null, error)),
         ("client_conn", client_conn(flow)),
@@ -53,18 +57,40 @@ pub fn flow_state(flow: &Flow) -> Value {
         ("comment", Value::str(flow.comment.as_str())),
         ("timestamp_created", Value::Float(created)),
         ("version", Value::Int(FLOW_FORMAT_VERSION)),
-        ("type", Value::str("http")),
-        ("request", request(&flow.request)),
-        (
-            "response",
-            flow.response.as_ref().map_or(Value::Null, response),
-        ),
-        (
-            "websocket",
-            flow.websocket.as_deref().map_or(Value::Null, websocket),
-        ),
-        ("backup", Value::Null),
-    ])
+    ];
+    match flow.tcp.as_deref() {
+        Some(tcp) => state.extend([("type", Value::str("tcp")), ("messages", tcp_messages(tcp))]),
+        None => state.extend([
+            ("type", Value::str("http")),
+            ("request", request(&flow.request)),
+            (
+                "response",
+                flow.response.as_ref().map_or(Value::Null, response),
+            ),
+            (
+                "websocket",
+                flow.websocket.as_deref().map_or(Value::Null, websocket),
+            ),
+        ]),
+    }
+    state.push(("backup", Value::Null));
+    Value::dict(state)
+}
+
+/// A `TCPFlow`'s messages: `(from_client, content, timestamp)` each.
+fn tcp_messages(tcp: &TcpData) -> Value {
+    Value::List(
+        tcp.messages
+            .iter()
+            .map(|m| {
+                Value::List(vec![
+                    Value::Bool(m.from_client),
+                    Value::Bytes(m.content.clone()),
+                    Value::Float(seconds(m.timestamp)),
+                ])
+            })
+            .collect(),
+    )
 }
 
 /// ms since the epoch as mitmproxy's float seconds.
@@ -481,5 +507,40 @@ mod tests {
         let record = crate::format::flow_to_value(&back);
         let again = crate::format::flow_from_value(&record).unwrap();
         assert_eq!(again.metadata, flow.metadata, "and through witm's format");
+    }
+
+    #[test]
+    fn a_tcp_flow_goes_to_mitmproxys_tcp_shape_and_back() {
+        let mut flow = Flow::tcp(crate::format::tests::full_flow().client, "10.0.0.9", 25);
+        flow.tcp
+            .as_mut()
+            .unwrap()
+            .record(witm_flow::RecordedMessage {
+                from_client: false,
+                is_text: false,
+                content: bytes::Bytes::from_static(b"220 ready\r\n"),
+                timestamp: 1_700_000_000_250,
+                dropped: false,
+            });
+        let mut exported = Vec::new();
+        write_flow(&flow, &mut exported);
+        let state = &states(&exported)[0];
+        assert_eq!(state.get("type"), Some(&Value::str("tcp")));
+        assert!(state.get("request").is_none());
+        assert_eq!(
+            state.get("messages").unwrap().as_list().unwrap()[0],
+            Value::List(vec![
+                Value::Bool(false),
+                Value::Bytes(bytes::Bytes::from_static(b"220 ready\r\n")),
+                Value::Float(1_700_000_000.25),
+            ])
+        );
+        let back = MitmproxyReader::new(&exported[..]).next().unwrap().unwrap();
+        assert_eq!(
+            back.tcp.as_ref().unwrap().messages,
+            flow.tcp.as_ref().unwrap().messages
+        );
+        assert_eq!(back.request.url(), "tcp://10.0.0.9:25");
+        assert_eq!(back.server_conn.unwrap().address, "10.0.0.9:25");
     }
 }

@@ -60,6 +60,8 @@ def change_message(message, spec):
 def make_flow(spec):
     if spec["base"] == "websocket":
         flow = tflow.twebsocketflow()
+    elif spec["base"] == "tcp":
+        flow = tflow.ttcpflow(err=spec.get("err", False))
     else:
         flow = tflow.tflow(resp=spec.get("resp", False), err=spec.get("err", False))
     if "request" in spec:

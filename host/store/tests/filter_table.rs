@@ -73,6 +73,24 @@ fn base_flow(spec: &Value) -> Flow {
         server_conn: server("address:22"),
         ..Flow::default()
     };
+    if spec["base"] == "tcp" {
+        // ttcpflow()'s messages.
+        let mut tcp = Flow::tcp(flow.client.clone(), "address", 22);
+        let data = tcp.tcp.as_mut().unwrap();
+        for (from_client, content) in [(true, &b"hello"[..]), (false, b"it's me")] {
+            data.record(witm_flow::RecordedMessage {
+                from_client,
+                is_text: false,
+                content: bytes::Bytes::from_static(content),
+                timestamp: 0,
+                dropped: false,
+            });
+        }
+        if spec["err"] == true {
+            tcp.error = Some(FlowError::new(ErrorKind::Server, "error"));
+        }
+        return tcp;
+    }
     if spec["base"] == "websocket" {
         flow.request = Request {
             host: "example.com".into(),
