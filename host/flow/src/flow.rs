@@ -113,6 +113,14 @@ pub struct ServerConn {
     pub alpn: Option<String>,
     /// The server's certificate.
     pub cert: Option<CertInfo>,
+    /// The address witm connected to (the name resolved), when known.
+    pub peername: Option<SocketAddr>,
+    /// When witm began to connect, ms since the Unix epoch.
+    pub timestamp_start: Option<u64>,
+    /// When the TCP connection was up.
+    pub timestamp_tcp_setup: Option<u64>,
+    /// When the TLS handshake was done (HTTPS).
+    pub timestamp_tls_setup: Option<u64>,
 }
 
 impl ClientConn {

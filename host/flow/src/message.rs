@@ -212,6 +212,9 @@ pub struct Request {
     pub trailers: Option<Headers>,
     /// When the request was received, ms since the Unix epoch.
     pub timestamp_start: u64,
+    /// When its last byte arrived, once its body was read whole; `None`
+    /// when it was streamed or is not known.
+    pub timestamp_end: Option<u64>,
     /// Set in `request-headers`: stream the body to the server instead of
     /// holding it for the `request` event.
     pub stream: bool,
@@ -232,6 +235,7 @@ impl Default for Request {
             body: Body::default(),
             trailers: None,
             timestamp_start: 0,
+            timestamp_end: None,
             stream: false,
         }
     }
@@ -363,6 +367,9 @@ pub struct Response {
     pub trailers: Option<Headers>,
     /// When the response started to arrive (or was made), ms since the Unix epoch.
     pub timestamp_start: u64,
+    /// When its last byte arrived, once its body was read whole; `None`
+    /// when it was streamed or is not known.
+    pub timestamp_end: Option<u64>,
     /// Set in `response-headers`: stream the body to the client instead of
     /// holding it for the `response` event.
     pub stream: bool,
@@ -379,6 +386,7 @@ impl Response {
             body: Body::Buffered(body.into()),
             trailers: None,
             timestamp_start: crate::now_ms(),
+            timestamp_end: Some(crate::now_ms()),
             stream: false,
         }
     }

@@ -7,6 +7,7 @@
 //! and the upstream pools' connections for HTTPS go through here, so the
 //! route is honoured the same way everywhere.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,10 +38,26 @@ pub(crate) async fn dial(
     trust: &Upstream,
     timeout: Duration,
 ) -> std::io::Result<BoxStream> {
+    Ok(dial_peer(route, host, port, trust, timeout).await?.0)
+}
+
+/// [`dial`], and the address connected to when it is the server's own
+/// (direct; through a proxy, the server's is not known).
+pub(crate) async fn dial_peer(
+    route: &Route,
+    host: &str,
+    port: u16,
+    trust: &Upstream,
+    timeout: Duration,
+) -> std::io::Result<(BoxStream, Option<SocketAddr>)> {
     let dialed = async {
         match route {
-            Route::Direct => Ok(Box::new(tcp(host, port).await?) as BoxStream),
-            Route::Via(proxy) => via(proxy, host, port, trust).await,
+            Route::Direct => {
+                let tcp = tcp(host, port).await?;
+                let peer = tcp.peer_addr().ok();
+                Ok((Box::new(tcp) as BoxStream, peer))
+            }
+            Route::Via(proxy) => Ok((via(proxy, host, port, trust).await?, None)),
         }
     };
     tokio::time::timeout(timeout, dialed).await.map_err(|_| {

@@ -9,6 +9,7 @@ use http::{Method, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::connect::HttpInfo;
 use witm_flow::message::{canonical_reason, default_port};
 use witm_flow::{
     Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Headers, Request, Response,
@@ -23,6 +24,7 @@ use crate::held_budget::HeldBytes;
 use crate::liveness::Liveness;
 use crate::onboarding;
 use crate::respond::{FlowKilled, killed, respond};
+use crate::server_events::ConnectTimes;
 use crate::shared::Shared;
 use crate::timeouts;
 use crate::upstream::{ServerLink, Tunnel};
@@ -77,6 +79,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         body: Body::Streamed,
         trailers: None,
         timestamp_start: witm_flow::now_ms(),
+        timestamp_end: None,
         stream: false,
     };
     let mut request = request;
@@ -185,6 +188,7 @@ async fn run<H: FlowHooks>(
             Ok(Held::Whole(bytes, trailers)) => {
                 flow.request.body = Body::Buffered(bytes);
                 flow.request.trailers = trailers;
+                flow.request.timestamp_end = Some(witm_flow::now_ms());
             }
             Ok(Held::OverLimit(body, over)) => {
                 over.warn("request body", &flow.request);
@@ -270,7 +274,7 @@ async fn run_after_request_body<H: FlowHooks>(
                 extensions,
             }) => {
                 if flow.server_conn.is_none() || via_tunnel.is_none() {
-                    flow.server_conn = Some(pooled_server(&flow.request, &response));
+                    flow.server_conn = Some(pooled_server(&flow.request, &response, &extensions));
                 }
                 flow.response = Some(response);
                 server_upgrade = upgrade;
@@ -303,6 +307,7 @@ async fn run_after_request_body<H: FlowHooks>(
                 Ok(Held::Whole(bytes, trailers)) => {
                     response.body = Body::Buffered(bytes);
                     response.trailers = trailers;
+                    response.timestamp_end = Some(witm_flow::now_ms());
                 }
                 Ok(Held::OverLimit(body, over)) => {
                     over.warn("response body", &flow.request);
@@ -728,6 +733,7 @@ async fn exchange<H: FlowHooks>(
             body: Body::Streamed,
             trailers: None,
             timestamp_start: witm_flow::now_ms(),
+            timestamp_end: None,
             stream: false,
         },
         body: incoming,
@@ -737,9 +743,15 @@ async fn exchange<H: FlowHooks>(
 }
 
 /// The server of a flow that went through a pool (not a tunnel's own
-/// connection): its address, and for HTTPS the name sent and the protocol.
-fn pooled_server(request: &Request, response: &Response) -> Arc<witm_flow::ServerConn> {
+/// connection): its address, for HTTPS the name sent and the protocol, and
+/// from the response's `extensions` the address connected to and when.
+fn pooled_server(
+    request: &Request,
+    response: &Response,
+    extensions: &http::Extensions,
+) -> Arc<witm_flow::ServerConn> {
     let tls = request.scheme == "https";
+    let times = extensions.get::<ConnectTimes>();
     Arc::new(witm_flow::ServerConn {
         address: format!("{}:{}", request.host, request.port),
         sni: tls.then(|| request.host.clone()),
@@ -747,7 +759,8 @@ fn pooled_server(request: &Request, response: &Response) -> Arc<witm_flow::Serve
             "HTTP/2.0" => "h2".to_owned(),
             _ => "http/1.1".to_owned(),
         }),
-        cert: None,
+        peername: extensions.get::<HttpInfo>().map(HttpInfo::remote_addr),
+        ..times.map_or_else(witm_flow::ServerConn::default, |t| t.server_conn(tls))
     })
 }
 

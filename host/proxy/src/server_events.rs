@@ -82,14 +82,23 @@ where
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
+        let start = witm_flow::now_ms();
         let connecting = self.inner.call(uri.clone());
         let events = self.events.clone();
         Box::pin(async move {
             // Responses are read again off the wire for the case and order
             // of their fields; each carries the tap in its extensions.
             let io = Tapped::new(connecting.await?, Heads::new(Side::Responses));
+            let times = ConnectTimes {
+                start,
+                done: witm_flow::now_ms(),
+            };
             if !events.wanted() {
-                return Ok(WatchedIo { io, closed: None });
+                return Ok(WatchedIo {
+                    io,
+                    times,
+                    closed: None,
+                });
             }
             let port = uri
                 .port_u16()
@@ -98,25 +107,47 @@ where
                 } else {
                     80
                 });
+            let https = uri.scheme_str() == Some("https");
             let server = Arc::new(ServerConn {
                 address: format!("{}:{port}", uri.host().unwrap_or_default()),
-                sni: (uri.scheme_str() == Some("https"))
-                    .then(|| uri.host().unwrap_or_default().to_owned()),
-                alpn: None,
-                cert: None,
+                sni: https.then(|| uri.host().unwrap_or_default().to_owned()),
+                ..times.server_conn(https)
             });
             events.connected(server.clone()).await;
             Ok(WatchedIo {
                 io,
+                times,
                 closed: Some((events, server)),
             })
         })
     }
 }
 
+/// When a pooled connection began and was up (for HTTPS, its TLS done:
+/// the connector does both), in each response's extensions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectTimes {
+    start: u64,
+    done: u64,
+}
+
+impl ConnectTimes {
+    /// A server conn with these times: for HTTPS, `done` is the TLS
+    /// handshake's end and the TCP set-up's time is not known apart.
+    pub(crate) fn server_conn(self, https: bool) -> ServerConn {
+        ServerConn {
+            timestamp_start: Some(self.start),
+            timestamp_tcp_setup: (!https).then_some(self.done),
+            timestamp_tls_setup: https.then_some(self.done),
+            ..ServerConn::default()
+        }
+    }
+}
+
 /// A connection that runs `server-disconnect` when hyper drops it.
 pub(crate) struct WatchedIo<IO> {
     io: IO,
+    times: ConnectTimes,
     closed: Option<(Arc<dyn ServerEvents>, Arc<ServerConn>)>,
 }
 
@@ -170,6 +201,6 @@ impl<IO: Write + Unpin> Write for WatchedIo<IO> {
 
 impl<IO: Connection> Connection for WatchedIo<IO> {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        self.io.connected().extra(self.times)
     }
 }

@@ -62,6 +62,7 @@ pub(crate) async fn connect<H: FlowHooks>(
             body: Body::default(),
             trailers: None,
             timestamp_start: witm_flow::now_ms(),
+            timestamp_end: None,
             stream: false,
         };
         let mut flow = Flow::new(conn.clone(), connect);

@@ -128,17 +128,28 @@ async fn report_close<F: std::future::Future>(
     events.disconnected(server);
 }
 
-/// A stream to `host:port` along `route`, the error naming it.
+/// A stream to `host:port` along `route`, the error naming it; and the
+/// server conn's facts so far: the address connected to and when the
+/// connection began and was up.
 async fn connect_stream(
     route: &Route,
     trust: &Upstream,
     host: &str,
     port: u16,
     timeout: Duration,
-) -> Result<BoxStream, Failure> {
-    dial::dial(route, host, port, trust, timeout)
+) -> Result<(BoxStream, ServerConn), Failure> {
+    let start = witm_flow::now_ms();
+    let (stream, peername) = dial::dial_peer(route, host, port, trust, timeout)
         .await
-        .map_err(|e| Failure::new(answers::kind_of_upstream(&e), e.to_string()))
+        .map_err(|e| Failure::new(answers::kind_of_upstream(&e), e.to_string()))?;
+    let facts = ServerConn {
+        address: format!("{host}:{port}"),
+        peername,
+        timestamp_start: Some(start),
+        timestamp_tcp_setup: Some(witm_flow::now_ms()),
+        ..ServerConn::default()
+    };
+    Ok((stream, facts))
 }
 
 /// HTTP/2 to the server over `io`, pinged every `keepalive` while requests
@@ -179,13 +190,10 @@ pub(crate) async fn connect_h2c(
     host: &str,
     port: u16,
 ) -> Result<ServerLink, Failure> {
-    let address = format!("{host}:{port}");
-    let tcp = connect_stream(route, trust, host, port, timeout).await?;
+    let (tcp, facts) = connect_stream(route, trust, host, port, timeout).await?;
     let info = Arc::new(ServerConn {
-        address: address.clone(),
-        sni: None,
         alpn: Some("h2c".into()),
-        cert: None,
+        ..facts
     });
     let sender = http2_sender(TokioIo::new(tcp), keepalive, events, &info).await?;
     Ok(ServerLink {
@@ -207,7 +215,8 @@ pub(crate) async fn connect_server(
 ) -> Result<ServerLink, Failure> {
     let address = format!("{host}:{port}");
     let connect = async {
-        let tcp = connect_stream(route, &tls.upstream, host, port, tls.handshake_timeout).await?;
+        let (tcp, facts) =
+            connect_stream(route, &tls.upstream, host, port, tls.handshake_timeout).await?;
         let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
             Failure::new(
                 ErrorKind::Client,
@@ -220,14 +229,15 @@ pub(crate) async fn connect_server(
             alpn
         };
         let connector = TlsConnector::from(tls.upstream.client_config(alpn));
-        connector.connect(name, tcp).await.map_err(|e| {
+        let stream = connector.connect(name, tcp).await.map_err(|e| {
             Failure::new(
                 ErrorKind::Tls,
                 format!("TLS handshake with server {address} failed: {e}"),
             )
-        })
+        })?;
+        Ok::<_, Failure>((stream, facts))
     };
-    let stream = tokio::time::timeout(tls.handshake_timeout, connect)
+    let (stream, facts) = tokio::time::timeout(tls.handshake_timeout, connect)
         .await
         .map_err(|_| {
             Failure::new(
@@ -244,10 +254,11 @@ pub(crate) async fn connect_server(
         .and_then(|chain| chain.first())
         .and_then(crate::cert_info::cert_info);
     let info = Arc::new(ServerConn {
-        address: address.clone(),
         sni: Some(server_name.to_owned()),
         alpn: alpn.clone(),
         cert,
+        timestamp_tls_setup: Some(witm_flow::now_ms()),
+        ..facts
     });
     let io = TokioIo::new(stream);
     let sender = if alpn.as_deref() == Some("h2") {

@@ -511,6 +511,7 @@ pub fn flow_to_value(flow: &Flow) -> Value {
                     "timestamp_start",
                     Value::Int(request.timestamp_start as i64),
                 ),
+                ("timestamp_end", opt_time_value(request.timestamp_end)),
                 ("stream", Value::Bool(request.stream)),
             ]),
         ),
@@ -525,6 +526,7 @@ pub fn flow_to_value(flow: &Flow) -> Value {
                     ("body", body_value(&r.body)),
                     ("trailers", trailers_value(r.trailers.as_ref())),
                     ("timestamp_start", Value::Int(r.timestamp_start as i64)),
+                    ("timestamp_end", opt_time_value(r.timestamp_end)),
                     ("stream", Value::Bool(r.stream)),
                 ])
             }),
@@ -547,6 +549,14 @@ pub fn flow_to_value(flow: &Flow) -> Value {
                     ("sni", Value::opt_str(s.sni.as_deref())),
                     ("alpn", Value::opt_str(s.alpn.as_deref())),
                     ("cert", s.cert.as_ref().map_or(Value::Null, cert_value)),
+                    (
+                        "peername",
+                        s.peername
+                            .map_or(Value::Null, |p| Value::str(p.to_string())),
+                    ),
+                    ("timestamp_start", opt_time_value(s.timestamp_start)),
+                    ("timestamp_tcp_setup", opt_time_value(s.timestamp_tcp_setup)),
+                    ("timestamp_tls_setup", opt_time_value(s.timestamp_tls_setup)),
                 ])
             }),
         ),
@@ -805,6 +815,7 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
         body: r.body()?,
         trailers: r.trailers()?,
         timestamp_start: r.uint("timestamp_start")?,
+        timestamp_end: opt_time(&r, "timestamp_end")?,
         stream: r.bool("stream")?,
     };
     let response = match flow.field("response")? {
@@ -819,6 +830,7 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
                 body: r.body()?,
                 trailers: r.trailers()?,
                 timestamp_start: r.uint("timestamp_start")?,
+                timestamp_end: opt_time(&r, "timestamp_end")?,
                 stream: r.bool("stream")?,
             })
         }
@@ -867,11 +879,23 @@ pub fn flow_from_value(value: &Value) -> Result<Flow, String> {
                     })
                 }
             };
+            let peername = match s.value.get("peername") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(
+                    s.string("peername")?
+                        .parse()
+                        .map_err(|_| "server_conn.peername is not an address")?,
+                ),
+            };
             Some(Arc::new(ServerConn {
                 address: s.string("address")?,
                 sni: s.opt_string("sni")?,
                 alpn: s.opt_string("alpn")?,
                 cert,
+                peername,
+                timestamp_start: opt_time(&s, "timestamp_start")?,
+                timestamp_tcp_setup: opt_time(&s, "timestamp_tcp_setup")?,
+                timestamp_tls_setup: opt_time(&s, "timestamp_tls_setup")?,
             }))
         }
     };
@@ -941,6 +965,7 @@ pub(crate) mod tests {
             body: Body::Buffered(Bytes::from_static(b"\x00binary\xff")),
             trailers: Some(Headers::from_pairs([("X-Checksum", "abc")])),
             timestamp_start: 1_700_000_000_200,
+            timestamp_end: Some(1_700_000_000_210),
             stream: false,
         };
         request
@@ -955,6 +980,7 @@ pub(crate) mod tests {
         response.reason = "I'm a teapot".into();
         response.http_version = "HTTP/2.0".into();
         response.timestamp_start = 1_700_000_000_300;
+        response.timestamp_end = Some(1_700_000_000_333);
         response.trailers = Some(Headers::from_pairs([("grpc-status", "0")]));
         Flow {
             id: "flow-1".into(),
@@ -979,6 +1005,10 @@ pub(crate) mod tests {
                     sans: vec!["example.com".into(), "*.example.com".into()],
                     der: vec![0x30, 0x82, 0x01],
                 }),
+                peername: Some("[2001:db8::7]:8443".parse().unwrap()),
+                timestamp_start: Some(1_700_000_000_100),
+                timestamp_tcp_setup: Some(1_700_000_000_150),
+                timestamp_tls_setup: Some(1_700_000_000_190),
             })),
             metadata: vec![("tag".into(), "v".into()), ("k2".into(), "ünï".into())],
             marker: ":red_circle:".into(),

@@ -22,7 +22,7 @@
 //!
 //! The flow's comment is the entry's standard `comment`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -127,7 +127,7 @@ fn import_entry(
 
     let request_at = join(at, "request");
     let request = object(required(entry, "request", at)?, &request_at)?;
-    let Some(request) = import_request(request, &request_at, start)? else {
+    let Some(mut request) = import_request(request, &request_at, start)? else {
         return Ok(None);
     };
 
@@ -141,6 +141,9 @@ fn import_entry(
             .unwrap_or(0.0)
     };
     let response_start = start.saturating_add((timing("send") + timing("wait")).round() as u64);
+    if timings.is_some() {
+        request.timestamp_end = Some(start.saturating_add(timing("send").round() as u64));
+    }
     let total = number(entry, "time", at)?
         .filter(|t| *t > 0.0)
         .unwrap_or(0.0);
@@ -159,13 +162,17 @@ fn import_entry(
                     .unwrap_or_else(|| "no response".to_owned());
                 (None, Some(error))
             } else {
-                let response = import_response(
+                let mut response = import_response(
                     response,
                     &response_at,
                     status,
                     &request.http_version,
                     response_start,
                 )?;
+                if timings.is_some() {
+                    response.timestamp_end =
+                        Some(response_start.saturating_add(timing("receive").round() as u64));
+                }
                 (Some(response), error)
             }
         }
@@ -207,23 +214,29 @@ fn import_entry(
                     .to_owned(),
                 sni: string(server, "sni", &server_at)?.map(str::to_owned),
                 alpn: string(server, "alpn", &server_at)?.map(str::to_owned),
-                cert: None,
+                ..ServerConn::default()
             }));
         }
     }
-    if flow.server_conn.is_none()
-        && let Some(ip) = string(entry, "serverIPAddress", at)?.filter(|ip| !ip.is_empty())
-    {
+    if let Some(ip) = string(entry, "serverIPAddress", at)?.filter(|ip| !ip.is_empty()) {
+        // The address the server's name resolved to; with no server saved
+        // by witm, the server is known by it.
         let ip = ip.trim_start_matches('[').trim_end_matches(']');
         let address = if ip.contains(':') {
             format!("[{ip}]:{}", request.port)
         } else {
             format!("{ip}:{}", request.port)
         };
-        flow.server_conn = Some(Arc::new(ServerConn {
-            address,
-            ..ServerConn::default()
-        }));
+        let mut server = flow
+            .server_conn
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| ServerConn {
+                address: address.clone(),
+                ..ServerConn::default()
+            });
+        server.peername = address.parse().ok();
+        flow.server_conn = Some(Arc::new(server));
     }
     flow.client = match client {
         Some(client) => client,
@@ -256,6 +269,7 @@ fn import_request(json: &Object, at: &str, start: u64) -> Result<Option<Request>
         body: Body::default(),
         trailers: None,
         timestamp_start: start,
+        timestamp_end: None,
         stream: false,
     };
     let Some(post) = sub_object(json, "postData", at)? else {
@@ -305,6 +319,7 @@ fn import_response(
         body: Body::default(),
         trailers: None,
         timestamp_start,
+        timestamp_end: None,
         stream: false,
     };
     let Some(content) = sub_object(json, "content", at)? else {
@@ -870,13 +885,14 @@ pub fn export(flows: &[Flow]) -> String {
         ("pages", Json::List(Vec::new())),
         (
             "entries",
-            Json::List(
+            Json::List({
+                let mut servers_seen = HashSet::new();
                 flows
                     .iter()
                     .filter(|f| !f.is_tcp())
-                    .map(export_entry)
-                    .collect(),
-            ),
+                    .map(|f| export_entry(f, &mut servers_seen))
+                    .collect()
+            }),
         ),
     ]);
     let mut out = String::new();
@@ -885,26 +901,56 @@ pub fn export(flows: &[Flow]) -> String {
     out
 }
 
-fn export_entry(flow: &Flow) -> Json {
-    let start = flow.request.timestamp_start;
-    let end = match (&flow.response, &flow.error) {
+fn export_entry(flow: &Flow, servers_seen: &mut HashSet<(String, u64)>) -> Json {
+    let request = &flow.request;
+    let start = request.timestamp_start;
+    // As mitmproxy: the request's end when known (else its start), the
+    // answer's start (the error's time without one), the response's end.
+    let sent = request.timestamp_end.unwrap_or(start).max(start);
+    let answered = match (&flow.response, &flow.error) {
         (Some(response), _) => Some(response.timestamp_start),
         (None, Some(error)) => Some(error.timestamp),
         (None, None) => None,
     };
-    let wait = int(end.map_or(0, |end| end.saturating_sub(start)));
+    let receive = flow.response.as_ref().map_or(0, |r| {
+        r.timestamp_end
+            .map_or(0, |end| end.saturating_sub(r.timestamp_start))
+    });
+    // Connecting counts for the first flow of a server connection only.
+    let (connect, ssl) = match flow.server_conn.as_deref() {
+        Some(ServerConn {
+            address,
+            timestamp_start: Some(began),
+            timestamp_tcp_setup,
+            timestamp_tls_setup,
+            ..
+        }) if servers_seen.insert((address.clone(), *began)) => {
+            let since =
+                |from: u64, to: Option<u64>| to.map_or(-1, |to| int(to.saturating_sub(from)));
+            let tcp_up = timestamp_tcp_setup.unwrap_or(*began);
+            (
+                since(*began, *timestamp_tcp_setup),
+                since(tcp_up, *timestamp_tls_setup),
+            )
+        }
+        _ => (-1, -1),
+    };
+    let send = int(sent - start);
+    let wait = int(answered.map_or(0, |at| at.saturating_sub(sent)));
+    let receive = int(receive);
     let timings = [
         ("blocked", -1),
         ("dns", -1),
-        ("connect", -1),
-        ("ssl", -1),
-        ("send", 0),
+        ("connect", connect),
+        ("ssl", ssl),
+        ("send", send),
         ("wait", wait),
-        ("receive", 0),
+        ("receive", receive),
     ];
+    let total: i64 = timings.iter().map(|(_, t)| (*t).max(0)).sum();
     let mut entry = vec![
         ("startedDateTime", format_rfc3339(start).into()),
-        ("time", wait.into()),
+        ("time", total.into()),
         ("request", export_request(&flow.request)),
         ("response", export_response(flow)),
         ("cache", Json::Object(Vec::new())),
@@ -913,11 +959,12 @@ fn export_entry(flow: &Flow) -> Json {
             Json::Object(timings.into_iter().map(|(k, v)| (k, v.into())).collect()),
         ),
     ];
-    if let Some(ip) = flow
-        .server_conn
-        .as_deref()
-        .and_then(|server| server_ip(&server.address))
-    {
+    if let Some(ip) = flow.server_conn.as_deref().and_then(|server| {
+        server
+            .peername
+            .map(|p| p.ip())
+            .or_else(|| server_ip(&server.address))
+    }) {
         entry.push(("serverIPAddress", ip.to_string().into()));
     }
     if !flow.comment.is_empty() {
@@ -1740,6 +1787,49 @@ mod tests {
     }
 
     #[test]
+    fn timings_come_from_the_connection_and_the_messages_ends() {
+        let start = 1_700_000_000_123;
+        let server = Arc::new(ServerConn {
+            address: "example.com:443".into(),
+            timestamp_start: Some(start - 30),
+            timestamp_tcp_setup: Some(start - 20),
+            timestamp_tls_setup: Some(start - 5),
+            ..ServerConn::default()
+        });
+        let mut first = flow("https://example.com/a");
+        first.request.timestamp_end = Some(start + 4);
+        let mut response = Response::make(200, Headers::new(), "ok");
+        response.timestamp_start = start + 50;
+        response.timestamp_end = Some(start + 57);
+        first.response = Some(response);
+        first.server_conn = Some(server.clone());
+        // The second flow on the same connection: no connecting.
+        let second = first.clone();
+        let mut third = first.clone();
+        third.server_conn = Some(Arc::new(ServerConn {
+            address: "example.com:443".into(),
+            ..ServerConn::default()
+        }));
+        third.request.timestamp_end = None;
+
+        let json: Value = serde_json::from_str(&export(&[first, second, third])).unwrap();
+        let timings = |i: usize| {
+            let t = &json["log"]["entries"][i]["timings"];
+            let keys = ["connect", "ssl", "send", "wait", "receive"];
+            keys.map(|k| t[k].as_i64().unwrap())
+        };
+        assert_eq!(timings(0), [10, 15, 4, 46, 7]);
+        assert_eq!(json["log"]["entries"][0]["time"], 10 + 15 + 4 + 46 + 7);
+        assert_eq!(timings(1), [-1, -1, 4, 46, 7]);
+        assert_eq!(timings(2), [-1, -1, 0, 50, 7], "no end: sent at its start");
+
+        let again = import(json.to_string().as_bytes()).unwrap();
+        assert_eq!(again[0].request.timestamp_end, Some(start + 4));
+        let response = again[0].response.as_ref().unwrap();
+        assert_eq!(response.timestamp_end, Some(start + 57));
+    }
+
+    #[test]
     fn what_har_lacks_travels_in_custom_fields() {
         let mut a = flow("https://example.com/upload?x=1");
         a.request.headers = Headers::from_pairs([("Content-Type", "application/octet-stream")]);
@@ -1785,7 +1875,8 @@ mod tests {
             address: "example.com:443".into(),
             sni: Some("example.com".into()),
             alpn: Some("http/1.1".into()),
-            cert: None,
+            peername: Some("93.184.216.34:443".parse().unwrap()),
+            ..ServerConn::default()
         }));
 
         let mut b = flow("http://example.com/stream");
@@ -1794,6 +1885,7 @@ mod tests {
         let mut streamed = Response::make(200, Headers::new(), Bytes::new());
         streamed.body = Body::Streamed;
         streamed.timestamp_start = b.request.timestamp_start;
+        streamed.timestamp_end = None;
         b.response = Some(streamed);
         b.error = Some(FlowError {
             kind: ErrorKind::Server,
@@ -1807,9 +1899,9 @@ mod tests {
         assert_eq!(entry["request"]["postData"]["_encoding"], "base64");
         assert_eq!(entry["response"]["content"]["encoding"], "base64");
         assert_eq!(entry["comment"], "look at this");
-        assert!(
-            entry.get("serverIPAddress").is_none(),
-            "a name is not an IP"
+        assert_eq!(
+            entry["serverIPAddress"], "93.184.216.34",
+            "the address the name resolved to"
         );
         let cookie = &entry["response"]["cookies"][0];
         assert_eq!(cookie["expires"], "2023-11-14T22:14:20.163Z");

@@ -231,6 +231,11 @@ fn ms(value: Option<&Value>) -> u64 {
         .map_or(0, |s| (s * 1000.0).round().max(0.0) as u64)
 }
 
+/// A time that may be `None` (float seconds) as ms.
+fn opt_ms(value: Option<&Value>) -> Option<u64> {
+    value.and_then(Value::as_float).map(|_| ms(value))
+}
+
 fn text(state: &Value, key: &str) -> Option<String> {
     state.get(key).and_then(Value::as_string)
 }
@@ -316,6 +321,11 @@ fn flow_from_state(state: &Value) -> Result<Flow, String> {
             sni: text(s, "sni"),
             alpn: text(s, "alpn"),
             cert: None,
+            peername: address(s.get("peername"))
+                .and_then(|(ip, port)| Some(SocketAddr::new(ip.parse().ok()?, port))),
+            timestamp_start: opt_ms(s.get("timestamp_start")),
+            timestamp_tcp_setup: opt_ms(s.get("timestamp_tcp_setup")),
+            timestamp_tls_setup: opt_ms(s.get("timestamp_tls_setup")),
         }))
     });
     let metadata = match state.get("metadata") {
@@ -393,6 +403,7 @@ fn http_messages(state: &Value) -> Result<(Request, Option<Response>), String> {
         body: body(r),
         trailers: trailers(r, "request")?,
         timestamp_start: ms(r.get("timestamp_start")),
+        timestamp_end: opt_ms(r.get("timestamp_end")),
         stream: false,
     };
     let response = match state.get("response") {
@@ -409,6 +420,7 @@ fn http_messages(state: &Value) -> Result<(Request, Option<Response>), String> {
             body: body(r),
             trailers: trailers(r, "response")?,
             timestamp_start: ms(r.get("timestamp_start")),
+            timestamp_end: opt_ms(r.get("timestamp_end")),
             stream: false,
         }),
     };
@@ -429,10 +441,7 @@ fn websocket(state: &Value) -> Option<Box<WebSocketData>> {
             .and_then(Value::as_int)
             .and_then(|c| u16::try_from(c).ok()),
         close_reason: text(state, "close_reason").unwrap_or_default(),
-        timestamp_end: state
-            .get("timestamp_end")
-            .and_then(Value::as_float)
-            .map(|_| ms(state.get("timestamp_end"))),
+        timestamp_end: opt_ms(state.get("timestamp_end")),
         ..WebSocketData::default()
     };
     for message in state

@@ -125,16 +125,18 @@ fn message(
     headers: &Headers,
     body: &Body,
     trailers: Option<&Headers>,
-    start_ms: u64,
+    (start, end): (u64, Option<u64>),
 ) -> Vec<(&'static str, Value)> {
-    let start = seconds(start_ms);
     vec![
         ("http_version", bytes(version)),
         ("headers", fields(headers)),
         ("content", content(body)),
         ("trailers", trailers.map_or(Value::Null, fields)),
-        ("timestamp_start", Value::Float(start)),
-        ("timestamp_end", Value::Float(start)),
+        ("timestamp_start", Value::Float(seconds(start))),
+        (
+            "timestamp_end",
+            end.map_or(Value::Null, |end| Value::Float(seconds(end))),
+        ),
     ]
 }
 
@@ -144,7 +146,7 @@ fn request(r: &Request) -> Value {
         &r.headers,
         &r.body,
         r.trailers.as_ref(),
-        r.timestamp_start,
+        (r.timestamp_start, r.timestamp_end),
     );
     state.extend([
         ("host", Value::str(r.host.as_str())),
@@ -179,7 +181,7 @@ fn response(r: &Response) -> Value {
         &r.headers,
         &r.body,
         r.trailers.as_ref(),
-        r.timestamp_start,
+        (r.timestamp_start, r.timestamp_end),
     );
     state.extend([
         ("status_code", Value::Int(r.status.into())),
@@ -298,7 +300,11 @@ fn client_conn(flow: &Flow) -> Value {
 /// a plugin, or failed before connecting): no address, as in mitmproxy.
 fn no_server_conn(flow: &Flow) -> Value {
     let mut state = connection(format!("{}-server", flow.id), false, None, None);
-    state.extend(server_fields(Value::Null, Value::Null));
+    state.extend(server_fields(
+        Value::Null,
+        Value::Null,
+        &ServerConn::default(),
+    ));
     Value::dict(state)
 }
 
@@ -308,9 +314,10 @@ fn server_conn(flow: &Flow, s: &ServerConn) -> Value {
         None => (s.address.as_str(), flow.request.port),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let peername = match host.parse::<IpAddr>() {
-        Ok(ip) => address(&ip.to_string(), port),
-        Err(_) => Value::Null,
+    let peername = match (s.peername, host.parse::<IpAddr>()) {
+        (Some(peer), _) => address(&peer.ip().to_string(), peer.port()),
+        (None, Ok(ip)) => address(&ip.to_string(), port),
+        (None, Err(_)) => Value::Null,
     };
     let tls = s.sni.is_some() || s.cert.is_some() || flow.request.scheme == "https";
     let mut state = connection(
@@ -319,7 +326,7 @@ fn server_conn(flow: &Flow, s: &ServerConn) -> Value {
         s.sni.as_deref(),
         s.alpn.as_deref(),
     );
-    state.extend(server_fields(address(host, port), peername));
+    state.extend(server_fields(address(host, port), peername, s));
     if let Some(cert) = &s.cert {
         state.retain(|(key, _)| *key != "certificate_list");
         state.push(("certificate_list", Value::List(vec![pem(&cert.der)])));
@@ -327,16 +334,17 @@ fn server_conn(flow: &Flow, s: &ServerConn) -> Value {
     Value::dict(state)
 }
 
-/// The server's own keys; witm does not record when its connection was
-/// set up (it may be a pooled one), so those times are unknown.
-fn server_fields(address: Value, peername: Value) -> [(&'static str, Value); 7] {
+/// The server's own keys; times witm did not record (a pooled HTTPS
+/// connection's TCP set-up) are unknown.
+fn server_fields(address: Value, peername: Value, s: &ServerConn) -> [(&'static str, Value); 7] {
+    let time = |t: Option<u64>| t.map_or(Value::Null, |t| Value::Float(seconds(t)));
     [
         ("address", address),
         ("peername", peername),
         ("sockname", Value::Null),
-        ("timestamp_start", Value::Null),
-        ("timestamp_tcp_setup", Value::Null),
-        ("timestamp_tls_setup", Value::Null),
+        ("timestamp_start", time(s.timestamp_start)),
+        ("timestamp_tcp_setup", time(s.timestamp_tcp_setup)),
+        ("timestamp_tls_setup", time(s.timestamp_tls_setup)),
         ("via", Value::Null),
     ]
 }
