@@ -436,3 +436,84 @@ fn a_live_mitmdump_capture_reads_in_witm_and_goes_back_to_mitmproxy_with_every_f
     assert_eq!(report["flows"], serde_json::json!([5, 5]), "{report}");
     assert_eq!(report["differences"], serde_json::json!({}), "{report}");
 }
+
+/// mitmproxy reads a HAR (its `io.har` importer), prints each request,
+/// and writes the flows as its own HAR (its `savehar` addon).
+const HAR_BOTH_WAYS: &str = r#"
+import json, sys
+from mitmproxy.io import har
+from mitmproxy.addons.savehar import SaveHar
+with open(sys.argv[1]) as f:
+    doc = json.load(f)
+flows = [har.request_to_flow(e) for e in doc["log"]["entries"]]
+for f in flows:
+    print(f.request.method, f.request.path, f.response.status_code, repr(f.request.content))
+with open(sys.argv[2], "w") as out:
+    json.dump(SaveHar().make_har(flows), out)
+"#;
+
+/// Each request of a capture as mitmproxy reads it.
+const REQUESTS: &str = r#"
+import sys
+from mitmproxy import io
+with open(sys.argv[1], "rb") as f:
+    for flow in io.FlowReader(f).stream():
+        print(flow.request.method, flow.request.path, flow.response.status_code, repr(flow.request.content))
+"#;
+
+#[test]
+fn har_goes_from_witm_to_mitmproxy_and_back_with_binary_bodies() {
+    let origin = witm_test_support::Origin::start();
+    let dir = crate::sandbox::scratch("har-both-ways");
+    let saved = dir.join("capture.witm");
+    let body = dir.join("body.bin");
+    std::fs::write(&body, b"\x00\xff\xfe binary \x80 caf\xc3\xa9").unwrap();
+    let mut witm = crate::start_with_args(&[], &["-w", saved.to_str().unwrap()]);
+    let proxy = format!("http://127.0.0.1:{}", witm.port);
+    let upload = format!("http://{}/upload", origin.address);
+    let data = format!("@{}", body.display());
+    witm_test_support::curl(
+        &proxy,
+        &[
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &data,
+            &upload,
+        ],
+    );
+    witm_test_support::curl(&proxy, &[&format!("http://{}/json", origin.address)]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    witm.stop();
+
+    let witm_har = dir.join("witm.har");
+    let exported = Command::new(witm_binary())
+        .args(["export", "--har", "-r"])
+        .arg(&saved)
+        .arg("-w")
+        .arg(&witm_har)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    let mitm_har = dir.join("mitmproxy.har");
+    let read = mitmproxy_python(HAR_BOTH_WAYS, &[&witm_har, &mitm_har]);
+    let expected = [
+        r"POST /upload 200 b'\x00\xff\xfe binary \x80 caf\xc3\xa9'",
+        "GET /json 200 b''",
+    ];
+    assert_eq!(
+        read.lines().collect::<Vec<_>>(),
+        expected,
+        "mitmproxy reads witm's HAR"
+    );
+
+    // And witm reads mitmproxy's HAR (its binary body as `\udcXX` text).
+    let back = dir.join("back.flow");
+    export(&mitm_har, &back);
+    let read = mitmproxy_python(REQUESTS, &[&back]);
+    assert_eq!(
+        read.lines().collect::<Vec<_>>(),
+        expected,
+        "witm reads mitmproxy's HAR"
+    );
+}

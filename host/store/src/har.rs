@@ -17,8 +17,10 @@
 //! - `content._streamed`, `postData._streamed`: the body was streamed, not held;
 //! - `content._raw`, `postData._raw`: the body does not decode from its
 //!   `content-encoding`, so `text` is the body as on the wire;
-//! - `postData._encoding: "base64"`: a binary request body (HAR has
-//!   `encoding` only for response content).
+//! - `postData._encoding: "base64"`: a binary request body in a charset
+//!   other than UTF-8 (HAR has `encoding` only for response content); in
+//!   UTF-8, bytes that are not text are written as mitmproxy writes them
+//!   (`\udcXX`, see [`crate::surrogate_escape`]) and read back.
 //!
 //! The flow's comment is the entry's standard `comment`.
 
@@ -32,6 +34,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use witm_flow::encoding::{decode_text, encode_text};
+
+use crate::surrogate_escape;
 use witm_flow::message::default_port;
 use witm_flow::{
     Body, ClientConn, ClientTls, ContentError, ErrorKind, Flow, FlowError, Headers, HttpMessage,
@@ -84,7 +88,8 @@ pub fn looks_like_har(prefix: &[u8]) -> bool {
 /// the entry and field.
 pub fn import(json: &[u8]) -> Result<Vec<Flow>, HarError> {
     let json = json.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(json);
-    let doc: Value = serde_json::from_slice(json).map_err(|e| HarError {
+    let json = surrogate_escape::lone_surrogates_to_private_use(json);
+    let doc: Value = serde_json::from_slice(&json).map_err(|e| HarError {
         message: format!("not valid JSON: {e}"),
     })?;
     let Some(root) = doc.as_object() else {
@@ -354,10 +359,12 @@ fn decode_text_field(
             .decode(compact)
             .map_err(|e| HarError::at(at, format!("not valid base64: {e}")))
     } else {
-        Ok(encode_text(
-            text,
-            message.headers().get("content-type").as_deref(),
-        ))
+        let bytes = encode_text(text, message.headers().get("content-type").as_deref());
+        // UTF-8 (not another charset): with the bytes mitmproxy escapes.
+        Ok(match bytes == text.as_bytes() {
+            true => surrogate_escape::private_use_to_bytes(text),
+            false => bytes,
+        })
     }
 }
 
@@ -588,7 +595,37 @@ fn parse_url(url: &str) -> Result<Option<(String, String, u16, String)>, String>
             .parse()
             .map_err(|_| format!("URL {url:?} has an invalid port {port:?}"))?,
     };
-    Ok(Some((scheme.to_owned(), host.to_owned(), port, path)))
+    // Browsers write URLs as people read them (IRIs): a host in Unicode,
+    // a path with non-ASCII characters. A request carries them as a
+    // browser sends them: the host in punycode, the rest percent-encoded.
+    let host = match host.is_ascii() {
+        true => host.to_owned(),
+        false => idna::domain_to_ascii_strict(host)
+            .map_err(|_| format!("URL {url:?} has a host that is not a domain name"))?,
+    };
+    Ok(Some((
+        scheme.to_owned(),
+        host,
+        port,
+        percent_encode_non_ascii(&path),
+    )))
+}
+
+/// `text` with every character outside printable ASCII percent-encoded
+/// as its UTF-8 bytes (as a browser sends a path and query).
+fn percent_encode_non_ascii(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut buffer = [0u8; 4];
+    for c in text.chars() {
+        if c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            for byte in c.encode_utf8(&mut buffer).bytes() {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        }
+    }
+    out
 }
 
 /// `name=value&…`, as `application/x-www-form-urlencoded` spells a form.
@@ -1136,11 +1173,19 @@ fn export_request(request: &Request) -> Json {
                 .starts_with("application/x-www-form-urlencoded");
             let params = (is_form && !body.base64 && body.undecodable.is_none())
                 .then(|| name_value_list(&urldecode(&body.text)));
-            let mut post = vec![("mimeType", mime_type.into()), ("text", body.text.into())];
+            // Bytes that are not text in the charset: as mitmproxy writes
+            // them (UTF-8 with `\udcXX` escapes), so mitmproxy reads them
+            // back; base64 (`_encoding`) only for other charsets.
+            let utf8 = encode_text("\u{e9}", Some(&mime_type)) == "\u{e9}".as_bytes();
+            let (text, base64) = match (body.base64, utf8) {
+                (true, true) => (Json::Escaped(body.content), false),
+                (base64, _) => (body.text.into(), base64),
+            };
+            let mut post = vec![("mimeType", mime_type.into()), ("text", text)];
             if let Some(params) = params {
                 post.push(("params", params));
             }
-            if body.base64 {
+            if base64 {
                 post.push(("_encoding", "base64".into()));
             }
             if let Some(why) = body.undecodable {
@@ -1274,6 +1319,8 @@ struct ExportedBody {
     size: usize,
     /// Why the body did not decode (then `text` is the body as on the wire).
     undecodable: Option<String>,
+    /// The content (decoded, or as on the wire when it does not decode).
+    content: Vec<u8>,
 }
 
 fn export_body(message: &impl HttpMessage, raw: &Bytes) -> ExportedBody {
@@ -1298,6 +1345,7 @@ fn export_body(message: &impl HttpMessage, raw: &Bytes) -> ExportedBody {
         base64,
         size: content.len(),
         undecodable,
+        content,
     }
 }
 
@@ -1385,6 +1433,9 @@ enum Json {
     Object(Vec<(&'static str, Json)>),
     /// A value built with serde_json (written compactly).
     Raw(Value),
+    /// Bytes as a string, UTF-8 as text and other bytes as `\udcXX`
+    /// (see [`surrogate_escape`]).
+    Escaped(Vec<u8>),
 }
 
 impl From<bool> for Json {
@@ -1431,6 +1482,11 @@ impl Json {
             Json::Float(_) => out.push('0'),
             Json::Str(s) => write_json_string(out, s),
             Json::Raw(value) => out.push_str(&value.to_string()),
+            Json::Escaped(bytes) => {
+                out.push('"');
+                surrogate_escape::write_escaped(bytes, out, write_json_chars);
+                out.push('"');
+            }
             Json::List(items) if items.is_empty() => out.push_str("[]"),
             Json::List(items) => {
                 out.push('[');
@@ -1465,6 +1521,12 @@ impl Json {
 
 fn write_json_string(out: &mut String, s: &str) {
     out.push('"');
+    write_json_chars(s, out);
+    out.push('"');
+}
+
+/// The characters of a JSON string, escaped (no quotes).
+fn write_json_chars(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -1478,7 +1540,6 @@ fn write_json_string(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -1690,7 +1751,7 @@ mod tests {
         let messages = websocket.messages.clone();
         flow.websocket = Some(websocket);
         let har = export(std::slice::from_ref(&flow));
-        let json: serde_json::Value = serde_json::from_str(&har).unwrap();
+        let json = parse(&har);
         let entry = &json["log"]["entries"][0];
         assert_eq!(entry["_resourceType"], "websocket");
         assert_eq!(
@@ -1705,7 +1766,7 @@ mod tests {
     #[test]
     fn export_writes_har_1_2() {
         let flows = fixture();
-        let har: Value = serde_json::from_str(&export(&flows)).unwrap();
+        let har = parse(&export(&flows));
         let log = &har["log"];
         assert_eq!(log["version"], "1.2");
         assert_eq!(log["creator"]["name"], "witm");
@@ -1779,6 +1840,13 @@ mod tests {
         );
     }
 
+    /// A HAR document witm wrote, parsed (its `\udcXX` escapes as
+    /// witm's import reads them).
+    fn parse(har: &str) -> Value {
+        let json = surrogate_escape::lone_surrogates_to_private_use(har.as_bytes());
+        serde_json::from_slice(&json).unwrap()
+    }
+
     fn flow(url: &str) -> Flow {
         let mut flow = witm_flow::testing::trequest("POST", url, "");
         flow.request.headers = Headers::new();
@@ -1812,7 +1880,7 @@ mod tests {
         }));
         third.request.timestamp_end = None;
 
-        let json: Value = serde_json::from_str(&export(&[first, second, third])).unwrap();
+        let json = parse(&export(&[first, second, third]));
         let timings = |i: usize| {
             let t = &json["log"]["entries"][i]["timings"];
             let keys = ["connect", "ssl", "send", "wait", "receive"];
@@ -1894,9 +1962,14 @@ mod tests {
         });
 
         let har = export(&[a.clone(), b.clone()]);
-        let json: Value = serde_json::from_str(&har).unwrap();
+        let json = parse(&har);
         let entry = &json["log"]["entries"][0];
-        assert_eq!(entry["request"]["postData"]["_encoding"], "base64");
+        // As mitmproxy writes a body that is not UTF-8, so it reads it back.
+        assert!(entry["request"]["postData"].get("_encoding").is_none());
+        assert!(
+            har.contains(r#""text": "\u0000\udcff\udcfe binary""#),
+            "{har}"
+        );
         assert_eq!(entry["response"]["content"]["encoding"], "base64");
         assert_eq!(entry["comment"], "look at this");
         assert_eq!(
@@ -1932,6 +2005,27 @@ mod tests {
         assert_eq!(response(b2).body, Body::Streamed);
         assert_eq!(b2.error, b.error);
         assert!(!b2.is_marked());
+    }
+
+    #[test]
+    fn non_ascii_urls_import_as_a_browser_sends_them() {
+        let har = r#"{"log": {"version": "1.2", "entries": [
+            {"startedDateTime": "2024-05-01T10:00:00.250Z", "time": 30,
+             "request": {"method": "GET", "url": "https://bücher.example/ünï café?q=ä#frag",
+                         "httpVersion": "HTTP/1.1", "headers": []},
+             "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                          "headers": [], "content": {"size": 0, "mimeType": ""}},
+             "timings": {"send": 0, "wait": 1, "receive": 0}}]}}"#;
+        let flows = import(har.as_bytes()).unwrap();
+        let request = &flows[0].request;
+        assert_eq!(request.host, "xn--bcher-kva.example");
+        assert_eq!(request.path, "/%C3%BCn%C3%AF%20caf%C3%A9?q=%C3%A4");
+        assert_eq!(
+            request.url(),
+            "https://xn--bcher-kva.example/%C3%BCn%C3%AF%20caf%C3%A9?q=%C3%A4"
+        );
+        let bad = har.replace("bücher.example", r"b\u00fccher\u0000.example");
+        assert!(import(bad.as_bytes()).is_err(), "not a domain name");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod mitmproxy;
 pub mod mitmproxy_export;
 mod pyre;
 pub mod source;
+mod surrogate_escape;
 pub mod tnetstring;
 
 pub use filter::{Filter, FilterError};
