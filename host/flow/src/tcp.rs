@@ -1,10 +1,10 @@
 //! What a TCP flow keeps (mitmproxy's `TCPFlow`): a tunnel that carried
 //! neither TLS nor HTTP, relayed untouched, and the chunks that passed
 //! each way as its messages. Bounded as WebSocket messages are: past
-//! [`crate::websocket::MAX_KEPT_MESSAGES`] (or the proxy's byte bounds)
+//! [`websocket::MAX_KEPT_MESSAGES`] (or the proxy's byte bounds)
 //! chunks are counted, not kept.
 
-use crate::websocket::{MAX_KEPT_MESSAGES, RecordedMessage};
+use crate::websocket::{self, RecordedMessage};
 
 /// A TCP flow's messages and end.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,18 +18,15 @@ pub struct TcpData {
 }
 
 impl TcpData {
-    /// Keeps `message`, or counts it once [`MAX_KEPT_MESSAGES`] are kept.
+    /// Keeps `message`, or counts it once [`websocket::MAX_KEPT_MESSAGES`]
+    /// are kept.
     pub fn record(&mut self, message: RecordedMessage) {
-        if self.messages.len() >= MAX_KEPT_MESSAGES {
-            self.not_kept += 1;
-        } else {
-            self.messages.push(message);
-        }
+        websocket::keep(&mut self.messages, &mut self.not_kept, message);
     }
 
     /// Bytes of payload kept.
     pub fn kept_bytes(&self) -> usize {
-        self.messages.iter().map(|m| m.content.len()).sum()
+        websocket::kept_bytes(&self.messages)
     }
 
     /// Bytes that passed each way, of the kept chunks: (client, server).

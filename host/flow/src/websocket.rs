@@ -48,15 +48,30 @@ pub struct WebSocketData {
 impl WebSocketData {
     /// Keeps `message`, or counts it once [`MAX_KEPT_MESSAGES`] are kept.
     pub fn record(&mut self, message: RecordedMessage) {
-        if self.messages.len() >= MAX_KEPT_MESSAGES {
-            self.not_kept += 1;
-        } else {
-            self.messages.push(message);
-        }
+        keep(&mut self.messages, &mut self.not_kept, message);
     }
 
     /// Bytes of payload kept.
     pub fn kept_bytes(&self) -> usize {
-        self.messages.iter().map(|m| m.content.len()).sum()
+        kept_bytes(&self.messages)
     }
+}
+
+/// Pushes `message` onto `messages`, or counts it in `not_kept` once
+/// [`MAX_KEPT_MESSAGES`] are kept (a WebSocket's or a TCP flow's).
+pub(crate) fn keep(
+    messages: &mut Vec<RecordedMessage>,
+    not_kept: &mut u64,
+    message: RecordedMessage,
+) {
+    if messages.len() >= MAX_KEPT_MESSAGES {
+        *not_kept += 1;
+    } else {
+        messages.push(message);
+    }
+}
+
+/// Bytes of payload in `messages`.
+pub(crate) fn kept_bytes(messages: &[RecordedMessage]) -> usize {
+    messages.iter().map(|m| m.content.len()).sum()
 }
