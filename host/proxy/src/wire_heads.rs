@@ -139,6 +139,13 @@ impl Heads {
         }
     }
 
+    /// Drops the head of the response hyper parsed with `status` and
+    /// `count` fields, when no flow wants it: the tap stays in step (and
+    /// stops at a disagreement, as [`Heads::take_response`] does).
+    pub(crate) fn skip_response(&self, status: u16, count: usize) {
+        self.take_response(status, count);
+    }
+
     /// Puts the wire's fields of `request` (just parsed by hyper) in its
     /// extensions, when the tap has them.
     pub(crate) fn mark_request<B>(&self, request: &mut hyper::Request<B>) {
