@@ -255,12 +255,15 @@ pub fn is_live_stream(headers: &Headers) -> bool {
 /// [`crate::wire_heads`]), else hyper's (names lower-cased, grouped).
 pub fn incoming_headers(map: &HeaderMap, extensions: &mut http::Extensions) -> Headers {
     match extensions.remove::<WireHeaders>() {
-        // Fields witm removed since the parse (the credentials) stay out.
-        Some(WireHeaders(mut headers)) if headers.len() != map.len() => {
-            headers.retain(|name| map.contains_key(name));
+        Some(WireHeaders(head)) => {
+            let mut headers = head.headers();
+            if headers.len() != map.len() {
+                // Fields witm removed since the parse (the credentials)
+                // stay out.
+                headers.retain(|name| map.contains_key(name));
+            }
             headers
         }
-        Some(WireHeaders(headers)) => headers,
         None => Headers::from_header_map(map),
     }
 }
