@@ -110,7 +110,10 @@ pub(crate) async fn handle<H: FlowHooks>(
         live,
         held: HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes),
     };
-    run(
+    // Boxed: a flow's future is large, and without it every request's
+    // future (the pass-through's too) would be as large, copied whole
+    // each time it is moved (into hyper's box among others).
+    Box::pin(run(
         &shared,
         flow,
         state,
@@ -118,7 +121,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         side,
         tunnel.as_deref(),
         started,
-    )
+    ))
     .await
 }
 
@@ -228,16 +231,23 @@ impl PassThrough<'_> {
         let absolute: Uri = url
             .parse()
             .map_err(|e| Failure::new(ErrorKind::Client, format!("invalid URL {url}: {e}")))?;
-        let (ended, sent) = tokio::sync::oneshot::channel();
         let timeouts = &shared.options.timeouts;
-        let body = timeouts::timed(
-            body::streamed(incoming),
-            timeouts::Sender::Client,
-            (timeouts.body_idle, timeouts.request_body),
-            shared.counters.clone(),
-            Some(ended),
-        );
-        let mut outgoing = hyper::Request::new(body::from_client(body));
+        let (body, sent) = if http_body::Body::is_end_stream(&incoming) {
+            // No body (a GET): nothing to time or wait for; hyper would
+            // drop the streamed one unread at once.
+            (body::empty(), None)
+        } else {
+            let (ended, sent) = tokio::sync::oneshot::channel();
+            let body = timeouts::timed(
+                body::streamed(incoming),
+                timeouts::Sender::Client,
+                (timeouts.body_idle, timeouts.request_body),
+                shared.counters.clone(),
+                Some(ended),
+            );
+            (body::from_client(body), Some(sent))
+        };
+        let mut outgoing = hyper::Request::new(body);
         *outgoing.extensions_mut() = extensions;
         *outgoing.method_mut() = method;
         *outgoing.headers_mut() = wire::forwarded_headers(headers);
@@ -246,7 +256,7 @@ impl PassThrough<'_> {
             authority: &authority,
             absolute,
         };
-        let response = send(shared, outgoing, to, Some(sent), (link, &route)).await?;
+        let response = send(shared, outgoing, to, sent, (link, &route)).await?;
         let (mut parts, incoming) = response.into_parts();
         parts.extensions.remove::<OnUpgrade>();
         if let Some(heads) = parts.extensions.remove::<ResponseHeads>() {
