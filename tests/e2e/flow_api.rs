@@ -491,11 +491,13 @@ fn the_wire_is_the_same_whether_a_flow_is_made_or_not() {
         Set-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok";
     let mut seen = Vec::new();
     // No plugin (no flow is made) with and without flow lines; a plugin
-    // that subscribes to every event and changes nothing (a flow is made).
+    // that subscribes to every event and changes nothing (a flow is made);
+    // one that sees only the response (the request goes as hyper read it).
     for (plugins, extra) in [
         (&[][..], &["-q"][..]),
         (&[][..], &[][..]),
         (&["recorder"][..], &["-q"][..]),
+        (&["response-counter"][..], &["-q"][..]),
     ] {
         let origin = witm_test_support::RawOrigin::start_with(RESPONSE);
         let witm = start_with_args(plugins, extra);

@@ -91,10 +91,10 @@ pub(crate) async fn handle<H: FlowHooks>(
         stream: false,
     };
     let mut request = request;
-    if tunnel.as_ref().is_some_and(|t| t.reverse)
+    let rewrite_host = tunnel.as_ref().is_some_and(|t| t.reverse)
         && !shared.options.keep_host_header
-        && request.headers.get("host").is_some()
-    {
+        && request.headers.get("host").is_some();
+    if rewrite_host {
         // As mitmproxy: the server sees its own name, not the proxy's.
         let authority = request.authority();
         request.headers.set("host", authority);
@@ -107,6 +107,7 @@ pub(crate) async fn handle<H: FlowHooks>(
     let side = ClientSide {
         upgrade: client_upgrade.filter(|_| websocket::is_upgrade(&flow.request)),
         extensions,
+        parsed: (!rewrite_host).then_some(parts.headers),
         live,
         held: HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes),
     };
@@ -330,6 +331,10 @@ async fn run<H: FlowHooks>(
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let shared = shared.clone();
     let events = shared.hooks.subscriptions();
+    if events.contains(Events::REQUEST_HEADERS) || events.contains(Events::REQUEST) {
+        // A hook sees the request: it goes as the flow has it.
+        side.parsed = None;
+    }
     if events.contains(Events::REQUEST_HEADERS) {
         shared.hooks.request_headers(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
@@ -402,9 +407,12 @@ async fn run_after_request_body<H: FlowHooks>(
     let ClientSide {
         upgrade: client_upgrade,
         extensions,
+        parsed,
         live,
         mut held,
     } = side;
+    let parsed = parsed
+        .filter(|_| !events.contains(Events::REQUEST_HEADERS) && !events.contains(Events::REQUEST));
     let mut response_extensions = http::Extensions::new();
     if events.contains(Events::REQUEST) {
         shared.hooks.request(&mut flow, state.ctx()).await;
@@ -428,7 +436,7 @@ async fn run_after_request_body<H: FlowHooks>(
         let exchanged = exchange(
             &shared,
             &flow.request,
-            request_body,
+            (request_body, parsed),
             extensions,
             (link, &route),
         );
@@ -558,6 +566,11 @@ pub(crate) struct ClientSide {
     upgrade: Option<OnUpgrade>,
     /// hyper's extensions of the request (the original case of header names).
     extensions: http::Extensions,
+    /// hyper's map of the request's fields, while no hook has seen the
+    /// request (nor witm changed its copy): the request goes with it,
+    /// the same fields as from the flow's copy without converting them
+    /// back ([`wire::forwarded_headers`]).
+    parsed: Option<http::HeaderMap>,
     /// Who serves the client's connection: a WebSocket relay holds it.
     live: Option<Liveness>,
     /// The bytes of this flow's bodies held for plugins, against the
@@ -793,7 +806,7 @@ async fn hold(
 async fn exchange<H: FlowHooks>(
     shared: &Shared<H>,
     request: &Request,
-    request_body: Sent,
+    (request_body, parsed): (Sent, Option<http::HeaderMap>),
     extensions: http::Extensions,
     (link, route): (Option<&ServerLink>, &Route),
 ) -> Result<Exchanged, Failure> {
@@ -821,12 +834,16 @@ async fn exchange<H: FlowHooks>(
     let mut outgoing = hyper::Request::new(body);
     *outgoing.extensions_mut() = extensions;
     *outgoing.method_mut() = method;
-    *outgoing.headers_mut() = wire::outgoing_headers(
-        &request.headers,
-        &request.body,
-        request.trailers.as_ref(),
-        false,
-    );
+    *outgoing.headers_mut() = match parsed {
+        // Streamed (no hook held it) and unchanged.
+        Some(map) if request.body == Body::Streamed => wire::forwarded_headers(map),
+        _ => wire::outgoing_headers(
+            &request.headers,
+            &request.body,
+            request.trailers.as_ref(),
+            false,
+        ),
+    };
     if websocket::is_upgrade(request) {
         websocket::keep_upgrade_headers(outgoing.headers_mut());
     }
