@@ -13,10 +13,15 @@
 #   WITM_BENCH_MODES="http1 https"  # a subset of: http1 https https-new h2
 #   WITM_BENCH_BODY=small|big       # 52 bytes (default) or 1 MiB
 #   WITM_BENCH_ROWS="direct witm"   # a subset of the rows
+#   WITM_BENCH_WITM=/path/to/witm    # that binary for the witm rows, not the
+#                                    # target directory's (which a build from
+#                                    # another worktree may overwrite)
 #   WITM_BENCH_BASE=/path/to/witm    # adds a row "witm-base": that (older)
 #                                    # binary with no plugin, beside this one
 #   WITM_BENCH_PROFILE=witm-rust     # also record that row with perf into
 #                                    # bench/results/ROW-MODE.perf.data
+#   WITM_BENCH_CALLGRAPH=dwarf       # perf's call graphs (default fp: cheap,
+#                                    # but Rust's frames have no pointers)
 #
 # Installs what it needs the first time: nginx (Debian), oha (crates.io),
 # mitmproxy (PyPI, in a private venv), each under ~/.cache/witm/bench.
@@ -46,15 +51,23 @@ if ! "$mitmdump" --version 2>/dev/null | grep -q "$mitmproxy_version"; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "mitmproxy==$mitmproxy_version"
 fi
 echo "building witm, the add-header plugins and the hudsucker proxy..." >&2
-(cd "$root" && cargo build --quiet --release -p witm && make --quiet examples >/dev/null)
+(cd "$root" && cargo build --quiet --release --workspace && make --quiet examples >/dev/null)
 cargo build --quiet --release --manifest-path "$root/bench/hudsucker-proxy/Cargo.toml" \
   --target-dir "$target/bench-hudsucker"
 plugins=$target/bench-peers
 mkdir -p "$plugins"
-"$root/plugins/build-python.sh" "$root/examples/add-header/add_header.py" "$plugins/add_header_py.wasm"
-"$root/plugins/build-js.sh" "$root/examples/add-header/add_header.js" "$plugins/add_header_js.wasm"
-"$root/plugins/build-go.sh" "$root/examples/add-header/add_header.go" "$plugins/add_header_go.wasm"
-witm=$target/release/witm
+# Only the plugins of the rows asked for (each build takes a while).
+wanted() { [ -z "${WITM_BENCH_ROWS:-}" ] || [[ " $WITM_BENCH_ROWS " == *" $1 "* ]]; }
+if wanted witm-python; then
+  "$root/plugins/build-python.sh" "$root/examples/add-header/add_header.py" "$plugins/add_header_py.wasm"
+fi
+if wanted witm-js; then
+  "$root/plugins/build-js.sh" "$root/examples/add-header/add_header.js" "$plugins/add_header_js.wasm"
+fi
+if wanted witm-go; then
+  "$root/plugins/build-go.sh" "$root/examples/add-header/add_header.go" "$plugins/add_header_go.wasm"
+fi
+witm=${WITM_BENCH_WITM:-$target/release/witm}
 hudsucker=$target/bench-hudsucker/release/hudsucker-proxy
 rust_plugin=$target/guests/wasm32-wasip2/release/add_header.wasm
 
@@ -152,6 +165,7 @@ rss_mib() { # RSS after the run (peak in brackets)
 # witm's CA is made at its first start (hudsucker signs with the same one),
 # and each plugin is compiled once into witm's cache, so no row pays for it.
 for name in witm witm-rust witm-python witm-js witm-go; do
+  wanted "$name" || [ "$name" = witm ] || continue
   start_proxy "$name" "$(free_port)"
   stop_proxy
 done
@@ -186,7 +200,7 @@ for mode in $modes; do
     out=$work/oha.json
     profiler=
     if [ "${WITM_BENCH_PROFILE:-}" = "$name" ] && [ -n "$proxy_pid" ]; then
-      perf record -q -F 499 -g -p "$proxy_pid" -o "$results/$name-$mode.perf.data" \
+      perf record -q -F 499 --call-graph "${WITM_BENCH_CALLGRAPH:-fp}" -p "$proxy_pid" -o "$results/$name-$mode.perf.data" \
         -- sleep "$seconds" 2>/dev/null &
       profiler=$!
     fi

@@ -448,3 +448,79 @@ fn the_websocket_limits_are_options() {
     assert_eq!(code, Some(1009), "{}", witm.stderr().join("\n"));
     assert!(witm.wait_for_log("over the limit", 1));
 }
+
+/// What the origin and the client see of one request sent raw through
+/// `witm` to `origin`: the origin's request head, and the response head
+/// the client got (without `date`, which hyper adds), each verbatim.
+fn heads_through(
+    witm: &witm_test_support::Witm,
+    raw: &witm_test_support::RawOrigin,
+) -> (String, String) {
+    let origin = raw.address;
+    use std::io::{Read, Write};
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", witm.port)).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "GET http://{origin}/wire?q=1 HTTP/1.1\r\nHost: {origin}\r\nX-B: 1\r\nx-a: 2\r\n\
+         X-B: 3\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n\
+         Proxy-Connection: keep-alive\r\nTE: trailers\r\nACCEPT: */*\r\nx-a: 4\r\n\r\n"
+    );
+    client.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && client.read_exact(&mut byte).is_ok() {
+        head.push(byte[0]);
+    }
+    let response: String = String::from_utf8_lossy(&head)
+        .split_inclusive("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
+        .collect();
+    let heads = raw.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    (heads[0].clone(), response)
+}
+
+#[test]
+fn the_wire_is_the_same_whether_a_flow_is_made_or_not() {
+    // Mixed case, a name repeated around others, hop-by-hop fields and one
+    // named in `Connection`: each way.
+    const RESPONSE: &str = "HTTP/1.1 200 Fine Thanks\r\nX-Mixed-Case: 1\r\nset-Cookie: a=1\r\n\
+        Keep-Alive: timeout=5\r\nConnection: close, X-Hop\r\nX-Hop: h\r\nzz-Last: 2\r\n\
+        Set-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok";
+    let mut seen = Vec::new();
+    // No plugin (no flow is made) with and without flow lines; a plugin
+    // that subscribes to every event and changes nothing (a flow is made);
+    // one that sees only the response (the request goes as hyper read it).
+    for (plugins, extra) in [
+        (&[][..], &["-q"][..]),
+        (&[][..], &[][..]),
+        (&["recorder"][..], &["-q"][..]),
+        (&["response-counter"][..], &["-q"][..]),
+    ] {
+        let origin = witm_test_support::RawOrigin::start_with(RESPONSE);
+        let witm = start_with_args(plugins, extra);
+        let (request, response) = heads_through(&witm, &origin);
+        let port = origin.address.port().to_string();
+        seen.push((request.replace(&port, "PORT"), response));
+    }
+    let (request, response) = &seen[0];
+    assert!(
+        request.contains("X-B: 1\r\nX-B: 3\r\nx-a: 2\r\nx-a: 4\r\n"),
+        "{request}"
+    );
+    assert!(!request.contains("X-Secret"), "{request}");
+    assert!(
+        response.starts_with("HTTP/1.1 200 Fine Thanks\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"),
+        "{response}"
+    );
+    assert!(!response.contains("X-Hop"), "{response}");
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0]);
+    }
+}

@@ -11,7 +11,40 @@ use bytes::Bytes;
 /// reshape the others.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers {
-    fields: Vec<(String, Bytes)>,
+    fields: Vec<(Name, Bytes)>,
+}
+
+/// A field's name as it came: text, kept as `Bytes` so that names read off
+/// the wire share the buffer of their head (no allocation per name).
+#[derive(Clone, PartialEq, Eq)]
+struct Name(Bytes);
+
+impl Name {
+    /// Made only from text (`str`, `String`, or checked bytes), so this
+    /// never falls back to "".
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is(&self, name: &str) -> bool {
+        self.0.eq_ignore_ascii_case(name.as_bytes())
+    }
+}
+
+impl From<&str> for Name {
+    fn from(name: &str) -> Self {
+        Name(Bytes::copy_from_slice(name.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 /// Most fields a message may carry when it is put on the wire, and most
@@ -21,8 +54,8 @@ pub struct Headers {
 pub const MAX_FIELDS: usize = 1000;
 /// See [`MAX_FIELDS`].
 pub const MAX_HEADER_BYTES: usize = 256 << 10;
-/// What one field costs the host beyond its name and value (the `String`
-/// and `Bytes` headers), for memory budgets.
+/// What one field costs the host beyond its name and value (the two
+/// `Bytes` headers), for memory budgets.
 pub const FIELD_OVERHEAD: usize = 64;
 
 /// Why a header name or value was refused.
@@ -60,9 +93,28 @@ impl Headers {
         Self {
             fields: pairs
                 .into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
+                .map(|(n, v)| (Name(Bytes::from(n.into())), v.into()))
                 .collect(),
         }
+    }
+
+    /// An empty header list with room for `fields` fields.
+    pub fn with_capacity(fields: usize) -> Self {
+        Self {
+            fields: Vec::with_capacity(fields),
+        }
+    }
+
+    /// Adds a field whose name and value are slices of a buffer already
+    /// held (a head read off the wire): neither is copied. Refused when
+    /// the name is not text.
+    pub fn append_shared(&mut self, name: Bytes, value: Bytes) -> Result<(), InvalidHeader> {
+        if std::str::from_utf8(&name).is_err() {
+            let shown = String::from_utf8_lossy(&name).into_owned();
+            return Err(InvalidHeader(format!("invalid header name {shown:?}")));
+        }
+        self.fields.push((Name(name), value));
+        Ok(())
     }
 
     /// Bytes of names and values, for the [`MAX_HEADER_BYTES`] limit.
@@ -74,7 +126,7 @@ impl Headers {
     pub fn wire_bytes_of(&self, name: &str) -> usize {
         self.fields
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(|(n, _)| n.is(name))
             .map(|(n, v)| n.len() + v.len())
             .sum()
     }
@@ -86,7 +138,7 @@ impl Headers {
         for (n, v) in &self.fields {
             let bytes = n.len() + v.len();
             all = (all.0 + 1, all.1 + bytes);
-            if n.eq_ignore_ascii_case(name) {
+            if n.is(name) {
                 named = (named.0 + 1, named.1 + bytes);
             }
         }
@@ -117,16 +169,13 @@ impl Headers {
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Bytes> + 'a {
         self.fields
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| n.is(name))
             .map(|(_, v)| v)
     }
 
     /// The first value of `name`.
     pub fn get_first(&self, name: &str) -> Option<&Bytes> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.fields.iter().find(|(n, _)| n.is(name)).map(|(_, v)| v)
     }
 
     /// The value of `name` as text, several values folded into one.
@@ -160,21 +209,17 @@ impl Headers {
     /// first one; appends when there was none.
     pub fn set(&mut self, name: &str, value: impl Into<Bytes>) {
         let value = value.into();
-        match self
-            .fields
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        match self.fields.iter().position(|(n, _)| n.is(name)) {
             Some(first) => {
                 self.fields[first].1 = value;
                 let mut index = 0;
                 self.fields.retain(|(n, _)| {
-                    let keep = index <= first || !n.eq_ignore_ascii_case(name);
+                    let keep = index <= first || !n.is(name);
                     index += 1;
                     keep
                 });
             }
-            None => self.fields.push((name.to_owned(), value)),
+            None => self.fields.push((Name::from(name), value)),
         }
     }
 
@@ -182,24 +227,24 @@ impl Headers {
     /// past it).
     pub fn insert(&mut self, index: usize, name: &str, value: impl Into<Bytes>) {
         let index = index.min(self.fields.len());
-        self.fields.insert(index, (name.to_owned(), value.into()));
+        self.fields.insert(index, (Name::from(name), value.into()));
     }
 
     /// Adds a value for `name` after all existing fields.
     pub fn append(&mut self, name: &str, value: impl Into<Bytes>) {
-        self.fields.push((name.to_owned(), value.into()));
+        self.fields.push((Name::from(name), value.into()));
     }
 
     /// Removes every value of `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.fields.len();
-        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.fields.retain(|(n, _)| !n.is(name));
         before != self.fields.len()
     }
 
     /// Keeps only the fields whose name `keep` accepts, in order.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.fields.retain(|(n, _)| keep(n));
+        self.fields.retain(|(n, _)| keep(n.as_str()));
     }
 
     /// Converts to the `http` crate's map for sending, leaving out the
@@ -213,24 +258,25 @@ impl Headers {
             .unwrap_or_default();
         let mut refused = Vec::new();
         let mut bytes = 0;
-        for (name, value) in self.fields.iter().filter(|(n, _)| !skip(n)) {
+        for (name, value) in self.fields.iter().filter(|(n, _)| !skip(n.as_str())) {
             bytes += name.len() + value.len();
             if map.len() >= MAX_FIELDS || bytes > MAX_HEADER_BYTES {
                 refused.push(format!(
-                    "{name} (over {MAX_FIELDS} fields or {MAX_HEADER_BYTES} bytes)"
+                    "{} (over {MAX_FIELDS} fields or {MAX_HEADER_BYTES} bytes)",
+                    name.as_str()
                 ));
                 continue;
             }
             match (
-                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderName::from_bytes(&name.0),
                 http::HeaderValue::from_maybe_shared(value.clone()),
             ) {
                 (Ok(n), Ok(v)) => {
                     if map.try_append(n, v).is_err() {
-                        refused.push(name.clone());
+                        refused.push(name.as_str().to_owned());
                     }
                 }
-                _ => refused.push(name.clone()),
+                _ => refused.push(name.as_str().to_owned()),
             }
         }
         (map, refused)
@@ -241,7 +287,7 @@ impl Headers {
         Self {
             fields: map
                 .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+                .map(|(n, v)| (Name::from(n.as_str()), Bytes::copy_from_slice(v.as_bytes())))
                 .collect(),
         }
     }

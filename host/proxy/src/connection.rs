@@ -197,7 +197,9 @@ async fn dispatch<H: FlowHooks>(
         }
     };
     if request.method() == Method::CONNECT && tunnel.is_none() {
-        return tunnel::connect(shared, request, conn, tenant, live).await;
+        // Boxed: one per tunnel, it need not make every request's future
+        // as large as its own.
+        return Box::pin(tunnel::connect(shared, request, conn, tenant, live)).await;
     }
     forward::handle(shared, conn, tunnel, tenant, live, request).await
 }

@@ -30,7 +30,7 @@ use crate::timeouts;
 use crate::upstream::{ServerLink, Tunnel};
 use crate::websocket;
 use crate::wire;
-use crate::wire_heads::ResponseHeads;
+use crate::wire_heads::{ResponseHeads, WireHeaders};
 
 /// Serves one request of a client connection. Never fails: every problem
 /// becomes a response that says what went wrong.
@@ -50,10 +50,6 @@ pub(crate) async fn handle<H: FlowHooks>(
     let started = Instant::now();
     let (mut parts, incoming) = request.into_parts();
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
-    let headers = wire::incoming_headers(&parts.headers, &mut parts.extensions);
-    // hyper keeps the original case of header names here; it goes on to the
-    // server with the request so untouched names keep their case on the wire.
-    let extensions = std::mem::take(&mut parts.extensions);
     let target = match Target::of(&parts.uri, tunnel.as_deref()) {
         Ok(target) => target,
         Err((status, reason)) => {
@@ -67,6 +63,21 @@ pub(crate) async fn handle<H: FlowHooks>(
         let tls = shared.options.tls.as_deref();
         return Ok(onboarding::answer(&parts.method, &target.path, host, tls));
     }
+    if needs_no_flow(&shared) && !parts.headers.contains_key(http::header::UPGRADE) {
+        // The wire's copy of the head is for the flow: there is none.
+        parts.extensions.remove::<WireHeaders>();
+        let through = PassThrough {
+            conn,
+            tunnel: tunnel.as_deref(),
+            target,
+            started,
+        };
+        return Ok(through.run(&shared, parts, incoming).await);
+    }
+    let headers = wire::incoming_headers(&parts.headers, &mut parts.extensions);
+    // hyper keeps the original case of header names here; it goes on to the
+    // server with the request so untouched names keep their case on the wire.
+    let extensions = std::mem::take(&mut parts.extensions);
     let request = Request {
         method: parts.method.as_str().to_owned(),
         scheme: target.scheme,
@@ -83,10 +94,10 @@ pub(crate) async fn handle<H: FlowHooks>(
         stream: false,
     };
     let mut request = request;
-    if tunnel.as_ref().is_some_and(|t| t.reverse)
+    let rewrite_host = tunnel.as_ref().is_some_and(|t| t.reverse)
         && !shared.options.keep_host_header
-        && request.headers.get("host").is_some()
-    {
+        && request.headers.get("host").is_some();
+    if rewrite_host {
         // As mitmproxy: the server sees its own name, not the proxy's.
         let authority = request.authority();
         request.headers.set("host", authority);
@@ -99,10 +110,14 @@ pub(crate) async fn handle<H: FlowHooks>(
     let side = ClientSide {
         upgrade: client_upgrade.filter(|_| websocket::is_upgrade(&flow.request)),
         extensions,
+        parsed: (!rewrite_host).then_some(parts.headers),
         live,
         held: HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes),
     };
-    run(
+    // Boxed: a flow's future is large, and without it every request's
+    // future (the pass-through's too) would be as large, copied whole
+    // each time it is moved (into hyper's box among others).
+    Box::pin(run(
         &shared,
         flow,
         state,
@@ -110,8 +125,164 @@ pub(crate) async fn handle<H: FlowHooks>(
         side,
         tunnel.as_deref(),
         started,
-    )
+    ))
     .await
+}
+
+/// True when no flow of a request is wanted: no hook subscribes to an
+/// event of one. Its request and response then go through as hyper read
+/// them ([`PassThrough`]), with no copy into a [`Flow`] and back (the flow
+/// line, if any, needs none).
+fn needs_no_flow<H: FlowHooks>(shared: &Shared<H>) -> bool {
+    const FLOW_EVENTS: [Events; 7] = [
+        Events::REQUEST_HEADERS,
+        Events::REQUEST,
+        Events::RESPONSE_HEADERS,
+        Events::RESPONSE,
+        Events::ERROR,
+        Events::WEBSOCKET_MESSAGE,
+        Events::WEBSOCKET_END,
+    ];
+    let events = shared.hooks.subscriptions();
+    !FLOW_EVENTS.iter().any(|e| events.contains(*e))
+}
+
+/// A request no flow is wanted for ([`needs_no_flow`]; not an upgrade):
+/// what [`run`] does for it with no hook to call, without the flow. Its
+/// fields go on as hyper parsed them, minus what [`wire::outgoing_headers`]
+/// leaves out of a streamed message ([`wire::forwarded_headers`]), with
+/// hyper's record of their case: on the wire, the same bytes as through
+/// the flow.
+struct PassThrough<'a> {
+    conn: Arc<ClientConn>,
+    tunnel: Option<&'a Tunnel>,
+    target: Target,
+    started: Instant,
+}
+
+impl PassThrough<'_> {
+    async fn run<H: FlowHooks>(
+        self,
+        shared: &Arc<Shared<H>>,
+        parts: http::request::Parts,
+        incoming: Incoming,
+    ) -> hyper::Response<ProxyBody> {
+        let url = self.target.url();
+        let method = parts.method.clone();
+        let (response, failed) = match self.exchange(shared, parts, incoming, &url).await {
+            Ok(response) => (response, None),
+            Err(failure) => {
+                // What `fail` answers with no `error` hook.
+                let status = failure.status();
+                let message = failure.message;
+                let response = plain_response(status, format!("witm: {message}"));
+                (response, Some(message))
+            }
+        };
+        if !shared.options.flow_lines {
+            return response;
+        }
+        // The line `respond` and `fail` log.
+        let address = self.conn.address;
+        let status = response.status().as_u16();
+        let head = match failed {
+            None => format!("{address} {method} {url} {status}"),
+            Some(message) => format!("{address} {method} {url} {status} ({message})"),
+        };
+        let line = FlowLine {
+            head,
+            started: self.started,
+        };
+        response.map(|b| body::boxed(LoggedBody::new(b, line)))
+    }
+
+    async fn exchange<H: FlowHooks>(
+        &self,
+        shared: &Arc<Shared<H>>,
+        parts: http::request::Parts,
+        incoming: Incoming,
+        url: &str,
+    ) -> Result<hyper::Response<ProxyBody>, Failure> {
+        let http::request::Parts {
+            method,
+            mut headers,
+            extensions,
+            ..
+        } = parts;
+        let target = &self.target;
+        let authority = target.authority();
+        let tunnel = self.tunnel;
+        if tunnel.is_some_and(|t| t.reverse)
+            && !shared.options.keep_host_header
+            && headers.contains_key(http::header::HOST)
+        {
+            // As mitmproxy: the server sees its own name, not the proxy's
+            // (in place of the first `host`, the others dropped, as the
+            // flow's `set` does).
+            match http::HeaderValue::from_str(&authority) {
+                Ok(value) => drop(headers.insert(http::header::HOST, value)),
+                // The flow's copy would be refused on the wire: none goes.
+                Err(_) => drop(headers.remove(http::header::HOST)),
+            }
+        }
+        let route = tunnel.map_or_else(|| shared.default_route.clone(), |t| t.route.clone());
+        let via_tunnel =
+            tunnel.filter(|t| t.serves_target((&target.scheme, &target.host, target.port), &route));
+        if let Some(failure) = via_tunnel.and_then(|t| t.link_error.clone()) {
+            return Err(failure);
+        }
+        let link = via_tunnel.and_then(|t| t.link.as_ref());
+        let absolute: Uri = url
+            .parse()
+            .map_err(|e| Failure::new(ErrorKind::Client, format!("invalid URL {url}: {e}")))?;
+        let timeouts = &shared.options.timeouts;
+        let (body, sent) = if http_body::Body::is_end_stream(&incoming) {
+            // No body (a GET): nothing to time or wait for; hyper would
+            // drop the streamed one unread at once.
+            (body::empty(), None)
+        } else {
+            let (ended, sent) = tokio::sync::oneshot::channel();
+            let body = timeouts::timed(
+                body::streamed(incoming),
+                timeouts::Sender::Client,
+                (timeouts.body_idle, timeouts.request_body),
+                shared.counters.clone(),
+                Some(ended),
+            );
+            (body::from_client(body), Some(sent))
+        };
+        let mut outgoing = hyper::Request::new(body);
+        *outgoing.extensions_mut() = extensions;
+        *outgoing.method_mut() = method;
+        *outgoing.headers_mut() = wire::forwarded_headers(headers);
+        let to = Destination {
+            scheme: &target.scheme,
+            authority: &authority,
+            absolute,
+        };
+        let response = send(shared, outgoing, to, sent, (link, &route)).await?;
+        let (mut parts, incoming) = response.into_parts();
+        parts.extensions.remove::<OnUpgrade>();
+        if let Some(heads) = parts.extensions.remove::<ResponseHeads>() {
+            // Keeps the connection's tap in step with hyper.
+            heads
+                .0
+                .skip_response(parts.status.as_u16(), parts.headers.len());
+        }
+        let body = timeouts::timed(
+            body::streamed(incoming),
+            timeouts::Sender::Server,
+            (timeouts.body_idle, None),
+            shared.counters.clone(),
+            None,
+        );
+        let mut outgoing = hyper::Response::new(body);
+        *outgoing.status_mut() = parts.status;
+        *outgoing.headers_mut() = wire::forwarded_headers(parts.headers);
+        // hyper's: the names' case, the reason phrase when not the usual.
+        *outgoing.extensions_mut() = parts.extensions;
+        Ok(outgoing)
+    }
 }
 
 /// Sends a copy of a flow's request again, with its events, as if a client
@@ -163,6 +334,10 @@ async fn run<H: FlowHooks>(
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let shared = shared.clone();
     let events = shared.hooks.subscriptions();
+    if events.contains(Events::REQUEST_HEADERS) || events.contains(Events::REQUEST) {
+        // A hook sees the request: it goes as the flow has it.
+        side.parsed = None;
+    }
     if events.contains(Events::REQUEST_HEADERS) {
         shared.hooks.request_headers(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
@@ -236,9 +411,12 @@ async fn run_after_request_body<H: FlowHooks>(
     let ClientSide {
         upgrade: client_upgrade,
         extensions,
+        parsed,
         live,
         mut held,
     } = side;
+    let parsed = parsed
+        .filter(|_| !events.contains(Events::REQUEST_HEADERS) && !events.contains(Events::REQUEST));
     let mut response_extensions = http::Extensions::new();
     if events.contains(Events::REQUEST) {
         shared.hooks.request(&mut flow, state.ctx()).await;
@@ -262,7 +440,7 @@ async fn run_after_request_body<H: FlowHooks>(
         let exchanged = exchange(
             &shared,
             &flow.request,
-            request_body,
+            (request_body, parsed),
             extensions,
             (link, &route),
         );
@@ -393,6 +571,11 @@ pub(crate) struct ClientSide {
     upgrade: Option<OnUpgrade>,
     /// hyper's extensions of the request (the original case of header names).
     extensions: http::Extensions,
+    /// hyper's map of the request's fields, while no hook has seen the
+    /// request (nor witm changed its copy): the request goes with it,
+    /// the same fields as from the flow's copy without converting them
+    /// back ([`wire::forwarded_headers`]).
+    parsed: Option<http::HeaderMap>,
     /// Who serves the client's connection: a WebSocket relay holds it.
     live: Option<Liveness>,
     /// The bytes of this flow's bodies held for plugins, against the
@@ -419,6 +602,25 @@ struct Target {
 }
 
 impl Target {
+    /// "host" or "host:port" ([`Request::authority`]).
+    fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default_port(&self.scheme) {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The full URL ([`Request::url`]).
+    fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority(), self.path)
+    }
+
     /// From an absolute URI (absolute-form, or HTTP/2's :scheme and
     /// :authority), or from the tunnel for origin-form requests in one.
     ///
@@ -606,13 +808,10 @@ async fn hold(
 
 /// Sends the flow's request to its server and reads the response head; the
 /// body is left to the caller.
-///
-/// With a `link` (the tunnel's own server connection), the request goes over
-/// it in the link's HTTP version; otherwise through the shared pool.
 async fn exchange<H: FlowHooks>(
     shared: &Shared<H>,
     request: &Request,
-    request_body: Sent,
+    (request_body, parsed): (Sent, Option<http::HeaderMap>),
     extensions: http::Extensions,
     (link, route): (Option<&ServerLink>, &Route),
 ) -> Result<Exchanged, Failure> {
@@ -640,69 +839,25 @@ async fn exchange<H: FlowHooks>(
     let mut outgoing = hyper::Request::new(body);
     *outgoing.extensions_mut() = extensions;
     *outgoing.method_mut() = method;
-    *outgoing.headers_mut() = wire::outgoing_headers(
-        &request.headers,
-        &request.body,
-        request.trailers.as_ref(),
-        false,
-    );
+    *outgoing.headers_mut() = match parsed {
+        // Streamed (no hook held it) and unchanged.
+        Some(map) if request.body == Body::Streamed => wire::forwarded_headers(map),
+        _ => wire::outgoing_headers(
+            &request.headers,
+            &request.body,
+            request.trailers.as_ref(),
+            false,
+        ),
+    };
     if websocket::is_upgrade(request) {
         websocket::keep_upgrade_headers(outgoing.headers_mut());
     }
-    let send = async {
-        let outgoing = match link {
-            Some(link) => {
-                if link.is_http2().await {
-                    // HTTP/2 carries the authority in the URI, not in `host`.
-                    *outgoing.version_mut() = Version::HTTP_2;
-                    outgoing.headers_mut().remove(http::header::HOST);
-                    *outgoing.uri_mut() = absolute.clone();
-                } else {
-                    *outgoing.version_mut() = Version::HTTP_11;
-                    ensure_host(outgoing.headers_mut(), request);
-                    *outgoing.uri_mut() = absolute
-                        .path_and_query()
-                        .map(|p| p.as_str())
-                        .unwrap_or("/")
-                        .parse()
-                        .unwrap_or_else(|_| Uri::from_static("/"));
-                }
-                link.send(outgoing).await
-            }
-            None => Err(outgoing),
-        };
-        match outgoing {
-            Ok(sent) => sent.map_err(|e| describe_upstream_error(&request.authority(), &e)),
-            Err(mut outgoing) => {
-                // No tunnel connection (or it closed): the route's pool.
-                *outgoing.version_mut() = Version::HTTP_11;
-                ensure_host(outgoing.headers_mut(), request);
-                *outgoing.uri_mut() = absolute;
-                let sent = match route {
-                    Route::Direct => shared.upstream.request(outgoing),
-                    Route::Via(proxy) => {
-                        // Plain HTTP goes to the proxy itself, which wants
-                        // its credentials on every request.
-                        if request.scheme == "http"
-                            && let Some(value) = dial::proxy_authorization(proxy)
-                                .and_then(|v| http::HeaderValue::try_from(v).ok())
-                        {
-                            outgoing
-                                .headers_mut()
-                                .insert(http::header::PROXY_AUTHORIZATION, value);
-                        }
-                        shared.via.client(proxy).request(outgoing)
-                    }
-                };
-                sent.await
-                    .map_err(|e| describe_upstream_error(&request.authority(), &e))
-            }
-        }
+    let to = Destination {
+        scheme: &request.scheme,
+        authority: &request.authority(),
+        absolute,
     };
-    let limit = shared.options.timeouts.response_head;
-    let authority = request.authority();
-    let response =
-        timeouts::answered_within(send, sent, limit, &shared.counters, &authority).await?;
+    let response = send(shared, outgoing, to, sent, (link, route)).await?;
     let (mut parts, incoming) = response.into_parts();
     let upgrade = parts
         .extensions
@@ -742,6 +897,86 @@ async fn exchange<H: FlowHooks>(
     })
 }
 
+/// Where a request goes: its scheme, its authority (for `host` and
+/// errors) and its absolute URL.
+struct Destination<'a> {
+    scheme: &'a str,
+    authority: &'a str,
+    absolute: Uri,
+}
+
+/// Sends `outgoing` (method, fields, body and extensions set) to its
+/// server and waits for the response head (within the response-head
+/// timeout, counted from when the request body has gone: `sent`).
+///
+/// With a `link` (the tunnel's own server connection), the request goes over
+/// it in the link's HTTP version; otherwise through the shared pool.
+async fn send<H: FlowHooks>(
+    shared: &Shared<H>,
+    mut outgoing: hyper::Request<ProxyBody>,
+    to: Destination<'_>,
+    sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    (link, route): (Option<&ServerLink>, &Route),
+) -> Result<hyper::Response<Incoming>, Failure> {
+    let Destination {
+        scheme,
+        authority,
+        absolute,
+    } = to;
+    let send = async {
+        let outgoing = match link {
+            Some(link) => {
+                if link.is_http2().await {
+                    // HTTP/2 carries the authority in the URI, not in `host`.
+                    *outgoing.version_mut() = Version::HTTP_2;
+                    outgoing.headers_mut().remove(http::header::HOST);
+                    *outgoing.uri_mut() = absolute.clone();
+                } else {
+                    *outgoing.version_mut() = Version::HTTP_11;
+                    ensure_host(outgoing.headers_mut(), authority);
+                    *outgoing.uri_mut() = absolute
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/")
+                        .parse()
+                        .unwrap_or_else(|_| Uri::from_static("/"));
+                }
+                link.send(outgoing).await
+            }
+            None => Err(outgoing),
+        };
+        match outgoing {
+            Ok(sent) => sent.map_err(|e| describe_upstream_error(authority, &e)),
+            Err(mut outgoing) => {
+                // No tunnel connection (or it closed): the route's pool.
+                *outgoing.version_mut() = Version::HTTP_11;
+                ensure_host(outgoing.headers_mut(), authority);
+                *outgoing.uri_mut() = absolute;
+                let sent = match route {
+                    Route::Direct => shared.upstream.request(outgoing),
+                    Route::Via(proxy) => {
+                        // Plain HTTP goes to the proxy itself, which wants
+                        // its credentials on every request.
+                        if scheme == "http"
+                            && let Some(value) = dial::proxy_authorization(proxy)
+                                .and_then(|v| http::HeaderValue::try_from(v).ok())
+                        {
+                            outgoing
+                                .headers_mut()
+                                .insert(http::header::PROXY_AUTHORIZATION, value);
+                        }
+                        shared.via.client(proxy).request(outgoing)
+                    }
+                };
+                sent.await
+                    .map_err(|e| describe_upstream_error(authority, &e))
+            }
+        }
+    };
+    let limit = shared.options.timeouts.response_head;
+    timeouts::answered_within(send, sent, limit, &shared.counters, authority).await
+}
+
 /// The server of a flow that went through a pool (not a tunnel's own
 /// connection): its address, for HTTPS the name sent and the protocol, and
 /// from the response's `extensions` the address connected to and when.
@@ -765,9 +1000,9 @@ fn pooled_server(
 }
 
 /// HTTP/1 needs `host`; a request that came over HTTP/2 has none.
-fn ensure_host(headers: &mut http::HeaderMap, request: &Request) {
+fn ensure_host(headers: &mut http::HeaderMap, authority: &str) {
     if !headers.contains_key(http::header::HOST)
-        && let Ok(value) = http::HeaderValue::from_str(&request.authority())
+        && let Ok(value) = http::HeaderValue::from_str(authority)
     {
         headers.insert(http::header::HOST, value);
     }

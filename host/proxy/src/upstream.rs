@@ -47,9 +47,18 @@ impl Tunnel {
     /// plugin may have re-targeted it elsewhere, or through another route).
     pub(crate) fn serves(&self, flow: &witm_flow::Flow, route: &Route) -> bool {
         let request = &flow.request;
-        request.scheme == self.scheme
-            && request.port == self.port
-            && request.host.eq_ignore_ascii_case(&self.host)
+        self.serves_target((&request.scheme, &request.host, request.port), route)
+    }
+
+    /// As [`Tunnel::serves`], for a request going to `(scheme, host, port)`.
+    pub(crate) fn serves_target(
+        &self,
+        (scheme, host, port): (&str, &str, u16),
+        route: &Route,
+    ) -> bool {
+        scheme == self.scheme
+            && port == self.port
+            && host.eq_ignore_ascii_case(&self.host)
             && *route == self.route
     }
 }

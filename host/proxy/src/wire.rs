@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRAILER, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Version};
+use witm_flow::headers::{MAX_FIELDS, MAX_HEADER_BYTES};
 use witm_flow::{Body, Headers};
 
 use crate::wire_heads::WireHeaders;
@@ -47,15 +48,6 @@ pub fn outgoing_headers(
     trailers: Option<&Headers>,
     body_has_no_content: bool,
 ) -> HeaderMap {
-    let named_in_connection: Vec<String> = headers
-        .get_all(CONNECTION.as_str())
-        .flat_map(|v| {
-            String::from_utf8_lossy(v)
-                .split(',')
-                .map(|n| n.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
     let trailed = !body_has_no_content
         && matches!(body, Body::Buffered(_))
         && trailers.is_some_and(|t| !t.is_empty());
@@ -65,41 +57,24 @@ pub fn outgoing_headers(
     // message's length, and an intermediary forwarding it must drop it (the
     // streamed body goes on chunked; a held one gets its real length).
     let chunked = headers.get_all(TRANSFER_ENCODING.as_str()).next().is_some();
-    let (mut map, refused) = headers.to_header_map(|name| {
-        HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-            || named_in_connection
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name))
-            || (length_is_ours && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
-            || ((chunked || trailed) && name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()))
-    });
-    if !refused.is_empty() {
-        let shown: Vec<&str> = refused.iter().take(5).map(String::as_str).collect();
-        tracing::warn!(
-            "{} header fields not valid on the wire were dropped: {}{}",
-            refused.len(),
-            shown.join(", "),
-            if refused.len() > shown.len() {
-                ", …"
-            } else {
-                ""
-            }
-        );
-    }
+    let left_out = LeftOut {
+        named_in_connection: named_in_connection(headers.get_all(CONNECTION.as_str())),
+        transfer_encoding: length_is_ours,
+        content_length: chunked || trailed,
+    };
+    let (mut map, refused) = headers.to_header_map(|name| left_out.leaves_out(name));
+    warn_refused(&refused);
     // An empty body that the message did not frame stays unframed: a
     // bodyless GET gets no `content-length: 0` on its way through.
     let framed = || {
         headers.get_all(CONTENT_LENGTH.as_str()).next().is_some()
             || headers.get_all(TRANSFER_ENCODING.as_str()).next().is_some()
     };
-    // `te: trailers` is hop-by-hop, but says the client takes trailers —
-    // gRPC servers refuse requests without it — so it goes on (the only
-    // value HTTP/2 allows); any other TE stays behind.
     if headers
         .get_all(TE.as_str())
         .any(|v| v.eq_ignore_ascii_case(b"trailers"))
     {
-        map.insert(TE, http::HeaderValue::from_static("trailers"));
+        keep_te_trailers(&mut map);
     }
     if let Some(trailers) = trailers.filter(|_| trailed) {
         name_trailers(&mut map, trailers);
@@ -111,6 +86,122 @@ pub fn outgoing_headers(
         map.insert(CONTENT_LENGTH, bytes.len().into());
     }
     map
+}
+
+/// The fields a message loses on its way through (besides hop-by-hop
+/// ones, which it always loses).
+struct LeftOut {
+    /// The names its `Connection` field lists (hop-by-hop too).
+    named_in_connection: Vec<String>,
+    /// `Transfer-Encoding` (a held body goes with its length).
+    transfer_encoding: bool,
+    /// `Content-Length` (with `Transfer-Encoding`, or a held body with
+    /// trailers, which goes chunked).
+    content_length: bool,
+}
+
+impl LeftOut {
+    fn leaves_out(&self, name: &str) -> bool {
+        HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || self
+                .named_in_connection
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+            || (self.transfer_encoding && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
+            || (self.content_length && name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()))
+    }
+}
+
+/// The names listed in `Connection` values.
+fn named_in_connection<'a, V: AsRef<[u8]> + 'a>(values: impl Iterator<Item = V>) -> Vec<String> {
+    values
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_ref())
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Logs the fields left out because the wire would refuse them.
+fn warn_refused(refused: &[String]) {
+    if refused.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = refused.iter().take(5).map(String::as_str).collect();
+    tracing::warn!(
+        "{} header fields not valid on the wire were dropped: {}{}",
+        refused.len(),
+        shown.join(", "),
+        if refused.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        }
+    );
+}
+
+/// `te: trailers` is hop-by-hop, but says the client takes trailers —
+/// gRPC servers refuse requests without it — so it goes on (the only
+/// value HTTP/2 allows); any other TE stays behind.
+fn keep_te_trailers(map: &mut HeaderMap) {
+    map.insert(TE, http::HeaderValue::from_static("trailers"));
+}
+
+/// The headers to put on the wire for a message streamed through that no
+/// flow holds (nothing subscribes to it, no flow line): hyper's own map of
+/// the message, with what [`outgoing_headers`] leaves out of a streamed
+/// body's message left out in the same way. The map is returned as it came
+/// when nothing is to be left out (no copy), else rebuilt in its order (a
+/// removal from a `HeaderMap` would move its last field into the hole).
+///
+/// Sent with the message's extensions (hyper's record of the names' case),
+/// the fields go on the wire as [`outgoing_headers`] would send the flow's
+/// copy of them: the same names in the same case, in the same order.
+pub fn forwarded_headers(map: HeaderMap) -> HeaderMap {
+    let bytes = || {
+        map.iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum::<usize>()
+    };
+    let fits = map.len() <= MAX_FIELDS && bytes() <= MAX_HEADER_BYTES;
+    let hop_by_hop = HOP_BY_HOP.iter().any(|h| map.contains_key(*h));
+    let chunked = map.contains_key(TRANSFER_ENCODING);
+    let length_beside_chunked = chunked && map.contains_key(CONTENT_LENGTH);
+    if fits && !hop_by_hop && !length_beside_chunked {
+        // `Connection` is hop-by-hop: with none, no name is listed in one.
+        return map;
+    }
+    let left_out = LeftOut {
+        named_in_connection: named_in_connection(map.get_all(CONNECTION).iter()),
+        transfer_encoding: false,
+        content_length: chunked,
+    };
+    let mut kept = HeaderMap::try_with_capacity(map.len().min(MAX_FIELDS)).unwrap_or_default();
+    let mut refused = Vec::new();
+    let mut bytes = 0;
+    for (name, value) in map.iter().filter(|(n, _)| !left_out.leaves_out(n.as_str())) {
+        bytes += name.as_str().len() + value.len();
+        if kept.len() >= MAX_FIELDS || bytes > MAX_HEADER_BYTES {
+            refused.push(format!(
+                "{name} (over {MAX_FIELDS} fields or {MAX_HEADER_BYTES} bytes)"
+            ));
+            continue;
+        }
+        if kept.try_append(name.clone(), value.clone()).is_err() {
+            refused.push(name.as_str().to_owned());
+        }
+    }
+    warn_refused(&refused);
+    if map
+        .get_all(TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        keep_te_trailers(&mut kept);
+    }
+    kept
 }
 
 /// Makes `Trailer` name every field of `trailers` (besides what it named):
@@ -164,12 +255,15 @@ pub fn is_live_stream(headers: &Headers) -> bool {
 /// [`crate::wire_heads`]), else hyper's (names lower-cased, grouped).
 pub fn incoming_headers(map: &HeaderMap, extensions: &mut http::Extensions) -> Headers {
     match extensions.remove::<WireHeaders>() {
-        // Fields witm removed since the parse (the credentials) stay out.
-        Some(WireHeaders(mut headers)) if headers.len() != map.len() => {
-            headers.retain(|name| map.contains_key(name));
+        Some(WireHeaders(head)) => {
+            let mut headers = head.headers();
+            if headers.len() != map.len() {
+                // Fields witm removed since the parse (the credentials)
+                // stay out.
+                headers.retain(|name| map.contains_key(name));
+            }
             headers
         }
-        Some(WireHeaders(headers)) => headers,
         None => Headers::from_header_map(map),
     }
 }
@@ -263,6 +357,54 @@ mod tests {
                 .get("te")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_message_without_a_flow_loses_what_the_flows_copy_loses() {
+        let cases: [&[(&str, &str)]; 5] = [
+            &[("host", "a"), ("accept", "*/*"), ("x-b", "1")],
+            &[
+                ("host", "a"),
+                ("connection", "keep-alive, X-Secret"),
+                ("x-secret", "1"),
+                ("x-b", "2"),
+                ("proxy-connection", "keep-alive"),
+                ("x-b", "3"),
+            ],
+            &[
+                ("content-length", "5"),
+                ("transfer-encoding", "chunked"),
+                ("x", "1"),
+            ],
+            &[("te", "trailers"), ("x", "1"), ("upgrade", "h2c")],
+            &[
+                ("te", "gzip"),
+                ("keep-alive", "timeout=5"),
+                ("content-length", "3"),
+            ],
+        ];
+        for fields in cases {
+            let mut map = HeaderMap::new();
+            for (name, value) in fields {
+                map.append(
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                );
+            }
+            let flows = outgoing_headers(
+                &Headers::from_header_map(&map),
+                &Body::Streamed,
+                None,
+                false,
+            );
+            let forwarded = forwarded_headers(map);
+            let pairs = |m: &HeaderMap| -> Vec<(String, Vec<u8>)> {
+                m.iter()
+                    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                    .collect()
+            };
+            assert_eq!(pairs(&forwarded), pairs(&flows), "{fields:?}");
+        }
     }
 
     #[test]

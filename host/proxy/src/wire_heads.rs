@@ -48,12 +48,67 @@ pub(crate) enum Side {
     Responses,
 }
 
-/// One head as it was on the wire.
+/// One head as it was on the wire: its bytes, kept whole (one copy per
+/// head) and made into [`Headers`] only when a flow wants them
+/// ([`RawHead::headers`]), the fields' names and values slices of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct RawHead {
-    /// The method (requests) or the status code (responses) as text.
-    start: String,
-    headers: Headers,
+pub(crate) struct RawHead {
+    side: Side,
+    /// Where the method is in the head (requests), or the status.
+    start: Start,
+    /// How many fields the head has.
+    count: usize,
+    bytes: Bytes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// The method's offset and length.
+    Method(usize, usize),
+    Status(u16),
+}
+
+impl RawHead {
+    /// True when hyper parsed this head as `start` with `count` fields.
+    fn agrees(&self, start: Start, method: &str, count: usize) -> bool {
+        let start_agrees = match (self.start, start) {
+            (Start::Method(at, len), Start::Method(..)) => {
+                self.bytes.get(at..at + len) == Some(method.as_bytes())
+            }
+            (Start::Status(ours), Start::Status(hypers)) => ours == hypers,
+            _ => false,
+        };
+        start_agrees && self.count == count
+    }
+
+    /// The fields, in order and case, sharing the head's bytes.
+    pub(crate) fn headers(&self) -> Headers {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let parsed = match self.side {
+            Side::Requests => httparse::Request::new(&mut fields)
+                .parse(&self.bytes)
+                .map(|_| ()),
+            Side::Responses => httparse::Response::new(&mut fields)
+                .parse(&self.bytes)
+                .map(|_| ()),
+        };
+        let mut headers = Headers::with_capacity(self.count);
+        if parsed.is_err() {
+            // Parsed once already, when it was read: not reached.
+            return headers;
+        }
+        let base = self.bytes.as_ptr() as usize;
+        let slice = |part: &[u8]| {
+            let from = part.as_ptr() as usize - base;
+            self.bytes.slice(from..from + part.len())
+        };
+        for field in fields.iter().take(self.count) {
+            let name = slice(field.name.as_bytes());
+            // httparse's names are tokens: text.
+            let _ = headers.append_shared(name, slice(field.value));
+        }
+        headers
+    }
 }
 
 /// Where the tap is in the stream of bytes.
@@ -113,23 +168,25 @@ impl Heads {
         !matches!(self.tracker().state, State::Off)
     }
 
-    /// The fields of the request hyper parsed as `method` with `count`
-    /// fields, as they were on the wire; `None` when the tap lost the
-    /// stream (the caller uses hyper's headers).
-    pub(crate) fn take_request(&self, method: &str, count: usize) -> Option<Headers> {
-        self.take(method, count)
+    /// The head of the request hyper parsed as `method` with `count`
+    /// fields, as it was on the wire; `None` when the tap lost the stream
+    /// (the caller uses hyper's headers).
+    pub(crate) fn take_request(&self, method: &str, count: usize) -> Option<RawHead> {
+        self.take(Start::Method(0, method.len()), method, count)
     }
 
-    /// As [`Heads::take_request`], for a response with `status`.
+    /// As [`Heads::take_request`], for a response with `status`: its
+    /// fields.
     pub(crate) fn take_response(&self, status: u16, count: usize) -> Option<Headers> {
-        self.take(&status.to_string(), count)
+        self.take(Start::Status(status), "", count)
+            .map(|head| head.headers())
     }
 
-    fn take(&self, start: &str, count: usize) -> Option<Headers> {
+    fn take(&self, start: Start, method: &str, count: usize) -> Option<RawHead> {
         let mut tracker = self.tracker();
         let head = tracker.queue.pop_front();
         match head {
-            Some(head) if head.start == start && head.headers.len() == count => Some(head.headers),
+            Some(head) if head.agrees(start, method, count) => Some(head),
             None if matches!(tracker.state, State::Off) => None,
             _ => {
                 tracing::debug!("the wire's heads and hyper's disagree: using hyper's");
@@ -139,12 +196,18 @@ impl Heads {
         }
     }
 
+    /// Drops the head of the response hyper parsed with `status` and
+    /// `count` fields, when no flow wants it: the tap stays in step (and
+    /// stops at a disagreement, as [`Heads::take_response`] does).
+    pub(crate) fn skip_response(&self, status: u16, count: usize) {
+        self.take(Start::Status(status), "", count);
+    }
+
     /// Puts the wire's fields of `request` (just parsed by hyper) in its
     /// extensions, when the tap has them.
     pub(crate) fn mark_request<B>(&self, request: &mut hyper::Request<B>) {
-        if let Some(headers) = self.take_request(request.method().as_str(), request.headers().len())
-        {
-            request.extensions_mut().insert(WireHeaders(headers));
+        if let Some(head) = self.take_request(request.method().as_str(), request.headers().len()) {
+            request.extensions_mut().insert(WireHeaders(head));
         }
     }
 
@@ -333,14 +396,16 @@ fn parse_head(side: Side, bytes: &[u8]) -> Parsed {
             let mut request = httparse::Request::new(&mut fields);
             match request.parse(bytes) {
                 Ok(httparse::Status::Complete(used)) => {
-                    let method = request.method.unwrap_or_default().to_owned();
+                    let method = request.method.unwrap_or_default();
                     let upgrade = method == "CONNECT" || has(request.headers, "upgrade");
                     let next = if upgrade {
                         Next::Unfollowed
                     } else {
                         request_framing(request.headers)
                     };
-                    complete(used, method, request.headers, next)
+                    let at = (method.as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
+                    let start = Start::Method(at, method.len());
+                    complete(side, &bytes[..used], start, request.headers.len(), next)
                 }
                 Ok(httparse::Status::Partial) => Parsed::Partial,
                 Err(_) => Parsed::Invalid,
@@ -352,7 +417,8 @@ fn parse_head(side: Side, bytes: &[u8]) -> Parsed {
                 Ok(httparse::Status::Complete(used)) => {
                     let status = response.code.unwrap_or_default();
                     let next = response_framing(status, response.headers);
-                    complete(used, status.to_string(), response.headers, next)
+                    let start = Start::Status(status);
+                    complete(side, &bytes[..used], start, response.headers.len(), next)
                 }
                 Ok(httparse::Status::Partial) => Parsed::Partial,
                 Err(_) => Parsed::Invalid,
@@ -361,15 +427,15 @@ fn parse_head(side: Side, bytes: &[u8]) -> Parsed {
     }
 }
 
-fn complete(used: usize, start: String, fields: &[httparse::Header<'_>], next: Next) -> Parsed {
-    let headers = Headers::from_pairs(
-        fields
-            .iter()
-            .map(|f| (f.name.to_owned(), Bytes::copy_from_slice(f.value))),
-    );
+fn complete(side: Side, head: &[u8], start: Start, count: usize, next: Next) -> Parsed {
     Parsed::Complete {
-        used,
-        head: RawHead { start, headers },
+        used: head.len(),
+        head: RawHead {
+            side,
+            start,
+            count,
+            bytes: Bytes::copy_from_slice(head),
+        },
         next,
     }
 }
@@ -555,10 +621,10 @@ impl<IO: Connection> Connection for Tapped<IO> {
 #[derive(Clone, Debug)]
 pub(crate) struct ResponseHeads(pub(crate) Arc<Heads>);
 
-/// A request's fields as they were on the wire, in its extensions (put
-/// there when the connection is served, taken by [`crate::wire::incoming_headers`]).
+/// A request's head as it was on the wire, in its extensions (put there
+/// when the connection is served, taken by [`crate::wire::incoming_headers`]).
 #[derive(Clone, Debug)]
-pub(crate) struct WireHeaders(pub(crate) Headers);
+pub(crate) struct WireHeaders(pub(crate) RawHead);
 
 #[cfg(test)]
 mod tests {
@@ -583,14 +649,26 @@ GET /c HTTP/1.1\r\nHOST: y\r\n\r\n";
     #[test]
     fn pipelined_requests_keep_case_and_order_across_bodies() {
         let heads = fed(Side::Requests, &[PIPELINED]);
-        let first = heads.take_request("POST", 5).unwrap();
+        let first = heads.take_request("POST", 5).unwrap().headers();
         assert_eq!(
             names(&first),
             ["Host", "X-B", "x-a", "X-B", "Content-Length"]
         );
-        let second = heads.take_request("GET", 2).unwrap();
+        let values: Vec<&[u8]> = first.iter().map(|(_, v)| &v[..]).collect();
+        assert_eq!(values, [&b"x"[..], b"1", b"2", b"3", b"5"]);
+        let second = heads.take_request("GET", 2).unwrap().headers();
         assert_eq!(names(&second), ["Host", "Transfer-Encoding"]);
-        assert_eq!(names(&heads.take_request("GET", 1).unwrap()), ["HOST"]);
+        assert_eq!(
+            names(&heads.take_request("GET", 1).unwrap().headers()),
+            ["HOST"]
+        );
+    }
+
+    #[test]
+    fn a_head_after_blank_lines_still_agrees_on_its_method() {
+        let heads = fed(Side::Requests, &[b"\r\nPUT /x HTTP/1.1\r\nA: 1\r\n\r\n"]);
+        let head = heads.take_request("PUT", 1).unwrap();
+        assert_eq!(names(&head.headers()), ["A"]);
     }
 
     #[test]

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Two witm binaries side by side on HTTP/1.1 keep-alive, in alternating
+# rounds against one local nginx origin (oha, 32 connections): the median
+# requests/s of each and the median of the per-round ratios B/A. Rounds
+# alternate so that the drift of a noisy machine falls on both alike.
+#
+#   bench/ab.sh A_BINARY B_BINARY [ROUNDS] [SECONDS]   # default 6 rounds of 4 s
+#   WITM_AB_ARGS="-s path/to/plugin.wasm"              # extra witm arguments (both)
+#   WITM_AB_REQUESTS=100000                            # then also: witm's CPU
+#       time per request (perf stat's task-clock, user and kernel) over that
+#       many requests, each binary twice; it moves less with the noise than
+#       requests/s (this VM has no hardware counters)
+#
+# Uses the tools bench/run.sh installed (nginx, oha under ~/.cache/witm/bench).
+set -euo pipefail
+a=$1 b=$2 rounds=${3:-6} seconds=${4:-4}
+tools=${WITM_TOOLS:-$HOME/.cache/witm}/bench
+oha=$tools/cargo/bin/oha
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+mkdir -p "$work/www"
+printf '%51s\n' "hello from the bench origin" >"$work/www/small"
+chmod a+rx "$work" "$work/www"
+chmod a+r "$work/www/"*
+port=$(free_port)
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$port; root $work/www; }
+}
+CONF
+"$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/nginx-error.log"
+read -r -a extra <<<"${WITM_AB_ARGS:-}"
+start() { # BINARY PORT
+  "$1" -q -p "$2" --confdir "$work/witm-$2" "${extra[@]}" >"$work/witm-$2.log" 2>&1 &
+  pids+=("$!")
+  wait_port "$2"
+}
+pa=$(free_port); start "$a" "$pa"
+pb=$(free_port); start "$b" "$pb"
+run() { # PORT -> req/s
+  "$oha" --no-tui --output-format json -z "${seconds}s" -c 32 -x "http://127.0.0.1:$1" \
+    "http://127.0.0.1:$port/small" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"]))'
+}
+run "$pa" >/dev/null; run "$pb" >/dev/null # warm both
+ra=() rb=()
+for i in $(seq 1 "$rounds"); do
+  if [ $((i % 2)) -eq 1 ]; then x=$(run "$pa"); y=$(run "$pb"); else y=$(run "$pb"); x=$(run "$pa"); fi
+  ra+=("$x"); rb+=("$y")
+  echo "round $i: A $x  B $y  B/A $(python3 -c "print(f'{$y/$x:.3f}')")" >&2
+done
+if [ -n "${WITM_AB_REQUESTS:-}" ]; then
+  count() { # PID PORT -> CPU µs per request
+    perf stat -x, -e task-clock -p "$1" -o "$work/stat" &
+    local stat=$!
+    sleep 0.5
+    "$oha" --no-tui --output-format json -n "$WITM_AB_REQUESTS" -c 32 -x "http://127.0.0.1:$2" \
+      "http://127.0.0.1:$port/small" >/dev/null
+    kill -INT "$stat"; wait "$stat" || true
+    python3 - "$work/stat" "$WITM_AB_REQUESTS" <<'PY'
+import sys
+n = int(sys.argv[2])
+ms = [float(l.split(",")[0]) for l in open(sys.argv[1]) if l[:1].isdigit()]
+print(f"{ms[0] * 1000 / n:.2f}")
+PY
+  }
+  ca=() cb=()
+  for _ in 1 2; do
+    ca+=("$(count "${pids[0]}" "$pa")"); cb+=("$(count "${pids[1]}" "$pb")")
+  done
+  echo "CPU µs per request: A ${ca[*]}, B ${cb[*]}"
+fi
+python3 - "${ra[*]}" "${rb[*]}" <<'PY'
+import statistics, sys
+a = [int(x) for x in sys.argv[1].split()]
+b = [int(x) for x in sys.argv[2].split()]
+ratios = [y / x for x, y in zip(a, b)]
+print(f"A median {statistics.median(a):.0f} req/s, B median {statistics.median(b):.0f} req/s, "
+      f"B/A median of rounds {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
+PY
