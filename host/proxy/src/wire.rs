@@ -113,15 +113,21 @@ impl LeftOut {
 }
 
 /// The names listed in `Connection` values.
+///
+/// Hop-by-hop names are left out of the list: they go whether listed or
+/// not ([`LeftOut::leaves_out`]), and the usual `Connection: keep-alive`
+/// then costs no allocation per message.
 fn named_in_connection<'a, V: AsRef<[u8]> + 'a>(values: impl Iterator<Item = V>) -> Vec<String> {
-    values
-        .flat_map(|v| {
-            String::from_utf8_lossy(v.as_ref())
-                .split(',')
-                .map(|n| n.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    let mut named = Vec::new();
+    for value in values {
+        for name in String::from_utf8_lossy(value.as_ref()).split(',') {
+            let name = name.trim();
+            if !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                named.push(name.to_owned());
+            }
+        }
+    }
+    named
 }
 
 /// Logs the fields left out because the wire would refuse them.
