@@ -250,25 +250,42 @@ pub fn default_port(scheme: &str) -> u16 {
     }
 }
 
+/// Appends "host" or "host:port" to `out` when the port is not the
+/// scheme's default; IPv6 addresses get their brackets
+/// ([`Request::authority`], written in place, without the allocations of
+/// `format!`).
+pub fn write_authority(out: &mut String, scheme: &str, host: &str, port: u16) {
+    use std::fmt::Write;
+    if host.contains(':') {
+        out.push('[');
+        out.push_str(host);
+        out.push(']');
+    } else {
+        out.push_str(host);
+    }
+    if port != default_port(scheme) {
+        let _ = write!(out, ":{port}");
+    }
+}
+
 impl Request {
     /// "host" or "host:port" when the port is not the scheme's default;
     /// IPv6 addresses get their brackets.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default_port(&self.scheme) {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        let mut authority = String::with_capacity(self.host.len() + 8);
+        write_authority(&mut authority, &self.scheme, &self.host, self.port);
+        authority
     }
 
     /// The full URL.
     pub fn url(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.authority(), self.path)
+        let (scheme, path) = (&self.scheme, &self.path);
+        let mut url = String::with_capacity(scheme.len() + self.host.len() + path.len() + 11);
+        url.push_str(scheme);
+        url.push_str("://");
+        write_authority(&mut url, scheme, &self.host, self.port);
+        url.push_str(path);
+        url
     }
 
     /// The query string's (name, value) pairs, decoded, in order; a name
