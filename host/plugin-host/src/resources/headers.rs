@@ -58,6 +58,9 @@ impl HostView<'_> {
     fn headers_mut_of(&mut self, h: &Resource<HeadersHandle>) -> Result<&mut Headers> {
         let handle = self.table.get(h).map_err(|_| stale())?;
         let (m, trailers) = (handle.message, handle.trailers);
+        if let (MessageRef::Response(r), false) = (m, trailers) {
+            return self.flow_response_headers_mut(r);
+        }
         let message = self.message_mut(m)?;
         Ok(match trailers {
             false => message.headers_mut(),

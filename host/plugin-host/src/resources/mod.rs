@@ -33,7 +33,8 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 use witm_flow::{
-    ClientConn, ClientHello, ContentError, Flow, HttpMessage, Request, Response, WebSocketMessage,
+    ClientConn, ClientHello, ContentError, Flow, Headers, HttpMessage, Request, Response,
+    WebSocketMessage,
 };
 
 use crate::bindings::types::{self, HostError};
@@ -59,14 +60,16 @@ pub struct FlowEntry {
 
 /// A lent flow's parts as they were before the call's first change of
 /// each, kept to restore them if the call fails. A change to the request or
-/// the response alone copies only that message (add-header's one change
-/// copies one header list, not every header of the flow); any other change
-/// copies the whole flow.
+/// the response alone copies only that message, and a change to the
+/// response's headers alone only its header list (add-header's one change
+/// copies one header list, not every header of the flow, nor the
+/// response's other parts); any other change copies the whole flow.
 #[derive(Default)]
 struct Before {
     flow: Option<Box<Flow>>,
     request: Option<Box<Request>>,
     response: Option<Box<Response>>,
+    response_headers: Option<Headers>,
 }
 
 impl FlowEntry {
@@ -90,15 +93,21 @@ impl FlowEntry {
             flow,
             request,
             response,
+            response_headers,
         } = self.before;
         // A message saved alone was saved before any copy of the whole
-        // flow (none is saved alone after one), so it goes back last.
+        // flow (none is saved alone after one), so it goes back after it;
+        // the response's headers saved alone before any copy of the
+        // response, so they go back last.
         let mut restored = flow.map_or(self.flow, |flow| *flow);
         if let Some(request) = request {
             restored.request = *request;
         }
         if let Some(response) = response {
             restored.response = Some(*response);
+        }
+        if let (Some(headers), Some(response)) = (response_headers, restored.response.as_mut()) {
+            response.headers = headers;
         }
         restored
     }
@@ -274,6 +283,18 @@ impl HostView<'_> {
         Ok(response)
     }
 
+    /// The flow's response's headers, for a change: saves them alone as
+    /// they were on their first change (unless the response or the whole
+    /// flow is saved already).
+    fn flow_response_headers_mut(&mut self, r: FlowRef) -> Result<&mut Headers> {
+        let FlowEntry { flow, before, .. } = self.entry_mut(r)?;
+        let response = flow.response.as_mut().ok_or_else(stale)?;
+        if before.flow.is_none() && before.response.is_none() && before.response_headers.is_none() {
+            before.response_headers = Some(response.headers.clone());
+        }
+        Ok(&mut response.headers)
+    }
+
     fn detached(&self, rep: u32, generation: u64) -> Result<&Response> {
         match self.table.get(&Resource::<ResponseHandle>::new_borrow(rep)) {
             Ok(ResponseHandle::Detached {
@@ -378,7 +399,21 @@ mod tests {
 
     #[test]
     fn a_failed_call_gives_back_the_flow_as_it_was_whatever_was_saved_when() {
-        // A response header changed alone: only the response is saved.
+        // A response header changed alone: only the headers are saved.
+        let mut entry = lent();
+        let original = entry.flow.clone();
+        entry.before.response_headers = Some(entry.flow.response.as_ref().unwrap().headers.clone());
+        let response = entry.flow.response.as_mut().unwrap();
+        response.headers.set("newheader", "foo");
+        // Then the response as a whole (its headers changed already), then
+        // the whole flow: the headers still go back to the first.
+        entry.before.response = Some(Box::new(entry.flow.response.clone().unwrap()));
+        entry.flow.response.as_mut().unwrap().status = 500;
+        entry.before.flow = Some(Box::new(entry.flow.clone()));
+        entry.flow.comment = "changed".into();
+        assert!(same(&entry.into_flow(true), &original));
+
+        // A response changed alone: only the response is saved.
         let mut entry = lent();
         let original = entry.flow.clone();
         entry.before.response = Some(Box::new(entry.flow.response.clone().unwrap()));
