@@ -91,7 +91,9 @@ fn bodies_held_for_plugins_stay_within_the_budget_with_slow_readers() {
             held("witm_proxy_held_over_budget_total"),
         );
         assert!(now.0 <= (BUDGET_MIB << 20) as u64, "{now:?}");
-        if now == last && now.1 >= (READERS - BUDGET_MIB / MIB_EACH) as u64 {
+        // The gauge settles; the over-budget count may go on growing with
+        // the bystander's pages once the budget is full to the byte.
+        if now.0 == last.0 && now.1 >= (READERS - BUDGET_MIB / MIB_EACH) as u64 {
             break;
         }
         assert!(
