@@ -190,26 +190,37 @@ fn the_live_proxy_records_a_mitmproxy_capture_when_the_file_ends_in_flow() {
     witm_test_support::curl(&proxy, &["-d", "a=1", &origin.url("/post")]);
     witm.stop();
 
-    let python = tools_python(&[MITMPROXY]);
-    let listed = Command::new(python)
-        .args(["-c", LIST])
-        .arg(&capture)
-        .output()
-        .unwrap();
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&listed.stdout),
+        mitmproxy_python(LIST, &[&capture]),
         format!(
             "GET {} 200  newheader=foo\nPOST {} 200 a=1 newheader=foo\n",
             origin.url("/page"),
             origin.url("/post")
         )
     );
+    // What witm measured live: the address connected to, and times in the
+    // order they happen: the connection is up before the response starts
+    // (the second flow reuses the first's), a message ends after it starts
+    // and the response starts after the request ended.
+    let times = mitmproxy_python(TIMES, &[&capture]);
+    let peer = format!("('{}', {})", origin.address.ip(), origin.address.port());
+    assert_eq!(times, format!("{peer} in order\n{peer} in order\n"));
 }
+
+/// Per flow: the server's resolved address, and whether the connection's,
+/// the request's and the response's times are all there and in order.
+const TIMES: &str = r#"
+import sys
+from mitmproxy import io
+with open(sys.argv[1], "rb") as f:
+    for flow in io.FlowReader(f).stream():
+        s, q, r = flow.server_conn, flow.request, flow.response
+        connection = [s.timestamp_start, s.timestamp_tcp_setup, r.timestamp_start]
+        exchange = [q.timestamp_start, q.timestamp_end, r.timestamp_start, r.timestamp_end]
+        times = connection + exchange
+        ordered = None not in times and all(t == sorted(t) for t in (connection, exchange))
+        print(s.peername, "in order" if ordered else f"not in order: {times}")
+"#;
 
 /// A capture's WebSocket messages as mitmproxy reads them: one line each,
 /// "client|server text|binary CONTENT", then "closed CODE".

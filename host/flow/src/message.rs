@@ -250,6 +250,24 @@ pub fn default_port(scheme: &str) -> u16 {
     }
 }
 
+/// [`write_authority`] into a new string.
+pub fn authority_of(scheme: &str, host: &str, port: u16) -> String {
+    let mut authority = String::with_capacity(host.len() + 8);
+    write_authority(&mut authority, scheme, host, port);
+    authority
+}
+
+/// `scheme://authority/path`, written into one string of the right size
+/// ([`Request::url`], and the proxy's for a request without a flow).
+pub fn url_of(scheme: &str, host: &str, port: u16, path: &str) -> String {
+    let mut url = String::with_capacity(scheme.len() + host.len() + path.len() + 11);
+    url.push_str(scheme);
+    url.push_str("://");
+    write_authority(&mut url, scheme, host, port);
+    url.push_str(path);
+    url
+}
+
 /// Appends "host" or "host:port" to `out` when the port is not the
 /// scheme's default; IPv6 addresses get their brackets
 /// ([`Request::authority`], written in place, without the allocations of
@@ -272,20 +290,12 @@ impl Request {
     /// "host" or "host:port" when the port is not the scheme's default;
     /// IPv6 addresses get their brackets.
     pub fn authority(&self) -> String {
-        let mut authority = String::with_capacity(self.host.len() + 8);
-        write_authority(&mut authority, &self.scheme, &self.host, self.port);
-        authority
+        authority_of(&self.scheme, &self.host, self.port)
     }
 
     /// The full URL.
     pub fn url(&self) -> String {
-        let (scheme, path) = (&self.scheme, &self.path);
-        let mut url = String::with_capacity(scheme.len() + self.host.len() + path.len() + 11);
-        url.push_str(scheme);
-        url.push_str("://");
-        write_authority(&mut url, scheme, &self.host, self.port);
-        url.push_str(path);
-        url
+        url_of(&self.scheme, &self.host, self.port, &self.path)
     }
 
     /// The query string's (name, value) pairs, decoded, in order; a name

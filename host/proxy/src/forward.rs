@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpInfo;
-use witm_flow::message::{canonical_reason, default_port, write_authority};
+use witm_flow::message::{authority_of, canonical_reason, default_port, url_of};
 use witm_flow::{
     Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Headers, Request, Response,
     Route,
@@ -604,20 +604,12 @@ struct Target {
 impl Target {
     /// "host" or "host:port" ([`Request::authority`]).
     fn authority(&self) -> String {
-        let mut authority = String::with_capacity(self.host.len() + 8);
-        write_authority(&mut authority, &self.scheme, &self.host, self.port);
-        authority
+        authority_of(&self.scheme, &self.host, self.port)
     }
 
     /// The full URL ([`Request::url`]).
     fn url(&self) -> String {
-        let (scheme, path) = (&self.scheme, &self.path);
-        let mut url = String::with_capacity(scheme.len() + self.host.len() + path.len() + 11);
-        url.push_str(scheme);
-        url.push_str("://");
-        write_authority(&mut url, scheme, &self.host, self.port);
-        url.push_str(path);
-        url
+        url_of(&self.scheme, &self.host, self.port, &self.path)
     }
 
     /// From an absolute URI (absolute-form, or HTTP/2's :scheme and
