@@ -16,40 +16,18 @@ set -euo pipefail
 a=$1 b=$2 rounds=${3:-6} seconds=${4:-4}
 tools=${WITM_TOOLS:-$HOME/.cache/witm}/bench
 oha=$tools/cargo/bin/oha
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
 work=$(mktemp -d)
 pids=()
+# shellcheck source=bench/origin.sh
+. "$(dirname "$0")/origin.sh"
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  stop_origin
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-mkdir -p "$work/www"
-printf '%51s\n' "hello from the bench origin" >"$work/www/small"
-chmod a+rx "$work" "$work/www"
-chmod a+r "$work/www/"*
-port=$(free_port)
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$port; root $work/www; }
-}
-CONF
-"$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/nginx-error.log"
+start_origin
+port=$origin_port
 read -r -a extra <<<"${WITM_AB_ARGS:-}"
 start() { # BINARY PORT
   "$1" -q -p "$2" --confdir "$work/witm-$2" "${extra[@]}" >"$work/witm-$2.log" 2>&1 &

@@ -24,7 +24,7 @@ use crate::forward;
 use crate::liveness::Liveness;
 use crate::respond::FlowKilled;
 use crate::shared::Shared;
-use crate::timeouts::{InFlight, NEVER};
+use crate::timeouts::{InFlight, InFlightGuard, NEVER};
 use crate::tunnel;
 use crate::upstream::Tunnel;
 use crate::wire_heads::{Heads, Side, Tapped};
@@ -82,23 +82,20 @@ where
                     heads.mark_request(&mut request);
                 }
                 let guard = counted.as_ref().map(|c| c.start());
-                let dispatched = dispatch(
+                // Boxed: hyper keeps room for the service's future in every
+                // connection, idle or not; boxed, an idle keep-alive
+                // connection holds a pointer. An `async fn` of the
+                // arguments, not an `async` block around `dispatch`'s
+                // future, which would hold that future twice (as what the
+                // block captured and as what it awaits).
+                Box::pin(answer(
                     shared.clone(),
                     conn.clone(),
                     tunnel.clone(),
                     live.clone(),
                     request,
-                );
-                // Boxed: hyper keeps room for the service's future in every
-                // connection, idle or not, and a request's future is ~17 KiB;
-                // boxed, an idle keep-alive connection holds a pointer.
-                Box::pin(async move {
-                    let response = dispatched.await?;
-                    Ok::<_, FlowKilled>(match guard {
-                        Some(guard) => response.map(|b| body::keeping(b, guard)),
-                        None => response,
-                    })
-                })
+                    guard,
+                ))
             })
         };
         let closing = async {
@@ -170,6 +167,23 @@ where
     })
 }
 
+/// [`dispatch`]es one request; its response holds `guard` (HTTP/2's count
+/// of requests in flight) until its body has gone.
+async fn answer<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    conn: Arc<ClientConn>,
+    tunnel: Option<Arc<Tunnel>>,
+    live: Option<Liveness>,
+    request: hyper::Request<Incoming>,
+    guard: Option<InFlightGuard>,
+) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
+    let response = dispatch(shared, conn, tunnel, live, request).await?;
+    Ok(match guard {
+        Some(guard) => response.map(|b| body::keeping(b, guard)),
+        None => response,
+    })
+}
+
 /// What one request is: a CONNECT (outside a tunnel) opens a tunnel; any
 /// other request is forwarded. Requests that came straight to the proxy are
 /// authenticated here; those in a tunnel belong to its tenant.
@@ -199,7 +213,10 @@ async fn dispatch<H: FlowHooks>(
     if request.method() == Method::CONNECT && tunnel.is_none() {
         // Boxed: one per tunnel, it need not make every request's future
         // as large as its own.
-        return Box::pin(tunnel::connect(shared, request, conn, tenant, live)).await;
+        // (`let`: the unboxed future, a temporary of the statement, ends
+        // before the `await`, so this future keeps no room for it.)
+        let connecting = Box::pin(tunnel::connect(shared, request, conn, tenant, live));
+        return connecting.await;
     }
     forward::handle(shared, conn, tunnel, tenant, live, request).await
 }

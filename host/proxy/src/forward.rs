@@ -1,6 +1,8 @@
 //! One request through the proxy: from the client, through the plugins, to
 //! the server and back.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,11 +76,59 @@ pub(crate) async fn handle<H: FlowHooks>(
         };
         return Ok(through.run(&shared, parts, incoming).await);
     }
+    // Boxed, and made by a plain function: a flow's future is large, and
+    // as a local of this one it would make every request's future (the
+    // pass-through's too) as large, copied whole into hyper's box.
+    let flow = start_flow(
+        &shared,
+        Arrived {
+            conn,
+            tunnel: tunnel.as_deref(),
+            tenant,
+            live,
+            parts,
+            upgrade: client_upgrade,
+            target,
+            started,
+        },
+        incoming,
+    );
+    flow.await
+}
+
+/// A request a flow is made for, as [`handle`] has it.
+struct Arrived<'a> {
+    conn: Arc<ClientConn>,
+    tunnel: Option<&'a Tunnel>,
+    tenant: Option<Arc<str>>,
+    live: Option<Liveness>,
+    parts: http::request::Parts,
+    upgrade: Option<OnUpgrade>,
+    target: Target,
+    started: Instant,
+}
+
+/// The flow of a request, and its future ([`run`]) boxed.
+fn start_flow<'a, H: FlowHooks>(
+    shared: &'a Arc<Shared<H>>,
+    arrived: Arrived<'a>,
+    incoming: Incoming,
+) -> Pin<Box<impl Future<Output = Result<hyper::Response<ProxyBody>, FlowKilled>> + 'a>> {
+    let Arrived {
+        conn,
+        tunnel,
+        tenant,
+        live,
+        mut parts,
+        upgrade: client_upgrade,
+        target,
+        started,
+    } = arrived;
     let headers = wire::incoming_headers(&parts.headers, &mut parts.extensions);
     // hyper keeps the original case of header names here; it goes on to the
     // server with the request so untouched names keep their case on the wire.
     let extensions = std::mem::take(&mut parts.extensions);
-    let request = Request {
+    let mut request = Request {
         method: parts.method.as_str().to_owned(),
         scheme: target.scheme,
         host: target.host,
@@ -93,8 +143,7 @@ pub(crate) async fn handle<H: FlowHooks>(
         timestamp_end: None,
         stream: false,
     };
-    let mut request = request;
-    let rewrite_host = tunnel.as_ref().is_some_and(|t| t.reverse)
+    let rewrite_host = tunnel.is_some_and(|t| t.reverse)
         && !shared.options.keep_host_header
         && request.headers.get("host").is_some();
     if rewrite_host {
@@ -104,7 +153,7 @@ pub(crate) async fn handle<H: FlowHooks>(
     }
     let mut flow = Flow::new(conn, request);
     let state = FlowState::new(tenant);
-    if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
+    if let Some(link) = tunnel.and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
     }
     let side = ClientSide {
@@ -114,19 +163,15 @@ pub(crate) async fn handle<H: FlowHooks>(
         live,
         held: HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes),
     };
-    // Boxed: a flow's future is large, and without it every request's
-    // future (the pass-through's too) would be as large, copied whole
-    // each time it is moved (into hyper's box among others).
     Box::pin(run(
-        &shared,
+        shared,
         flow,
         state,
         Some(incoming),
         side,
-        tunnel.as_deref(),
+        tunnel,
         started,
     ))
-    .await
 }
 
 /// True when no flow of a request is wanted: no hook subscribes to an

@@ -184,28 +184,77 @@ impl Body for Timed {
 /// head), failing when the head takes longer than `limit` after the request
 /// body went out (`sent`: when it has been read to its end; `None` for a
 /// body already whole).
-pub(crate) async fn answered_within<T>(
-    send: impl Future<Output = Result<T, Failure>>,
+///
+/// A future of its own rather than an `async fn`: an `async fn` keeps its
+/// arguments for its whole life, so `send` would be held twice (as the
+/// argument and in what awaits it), and every request's future with it.
+pub(crate) fn answered_within<'a, T, F>(
+    send: F,
     sent: Option<tokio::sync::oneshot::Receiver<()>>,
     limit: Duration,
-    counters: &Counters,
-    authority: &str,
-) -> Result<T, Failure> {
-    let deadline = async {
-        if let Some(sent) = sent {
-            // Dropped unsent (the body failed): the exchange fails anyway.
-            let _ = sent.await;
+    counters: &'a Counters,
+    authority: &'a str,
+) -> AnsweredWithin<'a, F>
+where
+    F: Future<Output = Result<T, Failure>>,
+{
+    AnsweredWithin {
+        send,
+        sent,
+        clock: None,
+        limit,
+        counters,
+        authority,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`answered_within`]'s future.
+    pub(crate) struct AnsweredWithin<'a, F> {
+        #[pin]
+        send: F,
+        sent: Option<tokio::sync::oneshot::Receiver<()>>,
+        // Started once the request body has gone.
+        #[pin]
+        clock: Option<Sleep>,
+        limit: Duration,
+        counters: &'a Counters,
+        authority: &'a str,
+    }
+}
+
+impl<T, F> Future for AnsweredWithin<'_, F>
+where
+    F: Future<Output = Result<T, Failure>>,
+{
+    type Output = Result<T, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(answered) = this.send.poll(cx) {
+            return Poll::Ready(answered);
         }
-        tokio::time::sleep(limit).await;
-    };
-    tokio::select! {
-        answered = send => answered,
-        () = deadline => {
-            counters.timed_out(Timeout::ResponseHead);
-            let message = format!("{authority} sent no response within {limit:?}");
-            tracing::info!("{message}");
-            Err(Failure::new(ErrorKind::Timeout, message))
+        if this.clock.is_none() {
+            if let Some(sent) = this.sent.as_mut() {
+                // Dropped unsent (the body failed): the exchange fails anyway.
+                if Pin::new(sent).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                *this.sent = None;
+            }
+            this.clock.set(Some(tokio::time::sleep(*this.limit)));
         }
+        let clock = this.clock.as_pin_mut().expect("set above");
+        if clock.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.counters.timed_out(Timeout::ResponseHead);
+        let message = format!(
+            "{} sent no response within {:?}",
+            this.authority, this.limit
+        );
+        tracing::info!("{message}");
+        Poll::Ready(Err(Failure::new(ErrorKind::Timeout, message)))
     }
 }
 
