@@ -505,6 +505,26 @@ fn the_wire_is_the_same_whether_a_flow_is_made_or_not() {
         let port = origin.address.port().to_string();
         seen.push((request.replace(&port, "PORT"), response));
     }
+    // A plugin that appends a field: the response goes out from hyper's
+    // parse of the server's head plus that field while the server's
+    // fields are untouched, else from the flow's copy (`touch` sets one
+    // to the value it has). The same bytes either way.
+    let mut tagged = Vec::new();
+    for plugin in ["tag t", "tag t touch"] {
+        let origin = witm_test_support::RawOrigin::start_with(RESPONSE);
+        let witm = start_with_args(&[plugin], &["-q"]);
+        let (_, response) = heads_through(&witm, &origin);
+        tagged.push(response);
+    }
+    assert!(tagged[0].contains("zz-Last: 2\r\n"), "{}", tagged[0]);
+    assert!(tagged[0].contains("x-tag: t\r\n"), "{}", tagged[0]);
+    assert!(!tagged[0].contains("X-Hop"), "{}", tagged[0]);
+    assert_eq!(tagged[0], tagged[1]);
+    assert_eq!(
+        tagged[0].replace("x-tag: t\r\n", ""),
+        seen[0].1,
+        "the server's fields as without a plugin"
+    );
     let (request, response) = &seen[0];
     assert!(
         request.contains("X-B: 1\r\nX-B: 3\r\nx-a: 2\r\nx-a: 4\r\n"),

@@ -9,10 +9,29 @@ use bytes::Bytes;
 /// Unlike `http::HeaderMap`, this keeps the order of different names and the
 /// case of each name as received, so a proxy that edits one header does not
 /// reshape the others.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Headers {
     fields: Vec<(Name, Bytes)>,
+    /// Set by [`Headers::mark_received`]: which head the fields came in,
+    /// and how many of the first fields are still as they came. Not part
+    /// of what the headers are (equality ignores it).
+    received: Option<Received>,
 }
+
+/// [`Headers::received`].
+#[derive(Clone, Copy, Debug)]
+struct Received {
+    head: usize,
+    untouched: usize,
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields == other.fields
+    }
+}
+
+impl Eq for Headers {}
 
 /// A field's name as it came: text, kept as `Bytes` so that names read off
 /// the wire share the buffer of their head (no allocation per name).
@@ -83,7 +102,10 @@ pub fn validate(name: &str, value: &[u8]) -> Result<(), InvalidHeader> {
 impl Headers {
     /// An empty header list.
     pub const fn new() -> Self {
-        Self { fields: Vec::new() }
+        Self {
+            fields: Vec::new(),
+            received: None,
+        }
     }
 
     /// Builds headers from `(name, value)` pairs, in order.
@@ -95,6 +117,7 @@ impl Headers {
                 .into_iter()
                 .map(|(n, v)| (Name(Bytes::from(n.into())), v.into()))
                 .collect(),
+            received: None,
         }
     }
 
@@ -102,6 +125,42 @@ impl Headers {
     pub fn with_capacity(fields: usize) -> Self {
         Self {
             fields: Vec::with_capacity(fields),
+            received: None,
+        }
+    }
+
+    /// Notes that the fields are, so far, those of the head the caller
+    /// names `head` (an identity it keeps beside its own parse of that
+    /// head, such as the address of the head's buffer). Every change to
+    /// one of them is tracked from here on, so that
+    /// [`Headers::appended_to_received`] can tell whether they are still
+    /// as they came.
+    pub fn mark_received(&mut self, head: usize) {
+        self.received = Some(Received {
+            head,
+            untouched: self.fields.len(),
+        });
+    }
+
+    /// The fields added after the `count` fields of head `head`, when those
+    /// are all still as they came ([`Headers::mark_received`]): the message
+    /// can then go as the caller's own parse of that head plus these. `None`
+    /// when any of them was changed, removed or moved, or the headers are
+    /// not that head's.
+    pub fn appended_to_received(
+        &self,
+        head: usize,
+        count: usize,
+    ) -> Option<impl Iterator<Item = (&str, &Bytes)> + Clone> {
+        let received = self.received?;
+        (received.head == head && received.untouched == count && self.fields.len() >= count)
+            .then(|| self.fields[count..].iter().map(|(n, v)| (n.as_str(), v)))
+    }
+
+    /// Fields from `index` on may no longer be as they came.
+    fn touched_from(&mut self, index: usize) {
+        if let Some(received) = &mut self.received {
+            received.untouched = received.untouched.min(index);
         }
     }
 
@@ -211,6 +270,7 @@ impl Headers {
         let value = value.into();
         match self.fields.iter().position(|(n, _)| n.is(name)) {
             Some(first) => {
+                self.touched_from(first);
                 self.fields[first].1 = value;
                 let mut index = 0;
                 self.fields.retain(|(n, _)| {
@@ -227,6 +287,7 @@ impl Headers {
     /// past it).
     pub fn insert(&mut self, index: usize, name: &str, value: impl Into<Bytes>) {
         let index = index.min(self.fields.len());
+        self.touched_from(index);
         self.fields.insert(index, (Name::from(name), value.into()));
     }
 
@@ -237,6 +298,9 @@ impl Headers {
 
     /// Removes every value of `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
+        if let Some(first) = self.fields.iter().position(|(n, _)| n.is(name)) {
+            self.touched_from(first);
+        }
         let before = self.fields.len();
         self.fields.retain(|(n, _)| !n.is(name));
         before != self.fields.len()
@@ -244,7 +308,19 @@ impl Headers {
 
     /// Keeps only the fields whose name `keep` accepts, in order.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.fields.retain(|(n, _)| keep(n.as_str()));
+        let mut index = 0;
+        let mut first_gone = None;
+        self.fields.retain(|(n, _)| {
+            let kept = keep(n.as_str());
+            if !kept && first_gone.is_none() {
+                first_gone = Some(index);
+            }
+            index += 1;
+            kept
+        });
+        if let Some(first) = first_gone {
+            self.touched_from(first);
+        }
     }
 
     /// Converts to the `http` crate's map for sending, leaving out the
@@ -289,6 +365,7 @@ impl Headers {
                 .iter()
                 .map(|(n, v)| (Name::from(n.as_str()), Bytes::copy_from_slice(v.as_bytes())))
                 .collect(),
+            received: None,
         }
     }
 }
@@ -349,6 +426,59 @@ mod tests {
         assert!(!h.remove("set-cookie"));
         h.append("X-Two", "2");
         assert_eq!(h.get("x-two").as_deref(), Some("1, 2"));
+    }
+
+    #[test]
+    fn received_fields_are_tracked_until_changed() {
+        let appended = |h: &Headers| -> Option<Vec<String>> {
+            h.appended_to_received(7, 6)
+                .map(|a| a.map(|(n, _)| n.to_owned()).collect())
+        };
+        let mut h = sample();
+        assert_eq!(appended(&h), None, "not marked");
+        h.mark_received(7);
+        assert_eq!(appended(&h), Some(vec![]));
+        assert_eq!(
+            h.appended_to_received(8, 6).map(|_| ()),
+            None,
+            "another head"
+        );
+        assert_eq!(
+            h.appended_to_received(7, 5).map(|_| ()),
+            None,
+            "another count"
+        );
+        h.append("New", "1");
+        h.set("Other", "2");
+        assert_eq!(appended(&h), Some(vec!["New".into(), "Other".into()]));
+        assert!(!h.remove("missing"));
+        h.retain(|_| true);
+        assert_eq!(appended(&h).map(|a| a.len()), Some(2), "nothing changed");
+        let changes: [fn(&mut Headers); 5] = [
+            |h| h.set("set-cookie", "same"),
+            |h| h.insert(5, "x", "1"),
+            |h| {
+                h.remove("x-two");
+            },
+            |h| h.retain(|n| n != "Host"),
+            |h| h.set("Host", "a"),
+        ];
+        for change in changes {
+            let mut h = sample();
+            h.mark_received(7);
+            change(&mut h);
+            assert_eq!(appended(&h), None);
+            assert!(h.clone() == h, "equality is the fields'");
+        }
+        let mut h = sample();
+        h.mark_received(7);
+        h.set("New", "1");
+        h.set("New", "2");
+        assert_eq!(
+            appended(&h),
+            Some(vec!["New".into()]),
+            "an added field may change"
+        );
     }
 
     #[test]

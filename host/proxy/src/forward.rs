@@ -25,7 +25,7 @@ use crate::flow_log::{FlowLine, LoggedBody};
 use crate::held_budget::HeldBytes;
 use crate::liveness::Liveness;
 use crate::onboarding;
-use crate::respond::{FlowKilled, killed, respond};
+use crate::respond::{FlowKilled, ReceivedHead, killed, respond};
 use crate::server_events::ConnectTimes;
 use crate::shared::Shared;
 use crate::timeouts;
@@ -389,9 +389,19 @@ async fn run<H: FlowHooks>(
     }
     let limit = shared.options.max_buffered_body;
     let mut request_body = None;
-    let Some(incoming) = incoming else {
-        let sent = Sent::Whole;
-        return run_after_request_body(shared, flow, state, sent, side, tunnel, started).await;
+    let holds = events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none();
+    let incoming = match incoming {
+        Some(incoming) if !http_body::Body::is_end_stream(&incoming) => incoming,
+        // No body to read (a GET): nothing to time, stream or wait for, as
+        // in the pass-through; a `request` hook gets it whole and empty.
+        bodiless => {
+            if bodiless.is_some() && holds {
+                flow.request.body = Body::Buffered(Bytes::new());
+                flow.request.timestamp_end = Some(witm_flow::now_ms());
+            }
+            let sent = Sent::Whole;
+            return run_after_request_body(shared, flow, state, sent, side, tunnel, started).await;
+        }
     };
     let (ended, sent) = tokio::sync::oneshot::channel();
     let timeouts = &shared.options.timeouts;
@@ -402,7 +412,7 @@ async fn run<H: FlowHooks>(
         shared.counters.clone(),
         Some(ended),
     );
-    if events.contains(Events::REQUEST) && !flow.request.stream && flow.response.is_none() {
+    if holds {
         let max_held = shared.options.max_held_bytes;
         match hold(incoming, limit, &mut side.held, max_held).await {
             Ok(Held::Whole(bytes, trailers)) => {
@@ -463,6 +473,7 @@ async fn run_after_request_body<H: FlowHooks>(
     let parsed = parsed
         .filter(|_| !events.contains(Events::REQUEST_HEADERS) && !events.contains(Events::REQUEST));
     let mut response_extensions = http::Extensions::new();
+    let mut received_head = None;
     if events.contains(Events::REQUEST) {
         shared.hooks.request(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
@@ -495,7 +506,9 @@ async fn run_after_request_body<H: FlowHooks>(
                 body,
                 upgrade,
                 extensions,
+                received,
             }) => {
+                received_head = received;
                 if flow.server_conn.is_none() || via_tunnel.is_none() {
                     flow.server_conn = Some(pooled_server(&flow.request, &response, &extensions));
                 }
@@ -553,7 +566,7 @@ async fn run_after_request_body<H: FlowHooks>(
     if let (Some(client), Some(server)) = (client_upgrade, server_upgrade)
         && flow.response.as_ref().is_some_and(|r| r.status == 101)
     {
-        let mut response = respond(&shared, &flow, None, started);
+        let mut response = respond(&shared, &flow, (None, received_head), started);
         response.extensions_mut().extend(response_extensions);
         websocket::keep_upgrade_headers(response.headers_mut());
         let shared = shared.clone();
@@ -576,7 +589,7 @@ async fn run_after_request_body<H: FlowHooks>(
         // its WebSocket here, so that it is still delivered whole.
         shared.hooks.websocket_end(&mut flow, state.ctx()).await;
     }
-    let mut response = respond(&shared, &flow, response_body, started);
+    let mut response = respond(&shared, &flow, (response_body, received_head), started);
     response.extensions_mut().extend(response_extensions);
     if held.bytes() > 0 {
         // The held bytes live on in the response body until it is sent.
@@ -636,6 +649,9 @@ struct Exchanged {
     upgrade: Option<OnUpgrade>,
     /// hyper's extensions of the response (the original case of header names).
     extensions: http::Extensions,
+    /// hyper's parse of the response's head, which the flow's copy of its
+    /// fields came from (HTTP/1).
+    received: Option<ReceivedHead>,
 }
 
 /// Where an absolute-form request goes.
@@ -900,13 +916,15 @@ async fn exchange<H: FlowHooks>(
         .remove::<OnUpgrade>()
         .filter(|_| parts.status == StatusCode::SWITCHING_PROTOCOLS);
     let wire_heads = parts.extensions.remove::<ResponseHeads>();
-    let headers = wire_heads
-        .and_then(|heads| {
-            heads
-                .0
-                .take_response(parts.status.as_u16(), parts.headers.len())
-        })
-        .unwrap_or_else(|| Headers::from_header_map(&parts.headers));
+    let count = parts.headers.len();
+    let (headers, received) =
+        match wire_heads.and_then(|heads| heads.0.take_response(parts.status.as_u16(), count)) {
+            Some((headers, head)) => {
+                let map = std::mem::take(&mut parts.headers);
+                (headers, Some(ReceivedHead { map, head, count }))
+            }
+            None => (Headers::from_header_map(&parts.headers), None),
+        };
     // As on the wire: HTTP/2 has no reason phrase; HTTP/1's is hyper's
     // extension when it is not the usual one.
     let reason = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
@@ -930,6 +948,7 @@ async fn exchange<H: FlowHooks>(
         body: incoming,
         upgrade,
         extensions: parts.extensions,
+        received,
     })
 }
 

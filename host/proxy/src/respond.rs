@@ -44,11 +44,23 @@ pub(crate) fn killed<H: FlowHooks>(shared: &Shared<H>, flow: &Flow) -> Result<()
     Err(FlowKilled)
 }
 
-/// The client's response, from the flow's.
+/// hyper's parse of a response's head (its map of the fields), which the
+/// flow's copy of them came from: the head `head` with `count` fields
+/// ([`witm_flow::Headers::mark_received`]).
+pub(crate) struct ReceivedHead {
+    pub(crate) map: http::HeaderMap,
+    pub(crate) head: usize,
+    pub(crate) count: usize,
+}
+
+/// The client's response, from the flow's: with the server's body still
+/// streaming (`streamed`), and hyper's parse of the server's head
+/// (`received`), which its fields go out from while they are as they came
+/// (plus any a plugin appended) instead of converting the flow's copy back.
 pub(crate) fn respond<H: FlowHooks>(
     shared: &Shared<H>,
     flow: &Flow,
-    streamed: Option<ProxyBody>,
+    (streamed, received): (Option<ProxyBody>, Option<ReceivedHead>),
     started: Instant,
 ) -> hyper::Response<ProxyBody> {
     let response = flow
@@ -70,12 +82,16 @@ pub(crate) fn respond<H: FlowHooks>(
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut outgoing = hyper::Response::new(body);
     *outgoing.status_mut() = status;
-    *outgoing.headers_mut() = wire::outgoing_headers(
-        &response.headers,
-        &response.body,
-        response.trailers.as_ref(),
-        no_content,
-    );
+    let trailers = response.trailers.as_ref();
+    let shortcut = received.and_then(|received| {
+        let appended = response
+            .headers
+            .appended_to_received(received.head, received.count)?;
+        wire::received_headers(received.map, appended, &response.body, trailers, no_content)
+    });
+    *outgoing.headers_mut() = shortcut.unwrap_or_else(|| {
+        wire::outgoing_headers(&response.headers, &response.body, trailers, no_content)
+    });
     // An empty reason (an HTTP/2 server's) goes out as the usual one, as
     // mitmproxy does: not every HTTP/1 client takes an empty one.
     if !response.reason.is_empty()

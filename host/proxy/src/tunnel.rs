@@ -70,7 +70,7 @@ pub(crate) async fn connect<H: FlowHooks>(
         shared.hooks.http_connect(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
         if flow.response.is_some() {
-            return Ok(respond(&shared, &flow, None, started));
+            return Ok(respond(&shared, &flow, (None, None), started));
         }
         if let Some(chosen) = flow.route.take() {
             route = chosen;

@@ -88,6 +88,66 @@ pub fn outgoing_headers(
     map
 }
 
+/// What [`outgoing_headers`] makes of a message whose fields are those of
+/// its head as hyper parsed it (`parsed`) followed by `appended` (a
+/// plugin's additions: [`Headers::appended_to_received`]), made from
+/// hyper's map instead of converting every field of the flow's copy back.
+/// `None` where that would not give the same: the caller then converts the
+/// flow's copy.
+///
+/// The same because: what it leaves out of the parsed fields is what
+/// [`forwarded_headers`] leaves out, with no trailers to send; the appended
+/// fields neither frame the message nor are hop-by-hop; `content-length`
+/// is made right for a held body as [`outgoing_headers`] does.
+pub fn received_headers<'a>(
+    parsed: HeaderMap,
+    appended: impl Iterator<Item = (&'a str, &'a Bytes)> + Clone,
+    body: &Body,
+    trailers: Option<&Headers>,
+    body_has_no_content: bool,
+) -> Option<HeaderMap> {
+    // `te: trailers` goes on after the other fields (`keep_te_trailers`),
+    // which would put it before the appended ones here.
+    if trailers.is_some_and(|t| !t.is_empty()) || parsed.contains_key(TE) {
+        return None;
+    }
+    let listed = named_in_connection(parsed.get_all(CONNECTION).iter());
+    let framing = [CONTENT_LENGTH, TRANSFER_ENCODING, TE, TRAILER];
+    let (mut count, mut bytes) = (parsed.len(), 0);
+    for (name, value) in appended.clone() {
+        let special = HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || framing
+                .iter()
+                .any(|f| f.as_str().eq_ignore_ascii_case(name))
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(name));
+        if special {
+            return None;
+        }
+        count += 1;
+        bytes += name.len() + value.len();
+    }
+    bytes += parsed
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum::<usize>();
+    if count > MAX_FIELDS || bytes > MAX_HEADER_BYTES {
+        return None;
+    }
+    let framed = parsed.contains_key(CONTENT_LENGTH) || parsed.contains_key(TRANSFER_ENCODING);
+    let mut map = forwarded_headers(parsed);
+    for (name, value) in appended {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+        let value = http::HeaderValue::from_maybe_shared(value.clone()).ok()?;
+        map.try_append(name, value).ok()?;
+    }
+    if let (Body::Buffered(held), false) = (body, body_has_no_content)
+        && (!held.is_empty() || framed)
+    {
+        map.insert(CONTENT_LENGTH, held.len().into());
+    }
+    Some(map)
+}
+
 /// The fields a message loses on its way through (besides hop-by-hop
 /// ones, which it always loses).
 struct LeftOut {
@@ -411,6 +471,105 @@ mod tests {
             };
             assert_eq!(pairs(&forwarded), pairs(&flows), "{fields:?}");
         }
+    }
+
+    #[test]
+    fn a_received_head_plus_appended_fields_goes_as_the_flows_copy_would() {
+        let cases: [&[(&str, &str)]; 5] = [
+            &[("server", "nginx"), ("content-length", "3"), ("etag", "1")],
+            &[
+                ("connection", "keep-alive, X-Secret"),
+                ("x-secret", "1"),
+                ("set-cookie", "a"),
+                ("keep-alive", "timeout=5"),
+                ("set-cookie", "b"),
+            ],
+            &[
+                ("content-length", "5"),
+                ("transfer-encoding", "chunked"),
+                ("x", "1"),
+            ],
+            &[("te", "trailers"), ("x", "1")],
+            &[("x", "1")],
+        ];
+        let pairs = |m: &HeaderMap| -> Vec<(String, Vec<u8>)> {
+            m.iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        let bodies = [
+            Body::Streamed,
+            Body::Buffered(Bytes::new()),
+            Body::Buffered(Bytes::from_static(b"abc")),
+        ];
+        let additions: [&[(&str, &str)]; 3] =
+            [&[], &[("newheader", "foo")], &[("set-cookie", "c")]];
+        let mut shortcuts = 0;
+        for fields in cases {
+            let mut map = HeaderMap::new();
+            for (name, value) in fields {
+                map.append(
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                );
+            }
+            for body in &bodies {
+                for no_content in [false, true] {
+                    for added in additions {
+                        let mut flows = Headers::from_header_map(&map);
+                        flows.mark_received(1);
+                        for (name, value) in added {
+                            flows.append(name, *value);
+                        }
+                        let appended = flows.appended_to_received(1, map.len()).unwrap();
+                        let Some(shortcut) =
+                            received_headers(map.clone(), appended, body, None, no_content)
+                        else {
+                            continue;
+                        };
+                        shortcuts += 1;
+                        let converted = outgoing_headers(&flows, body, None, no_content);
+                        assert_eq!(
+                            pairs(&shortcut),
+                            pairs(&converted),
+                            "{fields:?} {body:?} {no_content} {added:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(shortcuts, 4 * 3 * 2 * 3, "every case but `te`'s takes the shortcut");
+        // What it leaves to the flow's copy: trailers, `te`, and appended
+        // fields that frame the message or are hop-by-hop.
+        let map = HeaderMap::from_iter([(CONNECTION, http::HeaderValue::from_static("x-hop"))]);
+        for name in [
+            "content-length",
+            "Transfer-Encoding",
+            "te",
+            "trailer",
+            "upgrade",
+            "X-Hop",
+        ] {
+            let mut flows = Headers::from_header_map(&map);
+            flows.mark_received(1);
+            flows.append(name, "1");
+            let appended = flows.appended_to_received(1, 1).unwrap();
+            assert!(
+                received_headers(map.clone(), appended, &Body::Streamed, None, false).is_none(),
+                "{name}"
+            );
+        }
+        let trailers = Headers::from_pairs([("grpc-status", "0")]);
+        let flows = Headers::new();
+        let appended = flows.appended_to_received(1, 0);
+        assert!(appended.is_none(), "not marked: not a received head");
+        let mut flows = Headers::new();
+        flows.mark_received(1);
+        let appended = flows.appended_to_received(1, 0).unwrap();
+        let held = Body::Buffered(Bytes::from_static(b"x"));
+        assert!(
+            received_headers(HeaderMap::new(), appended, &held, Some(&trailers), false).is_none()
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl types::HostFlow for HostView<'_> {
         let (new, charged) = match self.table.delete(response).map_err(|_| stale())? {
             ResponseHandle::Detached {
                 response, charged, ..
-            } => (response, charged),
+            } => (*response, charged),
             ResponseHandle::OfFlow(of) => {
                 let copy = self.flow(of)?.response.clone().ok_or_else(stale)?;
                 let cost = copy_cost(&copy);

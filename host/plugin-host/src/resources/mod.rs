@@ -146,8 +146,9 @@ pub enum ResponseHandle {
     OfFlow(FlowRef),
     /// Made by the guest with the constructor, not yet given to a flow.
     Detached {
-        /// The response itself, owned by the handle until given to a flow.
-        response: Response,
+        /// The response itself, owned by the handle until given to a flow
+        /// (boxed: a handle to a flow's is a few bytes).
+        response: Box<Response>,
         /// Tells this response apart from a later one in the same slot.
         generation: u64,
         /// Bytes of the instance's budget it holds.
@@ -301,7 +302,7 @@ impl HostView<'_> {
                 response,
                 generation: g,
                 ..
-            }) if *g == generation => Ok(response),
+            }) if *g == generation => Ok(&**response),
             _ => Err(stale()),
         }
     }
@@ -315,7 +316,7 @@ impl HostView<'_> {
                 response,
                 generation: g,
                 charged,
-            }) if *g == generation => Ok((response, charged)),
+            }) if *g == generation => Ok((&mut **response, charged)),
             _ => Err(stale()),
         }
     }

@@ -68,7 +68,7 @@ impl types::HostResponse for HostView<'_> {
         }
         let generation = self.host.generation();
         let pushed = self.push(ResponseHandle::Detached {
-            response,
+            response: Box::new(response),
             generation,
             charged: held,
         });

@@ -1,11 +1,16 @@
 //! Appends `x-tag: <argument>` to each request (seen by the origin) and each
 //! response (seen by the client): two instances show the chain's order.
+//! With a second argument `touch`, it first sets the response's `zz-last`
+//! to the value it has: a change that changes nothing, for tests that
+//! compare the proxy's way for untouched fields with its way for changed
+//! ones.
 
 use std::sync::OnceLock;
 
 use witm_sdk::{Context, Events, Flow, Plugin};
 
 static TAG: OnceLock<String> = OnceLock::new();
+static TOUCH: OnceLock<bool> = OnceLock::new();
 
 struct Tag;
 
@@ -17,6 +22,7 @@ impl Plugin for Tag {
     fn start(_ctx: &Context, args: Vec<String>) -> Result<(), String> {
         let tag = args.first().cloned().ok_or("usage: tag.wasm <tag>")?;
         let _ = TAG.set(tag);
+        let _ = TOUCH.set(args.get(1).is_some_and(|a| a == "touch"));
         Ok(())
     }
 
@@ -26,7 +32,13 @@ impl Plugin for Tag {
 
     fn response(_ctx: &Context, flow: &Flow) {
         if let Some(response) = flow.response() {
-            let _ = response.headers().append("x-tag", TAG.get().unwrap());
+            let headers = response.headers();
+            if TOUCH.get() == Some(&true)
+                && let Some(value) = headers.get("zz-last")
+            {
+                let _ = headers.set("zz-last", &value);
+            }
+            let _ = headers.append("x-tag", TAG.get().unwrap());
         }
     }
 }
