@@ -98,6 +98,19 @@ impl Events {
     pub const fn union(self, other: Events) -> Events {
         Events(self.0 | other.0)
     }
+
+    /// True when one of these events is of a flow (an HTTP request and its
+    /// response, or its WebSocket): only then does the proxy make flows.
+    pub const fn wants_flows(self) -> bool {
+        const FLOW_EVENTS: Events = Events::REQUEST_HEADERS
+            .union(Events::REQUEST)
+            .union(Events::RESPONSE_HEADERS)
+            .union(Events::RESPONSE)
+            .union(Events::ERROR)
+            .union(Events::WEBSOCKET_MESSAGE)
+            .union(Events::WEBSOCKET_END);
+        self.0 & FLOW_EVENTS.0 != 0
+    }
 }
 
 /// "request, response" — "none" for no events; for logs.

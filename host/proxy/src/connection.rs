@@ -67,8 +67,13 @@ where
 {
     Box::pin(async move {
         let address = conn.address;
-        // HTTP/1 heads are read again off the wire for their case and order.
-        let heads = Heads::new(Side::Requests);
+        // HTTP/1 heads are read again off the wire for their case and
+        // order, when flows are made of them.
+        let heads = if shared.hooks.subscriptions().wants_flows() {
+            Heads::new(Side::Requests)
+        } else {
+            Heads::off(Side::Requests)
+        };
         let timeouts = shared.options.timeouts.clone();
         let counters = shared.counters.clone();
         // HTTP/2 connections close when idle; HTTP/1's head timer does that.

@@ -179,17 +179,7 @@ fn start_flow<'a, H: FlowHooks>(
 /// them ([`PassThrough`]), with no copy into a [`Flow`] and back (the flow
 /// line, if any, needs none).
 fn needs_no_flow<H: FlowHooks>(shared: &Shared<H>) -> bool {
-    const FLOW_EVENTS: [Events; 7] = [
-        Events::REQUEST_HEADERS,
-        Events::REQUEST,
-        Events::RESPONSE_HEADERS,
-        Events::RESPONSE,
-        Events::ERROR,
-        Events::WEBSOCKET_MESSAGE,
-        Events::WEBSOCKET_END,
-    ];
-    let events = shared.hooks.subscriptions();
-    !FLOW_EVENTS.iter().any(|e| events.contains(*e))
+    !shared.hooks.subscriptions().wants_flows()
 }
 
 /// A request no flow is wanted for ([`needs_no_flow`]; not an upgrade):

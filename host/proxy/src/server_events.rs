@@ -19,6 +19,9 @@ type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) trait ServerEvents: Send + Sync {
     /// Whether anyone subscribed to either event.
     fn wanted(&self) -> bool;
+    /// Whether anyone subscribed to an event of a flow (then responses are
+    /// read again off the wire for the case and order of their fields).
+    fn flows_wanted(&self) -> bool;
     /// Runs `server-connect`.
     fn connected(&self, server: Arc<ServerConn>) -> BoxFuture;
     /// Runs `server-disconnect` in the background (called from `Drop`).
@@ -32,6 +35,10 @@ impl<H: FlowHooks> ServerEvents for HookEvents<H> {
     fn wanted(&self) -> bool {
         let events = self.0.subscriptions();
         events.contains(Events::SERVER_CONNECT) || events.contains(Events::SERVER_DISCONNECT)
+    }
+
+    fn flows_wanted(&self) -> bool {
+        self.0.subscriptions().wants_flows()
     }
 
     fn connected(&self, server: Arc<ServerConn>) -> BoxFuture {
@@ -88,7 +95,12 @@ where
         Box::pin(async move {
             // Responses are read again off the wire for the case and order
             // of their fields; each carries the tap in its extensions.
-            let io = Tapped::new(connecting.await?, Heads::new(Side::Responses));
+            let heads = if events.flows_wanted() {
+                Heads::new(Side::Responses)
+            } else {
+                Heads::off(Side::Responses)
+            };
+            let io = Tapped::new(connecting.await?, heads);
             let times = ConnectTimes {
                 start,
                 done: witm_flow::now_ms(),

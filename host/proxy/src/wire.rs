@@ -1,8 +1,10 @@
 //! Between hyper's messages and the flow's.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRAILER, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Version};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderName, Method, Version};
 use witm_flow::headers::{MAX_FIELDS, MAX_HEADER_BYTES};
 use witm_flow::{Body, Headers};
 
@@ -20,6 +22,18 @@ const HOP_BY_HOP: [&str; 7] = [
     "transfer-encoding",
     "upgrade",
     "proxy-authorization",
+];
+
+/// [`HOP_BY_HOP`] as `http`'s names: a look-up in a `HeaderMap` by one of
+/// these is hashed without parsing the name first.
+const HOP_BY_HOP_NAMES: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
 ];
 
 /// "HTTP/1.1" and friends, as mitmproxy writes them.
@@ -170,6 +184,17 @@ impl LeftOut {
             || (self.transfer_encoding && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
             || (self.content_length && name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()))
     }
+
+    /// [`LeftOut::leaves_out`] for a name `http` parsed.
+    fn leaves_out_name(&self, name: &HeaderName) -> bool {
+        HOP_BY_HOP_NAMES.contains(name)
+            || self
+                .named_in_connection
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name.as_str()))
+            || (self.transfer_encoding && name == TRANSFER_ENCODING)
+            || (self.content_length && name == CONTENT_LENGTH)
+    }
 }
 
 /// The names listed in `Connection` values.
@@ -232,7 +257,7 @@ pub fn forwarded_headers(map: HeaderMap) -> HeaderMap {
             .sum::<usize>()
     };
     let fits = map.len() <= MAX_FIELDS && bytes() <= MAX_HEADER_BYTES;
-    let hop_by_hop = HOP_BY_HOP.iter().any(|h| map.contains_key(*h));
+    let hop_by_hop = HOP_BY_HOP_NAMES.iter().any(|h| map.contains_key(h));
     let chunked = map.contains_key(TRANSFER_ENCODING);
     let length_beside_chunked = chunked && map.contains_key(CONTENT_LENGTH);
     if fits && !hop_by_hop && !length_beside_chunked {
@@ -244,10 +269,23 @@ pub fn forwarded_headers(map: HeaderMap) -> HeaderMap {
         transfer_encoding: false,
         content_length: chunked,
     };
+    let te_trailers = map
+        .get_all(TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let mut kept = HeaderMap::try_with_capacity(map.len().min(MAX_FIELDS)).unwrap_or_default();
     let mut refused = Vec::new();
     let mut bytes = 0;
-    for (name, value) in map.iter().filter(|(n, _)| !left_out.leaves_out(n.as_str())) {
+    // Taken apart, not copied: `into_iter` names a field's name once, with
+    // its first value.
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in map {
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        let Some(name) = current.as_ref().filter(|n| !left_out.leaves_out_name(n)) else {
+            continue;
+        };
         bytes += name.as_str().len() + value.len();
         if kept.len() >= MAX_FIELDS || bytes > MAX_HEADER_BYTES {
             refused.push(format!(
@@ -255,16 +293,12 @@ pub fn forwarded_headers(map: HeaderMap) -> HeaderMap {
             ));
             continue;
         }
-        if kept.try_append(name.clone(), value.clone()).is_err() {
+        if kept.try_append(name.clone(), value).is_err() {
             refused.push(name.as_str().to_owned());
         }
     }
     warn_refused(&refused);
-    if map
-        .get_all(TE)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
-    {
+    if te_trailers {
         keep_te_trailers(&mut kept);
     }
     kept
@@ -538,7 +572,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(shortcuts, 4 * 3 * 2 * 3, "every case but `te`'s takes the shortcut");
+        assert_eq!(
+            shortcuts,
+            4 * 3 * 2 * 3,
+            "every case but `te`'s takes the shortcut"
+        );
         // What it leaves to the flow's copy: trailers, `te`, and appended
         // fields that frame the message or are hop-by-hop.
         let map = HeaderMap::from_iter([(CONNECTION, http::HeaderValue::from_static("x-hop"))]);

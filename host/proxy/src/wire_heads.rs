@@ -148,10 +148,24 @@ struct Tracker {
 impl Heads {
     /// A tap for one connection.
     pub(crate) fn new(side: Side) -> Arc<Heads> {
+        Self::starting(side, State::Head(Vec::new()))
+    }
+
+    /// A tap that follows nothing, for a connection whose messages no flow
+    /// will take (nothing subscribes to a flow event when it opens): reads
+    /// go straight through, at the cost of one check. A plugin that starts
+    /// taking flows later sees the messages of such a connection with
+    /// hyper's copy of their fields (lower-case names, each name's values
+    /// together).
+    pub(crate) fn off(side: Side) -> Arc<Heads> {
+        Self::starting(side, State::Off)
+    }
+
+    fn starting(side: Side, state: State) -> Arc<Heads> {
         Arc::new(Heads {
             side,
             inner: Mutex::new(Tracker {
-                state: State::Head(Vec::new()),
+                state,
                 queue: VecDeque::new(),
                 awaiting_request: true,
                 answering_head: false,
