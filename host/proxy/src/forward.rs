@@ -498,7 +498,7 @@ async fn run_after_request_body<H: FlowHooks>(
                 extensions,
                 received,
             }) => {
-                received_head = received;
+                received_head = Some(received);
                 if flow.server_conn.is_none() || via_tunnel.is_none() {
                     flow.server_conn = Some(pooled_server(&flow.request, &response, &extensions));
                 }
@@ -640,8 +640,8 @@ struct Exchanged {
     /// hyper's extensions of the response (the original case of header names).
     extensions: http::Extensions,
     /// hyper's parse of the response's head, which the flow's copy of its
-    /// fields came from (HTTP/1).
-    received: Option<ReceivedHead>,
+    /// fields came from.
+    received: ReceivedHead,
 }
 
 /// Where an absolute-form request goes.
@@ -907,14 +907,24 @@ async fn exchange<H: FlowHooks>(
         .filter(|_| parts.status == StatusCode::SWITCHING_PROTOCOLS);
     let wire_heads = parts.extensions.remove::<ResponseHeads>();
     let count = parts.headers.len();
-    let (headers, received) =
+    let (headers, head) =
         match wire_heads.and_then(|heads| heads.0.take_response(parts.status.as_u16(), count)) {
-            Some((headers, head)) => {
-                let map = std::mem::take(&mut parts.headers);
-                (headers, Some(ReceivedHead { map, head, count }))
+            Some(taken) => taken,
+            None => {
+                // HTTP/2, or a head the tap did not follow: hyper's copy,
+                // named by where its first name was copied to (as unique
+                // as a head's buffer while that field is as it came).
+                let mut headers = Headers::from_header_map(&parts.headers);
+                let head = headers
+                    .iter()
+                    .next()
+                    .map_or(0, |(n, _)| n.as_ptr() as usize);
+                headers.mark_received(head);
+                (headers, head)
             }
-            None => (Headers::from_header_map(&parts.headers), None),
         };
+    let map = std::mem::take(&mut parts.headers);
+    let received = ReceivedHead { map, head, count };
     // As on the wire: HTTP/2 has no reason phrase; HTTP/1's is hyper's
     // extension when it is not the usual one.
     let reason = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {

@@ -53,12 +53,15 @@ pub(crate) enum Side {
 /// ([`RawHead::headers`]), the fields' names and values slices of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RawHead {
-    side: Side,
     /// Where the method is in the head (requests), or the status.
     start: Start,
     /// How many fields the head has.
     count: usize,
     bytes: Bytes,
+    /// Where each field's name and value are in `bytes` (from, length;
+    /// from, length), from the parse that found the head's end: the flow's
+    /// copy is made from them without parsing the head again.
+    fields: Vec<[u32; 4]>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,29 +86,14 @@ impl RawHead {
 
     /// The fields, in order and case, sharing the head's bytes.
     pub(crate) fn headers(&self) -> Headers {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let parsed = match self.side {
-            Side::Requests => httparse::Request::new(&mut fields)
-                .parse(&self.bytes)
-                .map(|_| ()),
-            Side::Responses => httparse::Response::new(&mut fields)
-                .parse(&self.bytes)
-                .map(|_| ()),
+        let mut headers = Headers::with_capacity(self.fields.len());
+        let slice = |from: u32, len: u32| {
+            let from = from as usize;
+            self.bytes.slice(from..from + len as usize)
         };
-        let mut headers = Headers::with_capacity(self.count);
-        if parsed.is_err() {
-            // Parsed once already, when it was read: not reached.
-            return headers;
-        }
-        let base = self.bytes.as_ptr() as usize;
-        let slice = |part: &[u8]| {
-            let from = part.as_ptr() as usize - base;
-            self.bytes.slice(from..from + part.len())
-        };
-        for field in fields.iter().take(self.count) {
-            let name = slice(field.name.as_bytes());
+        for &[name_from, name_len, value_from, value_len] in &self.fields {
             // httparse's names are tokens: text.
-            let _ = headers.append_shared(name, slice(field.value));
+            let _ = headers.append_shared(slice(name_from, name_len), slice(value_from, value_len));
         }
         headers
     }
@@ -427,7 +415,7 @@ fn parse_head(side: Side, bytes: &[u8]) -> Parsed {
                     };
                     let at = (method.as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
                     let start = Start::Method(at, method.len());
-                    complete(side, &bytes[..used], start, request.headers.len(), next)
+                    complete(&bytes[..used], start, request.headers, next)
                 }
                 Ok(httparse::Status::Partial) => Parsed::Partial,
                 Err(_) => Parsed::Invalid,
@@ -440,7 +428,7 @@ fn parse_head(side: Side, bytes: &[u8]) -> Parsed {
                     let status = response.code.unwrap_or_default();
                     let next = response_framing(status, response.headers);
                     let start = Start::Status(status);
-                    complete(side, &bytes[..used], start, response.headers.len(), next)
+                    complete(&bytes[..used], start, response.headers, next)
                 }
                 Ok(httparse::Status::Partial) => Parsed::Partial,
                 Err(_) => Parsed::Invalid,
@@ -449,14 +437,25 @@ fn parse_head(side: Side, bytes: &[u8]) -> Parsed {
     }
 }
 
-fn complete(side: Side, head: &[u8], start: Start, count: usize, next: Next) -> Parsed {
+fn complete(head: &[u8], start: Start, fields: &[httparse::Header<'_>], next: Next) -> Parsed {
+    let base = head.as_ptr() as usize;
+    // Within the head, which hyper keeps far below 4 GiB.
+    let at = |part: &[u8]| [(part.as_ptr() as usize - base) as u32, part.len() as u32];
+    let fields: Vec<[u32; 4]> = fields
+        .iter()
+        .map(|f| {
+            let ([name_from, name_len], [value_from, value_len]) =
+                (at(f.name.as_bytes()), at(f.value));
+            [name_from, name_len, value_from, value_len]
+        })
+        .collect();
     Parsed::Complete {
         used: head.len(),
         head: RawHead {
-            side,
             start,
-            count,
+            count: fields.len(),
             bytes: Bytes::copy_from_slice(head),
+            fields,
         },
         next,
     }
