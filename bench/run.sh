@@ -22,6 +22,9 @@
 #                                    # bench/results/ROW-MODE.perf.data
 #   WITM_BENCH_CALLGRAPH=dwarf       # perf's call graphs (default fp: cheap,
 #                                    # but Rust's frames have no pointers)
+#   WITM_BENCH_WORKERS=1             # the tokio proxies (witm, hudsucker)
+#                                    # with that many worker threads (witm's
+#                                    # --workers; default one per core)
 #
 # Installs what it needs the first time: nginx (Debian), oha (crates.io),
 # mitmproxy (PyPI, in a private venv), each under ~/.cache/witm/bench.
@@ -127,10 +130,13 @@ wait_port() {
 proxy_pid=
 start_proxy() { # NAME PORT: starts the proxy NAME on PORT
   local name=$1 port=$2
+  # tokio reads it where the worker count is not set (witm's --workers).
+  local env=(env)
+  [ -z "${WITM_BENCH_WORKERS:-}" ] || env+=("TOKIO_WORKER_THREADS=$WITM_BENCH_WORKERS")
   case $name in
     direct) proxy_pid= ; return 0 ;;
-    witm) "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
-    witm-base) "$WITM_BENCH_BASE" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" \
+    witm) "${env[@]}" "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
+    witm-base) "${env[@]}" "$WITM_BENCH_BASE" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" \
         >"$work/proxy.log" 2>&1 & ;;
     witm-rust | witm-python | witm-js | witm-go)
       local plugin
@@ -140,11 +146,11 @@ start_proxy() { # NAME PORT: starts the proxy NAME on PORT
         witm-js) plugin=$plugins/add_header_js.wasm ;;
         witm-go) plugin=$plugins/add_header_go.wasm ;;
       esac
-      "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" -s "$plugin" >"$work/proxy.log" 2>&1 & ;;
+      "${env[@]}" "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" -s "$plugin" >"$work/proxy.log" 2>&1 & ;;
     mitmdump) "$mitmdump" -q -p "$port" --set confdir="$work/mitmproxy" \
         --set ssl_verify_upstream_trusted_ca="$work/origin-ca.pem" \
         -s "$root/examples/add-header/add_header.py" >"$work/proxy.log" 2>&1 & ;;
-    hudsucker) "$hudsucker" "$port" "$work/witm/witm-ca-cert.pem" "$work/witm/witm-ca-key.pem" \
+    hudsucker) "${env[@]}" "$hudsucker" "$port" "$work/witm/witm-ca-cert.pem" "$work/witm/witm-ca-key.pem" \
         "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
   esac
   proxy_pid=$!
@@ -232,7 +238,7 @@ done
   echo
   echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m); oha $oha_version, $connections connections," \
     "${seconds} s per row, body $body; nginx origin on loopback; mitmproxy $mitmproxy_version."
-  echo "Command: \`bench/run.sh $seconds\`."
+  echo "Command: \`${WITM_BENCH_WORKERS:+WITM_BENCH_WORKERS=$WITM_BENCH_WORKERS }bench/run.sh $seconds\`."
   echo
   cat "$table"
 } >"$results/peers.md"

@@ -149,3 +149,35 @@ fn witm_options_lists_every_option_with_a_key_the_configuration_takes() {
     }
     assert!(checked >= 15, "{checked} keys checked");
 }
+
+#[test]
+fn workers_sets_how_many_threads_serve_and_refuses_none() {
+    let origin = witm_test_support::Origin::start();
+    let threads = |pid: u32| -> usize {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "tokio-rt-worker")
+            .count()
+    };
+    for (workers, configured) in [("1", false), ("3", true)] {
+        let dir = target_dir().join("e2e-files");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join(format!("workers-{workers}.toml"));
+        std::fs::write(&config, format!("workers = {workers}\n")).unwrap();
+        let args: Vec<String> = if configured {
+            vec!["--config".into(), config.to_str().unwrap().into()]
+        } else {
+            vec!["--workers".into(), workers.into()]
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut witm = Witm::start(witm_binary(), &args)
+            .unwrap_or_else(|(status, log)| panic!("witm exited ({status}):\n{log}"));
+        let response = witm_test_support::curl(&witm.proxy_url(), &[&origin.url("/page")]);
+        assert_eq!(response.status, 200);
+        assert_eq!(threads(witm.pid()).to_string(), workers);
+        witm.stop();
+    }
+    assert_clear_error(&["--workers", "0"], "--workers");
+    assert_clear_error(&["--workers", "100000"], "--workers");
+}

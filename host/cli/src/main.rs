@@ -74,6 +74,14 @@ struct Cli {
     #[arg(short = 'q', long)]
     quiet: bool,
 
+    /// Threads that serve connections and run plugins (default: one per
+    /// CPU core, as nginx's `worker_processes auto` and Envoy's
+    /// --concurrency). On a machine witm shares with busy processes (a load
+    /// generator, the origin) fewer can serve more: they wake each other
+    /// less.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+
     /// Where witm keeps its state: the CA, the compiled-plugin cache
     /// (default ~/.witm).
     #[arg(long, value_name = "DIR", global = true)]
@@ -224,6 +232,14 @@ struct ReplayArgs {
     /// Do not print a line per flow.
     #[arg(short = 'q', long)]
     quiet: bool,
+
+    /// Threads that serve connections and run plugins (default: one per
+    /// CPU core, as nginx's `worker_processes auto` and Envoy's
+    /// --concurrency). On a machine witm shares with busy processes (a load
+    /// generator, the origin) fewer can serve more: they wake each other
+    /// less.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -281,10 +297,11 @@ fn main() -> ExitCode {
         Some(Command::Replay(_)) | None => {}
     }
     open_files::raise_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = cli.workers {
+        runtime.worker_threads(usize::from(workers));
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
