@@ -16,16 +16,8 @@ set -euo pipefail
 a=$1 b=$2 rounds=${3:-6} seconds=${4:-4}
 tools=${WITM_TOOLS:-$HOME/.cache/witm}/bench
 oha=$tools/cargo/bin/oha
-work=$(mktemp -d)
-pids=()
 # shellcheck source=bench/origin.sh
 . "$(dirname "$0")/origin.sh"
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  stop_origin
-  rm -rf "$work"
-}
-trap cleanup EXIT
 start_origin
 port=$origin_port
 read -r -a extra <<<"${WITM_AB_ARGS:-}"

@@ -27,16 +27,8 @@ oha=${WITM_TOOLS:-$HOME/.cache/witm}/bench/cargo/bin/oha
 if ! command -v valgrind >/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq valgrind >/dev/null; else sudo apt-get install -y -qq valgrind >/dev/null; fi
 fi
-work=$(mktemp -d)
-pids=()
 # shellcheck source=bench/origin.sh
 . "$(dirname "$0")/origin.sh"
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  stop_origin
-  rm -rf "$work"
-}
-trap cleanup EXIT
 start_origin
 keep=${WITM_IR_KEEP:-$work}
 mkdir -p "$keep"

@@ -1,7 +1,16 @@
 # Sourced by bench/ab.sh and bench/instructions.sh: a plain-HTTP nginx
 # origin on loopback serving a 52-byte `/small` (bench/run.sh's, without
-# its TLS side), and the helpers both need. The caller sets `work` (a
-# temporary directory it removes) and calls `stop_origin` on exit.
+# its TLS side), and the helpers both need. Sourcing it makes `work`, a
+# temporary directory, and `pids`, processes to stop: both go on exit,
+# with the origin.
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  stop_origin
+  rm -rf "$work"
+}
+trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
   for _ in $(seq 1 600); do

@@ -459,6 +459,25 @@ mod tests {
         );
     }
 
+    /// A map of `fields`, in order.
+    fn map_of(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        map
+    }
+
+    /// A map's fields, in order, to compare two.
+    fn pairs(map: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+        map.iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
     #[test]
     fn a_message_without_a_flow_loses_what_the_flows_copy_loses() {
         let cases: [&[(&str, &str)]; 5] = [
@@ -484,13 +503,7 @@ mod tests {
             ],
         ];
         for fields in cases {
-            let mut map = HeaderMap::new();
-            for (name, value) in fields {
-                map.append(
-                    http::HeaderName::from_static(name),
-                    http::HeaderValue::from_static(value),
-                );
-            }
+            let map = map_of(fields);
             let flows = outgoing_headers(
                 &Headers::from_header_map(&map),
                 &Body::Streamed,
@@ -498,11 +511,6 @@ mod tests {
                 false,
             );
             let forwarded = forwarded_headers(map);
-            let pairs = |m: &HeaderMap| -> Vec<(String, Vec<u8>)> {
-                m.iter()
-                    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-                    .collect()
-            };
             assert_eq!(pairs(&forwarded), pairs(&flows), "{fields:?}");
         }
     }
@@ -526,11 +534,6 @@ mod tests {
             &[("te", "trailers"), ("x", "1")],
             &[("x", "1")],
         ];
-        let pairs = |m: &HeaderMap| -> Vec<(String, Vec<u8>)> {
-            m.iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-                .collect()
-        };
         let bodies = [
             Body::Streamed,
             Body::Buffered(Bytes::new()),
@@ -540,13 +543,7 @@ mod tests {
             [&[], &[("newheader", "foo")], &[("set-cookie", "c")]];
         let mut shortcuts = 0;
         for fields in cases {
-            let mut map = HeaderMap::new();
-            for (name, value) in fields {
-                map.append(
-                    http::HeaderName::from_static(name),
-                    http::HeaderValue::from_static(value),
-                );
-            }
+            let map = map_of(fields);
             for body in &bodies {
                 for no_content in [false, true] {
                     for added in additions {
