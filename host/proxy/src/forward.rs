@@ -25,13 +25,13 @@ use crate::flow_log::{FlowLine, LoggedBody};
 use crate::held_budget::HeldBytes;
 use crate::liveness::Liveness;
 use crate::onboarding;
-use crate::respond::{FlowKilled, ReceivedHead, killed, respond};
+use crate::respond::{FlowKilled, killed, respond};
 use crate::server_events::ConnectTimes;
 use crate::shared::Shared;
 use crate::timeouts;
 use crate::upstream::{ServerLink, Tunnel};
 use crate::websocket;
-use crate::wire;
+use crate::wire::{self, ReceivedHead};
 use crate::wire_heads::{ResponseHeads, WireHeaders};
 
 /// Serves one request of a client connection. Never fails: every problem
@@ -124,7 +124,8 @@ fn start_flow<'a, H: FlowHooks>(
         target,
         started,
     } = arrived;
-    let headers = wire::incoming_headers(&parts.headers, &mut parts.extensions);
+    let wire_head = parts.extensions.remove::<WireHeaders>().map(|w| w.0);
+    let (headers, received) = wire::received(std::mem::take(&mut parts.headers), wire_head);
     // hyper keeps the original case of header names here; it goes on to the
     // server with the request so untouched names keep their case on the wire.
     let extensions = std::mem::take(&mut parts.extensions);
@@ -143,10 +144,10 @@ fn start_flow<'a, H: FlowHooks>(
         timestamp_end: None,
         stream: false,
     };
-    let rewrite_host = tunnel.is_some_and(|t| t.reverse)
+    if tunnel.is_some_and(|t| t.reverse)
         && !shared.options.keep_host_header
-        && request.headers.get("host").is_some();
-    if rewrite_host {
+        && request.headers.get("host").is_some()
+    {
         // As mitmproxy: the server sees its own name, not the proxy's.
         let authority = request.authority();
         request.headers.set("host", authority);
@@ -159,7 +160,7 @@ fn start_flow<'a, H: FlowHooks>(
     let side = ClientSide {
         upgrade: client_upgrade.filter(|_| websocket::is_upgrade(&flow.request)),
         extensions,
-        parsed: (!rewrite_host).then_some(parts.headers),
+        received: Some(received),
         live,
         held: HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes),
     };
@@ -369,10 +370,6 @@ async fn run<H: FlowHooks>(
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
     let shared = shared.clone();
     let events = shared.hooks.subscriptions();
-    if events.contains(Events::REQUEST_HEADERS) || events.contains(Events::REQUEST) {
-        // A hook sees the request: it goes as the flow has it.
-        side.parsed = None;
-    }
     if events.contains(Events::REQUEST_HEADERS) {
         shared.hooks.request_headers(&mut flow, state.ctx()).await;
         killed(&shared, &flow)?;
@@ -456,12 +453,10 @@ async fn run_after_request_body<H: FlowHooks>(
     let ClientSide {
         upgrade: client_upgrade,
         extensions,
-        parsed,
+        received,
         live,
         mut held,
     } = side;
-    let parsed = parsed
-        .filter(|_| !events.contains(Events::REQUEST_HEADERS) && !events.contains(Events::REQUEST));
     let mut response_extensions = http::Extensions::new();
     let mut received_head = None;
     if events.contains(Events::REQUEST) {
@@ -486,7 +481,7 @@ async fn run_after_request_body<H: FlowHooks>(
         let exchanged = exchange(
             &shared,
             &flow.request,
-            (request_body, parsed),
+            (request_body, received),
             extensions,
             (link, &route),
         );
@@ -619,11 +614,10 @@ pub(crate) struct ClientSide {
     upgrade: Option<OnUpgrade>,
     /// hyper's extensions of the request (the original case of header names).
     extensions: http::Extensions,
-    /// hyper's map of the request's fields, while no hook has seen the
-    /// request (nor witm changed its copy): the request goes with it,
-    /// the same fields as from the flow's copy without converting them
-    /// back ([`wire::forwarded_headers`]).
-    parsed: Option<http::HeaderMap>,
+    /// hyper's parse of the request's fields, which the request goes out
+    /// from while the flow's copy of them is as it came
+    /// ([`wire::outgoing_headers_from`]); none for a replay.
+    received: Option<ReceivedHead>,
     /// Who serves the client's connection: a WebSocket relay holds it.
     live: Option<Liveness>,
     /// The bytes of this flow's bodies held for plugins, against the
@@ -853,7 +847,7 @@ async fn hold(
 async fn exchange<H: FlowHooks>(
     shared: &Shared<H>,
     request: &Request,
-    (request_body, parsed): (Sent, Option<http::HeaderMap>),
+    (request_body, received): (Sent, Option<ReceivedHead>),
     extensions: http::Extensions,
     (link, route): (Option<&ServerLink>, &Route),
 ) -> Result<Exchanged, Failure> {
@@ -881,16 +875,13 @@ async fn exchange<H: FlowHooks>(
     let mut outgoing = hyper::Request::new(body);
     *outgoing.extensions_mut() = extensions;
     *outgoing.method_mut() = method;
-    *outgoing.headers_mut() = match parsed {
-        // Streamed (no hook held it) and unchanged.
-        Some(map) if request.body == Body::Streamed => wire::forwarded_headers(map),
-        _ => wire::outgoing_headers(
-            &request.headers,
-            &request.body,
-            request.trailers.as_ref(),
-            false,
-        ),
-    };
+    *outgoing.headers_mut() = wire::outgoing_headers_from(
+        received,
+        &request.headers,
+        &request.body,
+        request.trailers.as_ref(),
+        false,
+    );
     if websocket::is_upgrade(request) {
         websocket::keep_upgrade_headers(outgoing.headers_mut());
     }
@@ -905,26 +896,15 @@ async fn exchange<H: FlowHooks>(
         .extensions
         .remove::<OnUpgrade>()
         .filter(|_| parts.status == StatusCode::SWITCHING_PROTOCOLS);
-    let wire_heads = parts.extensions.remove::<ResponseHeads>();
-    let count = parts.headers.len();
-    let (headers, head) =
-        match wire_heads.and_then(|heads| heads.0.take_response(parts.status.as_u16(), count)) {
-            Some(taken) => taken,
-            None => {
-                // HTTP/2, or a head the tap did not follow: hyper's copy,
-                // named by where its first name was copied to (as unique
-                // as a head's buffer while that field is as it came).
-                let mut headers = Headers::from_header_map(&parts.headers);
-                let head = headers
-                    .iter()
-                    .next()
-                    .map_or(0, |(n, _)| n.as_ptr() as usize);
-                headers.mark_received(head);
-                (headers, head)
-            }
-        };
-    let map = std::mem::take(&mut parts.headers);
-    let received = ReceivedHead { map, head, count };
+    let wire_head = parts
+        .extensions
+        .remove::<ResponseHeads>()
+        .and_then(|heads| {
+            heads
+                .0
+                .take_response(parts.status.as_u16(), parts.headers.len())
+        });
+    let (headers, received) = wire::received(std::mem::take(&mut parts.headers), wire_head);
     // As on the wire: HTTP/2 has no reason phrase; HTTP/1's is hyper's
     // extension when it is not the usual one.
     let reason = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {

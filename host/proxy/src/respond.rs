@@ -11,7 +11,7 @@ use witm_flow::{Body, Flow, FlowHooks};
 use crate::body::{self, ProxyBody};
 use crate::flow_log::{FlowLine, LoggedBody};
 use crate::shared::Shared;
-use crate::wire;
+use crate::wire::{self, ReceivedHead};
 
 /// A plugin killed the flow. The service fails with it, and hyper drops the
 /// client connection (HTTP/2: resets the stream) instead of answering.
@@ -44,15 +44,6 @@ pub(crate) fn killed<H: FlowHooks>(shared: &Shared<H>, flow: &Flow) -> Result<()
     Err(FlowKilled)
 }
 
-/// hyper's parse of a response's head (its map of the fields), which the
-/// flow's copy of them came from: the head `head` with `count` fields
-/// ([`witm_flow::Headers::mark_received`]).
-pub(crate) struct ReceivedHead {
-    pub(crate) map: http::HeaderMap,
-    pub(crate) head: usize,
-    pub(crate) count: usize,
-}
-
 /// The client's response, from the flow's: with the server's body still
 /// streaming (`streamed`), and hyper's parse of the server's head
 /// (`received`), which its fields go out from while they are as they came
@@ -82,16 +73,13 @@ pub(crate) fn respond<H: FlowHooks>(
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut outgoing = hyper::Response::new(body);
     *outgoing.status_mut() = status;
-    let trailers = response.trailers.as_ref();
-    let shortcut = received.and_then(|received| {
-        let appended = response
-            .headers
-            .appended_to_received(received.head, received.count)?;
-        wire::received_headers(received.map, appended, &response.body, trailers, no_content)
-    });
-    *outgoing.headers_mut() = shortcut.unwrap_or_else(|| {
-        wire::outgoing_headers(&response.headers, &response.body, trailers, no_content)
-    });
+    *outgoing.headers_mut() = wire::outgoing_headers_from(
+        received,
+        &response.headers,
+        &response.body,
+        response.trailers.as_ref(),
+        no_content,
+    );
     // An empty reason (an HTTP/2 server's) goes out as the usual one, as
     // mitmproxy does: not every HTTP/1 client takes an empty one.
     if !response.reason.is_empty()

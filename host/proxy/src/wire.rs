@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, Method, Version};
 use witm_flow::headers::{MAX_FIELDS, MAX_HEADER_BYTES};
 use witm_flow::{Body, Headers};
 
-use crate::wire_heads::WireHeaders;
+use crate::wire_heads::{RawHead, WireHeaders};
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1): a
 /// proxy consumes them and never forwards them. (`Trailer`, which names the
@@ -111,40 +111,19 @@ pub fn outgoing_headers(
 ///
 /// The same because: what it leaves out of the parsed fields is what
 /// [`forwarded_headers`] leaves out, with no trailers to send; the appended
-/// fields neither frame the message nor are hop-by-hop; `content-length`
-/// is made right for a held body as [`outgoing_headers`] does.
-pub fn received_headers<'a>(
+/// fields are [`appendable`]; `content-length` is made right for a held
+/// body as [`outgoing_headers`] does.
+fn received_headers<'a>(
     parsed: HeaderMap,
     appended: impl Iterator<Item = (&'a str, &'a Bytes)> + Clone,
     body: &Body,
     trailers: Option<&Headers>,
     body_has_no_content: bool,
 ) -> Option<HeaderMap> {
-    // `te: trailers` goes on after the other fields (`keep_te_trailers`),
-    // which would put it before the appended ones here.
-    if trailers.is_some_and(|t| !t.is_empty()) || parsed.contains_key(TE) {
+    if trailers.is_some_and(|t| !t.is_empty()) {
         return None;
     }
-    let listed = named_in_connection(parsed.get_all(CONNECTION).iter());
-    let framing = [CONTENT_LENGTH, TRANSFER_ENCODING, TE, TRAILER];
-    let (mut count, mut bytes) = (parsed.len(), 0);
-    for (name, value) in appended.clone() {
-        let special = HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-            || framing
-                .iter()
-                .any(|f| f.as_str().eq_ignore_ascii_case(name))
-            || listed.iter().any(|l| l.eq_ignore_ascii_case(name));
-        if special {
-            return None;
-        }
-        count += 1;
-        bytes += name.len() + value.len();
-    }
-    bytes += parsed
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len())
-        .sum::<usize>();
-    if count > MAX_FIELDS || bytes > MAX_HEADER_BYTES {
+    if appended.clone().next().is_some() && !appendable(&parsed, appended.clone()) {
         return None;
     }
     let framed = parsed.contains_key(CONTENT_LENGTH) || parsed.contains_key(TRANSFER_ENCODING);
@@ -160,6 +139,39 @@ pub fn received_headers<'a>(
         map.insert(CONTENT_LENGTH, held.len().into());
     }
     Some(map)
+}
+
+/// True when `appended` can follow `parsed`'s fields as the flow's copy
+/// would send them: none of them frames the message or is hop-by-hop, all
+/// fit the limits, and no `te: trailers` is to go after them
+/// (`keep_te_trailers` puts it after every other field).
+fn appendable<'a>(
+    parsed: &HeaderMap,
+    appended: impl Iterator<Item = (&'a str, &'a Bytes)>,
+) -> bool {
+    if parsed.contains_key(TE) {
+        return false;
+    }
+    let listed = named_in_connection(parsed.get_all(CONNECTION).iter());
+    let framing = [CONTENT_LENGTH, TRANSFER_ENCODING, TE, TRAILER];
+    let (mut count, mut bytes) = (parsed.len(), 0);
+    for (name, value) in appended {
+        let special = HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || framing
+                .iter()
+                .any(|f| f.as_str().eq_ignore_ascii_case(name))
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(name));
+        if special {
+            return false;
+        }
+        count += 1;
+        bytes += name.len() + value.len();
+    }
+    bytes += parsed
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum::<usize>();
+    count <= MAX_FIELDS && bytes <= MAX_HEADER_BYTES
 }
 
 /// The fields a message loses on its way through (besides hop-by-hop
@@ -354,8 +366,13 @@ pub fn is_live_stream(headers: &Headers) -> bool {
 /// the wire when the connection's tap followed them (see
 /// [`crate::wire_heads`]), else hyper's (names lower-cased, grouped).
 pub fn incoming_headers(map: &HeaderMap, extensions: &mut http::Extensions) -> Headers {
-    match extensions.remove::<WireHeaders>() {
-        Some(WireHeaders(head)) => {
+    copy_of(map, extensions.remove::<WireHeaders>().map(|w| w.0))
+}
+
+/// [`incoming_headers`], from the wire's head if the tap has it.
+fn copy_of(map: &HeaderMap, wire: Option<RawHead>) -> Headers {
+    match wire {
+        Some(head) => {
             let mut headers = head.headers();
             if headers.len() != map.len() {
                 // Fields witm removed since the parse (the credentials)
@@ -366,6 +383,51 @@ pub fn incoming_headers(map: &HeaderMap, extensions: &mut http::Extensions) -> H
         }
         None => Headers::from_header_map(map),
     }
+}
+
+/// hyper's parse of a message's fields (its map), kept beside the flow's
+/// copy of them so that the message can go out from it while the copy is
+/// as it came ([`outgoing_headers_from`]), not converted back field by
+/// field.
+pub struct ReceivedHead {
+    map: HeaderMap,
+    /// What the flow's copy was marked with ([`Headers::mark_received`]).
+    head: usize,
+}
+
+/// The flow's copy of a message's fields (from the wire's head `wire` when
+/// the tap followed it, as [`incoming_headers`]), marked as received, and
+/// hyper's parse `map` kept beside it.
+pub fn received(map: HeaderMap, wire: Option<RawHead>) -> (Headers, ReceivedHead) {
+    let mut headers = copy_of(&map, wire);
+    // Named by where the first name lives: a buffer only these fields
+    // hold while that field is as it came (an empty list names nothing
+    // that could differ).
+    let head = headers
+        .iter()
+        .next()
+        .map_or(0, |(n, _)| n.as_ptr() as usize);
+    headers.mark_received(head);
+    (headers, ReceivedHead { map, head })
+}
+
+/// [`outgoing_headers`] of a message of the flow, made from hyper's parse
+/// of it (`received`) plus the fields appended since, while the flow's
+/// copy of the others is as it came ([`received_headers`]); converted from
+/// the flow's copy otherwise.
+pub fn outgoing_headers_from(
+    received: Option<ReceivedHead>,
+    headers: &Headers,
+    body: &Body,
+    trailers: Option<&Headers>,
+    body_has_no_content: bool,
+) -> HeaderMap {
+    received
+        .and_then(|received| {
+            let appended = headers.appended_to_received(received.head, received.map.len())?;
+            received_headers(received.map, appended, body, trailers, body_has_no_content)
+        })
+        .unwrap_or_else(|| outgoing_headers(headers, body, trailers, body_has_no_content))
 }
 
 /// The bytes of a buffered body, empty for a streamed one.
@@ -571,11 +633,12 @@ mod tests {
         }
         assert_eq!(
             shortcuts,
-            4 * 3 * 2 * 3,
-            "every case but `te`'s takes the shortcut"
+            4 * 3 * 2 * 3 + 3 * 2,
+            "every case takes the shortcut but `te`'s with a field appended"
         );
-        // What it leaves to the flow's copy: trailers, `te`, and appended
-        // fields that frame the message or are hop-by-hop.
+        // What it leaves to the flow's copy: trailers, a field appended
+        // after `te`, and appended fields that frame the message or are
+        // hop-by-hop.
         let map = HeaderMap::from_iter([(CONNECTION, http::HeaderValue::from_static("x-hop"))]);
         for name in [
             "content-length",
@@ -605,6 +668,55 @@ mod tests {
         assert!(
             received_headers(HeaderMap::new(), appended, &held, Some(&trailers), false).is_none()
         );
+    }
+
+    #[test]
+    fn a_message_goes_out_from_hyper_s_parse_until_its_copy_is_touched() {
+        let map = map_of(&[("server", "a"), ("x-one", "1"), ("content-length", "2")]);
+        let out = |touch: fn(&mut Headers)| {
+            let (mut copy, mut received) = received(map.clone(), None);
+            // A value only the parse has tells which of the two went out.
+            received
+                .map
+                .insert("server", http::HeaderValue::from_static("parse"));
+            touch(&mut copy);
+            let body = Body::Buffered(Bytes::from_static(b"ok"));
+            pairs(&outgoing_headers_from(
+                Some(received),
+                &copy,
+                &body,
+                None,
+                false,
+            ))
+        };
+        let server = |fields: &[(String, Vec<u8>)]| {
+            fields
+                .iter()
+                .find(|(n, _)| n == "server")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let untouched = out(|_| {});
+        assert_eq!(
+            server(&untouched).as_deref(),
+            Some("parse"),
+            "{untouched:?}"
+        );
+        let appended = out(|h| h.append("x-new", "1"));
+        assert_eq!(server(&appended).as_deref(), Some("parse"), "{appended:?}");
+        assert!(
+            appended.contains(&("x-new".into(), b"1".to_vec())),
+            "{appended:?}"
+        );
+        let touched = out(|h| h.set("x-one", "2"));
+        assert_eq!(server(&touched).as_deref(), Some("a"), "{touched:?}");
+        assert!(
+            touched.contains(&("x-one".into(), b"2".to_vec())),
+            "{touched:?}"
+        );
+        let removed = out(|h| {
+            h.remove("x-one");
+        });
+        assert_eq!(server(&removed).as_deref(), Some("a"), "{removed:?}");
     }
 
     #[test]
