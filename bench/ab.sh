@@ -5,7 +5,9 @@
 # alternate so that the drift of a noisy machine falls on both alike.
 #
 #   bench/ab.sh A_BINARY B_BINARY [ROUNDS] [SECONDS]   # default 6 rounds of 4 s
-#   WITM_AB_ARGS="-s path/to/plugin.wasm"              # extra witm arguments (both)
+#   WITM_AB_ARGS="-s path/to/plugin.wasm"              # extra witm arguments (both);
+#       then also what each says of the plugin as it stops (its calls,
+#       time in it, time flows waited for an instance)
 #   WITM_AB_REQUESTS=100000                            # then also: witm's CPU
 #       time per request (perf stat's task-clock, user and kernel) over that
 #       many requests, each binary twice; it moves less with the noise than
@@ -68,3 +70,13 @@ ratios = [y / x for x, y in zip(a, b)]
 print(f"A median {statistics.median(a):.0f} req/s, B median {statistics.median(b):.0f} req/s, "
       f"B/A median of rounds {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
 PY
+# With a plugin: what each witm says of it as it stops (calls, time in the
+# plugin, time flows waited for an instance).
+for i in 0 1; do
+  kill -INT "${pids[$i]}" 2>/dev/null || true
+  wait "${pids[$i]}" 2>/dev/null || true
+done
+for name in A B; do
+  port=$pa; [ "$name" = B ] && port=$pb
+  sed -n "s/^.*INFO \(\[[^]]*\] [0-9]* calls\)/$name: \1/p" "$work/witm-$port.log"
+done

@@ -11,6 +11,7 @@
 //! - [`settings`]: a plugin's capabilities, limits, failure policy, instances;
 //! - `state`: the data of a plugin's store (table, WASI with what is granted, limits);
 //! - [`runtime`]: the shared engine, linker and epoch ticker;
+//! - `slots`: a plugin's instances, taken by whoever asks first when one is free;
 //! - [`plugin`]: one plugin: its versions (hot reload), instances (one, or a
 //!   stateless pool), event delivery with failures contained, back-off, counters;
 //! - [`chain`]: plugins in order, as `FlowHooks`: the failure policy, reloads and
@@ -33,6 +34,7 @@ mod replay;
 mod resources;
 pub mod runtime;
 pub mod settings;
+mod slots;
 mod state;
 mod tick;
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, Semaphore};
 use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use witm_flow::{ClientConn, ClientHello, Events, Flow, ServerConn, WebSocketMessage};
@@ -23,6 +22,7 @@ use crate::resources::{
 };
 use crate::runtime::PluginRuntime;
 use crate::settings::{FailurePolicy, PluginSettings};
+use crate::slots::Slots;
 use crate::state::{Shared, StoreState, push};
 
 /// Why a plugin could not be loaded or started. Its `Display` is one line
@@ -308,9 +308,7 @@ struct Version {
     pre: PluginBindingsPre<StoreState>,
     subscriptions: Events,
     /// One slot per instance; empty slots start an instance when used.
-    slots: Vec<Mutex<Option<Live>>>,
-    /// As many permits as slots: holding one guarantees a free slot.
-    permits: Semaphore,
+    slots: Slots<Option<Live>>,
 }
 
 /// Counts a version in [`PluginStats::versions_alive`] for as long as it lives.
@@ -666,12 +664,12 @@ impl Plugin {
             return Outcome::Skipped(reason);
         }
         // A free instance is taken at once; only a busy plugin costs a timer.
-        let _permit = match version.permits.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => {
+        let mut guard = match version.slots.try_take() {
+            Some(taken) => taken,
+            None => {
                 let waiting = Instant::now();
-                let Ok(Ok(permit)) =
-                    tokio::time::timeout(settings.queue_timeout, version.permits.acquire()).await
+                let Ok(taken) =
+                    tokio::time::timeout(settings.queue_timeout, version.slots.take()).await
                 else {
                     self.starter
                         .stats
@@ -689,12 +687,8 @@ impl Plugin {
                     .stats
                     .wait_ns
                     .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                permit
+                taken
             }
-        };
-        let Some(mut guard) = version.slots.iter().find_map(|slot| slot.try_lock().ok()) else {
-            // Unreachable: a permit is held for every locked slot.
-            return Outcome::Skipped("no free instance".into());
         };
         let Some(live) = self.ready(&version, &mut guard).await else {
             return Outcome::Skipped("the plugin cannot start".into());
@@ -809,8 +803,8 @@ impl Plugin {
     pub(crate) async fn done(&self) {
         self.starter.shared.replay.finish().await;
         let version = self.current();
-        for slot in &version.slots {
-            let mut guard = slot.lock().await;
+        for index in 0..version.slots.len() {
+            let mut guard = version.slots.take_at(index).await;
             if self.subscriptions().contains(Events::DONE)
                 && let Some(live) = guard.as_mut()
             {
@@ -930,15 +924,14 @@ impl Starter {
             spec,
             pre,
             subscriptions: Events::NONE,
-            slots: (0..instances).map(|_| Mutex::new(None)).collect(),
-            permits: Semaphore::new(instances),
+            slots: Slots::new(instances, || None),
         };
         let (live, subscriptions) = self
             .start_instance(&version)
             .await
             .map_err(|e| format!("{}: start failed: {e}", self.name))?;
         version.subscriptions = subscriptions;
-        *version.slots[0].get_mut() = Some(live);
+        *version.slots.first_mut() = Some(live);
         Ok(version)
     }
 
