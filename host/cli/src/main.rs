@@ -11,8 +11,9 @@
 //! tenant's hooks), `saved` (recording and server replay as hooks),
 //! `offline` (`witm replay`, `flows`, `export`), `log_format`, `open_files`
 //! (the open-files limit raised at start), `options_list` (`witm options`),
-//! `new_project` (`witm new`).
-#![forbid(unsafe_code)]
+//! `new_project` (`witm new`), `allocator` (mimalloc, and why).
+// `unsafe` only in `allocator` (an option of the allocator's C library).
+#![deny(unsafe_code)]
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -20,16 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc, not glibc's malloc: a flow's memory is often freed on another
-/// worker thread than the one that made it (a pooled server connection's
-/// task, the client's task), and glibc then takes the other thread's arena
-/// lock; under load, two workers waited on each other's arenas (1.0 to 2.1
-/// futex calls per request with add-header; 0.09 with mimalloc;
-/// bench/README.md). mimalloc frees to the owner without a lock. Without transparent huge pages: with them,
-/// it starts ~10 MiB larger.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
+mod allocator;
 mod live;
 mod log_format;
 mod new_project;
@@ -283,6 +275,7 @@ fn parse_filter(expression: &str) -> Result<Filter, String> {
 }
 
 fn main() -> ExitCode {
+    allocator::return_freed_memory_at_once();
     let cli = match with_configured_options(Cli::parse()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
