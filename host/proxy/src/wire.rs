@@ -24,9 +24,10 @@ const HOP_BY_HOP: [&str; 7] = [
     "proxy-authorization",
 ];
 
-/// [`HOP_BY_HOP`] as `http`'s names: a look-up in a `HeaderMap` by one of
-/// these is hashed without parsing the name first.
-const HOP_BY_HOP_NAMES: [HeaderName; 7] = [
+/// [`HOP_BY_HOP`] as `http`'s names, compared without parsing a name. A
+/// `static`, not a `const`: each use of a `const` array makes the array
+/// and drops its names again (~400 instructions per response).
+static HOP_BY_HOP_NAMES: [HeaderName; 7] = [
     CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
@@ -269,9 +270,14 @@ pub fn forwarded_headers(map: HeaderMap) -> HeaderMap {
             .sum::<usize>()
     };
     let fits = map.len() <= MAX_FIELDS && bytes() <= MAX_HEADER_BYTES;
-    let hop_by_hop = HOP_BY_HOP_NAMES.iter().any(|h| map.contains_key(h));
-    let chunked = map.contains_key(TRANSFER_ENCODING);
-    let length_beside_chunked = chunked && map.contains_key(CONTENT_LENGTH);
+    // One pass over the few names, not a hashed look-up of each of nine.
+    let (mut hop_by_hop, mut chunked, mut length) = (false, false, false);
+    for name in map.keys() {
+        hop_by_hop |= HOP_BY_HOP_NAMES.contains(name);
+        chunked |= name == TRANSFER_ENCODING;
+        length |= name == CONTENT_LENGTH;
+    }
+    let length_beside_chunked = chunked && length;
     if fits && !hop_by_hop && !length_beside_chunked {
         // `Connection` is hop-by-hop: with none, no name is listed in one.
         return map;
