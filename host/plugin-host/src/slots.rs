@@ -144,6 +144,34 @@ mod tests {
         assert_eq!(total, 1);
     }
 
+    /// The point of the module: a slot let go while a waiter is queued is
+    /// not reserved for that waiter; a taker that runs first gets it (a
+    /// fair queue, tokio's `Semaphore`, would hand it to the waiter).
+    #[tokio::test]
+    async fn a_slot_let_go_goes_to_whoever_takes_it_first() {
+        let slots = Arc::new(Slots::new(1, || 0u32));
+        let held = slots.try_take().unwrap();
+        let waiter = {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let mut taken = slots.take().await;
+                *taken += 1;
+            })
+        };
+        // The waiter runs up to its wait (a current-thread runtime).
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        let mut first = slots.try_take().expect("not reserved for the waiter");
+        *first += 10;
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter gets it after")
+            .unwrap();
+        assert_eq!(*slots.try_take().unwrap(), 11);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_takers_on_one_slot_all_get_it_in_the_end() {
         let slots = Arc::new(Slots::new(1, || 0u64));

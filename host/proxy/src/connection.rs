@@ -69,11 +69,7 @@ where
         let address = conn.address;
         // HTTP/1 heads are read again off the wire for their case and
         // order, when flows are made of them.
-        let heads = if shared.hooks.subscriptions().wants_flows() {
-            Heads::new(Side::Requests)
-        } else {
-            Heads::off(Side::Requests)
-        };
+        let heads = Heads::for_flows(Side::Requests, shared.hooks.subscriptions().wants_flows());
         let timeouts = shared.options.timeouts.clone();
         let counters = shared.counters.clone();
         // HTTP/2 connections close when idle; HTTP/1's head timer does that.

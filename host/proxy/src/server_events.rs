@@ -95,11 +95,7 @@ where
         Box::pin(async move {
             // Responses are read again off the wire for the case and order
             // of their fields; each carries the tap in its extensions.
-            let heads = if events.flows_wanted() {
-                Heads::new(Side::Responses)
-            } else {
-                Heads::off(Side::Responses)
-            };
+            let heads = Heads::for_flows(Side::Responses, events.flows_wanted());
             let io = Tapped::new(connecting.await?, heads);
             let times = ConnectTimes {
                 start,

@@ -273,7 +273,7 @@ pub(crate) async fn connect_server(
     let sender = if alpn.as_deref() == Some("h2") {
         http2_sender(io, keepalive, events, &info).await?
     } else {
-        let heads = Heads::new(Side::Responses);
+        let heads = Heads::for_flows(Side::Responses, events.flows_wanted());
         let (sender, connection) = client_http1::Builder::new()
             .preserve_header_case(true)
             .handshake(Tapped::new(io, heads.clone()))

@@ -190,23 +190,25 @@ struct LeftOut {
 impl LeftOut {
     fn leaves_out(&self, name: &str) -> bool {
         HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-            || self
-                .named_in_connection
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name))
+            || self.listed_in_connection(name)
             || (self.transfer_encoding && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
             || (self.content_length && name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()))
     }
 
-    /// [`LeftOut::leaves_out`] for a name `http` parsed.
+    /// [`LeftOut::leaves_out`] for a name `http` parsed, compared as a
+    /// parsed name where it can be (this runs for every forwarded field).
     fn leaves_out_name(&self, name: &HeaderName) -> bool {
         HOP_BY_HOP_NAMES.contains(name)
-            || self
-                .named_in_connection
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name.as_str()))
+            || self.listed_in_connection(name.as_str())
             || (self.transfer_encoding && name == TRANSFER_ENCODING)
             || (self.content_length && name == CONTENT_LENGTH)
+    }
+
+    /// Whether the message's `Connection` lists `name`.
+    fn listed_in_connection(&self, name: &str) -> bool {
+        self.named_in_connection
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
     }
 }
 

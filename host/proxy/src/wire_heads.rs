@@ -55,8 +55,6 @@ pub(crate) enum Side {
 pub(crate) struct RawHead {
     /// Where the method is in the head (requests), or the status.
     start: Start,
-    /// How many fields the head has.
-    count: usize,
     bytes: Bytes,
     /// Where each field's name and value are in `bytes` (from, length;
     /// from, length), from the parse that found the head's end: the flow's
@@ -81,7 +79,7 @@ impl RawHead {
             (Start::Status(ours), Start::Status(hypers)) => ours == hypers,
             _ => false,
         };
-        start_agrees && self.count == count
+        start_agrees && self.fields.len() == count
     }
 
     /// The fields, in order and case, sharing the head's bytes.
@@ -147,6 +145,16 @@ impl Heads {
     /// together).
     pub(crate) fn off(side: Side) -> Arc<Heads> {
         Self::starting(side, State::Off)
+    }
+
+    /// [`Heads::new`] when `flows_wanted` (something subscribes to a flow
+    /// event), else [`Heads::off`]: what every connection opens with.
+    pub(crate) fn for_flows(side: Side, flows_wanted: bool) -> Arc<Heads> {
+        if flows_wanted {
+            Self::new(side)
+        } else {
+            Self::off(side)
+        }
     }
 
     fn starting(side: Side, state: State) -> Arc<Heads> {
@@ -443,7 +451,6 @@ fn complete(head: &[u8], start: Start, fields: &[httparse::Header<'_>], next: Ne
         used: head.len(),
         head: RawHead {
             start,
-            count: fields.len(),
             bytes: Bytes::copy_from_slice(head),
             fields,
         },
