@@ -130,13 +130,14 @@ wait_port() {
 proxy_pid=
 start_proxy() { # NAME PORT: starts the proxy NAME on PORT
   local name=$1 port=$2
-  # tokio reads it where the worker count is not set (witm's --workers).
-  local env=(env)
+  # hudsucker's tokio runtime reads it; witm takes --workers.
+  local env=(env) workers=()
   [ -z "${WITM_BENCH_WORKERS:-}" ] || env+=("TOKIO_WORKER_THREADS=$WITM_BENCH_WORKERS")
+  [ -z "${WITM_BENCH_WORKERS:-}" ] || workers=(--workers "$WITM_BENCH_WORKERS")
   case $name in
     direct) proxy_pid= ; return 0 ;;
-    witm) "${env[@]}" "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
-    witm-base) "${env[@]}" "$WITM_BENCH_BASE" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" \
+    witm) "$witm" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
+    witm-base) "$WITM_BENCH_BASE" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" \
         >"$work/proxy.log" 2>&1 & ;;
     witm-rust | witm-python | witm-js | witm-go)
       local plugin
@@ -146,7 +147,7 @@ start_proxy() { # NAME PORT: starts the proxy NAME on PORT
         witm-js) plugin=$plugins/add_header_js.wasm ;;
         witm-go) plugin=$plugins/add_header_go.wasm ;;
       esac
-      "${env[@]}" "$witm" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" -s "$plugin" >"$work/proxy.log" 2>&1 & ;;
+      "$witm" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" -s "$plugin" >"$work/proxy.log" 2>&1 & ;;
     mitmdump) "$mitmdump" -q -p "$port" --set confdir="$work/mitmproxy" \
         --set ssl_verify_upstream_trusted_ca="$work/origin-ca.pem" \
         -s "$root/examples/add-header/add_header.py" >"$work/proxy.log" 2>&1 & ;;

@@ -157,7 +157,7 @@ fn workers_sets_how_many_threads_serve_and_refuses_none() {
         std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
             .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .filter(|name| name.trim() == "tokio-rt-worker")
+            .filter(|name| name.trim().starts_with("witm-worker-"))
             .count()
     };
     for (workers, configured) in [("1", false), ("3", true)] {

@@ -205,6 +205,14 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
         loaded.insert(group, (tenants, credentials));
     }
 
+    let threads = cli.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let workers = match witm_proxy::Workers::start(threads) {
+        Ok(workers) => Arc::new(workers),
+        Err(e) => return fail(&format!("cannot start {threads} worker threads: {e}")),
+    };
     let mut proxies = Vec::new();
     let mut replayers_set = std::collections::HashSet::new();
     for listener_plan in listeners {
@@ -247,6 +255,7 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             },
             mode: mode.clone(),
             keep_host_header: cli.keep_host_header,
+            workers: Some(workers.clone()),
             ..ProxyOptions::default()
         };
         let router = TenantRouter::new(

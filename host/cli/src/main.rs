@@ -76,11 +76,11 @@ struct Cli {
     #[arg(short = 'q', long)]
     quiet: bool,
 
-    /// Threads that serve connections and run plugins (default: one per
-    /// CPU core, as nginx's `worker_processes auto` and Envoy's
-    /// --concurrency). On a machine witm shares with busy processes (a load
-    /// generator, the origin) fewer can serve more: they wake each other
-    /// less.
+    /// Threads that serve connections and run their plugins, one tokio
+    /// runtime each; a connection stays on the thread that took it
+    /// (default: one per CPU core, as nginx's `worker_processes auto` and
+    /// Envoy's --concurrency). Listening, plugin loading and the admin
+    /// endpoint run on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
 
@@ -235,11 +235,11 @@ struct ReplayArgs {
     #[arg(short = 'q', long)]
     quiet: bool,
 
-    /// Threads that serve connections and run plugins (default: one per
-    /// CPU core, as nginx's `worker_processes auto` and Envoy's
-    /// --concurrency). On a machine witm shares with busy processes (a load
-    /// generator, the origin) fewer can serve more: they wake each other
-    /// less.
+    /// Threads that serve connections and run their plugins, one tokio
+    /// runtime each; a connection stays on the thread that took it
+    /// (default: one per CPU core, as nginx's `worker_processes auto` and
+    /// Envoy's --concurrency). Listening, plugin loading and the admin
+    /// endpoint run on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
 }
@@ -300,11 +300,13 @@ fn main() -> ExitCode {
         Some(Command::Replay(_)) | None => {}
     }
     open_files::raise_limit();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = cli.workers {
-        runtime.worker_threads(usize::from(workers));
-    }
-    let runtime = match runtime.enable_all().build() {
+    // Listening, plugin loading and the admin endpoint run here; connections
+    // are served on their own threads (`witm_proxy::Workers`, started in
+    // `live::run`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };

@@ -5,6 +5,7 @@
 //! `connection` → `tunnel` → `intercept` → `connection`, a CONNECT's inner
 //! connection served again, boxed once in `connection::serve`):
 //! - [`server`]: listening, per-connection tasks, graceful shutdown;
+//! - [`workers`]: the threads connections are served on, one runtime each;
 //! - `connection`: serves one client connection (plain or TLS, h1 or h2)
 //!   and says what each request is: a CONNECT or a request to forward;
 //! - `tunnel`: CONNECT, intercepted or as a raw tunnel (`relay`);
@@ -84,6 +85,7 @@ mod upstream;
 pub mod websocket;
 mod wire;
 mod wire_heads;
+pub mod workers;
 
 pub use auth::Authenticator;
 pub use counters::Counters;
@@ -94,3 +96,4 @@ pub use timeouts::Timeouts;
 pub use tls::TlsOptions;
 pub use websocket::WebSocketLimits;
 pub use witm_flow::FlowHooks;
+pub use workers::Workers;

@@ -119,7 +119,14 @@ async fn serve_listener<H: FlowHooks>(
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().ok().map(|a| a.ip());
                     let guard = (alive.clone(), closing.clone());
-                    tokio::spawn(serve_connection(shared.clone(), stream, (address, local), guard));
+                    let served = shared.clone();
+                    let serve = move |stream| serve_connection(served, stream, (address, local), guard);
+                    match &shared.options.workers {
+                        Some(workers) => workers.serve(stream, serve),
+                        None => {
+                            tokio::spawn(serve(stream));
+                        }
+                    }
                 }
                 Err(e) => accept_errors.pause("proxy listener", &e).await,
             },

@@ -21,6 +21,7 @@ use crate::server_events::{HookEvents, ServerEvents, Watched};
 use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
 use crate::websocket::WebSocketLimits;
+use crate::workers::Workers;
 
 /// How the proxy behaves; every field has a default that suits a person at
 /// a terminal.
@@ -59,6 +60,9 @@ pub struct ProxyOptions {
     /// The host whose requests witm answers itself with the page to install
     /// its CA (see `onboarding`); `None` forwards them like any other.
     pub onboarding_host: Option<String>,
+    /// The threads that serve accepted connections ([`Workers`]); `None`
+    /// serves them on the runtime that accepted them.
+    pub workers: Option<Arc<Workers>>,
 }
 
 impl std::fmt::Debug for ProxyOptions {
@@ -78,6 +82,7 @@ impl std::fmt::Debug for ProxyOptions {
             mode,
             keep_host_header,
             onboarding_host,
+            workers,
         } = self;
         f.debug_struct("ProxyOptions")
             .field("flow_lines", flow_lines)
@@ -96,6 +101,7 @@ impl std::fmt::Debug for ProxyOptions {
             .field("mode", &mode.to_string())
             .field("keep_host_header", keep_host_header)
             .field("onboarding_host", onboarding_host)
+            .field("workers", workers)
             .finish()
     }
 }
@@ -116,6 +122,7 @@ impl Default for ProxyOptions {
             mode: Mode::Regular,
             keep_host_header: false,
             onboarding_host: Some(crate::onboarding::DEFAULT_HOST.to_owned()),
+            workers: None,
         }
     }
 }
