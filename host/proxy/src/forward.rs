@@ -988,7 +988,7 @@ async fn send<H: FlowHooks>(
                 ensure_host(outgoing.headers_mut(), authority);
                 *outgoing.uri_mut() = absolute;
                 let sent = match route {
-                    Route::Direct => shared.upstream.request(outgoing),
+                    Route::Direct => shared.upstream().request(outgoing),
                     Route::Via(proxy) => {
                         // Plain HTTP goes to the proxy itself, which wants
                         // its credentials on every request.

@@ -132,8 +132,10 @@ pub(crate) struct Shared<H> {
     pub hooks: Arc<H>,
     pub options: ProxyOptions,
     /// Pooled keep-alive connections to servers, HTTP or HTTPS (HTTP/2
-    /// where the server offers it), reporting server-connect/disconnect.
-    pub upstream: Client<Watched<HttpsConnector<HttpConnector>>, ProxyBody>,
+    /// where the server offers it), reporting server-connect/disconnect:
+    /// one pool per worker thread, then one for any other thread
+    /// ([`Shared::upstream`]).
+    upstreams: Vec<Upstreams>,
     /// Where the tunnels' own server connections report opening and closing.
     pub server_events: Arc<dyn ServerEvents>,
     /// Pools of connections through upstream proxies, one per proxy.
@@ -168,8 +170,13 @@ impl<H: FlowHooks> Shared<H> {
             .enable_http1()
             .enable_http2()
             .wrap_connector(connector);
-        let upstream = pool_builder(options.timeouts.h2_keepalive)
-            .build(Watched::new(connector, server_events.clone()));
+        let threads = options.workers.as_ref().map_or(0, |w| w.threads());
+        let upstreams = (0..=threads)
+            .map(|_| {
+                pool_builder(options.timeouts.h2_keepalive)
+                    .build(Watched::new(connector.clone(), server_events.clone()))
+            })
+            .collect();
         let via = ViaPools::new(
             trust.clone(),
             options.connect_timeout,
@@ -180,7 +187,7 @@ impl<H: FlowHooks> Shared<H> {
             hooks,
             default_route: options.mode.default_route(),
             options,
-            upstream,
+            upstreams,
             via,
             trust,
             server_events,
@@ -189,6 +196,20 @@ impl<H: FlowHooks> Shared<H> {
         }
     }
 }
+
+impl<H> Shared<H> {
+    /// The pool of the calling thread: a worker's own, so that a flow's
+    /// server connection is served by the flow's thread (its reads and
+    /// writes wake the flow without a signal to another core; see
+    /// [`crate::workers`]), as Envoy keeps a pool per worker.
+    pub(crate) fn upstream(&self) -> &Upstreams {
+        let own = crate::workers::current().map_or(0, |n| n + 1);
+        &self.upstreams[own.min(self.upstreams.len() - 1)]
+    }
+}
+
+/// One pool of server connections.
+pub(crate) type Upstreams = Client<Watched<HttpsConnector<HttpConnector>>, ProxyBody>;
 
 /// How every pool of server connections is set up: header case kept,
 /// idle connections kept 90 s, HTTP/2 pinged every `h2_keepalive`.
@@ -202,4 +223,37 @@ pub(crate) fn pool_builder(h2_keepalive: Option<Duration>) -> hyper_util::client
         .http2_keep_alive_interval(h2_keepalive)
         .http2_keep_alive_timeout(h2_keepalive.unwrap_or(NEVER));
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each worker thread takes its own pool, every time; any other thread
+    /// the one left over.
+    #[tokio::test]
+    async fn each_worker_thread_takes_its_own_pool() {
+        let workers = Arc::new(Workers::start(2).unwrap());
+        let options = ProxyOptions {
+            workers: Some(workers.clone()),
+            ..ProxyOptions::default()
+        };
+        let shared = Arc::new(Shared::new(witm_flow::NoHooks, options));
+        let index_of = |shared: &Shared<witm_flow::NoHooks>| {
+            let taken = shared.upstream();
+            shared
+                .upstreams
+                .iter()
+                .position(|pool| std::ptr::eq(pool, taken))
+        };
+        let mut taken = Vec::new();
+        for n in [0, 1, 0, 1] {
+            let shared = shared.clone();
+            let on_worker = workers.spawn_on(n, async move { index_of(&shared) });
+            taken.push(on_worker.await.unwrap());
+        }
+        assert_eq!(taken, [Some(1), Some(2), Some(1), Some(2)]);
+        assert_eq!(index_of(&shared), Some(0));
+        assert_eq!(shared.upstreams.len(), 3);
+    }
 }

@@ -16,12 +16,24 @@
 //! thread with a busy connection is not relieved by the others, which is
 //! what Envoy does too.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+thread_local! {
+    /// Which worker thread this is, set as it starts.
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The worker thread the caller runs on (0, 1, …), `None` off them: for
+/// what each thread keeps its own of (its server connections).
+pub(crate) fn current() -> Option<usize> {
+    WORKER.with(Cell::get)
+}
 
 /// The connection-serving threads (see the module's documentation).
 /// Dropping it stops them, with whatever they still run.
@@ -56,6 +68,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("witm-worker-{n}"))
                 .spawn(move || {
+                    WORKER.with(|worker| worker.set(Some(n)));
                     // Runs the spawned connections until told to stop.
                     let _ = runtime.block_on(stopped);
                 })?;
@@ -94,6 +107,16 @@ impl Workers {
                 Err(e) => tracing::warn!("a worker cannot take an accepted connection: {e}"),
             }
         });
+    }
+
+    /// Runs `future` on thread `n`.
+    #[cfg(test)]
+    pub(crate) fn spawn_on<F>(&self, n: usize, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handles[n].spawn(future)
     }
 }
 
