@@ -77,8 +77,8 @@ struct Cli {
     quiet: bool,
 
     /// Threads that serve connections and run their plugins, one tokio
-    /// runtime each; a connection stays on the thread that took it
-    /// (default: one per CPU core, as nginx's `worker_processes auto` and
+    /// runtime each; a connection goes to the thread serving the fewest
+    /// and stays there (default: one per CPU core, as nginx's `worker_processes auto` and
     /// Envoy's --concurrency). Listening, plugin loading and the admin
     /// endpoint run on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -235,11 +235,7 @@ struct ReplayArgs {
     #[arg(short = 'q', long)]
     quiet: bool,
 
-    /// Threads that serve connections and run their plugins, one tokio
-    /// runtime each; a connection stays on the thread that took it
-    /// (default: one per CPU core, as nginx's `worker_processes auto` and
-    /// Envoy's --concurrency). Listening, plugin loading and the admin
-    /// endpoint run on the main thread.
+    /// Accepted and ignored, as before: replay runs on one thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
 }

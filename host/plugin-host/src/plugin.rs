@@ -690,6 +690,11 @@ impl Plugin {
                 taken
             }
         };
+        // Looked at again: `done` may have run while this event waited for
+        // the instance, and left the slot empty.
+        if self.finished.load(Ordering::Relaxed) {
+            return Outcome::Done;
+        }
         let Some(live) = self.ready(&version, &mut guard).await else {
             return Outcome::Skipped("the plugin cannot start".into());
         };
@@ -802,6 +807,10 @@ impl Plugin {
     /// Runs `done` on every live instance (if subscribed) and drops them.
     pub(crate) async fn done(&self) {
         self.starter.shared.replay.finish().await;
+        // First: an event that comes meanwhile (a pooled server connection
+        // closing on a worker thread) must not start an instance again
+        // once `done` has let go of it (see `deliver`).
+        self.finished.store(true, Ordering::Relaxed);
         let version = self.current();
         for index in 0..version.slots.len() {
             let mut guard = version.slots.take_at(index).await;
@@ -825,7 +834,6 @@ impl Plugin {
             }
             *guard = None;
         }
-        self.finished.store(true, Ordering::Relaxed);
     }
 
     /// The slot's instance, starting one if the slot is empty (first use

@@ -6,10 +6,11 @@
 //! (its flows, its server connections, their timers) stay on the thread
 //! that took it, so they wake each other without a signal to another core
 //! and without the atomics a shared run queue needs. tokio's work-stealing
-//! runtime moved them between its workers instead: on the 2-core bench machine, two
-//! threads of this kind served 1.07x the requests per second of its two
-//! workers with no plugin and 1.085x with add-header (bench/README.md, the
-//! fifth pass).
+//! runtime moved them between its workers instead: on the 2-core bench
+//! machine, two threads of this kind served 1.07x the requests per second
+//! of its two workers with no plugin and 1.085x with add-header, and
+//! 1.12x and 1.14x more with a pool of server connections per thread
+//! (`Shared::upstream`; bench/README.md, the fifth pass).
 //!
 //! Each accepted connection goes to the thread serving the fewest (in
 //! turn among equals; the listener stays on the runtime that called
@@ -24,6 +25,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+/// tokio's default bound on one runtime's threads for blocking work.
+const BLOCKING_THREADS: usize = 512;
 
 thread_local! {
     /// Which worker thread this is, set as it starts.
@@ -77,6 +81,9 @@ impl Workers {
         for n in 0..threads {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // The threads for blocking work (a plugin's large body
+                // coded) stay as many in all as one runtime's default.
+                .max_blocking_threads((BLOCKING_THREADS / threads).max(1))
                 .build()?;
             let (stop, stopped) = oneshot::channel::<()>();
             handles.push(runtime.handle().clone());
