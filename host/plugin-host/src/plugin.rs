@@ -387,8 +387,9 @@ pub struct Plugin {
     /// The file as last loaded or tried, so a broken file is tried once.
     stamp: std::sync::Mutex<FileStamp>,
     health: Health,
-    /// Set once `done` has run: later events (a pooled server connection
-    /// closing at exit) are dropped instead of starting the plugin again.
+    /// Set as `done` starts: later events (a pooled server connection
+    /// closing at exit), and those still waiting for an instance, are
+    /// dropped instead of starting the plugin again.
     finished: AtomicBool,
 }
 
@@ -654,7 +655,7 @@ impl Plugin {
         mut event: Delivery<'_>,
         pins: Option<&mut Pins>,
     ) -> Outcome {
-        if self.finished.load(Ordering::Relaxed) {
+        if self.is_finished() {
             return Outcome::Done;
         }
         let version = self.version_for(pins);
@@ -692,7 +693,7 @@ impl Plugin {
         };
         // Looked at again: `done` may have run while this event waited for
         // the instance, and left the slot empty.
-        if self.finished.load(Ordering::Relaxed) {
+        if self.is_finished() {
             return Outcome::Done;
         }
         let Some(live) = self.ready(&version, &mut guard).await else {

@@ -133,8 +133,8 @@ pub(crate) struct Shared<H> {
     pub options: ProxyOptions,
     /// Pooled keep-alive connections to servers, HTTP or HTTPS (HTTP/2
     /// where the server offers it), reporting server-connect/disconnect:
-    /// one pool per worker thread, then one for any other thread
-    /// ([`Shared::upstream`]).
+    /// first the pool of threads that are not workers, then one per
+    /// worker thread ([`Shared::upstream`]).
     upstreams: Vec<Upstreams>,
     /// Where the tunnels' own server connections report opening and closing.
     pub server_events: Arc<dyn ServerEvents>,
