@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two witm binaries side by side on HTTP/1.1 keep-alive, in alternating
+# Two witm binaries side by side (HTTP/1.1 keep-alive unless told), in alternating
 # rounds against one local nginx origin (oha, 32 connections): the median
 # requests/s of each and the median of the per-round ratios B/A. Rounds
 # alternate so that the drift of a noisy machine falls on both alike.
@@ -8,6 +8,9 @@
 #   WITM_AB_ARGS="-s path/to/plugin.wasm"              # extra witm arguments (both);
 #       then also what each says of the plugin as it stops (its calls,
 #       time in it, time flows waited for an instance)
+#   WITM_AB_MODE=https                                 # http1 (default), https (keep-alive
+#       through witm's interception), https-new (a new connection per request) or
+#       h2 (HTTP/2 over TLS): bench/run.sh's modes
 #   WITM_AB_REQUESTS=100000                            # then also: witm's CPU
 #       time per request (perf stat's task-clock, user and kernel) over that
 #       many requests, each binary twice; it moves less with the noise than
@@ -21,18 +24,24 @@ oha=$tools/cargo/bin/oha
 # shellcheck source=bench/origin.sh
 . "$(dirname "$0")/origin.sh"
 start_origin
-port=$origin_port
+case ${WITM_AB_MODE:-http1} in
+  http1) url=http://127.0.0.1:$origin_port/small; oha_mode=() ;;
+  https) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure) ;;
+  https-new) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure --disable-keepalive) ;;
+  h2) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure --http2) ;;
+  *) echo "WITM_AB_MODE: one of http1 https https-new h2" >&2; exit 2 ;;
+esac
 read -r -a extra <<<"${WITM_AB_ARGS:-}"
 start() { # BINARY PORT
-  "$1" -q -p "$2" --confdir "$work/witm-$2" "${extra[@]}" >"$work/witm-$2.log" 2>&1 &
+  "$1" -q -p "$2" --confdir "$work/witm-$2" --upstream-ca "$work/origin-ca.pem" "${extra[@]}" >"$work/witm-$2.log" 2>&1 &
   pids+=("$!")
   wait_port "$2"
 }
 pa=$(free_port); start "$a" "$pa"
 pb=$(free_port); start "$b" "$pb"
 run() { # PORT -> req/s
-  "$oha" --no-tui --output-format json -z "${seconds}s" -c 32 -x "http://127.0.0.1:$1" \
-    "http://127.0.0.1:$port/small" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"]))'
+  "$oha" --no-tui --output-format json -z "${seconds}s" -c 32 "${oha_mode[@]}" -x "http://127.0.0.1:$1" \
+    "$url" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"]))'
 }
 run "$pa" >/dev/null; run "$pb" >/dev/null # warm both
 ra=() rb=()
@@ -46,8 +55,8 @@ if [ -n "${WITM_AB_REQUESTS:-}" ]; then
     perf stat -x, -e task-clock -p "$1" -o "$work/stat" &
     local stat=$!
     sleep 0.5
-    "$oha" --no-tui --output-format json -n "$WITM_AB_REQUESTS" -c 32 -x "http://127.0.0.1:$2" \
-      "http://127.0.0.1:$port/small" >/dev/null
+    "$oha" --no-tui --output-format json -n "$WITM_AB_REQUESTS" -c 32 "${oha_mode[@]}" -x "http://127.0.0.1:$2" \
+      "$url" >/dev/null
     kill -INT "$stat"; wait "$stat" || true
     python3 - "$work/stat" "$WITM_AB_REQUESTS" <<'PY'
 import sys

@@ -1,6 +1,6 @@
-# Sourced by bench/ab.sh and bench/instructions.sh: a plain-HTTP nginx
-# origin on loopback serving a 52-byte `/small` (bench/run.sh's, without
-# its TLS side), and the helpers both need. Sourcing it makes `work`, a
+# Sourced by bench/run.sh, bench/ab.sh and bench/instructions.sh: the nginx
+# origin on loopback (HTTP, and HTTPS with HTTP/2) and the helpers they
+# need. Sourcing it makes `work`, a
 # temporary directory, and `pids`, processes to stop: both go on exit,
 # with the origin.
 work=$(mktemp -d)
@@ -20,16 +20,28 @@ wait_port() {
   echo "nothing listens on $1" >&2
   return 1
 }
-# Starts nginx; sets origin_port.
+# Starts nginx: plain HTTP on origin_port, and HTTPS with HTTP/2 on
+# origin_tls_port (for `localhost` and 127.0.0.1, signed by a CA made here,
+# $work/origin-ca.pem, which the proxies are told to trust). It serves a
+# 52-byte `/small` and a 1 MiB `/big`.
 start_origin() {
   local nginx
   nginx=$(command -v nginx || echo /usr/sbin/nginx)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench origin CA" \
+    -keyout "$work/origin-ca.key" -out "$work/origin-ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$work/origin.key" -out "$work/origin.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$work/san.ext"
+  openssl x509 -req -in "$work/origin.csr" -CA "$work/origin-ca.pem" -CAkey "$work/origin-ca.key" \
+    -CAcreateserial -days 2 -extfile "$work/san.ext" -out "$work/origin.pem" 2>/dev/null
   mkdir -p "$work/www"
   printf '%51s\n' "hello from the bench origin" >"$work/www/small"
+  head -c $((1 << 20)) /dev/zero >"$work/www/big"
   # nginx's workers run as an unprivileged user: they must read the files.
   chmod a+rx "$work" "$work/www"
   chmod a+r "$work/www/"*
   origin_port=$(free_port)
+  origin_tls_port=$(free_port)
   cat >"$work/nginx.conf" <<CONF
 worker_processes 1;
 pid $work/nginx.pid;
@@ -38,11 +50,18 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$origin_port; root $work/www; }
+  server {
+    listen 127.0.0.1:$origin_port;
+    listen 127.0.0.1:$origin_tls_port ssl http2;
+    ssl_certificate $work/origin.pem;
+    ssl_certificate_key $work/origin.key;
+    root $work/www;
+  }
 }
 CONF
   "$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/nginx-error.log"
   wait_port "$origin_port"
+  wait_port "$origin_tls_port"
 }
 stop_origin() {
   if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi

@@ -43,7 +43,6 @@ target=${CARGO_TARGET_DIR:-$root/target}
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq nginx-light >/dev/null; else sudo apt-get install -y -qq nginx-light >/dev/null; fi
 fi
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
 oha=$tools/cargo/bin/oha
 if ! "$oha" --version 2>/dev/null | grep -q "$oha_version"; then
   cargo install --quiet --locked "oha@$oha_version" --root "$tools/cargo"
@@ -75,58 +74,13 @@ hudsucker=$target/bench-hudsucker/release/hudsucker-proxy
 rust_plugin=$target/guests/wasm32-wasip2/release/add_header.wasm
 
 # --- the origin: nginx, HTTP and HTTPS (HTTP/2) on loopback ---------------
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench origin CA" \
-  -keyout "$work/origin-ca.key" -out "$work/origin-ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-  -keyout "$work/origin.key" -out "$work/origin.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$work/san.ext"
-openssl x509 -req -in "$work/origin.csr" -CA "$work/origin-ca.pem" -CAkey "$work/origin-ca.key" \
-  -CAcreateserial -days 2 -extfile "$work/san.ext" -out "$work/origin.pem" 2>/dev/null
-mkdir -p "$work/www"
-printf '%51s\n' "hello from the bench origin" >"$work/www/small"
-head -c $((1 << 20)) /dev/zero >"$work/www/big"
-# nginx's workers run as an unprivileged user: they must read the files.
-chmod a+rx "$work" "$work/www"
-chmod a+r "$work/www/"*
-http_port=$(free_port)
-https_port=$(free_port)
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$http_port;
-    listen 127.0.0.1:$https_port ssl http2;
-    ssl_certificate $work/origin.pem;
-    ssl_certificate_key $work/origin.key;
-    root $work/www;
-  }
-}
-EOF
-"$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/nginx-error.log"
+# shellcheck source=bench/origin.sh
+. "$root/bench/origin.sh"
+start_origin
+http_port=$origin_port
+https_port=$origin_tls_port
 
 # --- the proxies -----------------------------------------------------------
-wait_port() {
-  for _ in $(seq 1 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  return 1
-}
 proxy_pid=
 start_proxy() { # NAME PORT: starts the proxy NAME on PORT
   local name=$1 port=$2
