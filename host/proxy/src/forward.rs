@@ -987,8 +987,12 @@ async fn send<H: FlowHooks>(
                 *outgoing.version_mut() = Version::HTTP_11;
                 ensure_host(outgoing.headers_mut(), authority);
                 *outgoing.uri_mut() = absolute;
-                let sent = match route {
-                    Route::Direct => shared.upstream().request(outgoing),
+                match route {
+                    Route::Direct => shared
+                        .upstream()
+                        .request(outgoing)
+                        .await
+                        .map_err(|e| describe_upstream_error(authority, &e)),
                     Route::Via(proxy) => {
                         // Plain HTTP goes to the proxy itself, which wants
                         // its credentials on every request.
@@ -1000,11 +1004,10 @@ async fn send<H: FlowHooks>(
                                 .headers_mut()
                                 .insert(http::header::PROXY_AUTHORIZATION, value);
                         }
-                        shared.via.client(proxy).request(outgoing)
+                        (shared.via.client(proxy).request(outgoing).await)
+                            .map_err(|e| describe_upstream_error(authority, &e))
                     }
-                };
-                sent.await
-                    .map_err(|e| describe_upstream_error(authority, &e))
+                }
             }
         }
     };
@@ -1049,7 +1052,10 @@ fn describe_upstream_error(authority: &str, error: &(dyn std::error::Error + 'st
     let kind = answers::kind_of_upstream(error);
     let connect = error
         .downcast_ref::<hyper_util::client::legacy::Error>()
-        .is_some_and(|e| e.is_connect());
+        .is_some_and(|e| e.is_connect())
+        || error
+            .downcast_ref::<crate::server_pool::PoolError>()
+            .is_some_and(|e| e.is_connect());
     let mut cause: &dyn std::error::Error = error;
     while let Some(next) = cause.source() {
         cause = next;

@@ -75,6 +75,7 @@ mod reverse;
 mod routes;
 pub mod server;
 mod server_events;
+mod server_pool;
 mod shared;
 mod socks5;
 mod tcp_flow;

@@ -4,20 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use witm_flow::{FlowHooks, Route};
 use witm_tls::{Upstream, UpstreamTrust};
 
 use crate::auth::Authenticator;
-use crate::body::ProxyBody;
 use crate::counters::Counters;
 use crate::link_pool::LinkPool;
 use crate::mode::Mode;
 use crate::routes::ViaPools;
-use crate::server_events::{HookEvents, ServerEvents, Watched};
+use crate::server_events::{HookEvents, ServerEvents};
+use crate::server_pool::{ServerPool, connector};
 use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
 use crate::websocket::WebSocketLimits;
@@ -154,27 +152,15 @@ impl<H: FlowHooks> Shared<H> {
     pub(crate) fn new(hooks: H, options: ProxyOptions) -> Self {
         let hooks = Arc::new(hooks);
         let server_events: Arc<dyn ServerEvents> = Arc::new(HookEvents(hooks.clone()));
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.enforce_http(false);
         let trust = match &options.tls {
             Some(tls) => tls.upstream.clone(),
             None => Upstream::new(&UpstreamTrust::Verify),
         };
-        // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
-        let client_tls = (*trust.client_config(Vec::new())).clone();
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(client_tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(connector);
         let threads = options.workers.as_ref().map_or(0, |w| w.threads());
         let upstreams = (0..=threads)
             .map(|_| {
-                pool_builder(options.timeouts.h2_keepalive)
-                    .build(Watched::new(connector.clone(), server_events.clone()))
+                let connector = connector(&trust, options.connect_timeout, server_events.clone());
+                ServerPool::new(connector, options.timeouts.h2_keepalive)
             })
             .collect();
         let via = ViaPools::new(
@@ -209,9 +195,10 @@ impl<H> Shared<H> {
 }
 
 /// One pool of server connections.
-pub(crate) type Upstreams = Client<Watched<HttpsConnector<HttpConnector>>, ProxyBody>;
+pub(crate) type Upstreams = ServerPool;
 
-/// How every pool of server connections is set up: header case kept,
+/// How every pool of connections through an upstream proxy is set up
+/// (the direct route's are [`ServerPool`]s): header case kept,
 /// idle connections kept 90 s, HTTP/2 pinged every `h2_keepalive`.
 pub(crate) fn pool_builder(h2_keepalive: Option<Duration>) -> hyper_util::client::legacy::Builder {
     let mut builder = Client::builder(TokioExecutor::new());

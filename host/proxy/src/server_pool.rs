@@ -1,0 +1,513 @@
+//! One thread's pool of connections to servers (see [`crate::shared::Shared::upstream`]):
+//! what hyper_util's `Client` did for witm's direct route, without what
+//! a pool of one thread does not need.
+//!
+//! hyper_util's pool is made for many threads sharing it: each request
+//! hashed its key three times with SipHash (byte by byte, as `Authority`
+//! hashes), raced a checkout against a lazy connect, and spawned a task to
+//! give an HTTP/1 connection back once its response body was read. Here an
+//! HTTP/1 connection goes back into the list as soon as its request is
+//! handed to it, and a checkout takes the newest one that is ready (not
+//! still reading a response) and drops the closed ones: about 10,000
+//! instructions less per request (bench/README.md).
+//!
+//! What it keeps of hyper_util's behaviour: the header case preserved,
+//! HTTP/2 when the server's ALPN says so (one connection shared by its
+//! requests), upgrades (WebSocket) on HTTP/1, a request that a reused
+//! connection closed before sending it sent again on a new one, the
+//! connector's extras (the address connected to, [`ConnectTimes`], the
+//! response tap) in every response's extensions, and unused connections
+//! closed after 90 s. Bounded: at most [`MAX_PER_SERVER`] connections kept
+//! per server; past it, a connection closes once its response is done.
+//!
+//! [`ConnectTimes`]: crate::server_events::ConnectTimes
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use http::{Method, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use witm_tls::Upstream;
+
+use crate::body::{BoxError, ProxyBody};
+use crate::server_events::{ServerEvents, Watched};
+use crate::timeouts::NEVER;
+
+/// How servers are connected to: TCP, TLS for HTTPS (ALPN h2 and
+/// http/1.1), each connection reporting its events.
+pub(crate) type Connector = Watched<HttpsConnector<HttpConnector>>;
+
+/// The connector of a pool: TCP (no Nagle, `connect_timeout`), then TLS
+/// verified by `trust` for HTTPS, offering h2 and http/1.1.
+pub(crate) fn connector(
+    trust: &Upstream,
+    connect_timeout: Duration,
+    events: Arc<dyn ServerEvents>,
+) -> Connector {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.enforce_http(false);
+    // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
+    let tls = (*trust.client_config(Vec::new())).clone();
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Watched::new(https, events)
+}
+
+/// How long a connection is kept unused (hyper_util's default, which
+/// witm's pools had).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How often unused connections are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(30);
+
+/// Most connections kept per server (scheme and authority) per pool.
+pub(crate) const MAX_PER_SERVER: usize = 256;
+
+/// The pool of one thread; see the module's docs.
+pub(crate) struct ServerPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: Connector,
+    h2_keepalive: Option<Duration>,
+    servers: Mutex<Servers>,
+}
+
+#[derive(Default)]
+struct Servers {
+    /// By "scheme://authority", lower case; the newest last.
+    links: HashMap<String, Vec<Link>>,
+    /// True while a task closes unused connections.
+    reaping: bool,
+}
+
+/// One connection to a server.
+struct Link {
+    sender: Sender,
+    /// What the connector said of it (its extras go into each response).
+    connected: Arc<Connected>,
+    /// When it was last handed a request.
+    used: Instant,
+}
+
+enum Sender {
+    Http1(http1::SendRequest<ProxyBody>),
+    Http2(http2::SendRequest<ProxyBody>),
+}
+
+impl Link {
+    fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::Http1(tx) => tx.is_closed(),
+            Sender::Http2(tx) => tx.is_closed(),
+        }
+    }
+
+    /// Still worth keeping at `now`: open, and busy or used lately.
+    fn keep(&self, now: Instant) -> bool {
+        let busy = matches!(&self.sender, Sender::Http1(tx) if !tx.is_ready());
+        !self.is_closed() && (busy || now.duration_since(self.used) < IDLE_TIMEOUT)
+    }
+}
+
+/// Why a request got no response from its server.
+#[derive(Debug)]
+pub(crate) struct PoolError {
+    /// True when no connection could be made (the connector failed).
+    connect: bool,
+    source: BoxError,
+}
+
+impl PoolError {
+    /// True when the server could not be connected to.
+    pub(crate) fn is_connect(&self) -> bool {
+        self.connect
+    }
+
+    fn connect(source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        PoolError {
+            connect: true,
+            source,
+        }
+    }
+
+    fn send(source: impl Into<BoxError>) -> Self {
+        PoolError {
+            connect: false,
+            source: source.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.connect {
+            true => write!(f, "cannot connect: {}", self.source),
+            false => write!(f, "request failed: {}", self.source),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// A request that went, or one to send again on a new connection.
+enum Sent {
+    Answered(Result<hyper::Response<Incoming>, PoolError>),
+    /// The connection closed before the request was written.
+    Unsent(hyper::Request<ProxyBody>, PoolError),
+}
+
+impl ServerPool {
+    pub(crate) fn new(connector: Connector, h2_keepalive: Option<Duration>) -> Self {
+        ServerPool {
+            inner: Arc::new(Inner {
+                connector,
+                h2_keepalive,
+                servers: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Sends `request` (an absolute URI, HTTP/1.1, its `host` set) to its
+    /// server over a kept connection, or a new one.
+    pub(crate) async fn request(
+        &self,
+        mut request: hyper::Request<ProxyBody>,
+    ) -> Result<hyper::Response<Incoming>, PoolError> {
+        let uri = request.uri().clone();
+        let key = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                let mut key = format!("{scheme}://{authority}");
+                key.make_ascii_lowercase();
+                key
+            }
+            _ => return Err(PoolError::send(format!("not an absolute URI: {uri}"))),
+        };
+        if let Some(link) = self.checkout(&key) {
+            match self.send(link, request, &key).await {
+                Sent::Answered(answered) => return answered,
+                // The server closed it as the request went: a new one.
+                Sent::Unsent(unsent, _) => request = unsent,
+            }
+            *request.uri_mut() = uri.clone();
+        }
+        let link = self.connect(uri, &key).await?;
+        match self.send(link, request, &key).await {
+            Sent::Answered(answered) => answered,
+            Sent::Unsent(_, error) => Err(error),
+        }
+    }
+
+    /// The newest kept connection to `key` that can take a request now,
+    /// dropping the closed and expired ones it passes.
+    fn checkout(&self, key: &str) -> Option<Link> {
+        let mut servers = self.inner.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let links = servers.links.get_mut(key)?;
+        let now = Instant::now();
+        let mut at = links.len();
+        while at > 0 {
+            at -= 1;
+            let link = &mut links[at];
+            if !link.keep(now) {
+                links.remove(at);
+                continue;
+            }
+            match &link.sender {
+                Sender::Http1(tx) if tx.is_ready() => return Some(links.remove(at)),
+                // Still reading its response.
+                Sender::Http1(_) => {}
+                // Shared by its requests: a handle to it.
+                Sender::Http2(tx) => {
+                    let sender = Sender::Http2(tx.clone());
+                    link.used = now;
+                    return Some(Link {
+                        sender,
+                        connected: link.connected.clone(),
+                        used: now,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Keeps `link` for the next request to `key` (an HTTP/1 one while
+    /// its response is still read: [`checkout`](Self::checkout) passes it
+    /// until it is ready).
+    fn keep(&self, key: &str, link: Link) {
+        let mut servers = self.inner.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let links = match servers.links.get_mut(key) {
+            Some(links) => links,
+            None => servers.links.entry(key.to_owned()).or_default(),
+        };
+        if links.len() >= MAX_PER_SERVER {
+            // Dropped: it closes once its response is done.
+            return;
+        }
+        links.push(link);
+        if !servers.reaping {
+            servers.reaping = true;
+            tokio::spawn(reap(Arc::downgrade(&self.inner)));
+        }
+    }
+
+    /// Sends `request` over `link`, which goes back into the pool.
+    async fn send(&self, link: Link, mut request: hyper::Request<ProxyBody>, key: &str) -> Sent {
+        let connected = link.connected.clone();
+        let sending = match link.sender {
+            Sender::Http1(mut tx) => {
+                // Origin form (authority form for CONNECT), from the parts
+                // as parsed: nothing is parsed again.
+                let connect = request.method() == Method::CONNECT;
+                let absolute = std::mem::take(request.uri_mut()).into_parts();
+                let mut parts = http::uri::Parts::default();
+                if connect {
+                    parts.authority = absolute.authority;
+                } else {
+                    let root = || http::uri::PathAndQuery::from_static("/");
+                    parts.path_and_query = Some(absolute.path_and_query.unwrap_or_else(root));
+                }
+                *request.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+                let sending = tx.try_send_request(request);
+                let link = Link {
+                    sender: Sender::Http1(tx),
+                    used: Instant::now(),
+                    connected: connected.clone(),
+                };
+                self.keep(key, link);
+                futures_util::future::Either::Left(sending)
+            }
+            // Kept in the pool as it is (a handle to it was taken).
+            Sender::Http2(mut tx) => {
+                *request.version_mut() = Version::HTTP_2;
+                futures_util::future::Either::Right(tx.try_send_request(request))
+            }
+        };
+        match sending.await {
+            Ok(mut response) => {
+                connected.get_extras(response.extensions_mut());
+                Sent::Answered(Ok(response))
+            }
+            Err(mut error) => match error.take_message() {
+                Some(request) => Sent::Unsent(request, PoolError::send(error.into_error())),
+                None => Sent::Answered(Err(PoolError::send(error.into_error()))),
+            },
+        }
+    }
+
+    /// A new connection to `uri`'s server: HTTP/2 if its ALPN says so (then
+    /// kept at once, for other requests to share).
+    async fn connect(&self, uri: Uri, key: &str) -> Result<Link, PoolError> {
+        use tower_service::Service;
+        let mut connector = self.inner.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(PoolError::connect)?;
+        let io = connector.call(uri).await.map_err(PoolError::connect)?;
+        let connected = io.connected();
+        let sender = if connected.is_negotiated_h2() {
+            let keepalive = self.inner.h2_keepalive;
+            let (mut tx, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(keepalive)
+                .keep_alive_timeout(keepalive.unwrap_or(NEVER))
+                .handshake(io)
+                .await
+                .map_err(PoolError::send)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!("server connection: {e}");
+                }
+            });
+            tx.ready().await.map_err(PoolError::send)?;
+            Sender::Http2(tx)
+        } else {
+            let (mut tx, connection) = http1::Builder::new()
+                .preserve_header_case(true)
+                .handshake(io)
+                .await
+                .map_err(PoolError::send)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.with_upgrades().await {
+                    tracing::debug!("server connection: {e}");
+                }
+            });
+            tx.ready().await.map_err(PoolError::send)?;
+            Sender::Http1(tx)
+        };
+        let link = Link {
+            sender,
+            connected: Arc::new(connected),
+            used: Instant::now(),
+        };
+        if let Sender::Http2(tx) = &link.sender {
+            let shared = Link {
+                sender: Sender::Http2(tx.clone()),
+                connected: link.connected.clone(),
+                used: link.used,
+            };
+            self.keep(key, shared);
+        }
+        Ok(link)
+    }
+
+    /// How many connections are kept, for tests.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        let servers = self.inner.servers.lock().unwrap();
+        servers.links.values().map(Vec::len).sum()
+    }
+}
+
+/// Closes unused connections every [`REAP_EVERY`], until the pool is empty
+/// (the next kept connection starts it again) or gone.
+async fn reap(pool: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(REAP_EVERY).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut servers = pool.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        servers.links.retain(|_, links| {
+            links.retain(|link| link.keep(now));
+            !links.is_empty()
+        });
+        if servers.links.is_empty() {
+            servers.reaping = false;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use witm_test_support::{Origin, RawOrigin, TestCa};
+    use witm_tls::UpstreamTrust;
+
+    use super::*;
+    use crate::server_events::HookEvents;
+
+    fn pool(trust: UpstreamTrust) -> ServerPool {
+        let events = Arc::new(HookEvents(Arc::new(witm_flow::NoHooks)));
+        let connector = connector(&Upstream::new(&trust), Duration::from_secs(5), events);
+        ServerPool::new(connector, None)
+    }
+
+    /// GETs `url` through `pool`: the status and the body.
+    async fn get(pool: &ServerPool, url: &str) -> (u16, Bytes) {
+        let authority = url.parse::<Uri>().unwrap().authority().unwrap().to_string();
+        let request = hyper::Request::builder()
+            .uri(url)
+            .header(http::header::HOST, authority)
+            .body(crate::body::empty())
+            .unwrap();
+        let response = pool.request(request).await.unwrap();
+        assert!(
+            response
+                .extensions()
+                .get::<crate::server_events::ConnectTimes>()
+                .is_some(),
+            "the connector's extras are in each response"
+        );
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn one_connection_serves_requests_one_after_another() {
+        let origin = Origin::start();
+        let pool = pool(UpstreamTrust::Verify);
+        for _ in 0..5 {
+            let (status, _) = get(&pool, &origin.url("/")).await;
+            assert_eq!(status, 200);
+        }
+        assert_eq!(origin.connections(), 1);
+        assert_eq!(pool.kept(), 1);
+    }
+
+    /// A connection still reading its response is not handed a request.
+    #[tokio::test]
+    async fn a_busy_connection_is_passed_over() {
+        let origin = Origin::start();
+        let pool = pool(UpstreamTrust::Verify);
+        let big = origin.url("/big/4");
+        let authority = big.parse::<Uri>().unwrap().authority().unwrap().to_string();
+        let request = hyper::Request::builder()
+            .uri(&big)
+            .header(http::header::HOST, authority)
+            .body(crate::body::empty())
+            .unwrap();
+        // Its body not read: the connection stays busy with it.
+        let unread = pool.request(request).await.unwrap();
+        let (status, _) = get(&pool, &origin.url("/")).await;
+        assert_eq!(status, 200);
+        assert_eq!(origin.connections(), 2);
+        drop(unread);
+    }
+
+    /// A server that closes every connection after its response (as the
+    /// raw origin does): each request still gets its answer, on a new
+    /// connection, whether the pool saw the close first or the request
+    /// found it (then sent again).
+    #[tokio::test]
+    async fn closed_connections_are_not_used_again() {
+        let origin = RawOrigin::start();
+        let pool = pool(UpstreamTrust::Verify);
+        let url = format!("http://{}/", origin.address);
+        for _ in 0..5 {
+            let (status, body) = get(&pool, &url).await;
+            assert_eq!((status, &body[..]), (200, &b"ok"[..]));
+        }
+        let heads = origin.heads();
+        assert_eq!(heads.len(), 5);
+        // Origin form on the wire.
+        assert!(heads[0].starts_with("GET / HTTP/1.1\r\n"), "{}", heads[0]);
+    }
+
+    /// HTTPS with ALPN h2: one connection, shared by concurrent requests.
+    #[tokio::test]
+    async fn http2_requests_share_one_connection() {
+        let ca = TestCa::new("server-pool");
+        let origin = Origin::start_https(&ca);
+        let der = CertificateDer::from_pem_file(&ca.cert_pem_path).unwrap();
+        let pool = Arc::new(pool(UpstreamTrust::VerifyWith(vec![der])));
+        let url = origin.https_url("/");
+        let (status, _) = get(&pool, &url).await;
+        assert_eq!(status, 200);
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let pool = pool.clone();
+            let url = url.clone();
+            requests.spawn(async move { get(&pool, &url).await.0 });
+        }
+        while let Some(status) = requests.join_next().await {
+            assert_eq!(status.unwrap(), 200);
+        }
+        assert_eq!(origin.connections(), 1);
+        assert_eq!(pool.kept(), 1);
+    }
+}
