@@ -168,7 +168,9 @@ impl Headers {
     /// held (a head read off the wire): neither is copied. Refused when
     /// the name is not text.
     pub fn append_shared(&mut self, name: Bytes, value: Bytes) -> Result<(), InvalidHeader> {
-        if std::str::from_utf8(&name).is_err() {
+        // Names off the wire are tokens, so ASCII: checked a word at a
+        // time, where `from_utf8` goes byte by byte on a short name.
+        if !name.is_ascii() && std::str::from_utf8(&name).is_err() {
             let shown = String::from_utf8_lossy(&name).into_owned();
             return Err(InvalidHeader(format!("invalid header name {shown:?}")));
         }
@@ -488,5 +490,23 @@ mod tests {
         assert!(validate("ok", b"fine").is_ok());
         assert!(validate("bad name", b"v").is_err());
         assert!(validate("x", b"line\nbreak").is_err());
+    }
+
+    /// Names off the wire are kept when they are text (ASCII, or UTF-8
+    /// beyond it) and refused when not.
+    #[test]
+    fn shared_names_must_be_text() {
+        let mut headers = Headers::default();
+        let value = Bytes::from_static(b"v");
+        for name in [&b"Content-Type"[..], b"x", "na\u{ef}ve".as_bytes()] {
+            let name = Bytes::copy_from_slice(name);
+            assert!(headers.append_shared(name, value.clone()).is_ok());
+        }
+        for name in [&b"\xff"[..], b"bad\xc3"] {
+            let name = Bytes::copy_from_slice(name);
+            assert!(headers.append_shared(name, value.clone()).is_err());
+        }
+        assert_eq!(headers.len(), 3);
+        assert_eq!(headers.get("na\u{ef}ve").as_deref(), Some("v"));
     }
 }

@@ -194,7 +194,11 @@ impl ServerPool {
         let uri = request.uri().clone();
         let key = match (uri.scheme_str(), uri.authority()) {
             (Some(scheme), Some(authority)) => {
-                let mut key = format!("{scheme}://{authority}");
+                let authority = authority.as_str();
+                let mut key = String::with_capacity(scheme.len() + 3 + authority.len());
+                key.push_str(scheme);
+                key.push_str("://");
+                key.push_str(authority);
                 key.make_ascii_lowercase();
                 key
             }
