@@ -60,8 +60,16 @@ impl CertificateAuthority {
         let cert_der_path = confdir.join(CERT_DER_FILE);
         let (issuer, cert_der) = match (key_path.exists(), cert_pem_path.exists()) {
             (true, true) => load(&key_path, &cert_pem_path)?,
-            (false, false) => create(confdir, &key_path, &cert_pem_path, &cert_der_path)?,
+            // Several witm may start at once on a new confdir: one makes the
+            // CA, the others wait for it and load it.
+            _ if !Creating::take(confdir)? => load(&key_path, &cert_pem_path)?,
+            (false, false) => {
+                let made = create(confdir, &key_path, &cert_pem_path, &cert_der_path);
+                Creating::done(confdir);
+                made?
+            }
             (true, false) => {
+                Creating::done(confdir);
                 return Err(CaError(format!(
                     "{} exists but {} is missing: restore it, or remove both to make a new CA",
                     key_path.display(),
@@ -69,6 +77,7 @@ impl CertificateAuthority {
                 )));
             }
             (false, true) => {
+                Creating::done(confdir);
                 return Err(CaError(format!(
                     "{} exists but its key {} is missing: restore it, or remove both to make a new CA",
                     cert_pem_path.display(),
@@ -77,7 +86,11 @@ impl CertificateAuthority {
             }
         };
         if !cert_der_path.exists() {
-            write_file(&cert_der_path, &cert_der, 0o644)?;
+            // Another witm may write it at the same moment: the same bytes.
+            match write_file(&cert_der_path, &cert_der, 0o644) {
+                Err(_) if cert_der_path.exists() => {}
+                written => written?,
+            }
         }
         Ok(Arc::new(Self {
             issuer,
@@ -231,9 +244,64 @@ fn create(
     Ok((issuer, cert.der().clone()))
 }
 
+/// The lock one witm holds while it makes a confdir's CA (a file made
+/// with `create_new`), so that witm started together make one CA.
+struct Creating;
+
+impl Creating {
+    const FILE: &str = "witm-ca.lock";
+    /// How long a witm waits for another to make the CA.
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// True when this process now holds the lock (it makes the CA, then
+    /// calls [`Creating::done`]); false once another has made the CA
+    /// meanwhile (both files are there to load).
+    fn take(confdir: &Path) -> Result<bool, CaError> {
+        fs::create_dir_all(confdir)
+            .map_err(|e| CaError(format!("cannot create {}: {e}", confdir.display())))?;
+        let lock = confdir.join(Self::FILE);
+        let made = || confdir.join(KEY_FILE).exists() && confdir.join(CERT_PEM_FILE).exists();
+        let started = std::time::Instant::now();
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(_) if made() => {
+                    Self::done(confdir);
+                    return Ok(false);
+                }
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if started.elapsed() > Self::WAIT {
+                        return Err(CaError(format!(
+                            "{} is held: another witm is making the CA, or one stopped while it did (then remove it)",
+                            lock.display()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(CaError(format!("cannot create {}: {e}", lock.display())));
+                }
+            }
+        }
+    }
+
+    fn done(confdir: &Path) {
+        let _ = fs::remove_file(confdir.join(Self::FILE));
+    }
+}
+
 /// Writes a file created with `mode` from the start, so the key is never
-/// readable by others, not even for a moment.
+/// readable by others, not even for a moment; under a temporary name, then
+/// renamed, so that no one reads it half written.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".{}.partial", std::process::id()));
+    let partial = Path::new(&partial);
+    let _ = fs::remove_file(partial);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -241,15 +309,49 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
     #[cfg(not(unix))]
     let _ = mode;
     let mut file = options
-        .open(path)
-        .map_err(|e| CaError(format!("cannot create {}: {e}", path.display())))?;
+        .open(partial)
+        .map_err(|e| CaError(format!("cannot create {}: {e}", partial.display())))?;
     file.write_all(bytes)
-        .map_err(|e| CaError(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| CaError(format!("cannot write {}: {e}", partial.display())))?;
+    if path.exists() {
+        let _ = fs::remove_file(partial);
+        return Err(CaError(format!(
+            "cannot create {}: it exists",
+            path.display()
+        )));
+    }
+    fs::rename(partial, path).map_err(|e| CaError(format!("cannot create {}: {e}", path.display())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// witm started together on a new confdir (as the e2e tests do) make
+    /// one CA and all use it.
+    #[test]
+    fn started_together_they_make_one_ca() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = Arc::new(std::sync::Barrier::new(8));
+            let made: Vec<_> = (0..8)
+                .map(|_| {
+                    let dir = dir.path().to_owned();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        CertificateAuthority::load_or_create(&dir).map(|ca| ca.cert_der().to_vec())
+                    })
+                })
+                .collect();
+            let made: Vec<_> = made.into_iter().map(|t| t.join().unwrap()).collect();
+            let first = made[0].as_ref().unwrap();
+            for ca in &made {
+                assert_eq!(ca.as_ref().unwrap(), first);
+            }
+            assert!(!dir.path().join(Creating::FILE).exists());
+        }
+    }
 
     #[test]
     fn created_once_then_reused_with_a_private_key_file() {
