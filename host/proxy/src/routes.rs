@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
@@ -29,6 +29,7 @@ use witm_tls::Upstream;
 use crate::body::ProxyBody;
 use crate::dial::{self, BoxStream};
 use crate::server_events::{ServerEvents, Watched};
+use crate::server_pool::watched_https;
 use crate::shared::pool_builder;
 
 /// Upstream proxies with a pool of their own at once.
@@ -78,15 +79,8 @@ impl ViaPools {
             trust: self.trust.clone(),
             timeout: self.connect_timeout,
         };
-        // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config((*self.trust.client_config(Vec::new())).clone())
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(connector);
-        let client =
-            pool_builder(self.h2_keepalive).build(Watched::new(https, self.events.clone()));
+        let https = watched_https(connector, &self.trust, self.events.clone());
+        let client = pool_builder(self.h2_keepalive).build(https);
         pools.insert(proxy.clone(), client.clone());
         client
     }

@@ -18,13 +18,17 @@
 //! connector's extras (the address connected to, [`ConnectTimes`], the
 //! response tap) in every response's extensions, and unused connections
 //! closed after 90 s. Bounded: at most [`MAX_PER_SERVER`] connections kept
-//! per server; past it, a connection closes once its response is done.
+//! per server and [`MAX_KEPT`] in all; past it, a connection closes once
+//! its response is done. Making a connection (TCP, TLS, the HTTP
+//! handshake) takes at most the pool's `setup` time: a server that takes
+//! the TCP connection and then says nothing fails the request (hyper_util
+//! bounded only the TCP part).
 //!
 //! [`ConnectTimes`]: crate::server_events::ConnectTimes
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Method, Uri, Version};
 use hyper::body::Incoming;
@@ -32,6 +36,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 use witm_tls::Upstream;
 
 use crate::body::{BoxError, ProxyBody};
@@ -42,8 +47,8 @@ use crate::timeouts::NEVER;
 /// http/1.1), each connection reporting its events.
 pub(crate) type Connector = Watched<HttpsConnector<HttpConnector>>;
 
-/// The connector of a pool: TCP (no Nagle, `connect_timeout`), then TLS
-/// verified by `trust` for HTTPS, offering h2 and http/1.1.
+/// The connector of a pool: TCP (no Nagle, `connect_timeout`), then
+/// [`watched_https`].
 pub(crate) fn connector(
     trust: &Upstream,
     connect_timeout: Duration,
@@ -53,14 +58,24 @@ pub(crate) fn connector(
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect_timeout));
     tcp.enforce_http(false);
+    watched_https(tcp, trust, events)
+}
+
+/// `inner`'s streams, with TLS verified by `trust` for HTTPS (ALPN h2 and
+/// http/1.1), each connection reporting its events: the direct route's
+/// connector and each upstream proxy's.
+pub(crate) fn watched_https<C>(
+    inner: C,
+    trust: &Upstream,
+    events: Arc<dyn ServerEvents>,
+) -> Watched<HttpsConnector<C>> {
     // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
-    let tls = (*trust.client_config(Vec::new())).clone();
     let https = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+        .with_tls_config((*trust.client_config(Vec::new())).clone())
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(tcp);
+        .wrap_connector(inner);
     Watched::new(https, events)
 }
 
@@ -72,7 +87,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const REAP_EVERY: Duration = Duration::from_secs(30);
 
 /// Most connections kept per server (scheme and authority) per pool.
-pub(crate) const MAX_PER_SERVER: usize = 256;
+const MAX_PER_SERVER: usize = 256;
+
+/// Most connections kept per pool, all servers together: a client that
+/// sends requests to many servers gets each connection closed once its
+/// response is done past it, not a file descriptor held for 90 s each.
+const MAX_KEPT: usize = 1024;
 
 /// The pool of one thread; see the module's docs.
 pub(crate) struct ServerPool {
@@ -82,6 +102,10 @@ pub(crate) struct ServerPool {
 struct Inner {
     connector: Connector,
     h2_keepalive: Option<Duration>,
+    /// The most a new connection may take to be ready for a request.
+    setup: Duration,
+    /// [`MAX_PER_SERVER`] and [`MAX_KEPT`] (smaller in tests).
+    most: (usize, usize),
     servers: Mutex<Servers>,
 }
 
@@ -89,8 +113,23 @@ struct Inner {
 struct Servers {
     /// By "scheme://authority", lower case; the newest last.
     links: HashMap<String, Vec<Link>>,
+    /// How many links are in `links`, for [`MAX_KEPT`].
+    kept: usize,
     /// True while a task closes unused connections.
     reaping: bool,
+}
+
+impl Servers {
+    /// Drops the links `keep` says no to; empty lists go too.
+    fn retain(&mut self, mut keep: impl FnMut(&Link) -> bool) {
+        let mut kept = 0;
+        self.links.retain(|_, links| {
+            links.retain(&mut keep);
+            kept += links.len();
+            !links.is_empty()
+        });
+        self.kept = kept;
+    }
 }
 
 /// One connection to a server.
@@ -137,10 +176,9 @@ impl PoolError {
     }
 
     fn connect(source: impl Into<BoxError>) -> Self {
-        let source = source.into();
         PoolError {
             connect: true,
-            source,
+            source: source.into(),
         }
     }
 
@@ -175,11 +213,19 @@ enum Sent {
 }
 
 impl ServerPool {
-    pub(crate) fn new(connector: Connector, h2_keepalive: Option<Duration>) -> Self {
+    /// A pool connecting with `connector`, HTTP/2 connections pinged every
+    /// `h2_keepalive`, a new connection ready within `setup`.
+    pub(crate) fn new(
+        connector: Connector,
+        h2_keepalive: Option<Duration>,
+        setup: Duration,
+    ) -> Self {
         ServerPool {
             inner: Arc::new(Inner {
                 connector,
                 h2_keepalive,
+                setup,
+                most: (MAX_PER_SERVER, MAX_KEPT),
                 servers: Mutex::default(),
             }),
         }
@@ -223,6 +269,7 @@ impl ServerPool {
     /// dropping the closed and expired ones it passes.
     fn checkout(&self, key: &str) -> Option<Link> {
         let mut servers = self.inner.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let servers = &mut *servers;
         let links = servers.links.get_mut(key)?;
         let now = Instant::now();
         let mut at = links.len();
@@ -231,10 +278,14 @@ impl ServerPool {
             let link = &mut links[at];
             if !link.keep(now) {
                 links.remove(at);
+                servers.kept -= 1;
                 continue;
             }
             match &link.sender {
-                Sender::Http1(tx) if tx.is_ready() => return Some(links.remove(at)),
+                Sender::Http1(tx) if tx.is_ready() => {
+                    servers.kept -= 1;
+                    return Some(links.remove(at));
+                }
                 // Still reading its response.
                 Sender::Http1(_) => {}
                 // Shared by its requests: a handle to it.
@@ -256,16 +307,21 @@ impl ServerPool {
     /// its response is still read: [`checkout`](Self::checkout) passes it
     /// until it is ready).
     fn keep(&self, key: &str, link: Link) {
+        let (per_server, in_all) = self.inner.most;
         let mut servers = self.inner.servers.lock().unwrap_or_else(|e| e.into_inner());
+        if servers.kept >= in_all {
+            // Dropped: it closes once its response is done.
+            return;
+        }
         let links = match servers.links.get_mut(key) {
             Some(links) => links,
             None => servers.links.entry(key.to_owned()).or_default(),
         };
-        if links.len() >= MAX_PER_SERVER {
-            // Dropped: it closes once its response is done.
+        if links.len() >= per_server {
             return;
         }
         links.push(link);
+        servers.kept += 1;
         if !servers.reaping {
             servers.reaping = true;
             tokio::spawn(reap(Arc::downgrade(&self.inner)));
@@ -319,6 +375,26 @@ impl ServerPool {
     /// A new connection to `uri`'s server: HTTP/2 if its ALPN says so (then
     /// kept at once, for other requests to share).
     async fn connect(&self, uri: Uri, key: &str) -> Result<Link, PoolError> {
+        let setup = self.inner.setup;
+        let Ok(link) = tokio::time::timeout(setup, self.set_up(uri)).await else {
+            let message = format!("the connection took over {setup:?} to be ready");
+            let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, message);
+            return Err(PoolError::connect(timed_out));
+        };
+        let link = link?;
+        if let Sender::Http2(tx) = &link.sender {
+            let shared = Link {
+                sender: Sender::Http2(tx.clone()),
+                connected: link.connected.clone(),
+                used: link.used,
+            };
+            self.keep(key, shared);
+        }
+        Ok(link)
+    }
+
+    /// TCP, TLS and the HTTP handshake of a new connection to `uri`'s server.
+    async fn set_up(&self, uri: Uri) -> Result<Link, PoolError> {
         use tower_service::Service;
         let mut connector = self.inner.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
@@ -356,27 +432,21 @@ impl ServerPool {
             tx.ready().await.map_err(PoolError::send)?;
             Sender::Http1(tx)
         };
-        let link = Link {
+        Ok(Link {
             sender,
             connected: Arc::new(connected),
             used: Instant::now(),
-        };
-        if let Sender::Http2(tx) = &link.sender {
-            let shared = Link {
-                sender: Sender::Http2(tx.clone()),
-                connected: link.connected.clone(),
-                used: link.used,
-            };
-            self.keep(key, shared);
-        }
-        Ok(link)
+        })
     }
 
-    /// How many connections are kept, for tests.
+    /// How many connections are kept, for tests (counted, and checked
+    /// against the count kept for [`MAX_KEPT`]).
     #[cfg(test)]
     fn kept(&self) -> usize {
         let servers = self.inner.servers.lock().unwrap();
-        servers.links.values().map(Vec::len).sum()
+        let counted = servers.links.values().map(Vec::len).sum();
+        assert_eq!(servers.kept, counted);
+        counted
     }
 }
 
@@ -388,10 +458,7 @@ async fn reap(pool: Weak<Inner>) {
         let Some(pool) = pool.upgrade() else { return };
         let mut servers = pool.servers.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        servers.links.retain(|_, links| {
-            links.retain(|link| link.keep(now));
-            !links.is_empty()
-        });
+        servers.retain(|link| link.keep(now));
         if servers.links.is_empty() {
             servers.reaping = false;
             return;
@@ -401,6 +468,7 @@ async fn reap(pool: Weak<Inner>) {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use http_body_util::BodyExt;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
@@ -413,18 +481,28 @@ mod tests {
     fn pool(trust: UpstreamTrust) -> ServerPool {
         let events = Arc::new(HookEvents(Arc::new(witm_flow::NoHooks)));
         let connector = connector(&Upstream::new(&trust), Duration::from_secs(5), events);
-        ServerPool::new(connector, None)
+        ServerPool::new(connector, None, Duration::from_secs(5))
+    }
+
+    /// A GET of `url` (absolute, its `host` set), as `forward` sends one.
+    fn get_request(url: &str) -> hyper::Request<ProxyBody> {
+        let authority = url.parse::<Uri>().unwrap().authority().unwrap().to_string();
+        hyper::Request::builder()
+            .uri(url)
+            .header(http::header::HOST, authority)
+            .body(crate::body::empty())
+            .unwrap()
+    }
+
+    /// A response to a GET of `url` whose body is left unread (the
+    /// connection stays busy with it).
+    async fn unread(pool: &ServerPool, url: &str) -> hyper::Response<Incoming> {
+        pool.request(get_request(url)).await.unwrap()
     }
 
     /// GETs `url` through `pool`: the status and the body.
     async fn get(pool: &ServerPool, url: &str) -> (u16, Bytes) {
-        let authority = url.parse::<Uri>().unwrap().authority().unwrap().to_string();
-        let request = hyper::Request::builder()
-            .uri(url)
-            .header(http::header::HOST, authority)
-            .body(crate::body::empty())
-            .unwrap();
-        let response = pool.request(request).await.unwrap();
+        let response = unread(pool, url).await;
         assert!(
             response
                 .extensions()
@@ -438,8 +516,6 @@ mod tests {
             response.into_body().collect().await.unwrap().to_bytes(),
         )
     }
-
-    use bytes::Bytes;
 
     #[tokio::test]
     async fn one_connection_serves_requests_one_after_another() {
@@ -458,15 +534,7 @@ mod tests {
     async fn a_busy_connection_is_passed_over() {
         let origin = Origin::start();
         let pool = pool(UpstreamTrust::Verify);
-        let big = origin.url("/big/4");
-        let authority = big.parse::<Uri>().unwrap().authority().unwrap().to_string();
-        let request = hyper::Request::builder()
-            .uri(&big)
-            .header(http::header::HOST, authority)
-            .body(crate::body::empty())
-            .unwrap();
-        // Its body not read: the connection stays busy with it.
-        let unread = pool.request(request).await.unwrap();
+        let unread = unread(&pool, &origin.url("/big/4")).await;
         let (status, _) = get(&pool, &origin.url("/")).await;
         assert_eq!(status, 200);
         assert_eq!(origin.connections(), 2);
@@ -513,5 +581,70 @@ mod tests {
         }
         assert_eq!(origin.connections(), 1);
         assert_eq!(pool.kept(), 1);
+    }
+
+    /// Unused connections are closed after the idle time, by the reaper
+    /// (and the pool forgets them).
+    #[tokio::test]
+    async fn unused_connections_close_after_the_idle_time() {
+        let origin = Origin::start();
+        let pool = pool(UpstreamTrust::Verify);
+        get(&pool, &origin.url("/")).await;
+        assert_eq!(pool.kept(), 1);
+        tokio::time::pause();
+        tokio::time::advance(IDLE_TIMEOUT - Duration::from_secs(1)).await;
+        assert_eq!(pool.kept(), 1, "closed before its idle time");
+        tokio::time::advance(REAP_EVERY + Duration::from_secs(2)).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.kept(), 0);
+    }
+
+    /// Past the most kept in all, a connection is not kept: many servers
+    /// do not hold a connection each.
+    #[tokio::test]
+    async fn no_more_than_the_most_are_kept() {
+        let origins: Vec<Origin> = (0..3).map(|_| Origin::start()).collect();
+        let mut pool = pool(UpstreamTrust::Verify);
+        Arc::get_mut(&mut pool.inner).unwrap().most = (MAX_PER_SERVER, 2);
+        let mut busy = Vec::new();
+        for origin in &origins {
+            busy.push(unread(&pool, &origin.url("/big/4")).await);
+        }
+        assert_eq!(pool.kept(), 2);
+        drop(busy);
+    }
+
+    /// A server that takes the TCP connection and then says nothing (no
+    /// TLS handshake) fails the request within the setup time, as a
+    /// connection that could not be made.
+    #[tokio::test]
+    async fn a_server_that_never_handshakes_fails_within_the_setup_time() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let events = Arc::new(HookEvents(Arc::new(witm_flow::NoHooks)));
+        let trust = Upstream::new(&UpstreamTrust::Verify);
+        let connector = connector(&trust, Duration::from_secs(5), events);
+        let pool = ServerPool::new(connector, None, Duration::from_millis(300));
+        let request = get_request(&format!("https://localhost:{port}/"));
+        let started = std::time::Instant::now();
+        let failed = tokio::time::timeout(Duration::from_secs(10), pool.request(request))
+            .await
+            .expect("the request must fail, not hang")
+            .unwrap_err();
+        assert!(failed.is_connect(), "{failed}");
+        assert_eq!(
+            crate::answers::kind_of_upstream(&failed),
+            witm_flow::ErrorKind::Timeout
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        held.abort();
     }
 }

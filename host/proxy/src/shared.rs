@@ -133,7 +133,7 @@ pub(crate) struct Shared<H> {
     /// where the server offers it), reporting server-connect/disconnect:
     /// first the pool of threads that are not workers, then one per
     /// worker thread ([`Shared::upstream`]).
-    upstreams: Vec<Upstreams>,
+    upstreams: Vec<ServerPool>,
     /// Where the tunnels' own server connections report opening and closing.
     pub server_events: Arc<dyn ServerEvents>,
     /// Pools of connections through upstream proxies, one per proxy.
@@ -157,11 +157,15 @@ impl<H: FlowHooks> Shared<H> {
             None => Upstream::new(&UpstreamTrust::Verify),
         };
         let threads = options.workers.as_ref().map_or(0, |w| w.threads());
+        let connector = connector(&trust, options.connect_timeout, server_events.clone());
+        // TCP, then TLS as long as a tunnel's server handshake may take.
+        let handshake = options
+            .tls
+            .as_ref()
+            .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
+        let setup = options.connect_timeout.saturating_add(handshake);
         let upstreams = (0..=threads)
-            .map(|_| {
-                let connector = connector(&trust, options.connect_timeout, server_events.clone());
-                ServerPool::new(connector, options.timeouts.h2_keepalive)
-            })
+            .map(|_| ServerPool::new(connector.clone(), options.timeouts.h2_keepalive, setup))
             .collect();
         let via = ViaPools::new(
             trust.clone(),
@@ -188,14 +192,11 @@ impl<H> Shared<H> {
     /// server connection is served by the flow's thread (its reads and
     /// writes wake the flow without a signal to another core; see
     /// [`crate::workers`]), as Envoy keeps a pool per worker.
-    pub(crate) fn upstream(&self) -> &Upstreams {
+    pub(crate) fn upstream(&self) -> &ServerPool {
         let own = crate::workers::current().map_or(0, |n| n + 1);
         &self.upstreams[own.min(self.upstreams.len() - 1)]
     }
 }
-
-/// One pool of server connections.
-pub(crate) type Upstreams = ServerPool;
 
 /// How every pool of connections through an upstream proxy is set up
 /// (the direct route's are [`ServerPool`]s): header case kept,

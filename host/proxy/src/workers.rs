@@ -205,9 +205,14 @@ mod tests {
         // Worker 1's connection ends: the next goes there, not to worker 0
         // (whose turn it would be).
         drop(clients.remove(1));
-        while workers.serving[1].load(Ordering::Relaxed) > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        let ended = async {
+            while workers.serving[1].load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), ended)
+            .await
+            .expect("worker 1's count goes down once its connection ends");
         clients.push(deal(&workers, &listener, &started).await);
         assert_eq!(names.recv().await.unwrap(), "witm-worker-1");
         let serving: Vec<usize> = workers

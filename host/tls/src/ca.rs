@@ -295,13 +295,15 @@ impl Creating {
 }
 
 /// Writes a file created with `mode` from the start, so the key is never
-/// readable by others, not even for a moment; under a temporary name, then
-/// renamed, so that no one reads it half written.
+/// readable by others, not even for a moment; under a name of its own,
+/// then linked in place (never over a file already there), so that no one
+/// reads it half written.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nth = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut partial = path.as_os_str().to_owned();
-    partial.push(format!(".{}.partial", std::process::id()));
+    partial.push(format!(".{}-{nth}.partial", std::process::id()));
     let partial = Path::new(&partial);
-    let _ = fs::remove_file(partial);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -311,16 +313,15 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
     let mut file = options
         .open(partial)
         .map_err(|e| CaError(format!("cannot create {}: {e}", partial.display())))?;
-    file.write_all(bytes)
-        .map_err(|e| CaError(format!("cannot write {}: {e}", partial.display())))?;
-    if path.exists() {
-        let _ = fs::remove_file(partial);
-        return Err(CaError(format!(
-            "cannot create {}: it exists",
-            path.display()
-        )));
-    }
-    fs::rename(partial, path).map_err(|e| CaError(format!("cannot create {}: {e}", path.display())))
+    let written = file
+        .write_all(bytes)
+        .map_err(|e| CaError(format!("cannot write {}: {e}", partial.display())))
+        .and_then(|()| {
+            fs::hard_link(partial, path)
+                .map_err(|e| CaError(format!("cannot create {}: {e}", path.display())))
+        });
+    let _ = fs::remove_file(partial);
+    written
 }
 
 #[cfg(test)]
