@@ -17,13 +17,15 @@
 //! - `upstream`: a tunnel's own server connection and what its requests
 //!   default to;
 //! - `link_pool`: tunnels' server connections kept for the next tunnel;
+//! - `server_pool`: each thread's pool of server connections for the
+//!   direct route, and the connector (TCP, TLS) pools share;
 //! - [`mode`]: what a listener is (regular, reverse, upstream, SOCKS5);
 //! - `dial`: a stream to a server along a flow's route (direct, or a
 //!   CONNECT through an upstream proxy);
 //! - `routes`: the connection pools through upstream proxies, one each;
 //! - `reverse`: a reverse proxy's client connection (TLS or not);
 //! - `socks5`: the SOCKS5 handshake of a `socks5` listener;
-//! - `shared`: the options, hooks and upstream pool every task shares;
+//! - `shared`: the options, hooks and server pools every task shares;
 //! - `answers`: the responses witm makes itself, and each failure's origin
 //!   (its status is `ErrorKind::status`);
 //! - [`onboarding`]: the page at `http://witm.it/` to download witm's CA
