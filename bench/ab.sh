@@ -5,6 +5,8 @@
 # alternate so that the drift of a noisy machine falls on both alike.
 #
 #   bench/ab.sh A_BINARY B_BINARY [ROUNDS] [SECONDS]   # default 6 rounds of 4 s
+#       B may be bench/hudsucker-proxy's binary (bench/run.sh builds it): it
+#       signs with A's CA and gets no WITM_AB_ARGS (it adds the header itself)
 #   WITM_AB_ARGS="-s path/to/plugin.wasm"              # extra witm arguments (both);
 #       then also what each says of the plugin as it stops (its calls,
 #       time in it, time flows waited for an instance)
@@ -32,13 +34,17 @@ case ${WITM_AB_MODE:-http1} in
   *) echo "WITM_AB_MODE: one of http1 https https-new h2" >&2; exit 2 ;;
 esac
 read -r -a extra <<<"${WITM_AB_ARGS:-}"
-start() { # BINARY PORT
-  "$1" -q -p "$2" --confdir "$work/witm-$2" --upstream-ca "$work/origin-ca.pem" "${extra[@]}" >"$work/witm-$2.log" 2>&1 &
+start() { # BINARY PORT [CA_DIR]
+  if [ "$(basename "$1")" = hudsucker-proxy ]; then
+    "$1" "$2" "$3/witm-ca-cert.pem" "$3/witm-ca-key.pem" "$work/origin-ca.pem" >"$work/witm-$2.log" 2>&1 &
+  else
+    "$1" -q -p "$2" --confdir "$work/witm-$2" --upstream-ca "$work/origin-ca.pem" "${extra[@]}" >"$work/witm-$2.log" 2>&1 &
+  fi
   pids+=("$!")
   wait_port "$2"
 }
 pa=$(free_port); start "$a" "$pa"
-pb=$(free_port); start "$b" "$pb"
+pb=$(free_port); start "$b" "$pb" "$work/witm-$pa"
 run() { # PORT -> req/s
   "$oha" --no-tui --output-format json -z "${seconds}s" -c 32 "${oha_mode[@]}" -x "http://127.0.0.1:$1" \
     "$url" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"]))'
