@@ -210,7 +210,7 @@ pub(crate) async fn intercept<H, IO>(
         tenant: tenant.clone(),
         route: route.clone(),
     };
-    let (link, link_error) = match shared.links.take(&key) {
+    let (link, link_error) = match shared.links().take(&key) {
         Some(link) => (Some(link), None),
         None => {
             let linked = connect_server(
@@ -276,7 +276,7 @@ pub(crate) async fn intercept<H, IO>(
         link: Some(link), ..
     }) = Arc::try_unwrap(tunnel)
     {
-        links.links.put(key, link);
+        links.links().put(key, link);
     }
 }
 

@@ -9,9 +9,12 @@
 //! it (its certificate and protocol are those it was opened with). Such a
 //! tunnel reports no new `server-connect`: the connection is not new.
 //!
+//! One pool per thread ([`crate::shared::Shared::links`]): a tunnel takes
+//! only connections its own thread opened, whose tasks run there.
+//!
 //! Bounded: at most [`PER_SERVER`] connections per key and [`TOTAL`] in
-//! all, each kept at most [`IDLE`]; a connection the server closed meanwhile
-//! is dropped when met.
+//! all per pool, each kept at most [`IDLE`]; a connection the server
+//! closed meanwhile is dropped when met.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

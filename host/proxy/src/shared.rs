@@ -142,8 +142,9 @@ pub(crate) struct Shared<H> {
     pub trust: Upstream,
     /// Where flows go unless a plugin chooses (the mode's upstream).
     pub default_route: Route,
-    /// Tunnels' server connections kept for the next tunnel to their server.
-    pub links: LinkPool,
+    /// Tunnels' server connections kept for the next tunnel to their
+    /// server, in pools laid out as `upstreams` ([`Shared::links`]).
+    links: Vec<LinkPool>,
     /// What the engine counts (timeouts), for `/metrics`.
     pub counters: Arc<Counters>,
 }
@@ -181,7 +182,7 @@ impl<H: FlowHooks> Shared<H> {
             via,
             trust,
             server_events,
-            links: LinkPool::default(),
+            links: (0..=threads).map(|_| LinkPool::default()).collect(),
             counters: Arc::default(),
         }
     }
@@ -193,9 +194,24 @@ impl<H> Shared<H> {
     /// writes wake the flow without a signal to another core; see
     /// [`crate::workers`]), as Envoy keeps a pool per worker.
     pub(crate) fn upstream(&self) -> &ServerPool {
-        let own = crate::workers::current().map_or(0, |n| n + 1);
-        &self.upstreams[own.min(self.upstreams.len() - 1)]
+        of_this_thread(&self.upstreams)
     }
+
+    /// The tunnels' server connections kept by the calling thread: a
+    /// connection's task runs on the thread that opened it, so a tunnel on
+    /// another thread would signal across cores for every request on it
+    /// (HTTP/2 through witm served ~0.5 such signals per request when the
+    /// pool was shared; bench/README.md, the seventh pass).
+    pub(crate) fn links(&self) -> &LinkPool {
+        of_this_thread(&self.links)
+    }
+}
+
+/// Of pools laid out as [`Shared::upstream`]'s (the one for threads that
+/// are not workers, then one per worker), the calling thread's.
+fn of_this_thread<T>(pools: &[T]) -> &T {
+    let own = crate::workers::current().map_or(0, |n| n + 1);
+    &pools[own.min(pools.len() - 1)]
 }
 
 /// How every pool of connections through an upstream proxy is set up
@@ -227,12 +243,19 @@ mod tests {
             ..ProxyOptions::default()
         };
         let shared = Arc::new(Shared::new(witm_flow::NoHooks, options));
+        // Which server pool and which pool of tunnels' connections.
         let index_of = |shared: &Shared<witm_flow::NoHooks>| {
-            let taken = shared.upstream();
-            shared
-                .upstreams
-                .iter()
-                .position(|pool| std::ptr::eq(pool, taken))
+            let (upstream, links) = (shared.upstream(), shared.links());
+            (
+                shared
+                    .upstreams
+                    .iter()
+                    .position(|pool| std::ptr::eq(pool, upstream)),
+                shared
+                    .links
+                    .iter()
+                    .position(|pool| std::ptr::eq(pool, links)),
+            )
         };
         let mut taken = Vec::new();
         for n in [0, 1, 0, 1] {
@@ -240,8 +263,9 @@ mod tests {
             let on_worker = workers.spawn_on(n, async move { index_of(&shared) });
             taken.push(on_worker.await.unwrap());
         }
-        assert_eq!(taken, [Some(1), Some(2), Some(1), Some(2)]);
-        assert_eq!(index_of(&shared), Some(0));
-        assert_eq!(shared.upstreams.len(), 3);
+        let on = |n| (Some(n), Some(n));
+        assert_eq!(taken, [on(1), on(2), on(1), on(2)]);
+        assert_eq!(index_of(&shared), on(0));
+        assert_eq!((shared.upstreams.len(), shared.links.len()), (3, 3));
     }
 }
