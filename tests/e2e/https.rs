@@ -618,22 +618,26 @@ fn a_tunnels_connection_ends_after_its_flows_and_shutdown_waits_for_them() {
 fn tunnels_one_after_another_share_a_server_connection_and_clients_resume_tls() {
     let https = HttpsOrigin::start("origin-reuse");
     let origin = &https.origin;
-    let mut witm = https.witm(&[], &[]);
+    // Two worker threads: tunnels one after another go to each in turn,
+    // and each thread keeps its own server connections (whose tasks run
+    // on it), as Envoy's workers keep their own pools.
+    let mut witm = https.witm(&[], &["--workers", "2"]);
     let proxy = witm.proxy_url();
     let ca = witm_ca();
-    // Three curl processes: three tunnels, one after another. The first
-    // tunnel's server connection serves the next two.
-    for path in ["/one", "/two", "/three"] {
+    // Four curl processes: four tunnels, one after another. The first two
+    // tunnels' server connections (one per thread) serve the next two.
+    let sent = ["/one", "/two", "/three", "/four"];
+    for path in sent {
         let response = curl(&proxy, &["--cacert", &ca, &origin.https_url(path)]);
         assert_eq!(response.status, 200);
         assert_eq!(response.body, HELLO);
     }
     let paths: Vec<String> = origin.seen().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, ["/one", "/two", "/three"]);
+    assert_eq!(paths, sent);
     assert_eq!(
         origin.connections(),
-        1,
-        "one server connection for three tunnels"
+        2,
+        "one server connection per worker thread for four tunnels"
     );
 
     // A client's second tunnel resumes the TLS session of its first: witm
