@@ -13,8 +13,8 @@
 //! only connections its own thread opened, whose tasks run there.
 //!
 //! Bounded: at most [`PER_SERVER`] connections per key and [`TOTAL`] in
-//! all per pool, each kept at most [`IDLE`]; a connection the server
-//! closed meanwhile is dropped when met.
+//! all (shared out between the threads' pools), each kept at most
+//! [`IDLE`]; a connection the server closed meanwhile is dropped when met.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,7 @@ use crate::upstream::ServerLink;
 pub(crate) const IDLE: Duration = Duration::from_secs(60);
 /// Connections kept for one key.
 const PER_SERVER: usize = 16;
-/// Connections kept in all.
+/// Connections kept in all, by all threads' pools together.
 const TOTAL: usize = 256;
 
 /// What a tunnel's server connection is for: connections are shared only
@@ -48,9 +48,10 @@ pub(crate) struct LinkKey {
 }
 
 /// Idle server connections by key.
-#[derive(Default)]
 pub(crate) struct LinkPool {
     idle: Mutex<Idle>,
+    /// This pool's share of [`TOTAL`].
+    most: usize,
 }
 
 #[derive(Default)]
@@ -60,6 +61,15 @@ struct Idle {
 }
 
 impl LinkPool {
+    /// One of `pools` pools (one per thread), which together keep at most
+    /// [`TOTAL`] connections.
+    pub(crate) fn one_of(pools: usize) -> Self {
+        Self {
+            idle: Mutex::default(),
+            most: (TOTAL / pools.max(1)).max(1),
+        }
+    }
+
     /// An idle, open connection for `key`, the most recently used first.
     pub(crate) fn take(&self, key: &LinkKey) -> Option<ServerLink> {
         let mut idle = self.idle.lock().unwrap();
@@ -86,11 +96,11 @@ impl LinkPool {
             return;
         }
         let mut idle = self.idle.lock().unwrap();
-        if idle.count >= TOTAL {
+        if idle.count >= self.most {
             idle.drop_stale();
         }
         let Idle { links, count } = &mut *idle;
-        if *count >= TOTAL {
+        if *count >= self.most {
             return;
         }
         let kept = links.entry(key).or_default();
@@ -110,5 +120,22 @@ impl Idle {
         }
         self.links.retain(|_, kept| !kept.is_empty());
         self.count = self.links.values().map(Vec::len).sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many threads, their pools together keep at most `TOTAL`
+    /// (each at least one).
+    #[test]
+    fn the_threads_pools_share_the_bound() {
+        for pools in [1, 2, 3, 9, 64, 300] {
+            let each = LinkPool::one_of(pools).most;
+            assert!(each >= 1);
+            assert!(pools * each <= TOTAL.max(pools), "{pools} pools of {each}");
+        }
+        assert_eq!(LinkPool::one_of(1).most, TOTAL);
     }
 }

@@ -182,7 +182,9 @@ impl<H: FlowHooks> Shared<H> {
             via,
             trust,
             server_events,
-            links: (0..=threads).map(|_| LinkPool::default()).collect(),
+            links: (0..=threads)
+                .map(|_| LinkPool::one_of(threads + 1))
+                .collect(),
             counters: Arc::default(),
         }
     }
