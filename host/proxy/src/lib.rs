@@ -16,7 +16,8 @@
 //! - `respond`: the client's response from the flow; killed flows;
 //! - `upstream`: a tunnel's own server connection and what its requests
 //!   default to;
-//! - `link_pool`: tunnels' server connections kept for the next tunnel;
+//! - `link_pool`: tunnels' server connections kept, per thread, for the next
+//!   tunnel;
 //! - `server_pool`: each thread's pool of server connections for the
 //!   direct route, and the connector (TCP, TLS) pools share;
 //! - [`mode`]: what a listener is (regular, reverse, upstream, SOCKS5);
