@@ -295,6 +295,7 @@ impl PassThrough<'_> {
             scheme: &target.scheme,
             authority: &authority,
             absolute,
+            for_flow: false,
         };
         let response = send(shared, outgoing, to, sent, (link, &route)).await?;
         let (mut parts, incoming) = response.into_parts();
@@ -889,6 +890,7 @@ async fn exchange<H: FlowHooks>(
         scheme: &request.scheme,
         authority: &request.authority(),
         absolute,
+        for_flow: true,
     };
     let response = send(shared, outgoing, to, sent, (link, route)).await?;
     let (mut parts, incoming) = response.into_parts();
@@ -938,6 +940,9 @@ struct Destination<'a> {
     scheme: &'a str,
     authority: &'a str,
     absolute: Uri,
+    /// The exchange makes a flow, which records the server connection's
+    /// details (the pool sets them in the response only then).
+    for_flow: bool,
 }
 
 /// Sends `outgoing` (method, fields, body and extensions set) to its
@@ -957,6 +962,7 @@ async fn send<H: FlowHooks>(
         scheme,
         authority,
         absolute,
+        for_flow,
     } = to;
     let send = async {
         let outgoing = match link {
@@ -990,7 +996,7 @@ async fn send<H: FlowHooks>(
                 match route {
                     Route::Direct => shared
                         .upstream()
-                        .request(outgoing)
+                        .request(outgoing, for_flow)
                         .await
                         .map_err(|e| describe_upstream_error(authority, &e)),
                     Route::Via(proxy) => {

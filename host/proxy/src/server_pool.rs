@@ -42,6 +42,7 @@ use witm_tls::Upstream;
 use crate::body::{BoxError, ProxyBody};
 use crate::server_events::{ServerEvents, Watched};
 use crate::timeouts::NEVER;
+use crate::wire_heads::ResponseHeads;
 
 /// How servers are connected to: TCP, TLS for HTTPS (ALPN h2 and
 /// http/1.1), each connection reporting its events.
@@ -135,8 +136,12 @@ impl Servers {
 /// One connection to a server.
 struct Link {
     sender: Sender,
-    /// What the connector said of it (its extras go into each response).
+    /// What the connector said of it (its extras go into responses: see
+    /// [`ServerPool::request`]).
     connected: Arc<Connected>,
+    /// Whether its response tap follows the wire: then every response
+    /// carries the tap, which must be kept in step with hyper.
+    tapped: bool,
     /// When it was last handed a request.
     used: Instant,
 }
@@ -151,6 +156,17 @@ impl Link {
         match &self.sender {
             Sender::Http1(tx) => tx.is_closed(),
             Sender::Http2(tx) => tx.is_closed(),
+        }
+    }
+
+    /// Another handle to this HTTP/2 connection (`tx`, its sender), which
+    /// its requests share.
+    fn shared(&self, tx: &http2::SendRequest<ProxyBody>) -> Link {
+        Link {
+            sender: Sender::Http2(tx.clone()),
+            connected: self.connected.clone(),
+            tapped: self.tapped,
+            used: self.used,
         }
     }
 
@@ -233,9 +249,16 @@ impl ServerPool {
 
     /// Sends `request` (an absolute URI, HTTP/1.1, its `host` set) to its
     /// server over a kept connection, or a new one.
+    ///
+    /// The response carries the connector's extras (the address connected
+    /// to, [`ConnectTimes`], the response tap) when it makes a flow
+    /// (`for_flow`), or when the connection's tap must be kept in step;
+    /// otherwise none: three boxed extensions per response that nothing
+    /// would read.
     pub(crate) async fn request(
         &self,
         mut request: hyper::Request<ProxyBody>,
+        for_flow: bool,
     ) -> Result<hyper::Response<Incoming>, PoolError> {
         let uri = request.uri().clone();
         let key = match (uri.scheme_str(), uri.authority()) {
@@ -251,7 +274,7 @@ impl ServerPool {
             _ => return Err(PoolError::send(format!("not an absolute URI: {uri}"))),
         };
         if let Some(link) = self.checkout(&key) {
-            match self.send(link, request, &key).await {
+            match self.send(link, request, &key, for_flow).await {
                 Sent::Answered(answered) => return answered,
                 // The server closed it as the request went: a new one.
                 Sent::Unsent(unsent, _) => request = unsent,
@@ -259,7 +282,7 @@ impl ServerPool {
             *request.uri_mut() = uri.clone();
         }
         let link = self.connect(uri, &key).await?;
-        match self.send(link, request, &key).await {
+        match self.send(link, request, &key, for_flow).await {
             Sent::Answered(answered) => answered,
             Sent::Unsent(_, error) => Err(error),
         }
@@ -290,13 +313,9 @@ impl ServerPool {
                 Sender::Http1(_) => {}
                 // Shared by its requests: a handle to it.
                 Sender::Http2(tx) => {
-                    let sender = Sender::Http2(tx.clone());
+                    let handle = link.shared(tx);
                     link.used = now;
-                    return Some(Link {
-                        sender,
-                        connected: link.connected.clone(),
-                        used: now,
-                    });
+                    return Some(handle);
                 }
             }
         }
@@ -329,8 +348,14 @@ impl ServerPool {
     }
 
     /// Sends `request` over `link`, which goes back into the pool.
-    async fn send(&self, link: Link, mut request: hyper::Request<ProxyBody>, key: &str) -> Sent {
-        let connected = link.connected.clone();
+    async fn send(
+        &self,
+        link: Link,
+        mut request: hyper::Request<ProxyBody>,
+        key: &str,
+        for_flow: bool,
+    ) -> Sent {
+        let connected = (for_flow || link.tapped).then(|| link.connected.clone());
         let sending = match link.sender {
             Sender::Http1(mut tx) => {
                 // Origin form (authority form for CONNECT), from the parts
@@ -349,7 +374,7 @@ impl ServerPool {
                 let link = Link {
                     sender: Sender::Http1(tx),
                     used: Instant::now(),
-                    connected: connected.clone(),
+                    ..link
                 };
                 self.keep(key, link);
                 futures_util::future::Either::Left(sending)
@@ -362,7 +387,9 @@ impl ServerPool {
         };
         match sending.await {
             Ok(mut response) => {
-                connected.get_extras(response.extensions_mut());
+                if let Some(connected) = connected {
+                    connected.get_extras(response.extensions_mut());
+                }
                 Sent::Answered(Ok(response))
             }
             Err(mut error) => match error.take_message() {
@@ -383,12 +410,7 @@ impl ServerPool {
         };
         let link = link?;
         if let Sender::Http2(tx) = &link.sender {
-            let shared = Link {
-                sender: Sender::Http2(tx.clone()),
-                connected: link.connected.clone(),
-                used: link.used,
-            };
-            self.keep(key, shared);
+            self.keep(key, link.shared(tx));
         }
         Ok(link)
     }
@@ -402,6 +424,11 @@ impl ServerPool {
             .map_err(PoolError::connect)?;
         let io = connector.call(uri).await.map_err(PoolError::connect)?;
         let connected = io.connected();
+        let mut extras = http::Extensions::new();
+        connected.get_extras(&mut extras);
+        let tapped = extras
+            .get::<ResponseHeads>()
+            .is_some_and(|heads| heads.0.active());
         let sender = if connected.is_negotiated_h2() {
             let keepalive = self.inner.h2_keepalive;
             let (mut tx, connection) = http2::Builder::new(TokioExecutor::new())
@@ -435,6 +462,7 @@ impl ServerPool {
         Ok(Link {
             sender,
             connected: Arc::new(connected),
+            tapped,
             used: Instant::now(),
         })
     }
@@ -479,9 +507,14 @@ mod tests {
     use crate::server_events::HookEvents;
 
     fn pool(trust: UpstreamTrust) -> ServerPool {
+        pool_with(trust, Duration::from_secs(5))
+    }
+
+    /// A pool whose new connections must be ready within `setup`.
+    fn pool_with(trust: UpstreamTrust, setup: Duration) -> ServerPool {
         let events = Arc::new(HookEvents(Arc::new(witm_flow::NoHooks)));
         let connector = connector(&Upstream::new(&trust), Duration::from_secs(5), events);
-        ServerPool::new(connector, None, Duration::from_secs(5))
+        ServerPool::new(connector, None, setup)
     }
 
     /// A GET of `url` (absolute, its `host` set), as `forward` sends one.
@@ -497,7 +530,7 @@ mod tests {
     /// A response to a GET of `url` whose body is left unread (the
     /// connection stays busy with it).
     async fn unread(pool: &ServerPool, url: &str) -> hyper::Response<Incoming> {
-        pool.request(get_request(url)).await.unwrap()
+        pool.request(get_request(url), true).await.unwrap()
     }
 
     /// GETs `url` through `pool`: the status and the body.
@@ -527,6 +560,35 @@ mod tests {
         }
         assert_eq!(origin.connections(), 1);
         assert_eq!(pool.kept(), 1);
+    }
+
+    /// A response that makes no flow, from a connection whose tap is off
+    /// (nothing wants flows), carries none of the connector's extras; one
+    /// that makes a flow carries them all, over the same connection.
+    #[tokio::test]
+    async fn the_connectors_extras_go_only_where_they_are_read() {
+        let origin = Origin::start();
+        let pool = pool(UpstreamTrust::Verify);
+        let extras_of = |response: &hyper::Response<Incoming>| {
+            let extensions = response.extensions();
+            (
+                extensions
+                    .get::<crate::server_events::ConnectTimes>()
+                    .is_some(),
+                extensions
+                    .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                    .is_some(),
+                extensions.get::<ResponseHeads>().is_some(),
+            )
+        };
+        for for_flow in [false, true, false] {
+            let request = get_request(&origin.url("/"));
+            let response = pool.request(request, for_flow).await.unwrap();
+            let each = (for_flow, for_flow, for_flow);
+            assert_eq!(extras_of(&response), each, "for a flow: {for_flow}");
+            response.into_body().collect().await.unwrap();
+        }
+        assert_eq!(origin.connections(), 1);
     }
 
     /// A connection still reading its response is not handed a request.
@@ -629,13 +691,10 @@ mod tests {
                 held.push(stream);
             }
         });
-        let events = Arc::new(HookEvents(Arc::new(witm_flow::NoHooks)));
-        let trust = Upstream::new(&UpstreamTrust::Verify);
-        let connector = connector(&trust, Duration::from_secs(5), events);
-        let pool = ServerPool::new(connector, None, Duration::from_millis(300));
+        let pool = pool_with(UpstreamTrust::Verify, Duration::from_millis(300));
         let request = get_request(&format!("https://localhost:{port}/"));
         let started = std::time::Instant::now();
-        let failed = tokio::time::timeout(Duration::from_secs(10), pool.request(request))
+        let failed = tokio::time::timeout(Duration::from_secs(10), pool.request(request, false))
             .await
             .expect("the request must fail, not hang")
             .unwrap_err();

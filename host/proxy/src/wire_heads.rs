@@ -174,7 +174,7 @@ impl Heads {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn active(&self) -> bool {
+    pub(crate) fn active(&self) -> bool {
         !matches!(self.tracker().state, State::Off)
     }
 
