@@ -281,7 +281,10 @@ impl ServerPool {
             }
             *request.uri_mut() = uri.clone();
         }
-        let link = self.connect(uri, &key).await?;
+        // Boxed: a new connection's future (the dial, the TLS handshake)
+        // is ~7 KiB, and inline it would make every request's future, all
+        // the way up to hyper's, as large, copied at each move.
+        let link = Box::pin(self.connect(uri, &key)).await?;
         match self.send(link, request, &key, for_flow).await {
             Sent::Answered(answered) => answered,
             Sent::Unsent(_, error) => Err(error),
