@@ -9,23 +9,59 @@
 //! it starts ~10 MiB larger).
 #![allow(unsafe_code)]
 
+use std::time::Duration;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (v3): the crate
 /// does not name it.
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// `mi_option_arena_purge_mult`: the delay of memory freed to an arena is
+/// `PURGE_DELAY` times this (10 by default).
+const ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
+/// How long freed memory stays with witm, unused, before it goes back to
+/// the system.
+const PURGE_DELAY_MS: std::os::raw::c_long = 1;
+/// How often a thread of its own returns what has waited longer, when no
+/// allocation does (mimalloc purges only as it allocates and frees).
+const PURGE_EVERY: Duration = Duration::from_millis(100);
 
-/// Freed memory goes back to the system at once, as glibc does with large
-/// blocks; mimalloc's default keeps it for 1 s (10 s for its arenas). A
-/// plugin looping on a decompression bomb frees and takes hundreds of MiB
-/// per event: with the delay, witm's peak RSS went past what the plugin's
-/// budgets allow (510 MiB against 279 MiB; e2e
-/// `budget_coding_bombs_stop_at_the_deadline`). Costs no measurable speed
-/// (bench/ab.sh, add-header: 0.97x requests/s, within the noise, CPU per
-/// request 36.4 against 37.4 µs). Call first thing in `main`, before any
+/// Freed memory goes back to the system 1 ms after it was freed, unless it
+/// is taken again first; mimalloc's default keeps it for 10 ms (100 ms in
+/// its arenas).
+///
+/// - Not longer: a plugin looping on a decompression bomb frees and takes
+///   hundreds of MiB per event, and with mimalloc's default witm's peak RSS
+///   once went past what the plugin's budgets allow (510 MiB; e2e
+///   `budget_coding_bombs_stop_at_the_deadline`). With 1 ms: 286–311 MiB,
+///   against 279 MiB returning at once.
+/// - Not at once (a delay of 0, as before): every page a request's memory
+///   emptied went back with an `madvise` and was faulted in again by the
+///   next — ~0.9 page faults per proxied request, a sixth of witm's CPU
+///   per request with add-header (bench/README.md).
+///
+/// Memory waiting when witm goes idle is returned by a thread that asks
+/// mimalloc every [`PURGE_EVERY`]. Call first thing in `main`, before any
 /// other thread starts: mimalloc's options are not thread-safe.
-pub(crate) fn return_freed_memory_at_once() {
-    // SAFETY: sets one integer option; no other thread runs yet.
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
+pub(crate) fn return_freed_memory_soon() {
+    // SAFETY: sets two integer options; no other thread runs yet.
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
+        libmimalloc_sys::mi_option_set(ARENA_PURGE_MULT, 1);
+    }
+    let purging = std::thread::Builder::new()
+        .name("witm-purge".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(PURGE_EVERY);
+                // SAFETY: takes no pointer; mimalloc's collection is
+                // thread-safe for the arenas it purges.
+                unsafe { libmimalloc_sys::mi_collect(false) };
+            }
+        });
+    if let Err(e) = purging {
+        // Memory is still returned as witm allocates; only idle returns wait.
+        eprintln!("witm: no thread to return idle memory: {e}");
+    }
 }

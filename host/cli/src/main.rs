@@ -271,7 +271,7 @@ fn parse_filter(expression: &str) -> Result<Filter, String> {
 }
 
 fn main() -> ExitCode {
-    allocator::return_freed_memory_at_once();
+    allocator::return_freed_memory_soon();
     let cli = match with_configured_options(Cli::parse()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
