@@ -22,24 +22,25 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 const ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
 /// How long freed memory stays with witm, unused, before it goes back to
 /// the system.
-const PURGE_DELAY_MS: std::os::raw::c_long = 1;
+const PURGE_DELAY_MS: std::os::raw::c_long = 10;
 /// How often a thread of its own returns what has waited longer, when no
 /// allocation does (mimalloc purges only as it allocates and frees).
 const PURGE_EVERY: Duration = Duration::from_millis(100);
 
-/// Freed memory goes back to the system 1 ms after it was freed, unless it
-/// is taken again first; mimalloc's default keeps it for 10 ms (100 ms in
-/// its arenas).
+/// Freed memory goes back to the system 10 ms after it was freed, unless
+/// it is taken again first: mimalloc's default for its pages, and not its
+/// 100 ms for its arenas.
 ///
 /// - Not longer: a plugin looping on a decompression bomb frees and takes
 ///   hundreds of MiB per event, and with mimalloc's default witm's peak RSS
 ///   once went past what the plugin's budgets allow (510 MiB; e2e
-///   `budget_coding_bombs_stop_at_the_deadline`). With 1 ms: 286–311 MiB,
-///   against 279 MiB returning at once.
+///   `budget_coding_bombs_stop_at_the_deadline`; 408 MiB with 100 ms, its
+///   bound 440). With 10 ms: 313 MiB, against 279 MiB returning at once.
 /// - Not at once (a delay of 0, as before): every page a request's memory
 ///   emptied went back with an `madvise` and was faulted in again by the
-///   next — ~0.9 page faults per proxied request, a sixth of witm's CPU
-///   per request with add-header (bench/README.md).
+///   next: ~0.9 page faults per proxied request (0.27 with 1 ms, 0.05
+///   with 10 ms, 0.01 with 100 ms), a sixth of witm's CPU per request
+///   with add-header (bench/README.md).
 ///
 /// Memory waiting when witm goes idle is returned by a thread that asks
 /// mimalloc every [`PURGE_EVERY`]. Call first thing in `main`, before any
