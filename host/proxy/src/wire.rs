@@ -217,12 +217,25 @@ impl LeftOut {
 /// Hop-by-hop names are left out of the list: they go whether listed or
 /// not ([`LeftOut::leaves_out`]), and the usual `Connection: keep-alive`
 /// then costs no allocation per message.
+///
+/// Split as bytes: a hop-by-hop name (nginx's `keep-alive` on every
+/// response) is told without making text of the value; any other name is
+/// read as text (lossily, trimmed) as before.
 fn named_in_connection<'a, V: AsRef<[u8]> + 'a>(values: impl Iterator<Item = V>) -> Vec<String> {
+    let is_hop_by_hop = |name: &[u8]| {
+        HOP_BY_HOP
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+    };
     let mut named = Vec::new();
     for value in values {
-        for name in String::from_utf8_lossy(value.as_ref()).split(',') {
+        for name in value.as_ref().split(|b| *b == b',') {
+            if is_hop_by_hop(name.trim_ascii()) {
+                continue;
+            }
+            let name = String::from_utf8_lossy(name);
             let name = name.trim();
-            if !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            if !is_hop_by_hop(name.as_bytes()) {
                 named.push(name.to_owned());
             }
         }
@@ -398,13 +411,25 @@ const LIVE_STREAMS: [&str; 2] = ["text/event-stream", "multipart/x-mixed-replace
 /// True when a response's `content-type` says it is a live stream, which
 /// witm streams even to a `response` subscriber (held, its events would
 /// arrive all at once at the end, or never).
+///
+/// Read as the values folded into one ([`Headers::get`]) up to its first
+/// `;`, without folding them (this runs for every response a `response`
+/// hook holds): a second value after a first without parameters makes
+/// "a, b", no live type.
 pub fn is_live_stream(headers: &Headers) -> bool {
-    headers.get("content-type").is_some_and(|value| {
-        let media = value.split(';').next().unwrap_or("").trim();
-        LIVE_STREAMS
-            .iter()
-            .any(|live| media.eq_ignore_ascii_case(live))
-    })
+    let mut values = headers.get_all("content-type");
+    let Some(first) = values.next() else {
+        return false;
+    };
+    let media = match first.iter().position(|b| *b == b';') {
+        Some(end) => &first[..end],
+        None if values.next().is_some() => return false,
+        None => &first[..],
+    };
+    let media = media.trim_ascii();
+    LIVE_STREAMS
+        .iter()
+        .any(|live| media.eq_ignore_ascii_case(live.as_bytes()))
 }
 
 /// The flow's headers of a message hyper read: the fields as they were on
@@ -784,6 +809,36 @@ mod tests {
     }
 
     #[test]
+    fn connection_lists_the_same_names_read_as_bytes_as_read_as_text() {
+        // The reading before the bytes' shortcut.
+        let as_text = |value: &[u8]| -> Vec<String> {
+            String::from_utf8_lossy(value)
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(n)))
+                .map(str::to_owned)
+                .collect()
+        };
+        let values: [&[u8]; 7] = [
+            b"keep-alive",
+            b"Keep-Alive, X-Secret",
+            b" close ,\tx-a, ,upgrade",
+            "te,\u{a0}keep-alive\u{a0}, x-\u{e9}".as_bytes(),
+            b"x-\xff\xfe, \x0bTE\x0b",
+            b"",
+            b",,",
+        ];
+        for value in values {
+            assert_eq!(
+                named_in_connection(std::iter::once(value)),
+                as_text(value),
+                "{value:?}"
+            );
+        }
+        assert!(named_in_connection(std::iter::once(b"keep-alive")).is_empty());
+    }
+
+    #[test]
     fn live_streams_are_told_by_their_media_type() {
         let sse = Headers::from_pairs([("Content-Type", "Text/Event-Stream; charset=utf-8")]);
         assert!(is_live_stream(&sse));
@@ -792,6 +847,26 @@ mod tests {
         let html = Headers::from_pairs([("content-type", "text/html")]);
         assert!(!is_live_stream(&html));
         assert!(!is_live_stream(&Headers::new()));
+        // Several values read as their fold: "a; p, b" is `a`, "a, b" none.
+        let folded = |values: [&'static str; 2]| {
+            let headers = Headers::from_pairs(values.map(|v| ("content-type", v)));
+            let media = headers.get("content-type").unwrap();
+            let media = media.split(';').next().unwrap().trim().to_owned();
+            (
+                is_live_stream(&headers),
+                LIVE_STREAMS.contains(&media.as_str()),
+            )
+        };
+        for values in [
+            ["text/event-stream; a=1", "text/html"],
+            ["text/event-stream", "text/html"],
+            ["text/html", "text/event-stream"],
+            [" text/event-stream ", "x"],
+        ] {
+            let (live, as_folded) = folded(values);
+            assert_eq!(live, as_folded, "{values:?}");
+        }
+        assert!(folded(["text/event-stream; a=1", "text/html"]).0);
     }
 
     #[test]
