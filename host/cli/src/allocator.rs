@@ -20,6 +20,11 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `mi_option_arena_purge_mult`: the delay of memory freed to an arena is
 /// `PURGE_DELAY` times this (10 by default).
 const ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
+/// `mi_option_arena_max_object_size` (in KiB): larger blocks are the
+/// system's own mappings, unmapped when freed.
+const ARENA_MAX_OBJECT: libmimalloc_sys::mi_option_t = 45;
+/// Blocks over this many KiB go straight to the system and back.
+const LARGEST_KEPT_KIB: std::os::raw::c_long = 4 << 10;
 /// How long freed memory stays with witm, unused, before it goes back to
 /// the system.
 const PURGE_DELAY_MS: std::os::raw::c_long = 10;
@@ -28,19 +33,22 @@ const PURGE_DELAY_MS: std::os::raw::c_long = 10;
 const PURGE_EVERY: Duration = Duration::from_millis(100);
 
 /// Freed memory goes back to the system 10 ms after it was freed, unless
-/// it is taken again first: mimalloc's default for its pages, and not its
-/// 100 ms for its arenas.
+/// it is taken again first (mimalloc's default for its pages, not its
+/// 100 ms for its arenas); blocks over 4 MiB are the system's own mappings,
+/// returned as they are freed.
 ///
-/// - Not longer: a plugin looping on a decompression bomb frees and takes
-///   hundreds of MiB per event, and with mimalloc's default witm's peak RSS
-///   once went past what the plugin's budgets allow (510 MiB; e2e
-///   `budget_coding_bombs_stop_at_the_deadline`; 408 MiB with 100 ms, its
-///   bound 440). With 10 ms: 313 MiB, against 279 MiB returning at once.
 /// - Not at once (a delay of 0, as before): every page a request's memory
 ///   emptied went back with an `madvise` and was faulted in again by the
 ///   next: ~0.9 page faults per proxied request (0.27 with 1 ms, 0.05
 ///   with 10 ms, 0.01 with 100 ms), a sixth of witm's CPU per request
 ///   with add-header (bench/README.md).
+/// - Large blocks at once: a plugin looping on a decompression bomb frees
+///   and takes hundreds of MiB per event (e2e
+///   `budget_coding_bombs_stop_at_the_deadline`: peak 510 MiB with
+///   mimalloc's default, 408 of its bound 440 with 100 ms, 313 with 10 ms,
+///   280 with 10 ms and this bound, 279 returning everything at once), and
+///   loading a Python plugin reads, inflates and drops tens of MiB (peak
+///   154 MiB with 10 ms alone, 117 with this bound, 113 at once).
 ///
 /// Memory waiting when witm goes idle is returned by a thread that asks
 /// mimalloc every [`PURGE_EVERY`]. Call first thing in `main`, before any
@@ -50,6 +58,7 @@ pub(crate) fn return_freed_memory_soon() {
     unsafe {
         libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
         libmimalloc_sys::mi_option_set(ARENA_PURGE_MULT, 1);
+        libmimalloc_sys::mi_option_set(ARENA_MAX_OBJECT, LARGEST_KEPT_KIB);
     }
     let purging = std::thread::Builder::new()
         .name("witm-purge".into())
