@@ -18,6 +18,7 @@ mod modes;
 mod new_project;
 mod onboarding;
 mod outbound;
+mod page_faults;
 mod plugins;
 mod raw_tunnels;
 mod sandbox;
