@@ -39,9 +39,11 @@ const PURGE_EVERY: Duration = Duration::from_millis(100);
 ///
 /// - Not at once (a delay of 0, as before): every page a request's memory
 ///   emptied went back with an `madvise` and was faulted in again by the
-///   next: ~0.9 page faults per proxied request (0.27 with 1 ms, 0.05
-///   with 10 ms, 0.01 with 100 ms), a sixth of witm's CPU per request
-///   with add-header (bench/README.md).
+///   next. Once each request's box was 6.5 KiB (mimalloc's small pages),
+///   that was 0.7–0.9 page faults per proxied request under load (0.27
+///   with 1 ms, 0.05 with 10 ms, 0.01 with 100 ms), a sixth of witm's CPU
+///   per request with add-header (bench/README.md, eighth pass; e2e
+///   `page_faults`).
 /// - Large blocks at once: a plugin looping on a decompression bomb frees
 ///   and takes hundreds of MiB per event (e2e
 ///   `budget_coding_bombs_stop_at_the_deadline`: peak 510 MiB with
@@ -54,7 +56,7 @@ const PURGE_EVERY: Duration = Duration::from_millis(100);
 /// mimalloc every [`PURGE_EVERY`]. Call first thing in `main`, before any
 /// other thread starts: mimalloc's options are not thread-safe.
 pub(crate) fn return_freed_memory_soon() {
-    // SAFETY: sets two integer options; no other thread runs yet.
+    // SAFETY: sets three integer options; no other thread runs yet.
     unsafe {
         libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
         libmimalloc_sys::mi_option_set(ARENA_PURGE_MULT, 1);
