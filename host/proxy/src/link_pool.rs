@@ -66,7 +66,7 @@ impl LinkPool {
     pub(crate) fn one_of(pools: usize) -> Self {
         Self {
             idle: Mutex::default(),
-            most: (TOTAL / pools.max(1)).max(1),
+            most: crate::workers::share(TOTAL, pools),
         }
     }
 

@@ -16,10 +16,11 @@
 //! requests), upgrades (WebSocket) on HTTP/1, a request that a reused
 //! connection closed before sending it sent again on a new one, the
 //! connector's extras (the address connected to, [`ConnectTimes`], the
-//! response tap) in every response's extensions, and unused connections
-//! closed after 90 s. Bounded: at most [`MAX_PER_SERVER`] connections kept
-//! per server and [`MAX_KEPT`] in all; past it, a connection closes once
-//! its response is done. Making a connection (TCP, TLS, the HTTP
+//! response tap) in the extensions of the responses that read them
+//! ([`ServerPool::request`]), and unused connections closed after 90 s.
+//! Bounded: at most [`MAX_PER_SERVER`] connections kept per server and
+//! [`MAX_KEPT`] in all, shared out between the threads' pools; past it, a
+//! connection closes once its response is done. Making a connection (TCP, TLS, the HTTP
 //! handshake) takes at most the pool's `setup` time: a server that takes
 //! the TCP connection and then says nothing fails the request (hyper_util
 //! bounded only the TCP part).
@@ -90,9 +91,10 @@ const REAP_EVERY: Duration = Duration::from_secs(30);
 /// Most connections kept per server (scheme and authority) per pool.
 const MAX_PER_SERVER: usize = 256;
 
-/// Most connections kept per pool, all servers together: a client that
-/// sends requests to many servers gets each connection closed once its
-/// response is done past it, not a file descriptor held for 90 s each.
+/// Most connections kept by all threads' pools together, all servers
+/// together: a client that sends requests to many servers gets each
+/// connection closed once its response is done past it, not a file
+/// descriptor held for 90 s each, however many threads witm runs.
 const MAX_KEPT: usize = 1024;
 
 /// The pool of one thread; see the module's docs.
@@ -105,7 +107,8 @@ struct Inner {
     h2_keepalive: Option<Duration>,
     /// The most a new connection may take to be ready for a request.
     setup: Duration,
-    /// [`MAX_PER_SERVER`] and [`MAX_KEPT`] (smaller in tests).
+    /// [`MAX_PER_SERVER`] and this pool's share of [`MAX_KEPT`] (smaller
+    /// in tests).
     most: (usize, usize),
     servers: Mutex<Servers>,
 }
@@ -229,19 +232,21 @@ enum Sent {
 }
 
 impl ServerPool {
-    /// A pool connecting with `connector`, HTTP/2 connections pinged every
-    /// `h2_keepalive`, a new connection ready within `setup`.
+    /// One of `pools` pools (one per thread) connecting with `connector`,
+    /// HTTP/2 connections pinged every `h2_keepalive`, a new connection
+    /// ready within `setup`.
     pub(crate) fn new(
         connector: Connector,
         h2_keepalive: Option<Duration>,
         setup: Duration,
+        pools: usize,
     ) -> Self {
         ServerPool {
             inner: Arc::new(Inner {
                 connector,
                 h2_keepalive,
                 setup,
-                most: (MAX_PER_SERVER, MAX_KEPT),
+                most: (MAX_PER_SERVER, crate::workers::share(MAX_KEPT, pools)),
                 servers: Mutex::default(),
             }),
         }
@@ -515,9 +520,34 @@ mod tests {
 
     /// A pool whose new connections must be ready within `setup`.
     fn pool_with(trust: UpstreamTrust, setup: Duration) -> ServerPool {
+        one_of(trust, setup, 1)
+    }
+
+    /// One of `pools` threads' pools.
+    fn one_of(trust: UpstreamTrust, setup: Duration, pools: usize) -> ServerPool {
         let events = Arc::new(HookEvents(Arc::new(witm_flow::NoHooks)));
         let connector = connector(&Upstream::new(&trust), Duration::from_secs(5), events);
-        ServerPool::new(connector, None, setup)
+        ServerPool::new(connector, None, setup, pools)
+    }
+
+    /// However many threads, their pools together keep at most
+    /// [`MAX_KEPT`] connections (each at least one).
+    #[test]
+    fn the_threads_pools_share_the_bound() {
+        let most = |pools| {
+            one_of(UpstreamTrust::Verify, Duration::ZERO, pools)
+                .inner
+                .most
+        };
+        for pools in [1, 2, 3, 9, 64, 2000] {
+            let (_, each) = most(pools);
+            assert!(each >= 1);
+            assert!(
+                pools * each <= MAX_KEPT.max(pools),
+                "{pools} pools of {each}"
+            );
+        }
+        assert_eq!(most(1), (MAX_PER_SERVER, MAX_KEPT));
     }
 
     /// A GET of `url` (absolute, its `host` set), as `forward` sends one.

@@ -19,7 +19,7 @@ use crate::server_pool::{ServerPool, connector};
 use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
 use crate::websocket::WebSocketLimits;
-use crate::workers::Workers;
+use crate::workers::{Workers, of_this_thread, per_thread};
 
 /// How the proxy behaves; every field has a default that suits a person at
 /// a terminal.
@@ -165,9 +165,10 @@ impl<H: FlowHooks> Shared<H> {
             .as_ref()
             .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
         let setup = options.connect_timeout.saturating_add(handshake);
-        let upstreams = (0..=threads)
-            .map(|_| ServerPool::new(connector.clone(), options.timeouts.h2_keepalive, setup))
-            .collect();
+        let h2_keepalive = options.timeouts.h2_keepalive;
+        let upstreams = per_thread(threads, |pools| {
+            ServerPool::new(connector.clone(), h2_keepalive, setup, pools)
+        });
         let via = ViaPools::new(
             trust.clone(),
             options.connect_timeout,
@@ -182,9 +183,7 @@ impl<H: FlowHooks> Shared<H> {
             via,
             trust,
             server_events,
-            links: (0..=threads)
-                .map(|_| LinkPool::one_of(threads + 1))
-                .collect(),
+            links: per_thread(threads, LinkPool::one_of),
             counters: Arc::default(),
         }
     }
@@ -207,13 +206,6 @@ impl<H> Shared<H> {
     pub(crate) fn links(&self) -> &LinkPool {
         of_this_thread(&self.links)
     }
-}
-
-/// Of pools laid out as [`Shared::upstream`]'s (the one for threads that
-/// are not workers, then one per worker), the calling thread's.
-fn of_this_thread<T>(pools: &[T]) -> &T {
-    let own = crate::workers::current().map_or(0, |n| n + 1);
-    &pools[own.min(pools.len() - 1)]
 }
 
 /// How every pool of connections through an upstream proxy is set up

@@ -40,6 +40,26 @@ pub(crate) fn current() -> Option<usize> {
     WORKER.with(Cell::get)
 }
 
+/// One `T` per thread that keeps its own (first the one for threads that
+/// are not workers, then one per worker, as [`of_this_thread`] reads
+/// them): `make` is told how many there are, to share a bound out.
+pub(crate) fn per_thread<T>(workers: usize, mut make: impl FnMut(usize) -> T) -> Vec<T> {
+    (0..=workers).map(|_| make(workers + 1)).collect()
+}
+
+/// The calling thread's own of what [`per_thread`] made.
+pub(crate) fn of_this_thread<T>(made: &[T]) -> &T {
+    let own = current().map_or(0, |n| n + 1);
+    &made[own.min(made.len() - 1)]
+}
+
+/// Each of `pools` pools' part of a bound of `total` (at least 1): what
+/// they keep together stays within `total` however many threads there
+/// are (or one each, past `total` threads).
+pub(crate) fn share(total: usize, pools: usize) -> usize {
+    (total / pools.max(1)).max(1)
+}
+
 /// The connection-serving threads (see the module's documentation).
 /// Dropping it stops them, with whatever they still run.
 pub struct Workers {
