@@ -153,16 +153,16 @@ fn appendable<'a>(
     if parsed.contains_key(TE) {
         return false;
     }
-    let listed = named_in_connection(parsed.get_all(CONNECTION).iter());
-    let framing = [CONTENT_LENGTH, TRANSFER_ENCODING, TE, TRAILER];
+    // What the flow's conversion leaves out (the framing included), and
+    // `Trailer`, which it rewrites.
+    let left_out = LeftOut {
+        named_in_connection: named_in_connection(parsed.get_all(CONNECTION).iter()),
+        transfer_encoding: true,
+        content_length: true,
+    };
     let (mut count, mut bytes) = (parsed.len(), 0);
     for (name, value) in appended {
-        let special = HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-            || framing
-                .iter()
-                .any(|f| f.as_str().eq_ignore_ascii_case(name))
-            || listed.iter().any(|l| l.eq_ignore_ascii_case(name));
-        if special {
+        if left_out.leaves_out(name) || name.eq_ignore_ascii_case(TRAILER.as_str()) {
             return false;
         }
         count += 1;
@@ -189,7 +189,7 @@ struct LeftOut {
 
 impl LeftOut {
     fn leaves_out(&self, name: &str) -> bool {
-        HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+        is_hop_by_hop(name.as_bytes())
             || self.listed_in_connection(name)
             || (self.transfer_encoding && name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()))
             || (self.content_length && name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()))
@@ -222,11 +222,6 @@ impl LeftOut {
 /// response) is told without making text of the value; any other name is
 /// read as text (lossily, trimmed) as before.
 fn named_in_connection<'a, V: AsRef<[u8]> + 'a>(values: impl Iterator<Item = V>) -> Vec<String> {
-    let is_hop_by_hop = |name: &[u8]| {
-        HOP_BY_HOP
-            .iter()
-            .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
-    };
     let mut named = Vec::new();
     for value in values {
         for name in value.as_ref().split(|b| *b == b',') {
@@ -241,6 +236,13 @@ fn named_in_connection<'a, V: AsRef<[u8]> + 'a>(values: impl Iterator<Item = V>)
         }
     }
     named
+}
+
+/// Whether `name` is one of [`HOP_BY_HOP`], in any case.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Logs the fields left out because the wire would refuse them.
