@@ -29,6 +29,10 @@ fn keep_alive_requests_reuse_freed_memory_without_page_faults() {
         .map(|_| {
             let client = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
             client.set_nodelay(true).unwrap();
+            // A proxy that stops answering fails the test, not hangs it.
+            client
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
             client
         })
         .collect();
