@@ -1,6 +1,7 @@
 //! One request through the proxy: from the client, through the plugins, to
 //! the server and back.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -1035,7 +1036,7 @@ fn pooled_server(
     let mut address = String::with_capacity(request.host.len() + 6);
     address.push_str(&request.host);
     address.push(':');
-    let _ = std::fmt::Write::write_fmt(&mut address, format_args!("{}", request.port));
+    let _ = write!(address, "{}", request.port);
     Arc::new(witm_flow::ServerConn {
         address,
         sni: tls.then(|| request.host.clone()),
