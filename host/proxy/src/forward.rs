@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpInfo;
-use witm_flow::message::{authority_of, canonical_reason, default_port, url_of};
+use witm_flow::message::canonical_reason;
 use witm_flow::{
     Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Headers, Request, Response,
     Route,
@@ -29,6 +29,7 @@ use crate::onboarding;
 use crate::respond::{FlowKilled, killed, respond};
 use crate::server_events::ConnectTimes;
 use crate::shared::Shared;
+use crate::target::{Target, UrlParts, addressed};
 use crate::timeouts;
 use crate::upstream::{ServerLink, Tunnel};
 use crate::websocket;
@@ -162,6 +163,7 @@ fn start_flow<'a, H: FlowHooks>(
         upgrade: client_upgrade.filter(|_| websocket::is_upgrade(&flow.request)),
         extensions,
         received: Some(received),
+        uri: target.received,
         live,
         held: HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes),
     };
@@ -204,9 +206,8 @@ impl PassThrough<'_> {
         parts: http::request::Parts,
         incoming: Incoming,
     ) -> hyper::Response<ProxyBody> {
-        let url = self.target.url();
         let method = parts.method.clone();
-        let (response, failed) = match self.exchange(shared, parts, incoming, &url).await {
+        let (response, failed) = match self.exchange(shared, parts, incoming).await {
             Ok(response) => (response, None),
             Err(failure) => {
                 // What `fail` answers with no `error` hook.
@@ -222,6 +223,7 @@ impl PassThrough<'_> {
         // The line `respond` and `fail` log.
         let address = self.conn.address;
         let status = response.status().as_u16();
+        let url = self.target.url();
         let head = match failed {
             None => format!("{address} {method} {url} {status}"),
             Some(message) => format!("{address} {method} {url} {status} ({message})"),
@@ -238,7 +240,6 @@ impl PassThrough<'_> {
         shared: &Arc<Shared<H>>,
         parts: http::request::Parts,
         incoming: Incoming,
-        url: &str,
     ) -> Result<hyper::Response<ProxyBody>, Failure> {
         let http::request::Parts {
             method,
@@ -247,7 +248,9 @@ impl PassThrough<'_> {
             ..
         } = parts;
         let target = &self.target;
-        let authority = target.authority();
+        let (absolute, authority) = target
+            .addressed()
+            .map_err(|e| Failure::new(ErrorKind::Client, e))?;
         let tunnel = self.tunnel;
         if tunnel.is_some_and(|t| t.reverse)
             && !shared.options.keep_host_header
@@ -269,9 +272,6 @@ impl PassThrough<'_> {
             return Err(failure);
         }
         let link = via_tunnel.and_then(|t| t.link.as_ref());
-        let absolute: Uri = url
-            .parse()
-            .map_err(|e| Failure::new(ErrorKind::Client, format!("invalid URL {url}: {e}")))?;
         let timeouts = &shared.options.timeouts;
         let (body, sent) = if http_body::Body::is_end_stream(&incoming) {
             // No body (a GET): nothing to time or wait for; hyper would
@@ -456,6 +456,7 @@ async fn run_after_request_body<H: FlowHooks>(
         upgrade: client_upgrade,
         extensions,
         received,
+        uri,
         live,
         mut held,
     } = side;
@@ -482,7 +483,7 @@ async fn run_after_request_body<H: FlowHooks>(
         let link = via_tunnel.and_then(|t| t.link.as_ref());
         let exchanged = exchange(
             &shared,
-            &flow.request,
+            (&flow.request, uri.as_ref()),
             (request_body, received),
             extensions,
             (link, &route),
@@ -620,6 +621,10 @@ pub(crate) struct ClientSide {
     /// from while the flow's copy of them is as it came
     /// ([`wire::outgoing_headers_from`]); none for a replay.
     received: Option<ReceivedHead>,
+    /// The request's URI as it came, when it was the URL of its target
+    /// ([`Target::received`]): the request goes out with it while the
+    /// flow's target is unchanged.
+    uri: Option<Uri>,
     /// Who serves the client's connection: a WebSocket relay holds it.
     live: Option<Liveness>,
     /// The bytes of this flow's bodies held for plugins, against the
@@ -638,104 +643,6 @@ struct Exchanged {
     /// hyper's parse of the response's head, which the flow's copy of its
     /// fields came from.
     received: ReceivedHead,
-}
-
-/// Where an absolute-form request goes.
-struct Target {
-    scheme: String,
-    host: String,
-    port: u16,
-    path: String,
-}
-
-impl Target {
-    /// "host" or "host:port" ([`Request::authority`]).
-    fn authority(&self) -> String {
-        authority_of(&self.scheme, &self.host, self.port)
-    }
-
-    /// The full URL ([`Request::url`]).
-    fn url(&self) -> String {
-        url_of(&self.scheme, &self.host, self.port, &self.path)
-    }
-
-    /// From an absolute URI (absolute-form, or HTTP/2's :scheme and
-    /// :authority), or from the tunnel for origin-form requests in one.
-    ///
-    /// Inside a tunnel a request may only go where the tunnel goes: one
-    /// naming another scheme, host or port gets 421 Misdirected Request, so
-    /// a tunnel cannot carry requests past `http-connect` decisions and the
-    /// hosts witm would refuse (a plugin may still retarget a request).
-    fn of(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, (StatusCode, String)> {
-        if let Some(tunnel) = tunnel.filter(|t| t.reverse) {
-            // A reverse proxy sends everything to its server.
-            return Ok(Target {
-                scheme: tunnel.scheme.to_owned(),
-                host: tunnel.host.clone(),
-                port: tunnel.port,
-                path: uri
-                    .path_and_query()
-                    .map(|p| p.as_str().to_owned())
-                    .filter(|p| p.starts_with('/'))
-                    .unwrap_or_else(|| "/".into()),
-            });
-        }
-        let target = Self::named(uri, tunnel).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        match tunnel {
-            Some(tunnel)
-                if target.scheme != tunnel.scheme
-                    || target.port != tunnel.port
-                    || !target.host.eq_ignore_ascii_case(&tunnel.host) =>
-            {
-                Err((
-                    StatusCode::MISDIRECTED_REQUEST,
-                    format!(
-                        "this tunnel goes to {}://{}:{}, not to {}://{}:{}",
-                        tunnel.scheme,
-                        tunnel.host,
-                        tunnel.port,
-                        target.scheme,
-                        target.host,
-                        target.port
-                    ),
-                ))
-            }
-            _ => Ok(target),
-        }
-    }
-
-    fn named(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, String> {
-        let path = || {
-            uri.path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "/".into())
-        };
-        let scheme = match (uri.scheme_str(), tunnel) {
-            (Some(s @ ("http" | "https")), _) => s,
-            (Some(other), _) => return Err(format!("unsupported scheme {other:?}")),
-            (None, Some(tunnel)) => {
-                return Ok(Target {
-                    scheme: tunnel.scheme.to_owned(),
-                    host: tunnel.host.clone(),
-                    port: tunnel.port,
-                    path: path(),
-                });
-            }
-            (None, None) => {
-                return Err("witm is a proxy: send absolute-form requests, e.g. curl -x http://127.0.0.1:8080 http://example.com/".into());
-            }
-        };
-        let host = uri.host().ok_or("the request URL has no host")?;
-        Ok(Target {
-            scheme: scheme.to_owned(),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port: uri.port_u16().unwrap_or_else(|| default_port(scheme)),
-            path: path(),
-        })
-    }
 }
 
 /// A body read for plugins: whole (with its trailers, if any), or, past the
@@ -848,7 +755,7 @@ async fn hold(
 /// body is left to the caller.
 async fn exchange<H: FlowHooks>(
     shared: &Shared<H>,
-    request: &Request,
+    (request, received_uri): (&Request, Option<&Uri>),
     (request_body, received): (Sent, Option<ReceivedHead>),
     extensions: http::Extensions,
     (link, route): (Option<&ServerLink>, &Route),
@@ -857,10 +764,8 @@ async fn exchange<H: FlowHooks>(
         Sent::Whole => (None, None),
         Sent::Streaming(body, sent) => (Some(body), Some(sent)),
     };
-    let url = request.url();
-    let absolute: Uri = url
-        .parse()
-        .map_err(|e| Failure::new(ErrorKind::Client, format!("invalid URL {url}: {e}")))?;
+    let (absolute, authority) = addressed(received_uri, UrlParts::of(request))
+        .map_err(|e| Failure::new(ErrorKind::Client, e))?;
     let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
         Failure::new(
             ErrorKind::Client,
@@ -889,7 +794,7 @@ async fn exchange<H: FlowHooks>(
     }
     let to = Destination {
         scheme: &request.scheme,
-        authority: &request.authority(),
+        authority: &authority,
         absolute,
         for_flow: true,
     };

@@ -81,6 +81,7 @@ mod server_events;
 mod server_pool;
 mod shared;
 mod socks5;
+mod target;
 mod tcp_flow;
 pub mod timeouts;
 pub mod tls;
