@@ -361,12 +361,37 @@ impl Headers {
     }
 
     /// Takes headers from the `http` crate's map (names arrive lower-cased).
+    ///
+    /// The names and values are copied into one buffer that the fields
+    /// share, as a head read off the wire is: one allocation, not two per
+    /// field (an HTTP/2 head's ~2,500 instructions with a dozen fields).
     pub fn from_header_map(map: &http::HeaderMap) -> Self {
+        let size = map
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum::<usize>();
+        let mut buffer = bytes::BytesMut::with_capacity(size);
+        let mut lengths = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            buffer.extend_from_slice(name.as_str().as_bytes());
+            buffer.extend_from_slice(value.as_bytes());
+            lengths.push((name.as_str().len(), value.len()));
+        }
+        let buffer = buffer.freeze();
+        let mut at = 0;
+        let fields = lengths
+            .into_iter()
+            .map(|(name, value)| {
+                let field = (
+                    Name(buffer.slice(at..at + name)),
+                    buffer.slice(at + name..at + name + value),
+                );
+                at += name + value;
+                field
+            })
+            .collect();
         Self {
-            fields: map
-                .iter()
-                .map(|(n, v)| (Name::from(n.as_str()), Bytes::copy_from_slice(v.as_bytes())))
-                .collect(),
+            fields,
             received: None,
         }
     }
@@ -386,6 +411,37 @@ mod tests {
         let (map, refused) = big.to_header_map(|_| false);
         assert_eq!(map.len(), 4, "256 KiB of header bytes at most");
         assert_eq!(refused.len(), 6);
+    }
+
+    #[test]
+    fn from_a_header_map_every_field_in_order_sharing_one_buffer() {
+        let mut map = http::HeaderMap::new();
+        map.append("content-type", "text/plain".parse().unwrap());
+        map.append("set-cookie", "a=1".parse().unwrap());
+        map.append("x-empty", http::HeaderValue::from_static(""));
+        map.append("set-cookie", "b=2".parse().unwrap());
+        map.append(
+            "x-custom-name",
+            http::HeaderValue::from_bytes(b"\xe9v").unwrap(),
+        );
+        let headers = Headers::from_header_map(&map);
+        let fields: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n, &v[..])).collect();
+        let expected: Vec<(&str, &[u8])> = map
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(fields, expected);
+        assert_eq!(headers.wire_bytes(), 10 + 12 + 3 + 10 + 7 + 10 + 3 + 13 + 2);
+        // One buffer: each field lies right after the one before.
+        let mut end = None;
+        for (name, value) in headers.iter() {
+            if let Some(end) = end {
+                assert_eq!(name.as_ptr() as usize, end);
+            }
+            assert_eq!(value.as_ptr() as usize, name.as_ptr() as usize + name.len());
+            end = Some(value.as_ptr() as usize + value.len());
+        }
+        assert!(Headers::from_header_map(&http::HeaderMap::new()).is_empty());
     }
 
     fn sample() -> Headers {
