@@ -154,7 +154,9 @@ fn start_flow<'a, H: FlowHooks>(
         let authority = request.authority();
         request.headers.set("host", authority);
     }
-    let mut flow = Flow::new(conn, request);
+    // Boxed: the flow is moved into each step's future, and each would
+    // otherwise carry a copy of it (680 bytes) in the flow's box.
+    let mut flow = Box::new(Flow::new(conn, request));
     let state = FlowState::new(tenant);
     if let Some(link) = tunnel.and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
@@ -344,7 +346,7 @@ pub(crate) async fn replay<H: FlowHooks>(
     }
     if let Ok(response) = run(
         &shared,
-        flow,
+        Box::new(flow),
         FlowState::new(tenant),
         None,
         ClientSide::default(),
@@ -363,7 +365,7 @@ pub(crate) async fn replay<H: FlowHooks>(
 /// body is in the flow).
 async fn run<H: FlowHooks>(
     shared: &Arc<Shared<H>>,
-    mut flow: Flow,
+    mut flow: Box<Flow>,
     mut state: FlowState<H::Ctx>,
     incoming: Option<Incoming>,
     mut side: ClientSide,
@@ -443,7 +445,7 @@ enum Sent {
 /// The rest of [`run`], once the request body is held or streaming.
 async fn run_after_request_body<H: FlowHooks>(
     shared: Arc<Shared<H>>,
-    mut flow: Flow,
+    mut flow: Box<Flow>,
     mut state: FlowState<H::Ctx>,
     request_body: Sent,
     side: ClientSide,
@@ -567,7 +569,7 @@ async fn run_after_request_body<H: FlowHooks>(
                     None => std::future::pending().await,
                 }
             };
-            websocket::relay(shared, flow, state, (client, server), closing).await;
+            websocket::relay(shared, *flow, state, (client, server), closing).await;
             drop(live);
         });
         return Ok(response);
@@ -990,7 +992,7 @@ fn describe_upstream_error(authority: &str, error: &(dyn std::error::Error + 'st
 /// The flow failed: run the `error` event and tell the client with a 502.
 async fn fail<H: FlowHooks>(
     shared: &Shared<H>,
-    mut flow: Flow,
+    mut flow: Box<Flow>,
     mut state: FlowState<H::Ctx>,
     failure: Failure,
     started: Instant,
