@@ -152,6 +152,7 @@ pub(crate) async fn intercept<H, IO>(
             tenant,
             route,
             reverse: false,
+            authority: Default::default(),
         });
         let protocol = Protocol::http2_if(h2c);
         connection::serve(shared, conn, Some(tunnel), io, protocol, live).await;
@@ -266,6 +267,7 @@ pub(crate) async fn intercept<H, IO>(
         tenant,
         route,
         reverse: false,
+        authority: Default::default(),
     });
     let protocol = Protocol::http2_if(client_alpn.as_deref() == Some(ALPN_H2));
     let links = shared.clone();

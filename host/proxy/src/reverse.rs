@@ -50,6 +50,7 @@ pub(crate) async fn serve<H, IO>(
         tenant: shared.options.tenant.clone(),
         route: shared.default_route.clone(),
         reverse: true,
+        authority: Default::default(),
     });
     let tls_hello = first[0] == 0x16;
     let h2c = opening::is_h2_preface(&first);

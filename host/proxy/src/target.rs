@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use http::uri::Scheme;
 use http::{StatusCode, Uri};
 use witm_flow::Request;
 use witm_flow::message::{authority_of, default_port, url_of};
@@ -56,6 +57,32 @@ pub(crate) fn addressed<'a>(
         )),
         Err(e) => Err(format!("invalid URL {url}: {e}")),
     }
+}
+
+/// The absolute URI of an origin-form request (`GET /path`) in `tunnel`:
+/// the tunnel's scheme and authority (made once per tunnel) with the
+/// request's path, all shared, none written or parsed again.
+fn in_tunnel(tunnel: &Tunnel, uri: &Uri) -> Option<Uri> {
+    let authority = tunnel
+        .authority
+        .get_or_init(|| {
+            authority_of(tunnel.scheme, &tunnel.host, tunnel.port)
+                .parse()
+                .ok()
+        })
+        .clone()?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(match tunnel.scheme {
+        "https" => Scheme::HTTPS,
+        _ => Scheme::HTTP,
+    });
+    parts.authority = Some(authority);
+    // Origin-form only: `*` (OPTIONS) is written and refused as before.
+    let path = uri
+        .path_and_query()
+        .filter(|p| p.as_str().starts_with('/'))?;
+    parts.path_and_query = Some(path.clone());
+    Uri::from_parts(parts).ok()
 }
 
 /// True when `uri` reads, byte for byte, as the URL [`url_of`] writes for
@@ -121,7 +148,7 @@ impl Target {
     pub(crate) fn of(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, (StatusCode, String)> {
         if let Some(tunnel) = tunnel.filter(|t| t.reverse) {
             // A reverse proxy sends everything to its server.
-            return Ok(Target {
+            let mut target = Target {
                 scheme: tunnel.scheme.to_owned(),
                 host: tunnel.host.clone(),
                 port: tunnel.port,
@@ -131,12 +158,16 @@ impl Target {
                     .filter(|p| p.starts_with('/'))
                     .unwrap_or_else(|| "/".into()),
                 received: None,
-            });
+            };
+            target.received = in_tunnel(tunnel, uri).filter(|u| is_url_of(u, target.url_parts()));
+            return Ok(target);
         }
         let mut target = Self::named(uri, tunnel).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        if is_url_of(uri, target.url_parts()) {
-            target.received = Some(uri.clone());
-        }
+        let absolute = match tunnel {
+            Some(tunnel) if uri.scheme().is_none() => in_tunnel(tunnel, uri),
+            _ => Some(uri.clone()),
+        };
+        target.received = absolute.filter(|u| is_url_of(u, target.url_parts()));
         match tunnel {
             Some(tunnel)
                 if target.scheme != tunnel.scheme
@@ -218,8 +249,9 @@ mod tests {
     /// What the request would go out with if its URL were written and
     /// parsed again, as before the received URI was reused.
     fn written(parts: UrlParts<'_>) -> (String, String) {
+        let url = url_of(parts.scheme, parts.host, parts.port, parts.path);
         (
-            url_of(parts.scheme, parts.host, parts.port, parts.path),
+            url.parse::<Uri>().unwrap().to_string(),
             authority_of(parts.scheme, parts.host, parts.port),
         )
     }
@@ -250,6 +282,48 @@ mod tests {
             let uri: Uri = text.parse().unwrap();
             let target = Target::of(&uri, None).unwrap();
             assert_eq!(target.received.is_some(), reused, "{text}");
+            let (absolute, authority) = target.addressed().unwrap();
+            let (url, written_authority) = written(target.url_parts());
+            assert_eq!(absolute.to_string(), url, "{text}");
+            assert_eq!(authority, written_authority, "{text}");
+        }
+    }
+
+    fn tunnel(scheme: &'static str, host: &str, port: u16, reverse: bool) -> Tunnel {
+        Tunnel {
+            scheme,
+            host: host.into(),
+            port,
+            link: None,
+            link_error: None,
+            tenant: None,
+            route: Default::default(),
+            reverse,
+            authority: Default::default(),
+        }
+    }
+
+    #[test]
+    fn in_a_tunnel_an_origin_form_request_goes_out_with_the_tunnels_authority() {
+        // (tunnel, request URI, whether a URI is made without writing one)
+        let cases = [
+            (tunnel("https", "localhost", 8443, false), "/small", true),
+            (tunnel("https", "example.com", 443, false), "/a?b", true),
+            (tunnel("http", "example.com", 80, false), "/", true),
+            (tunnel("https", "::1", 8443, false), "/x", true),
+            (tunnel("https", "example.com", 443, true), "/r", true),
+            (
+                tunnel("https", "example.com", 443, false),
+                "https://example.com/abs",
+                true,
+            ),
+            (tunnel("https", "example.com", 443, false), "*", false),
+            (tunnel("https", "example.com", 443, true), "*", false),
+        ];
+        for (tunnel, text, made) in cases {
+            let uri: Uri = text.parse().unwrap();
+            let target = Target::of(&uri, Some(&tunnel)).unwrap();
+            assert_eq!(target.received.is_some(), made, "{text}");
             let (absolute, authority) = target.addressed().unwrap();
             let (url, written_authority) = written(target.url_parts());
             assert_eq!(absolute.to_string(), url, "{text}");

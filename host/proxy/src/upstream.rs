@@ -40,6 +40,9 @@ pub(crate) struct Tunnel {
     /// A reverse proxy's client connection, not a CONNECT: every request
     /// goes to the server, whatever its URL says.
     pub reverse: bool,
+    /// The tunnel's "host:port" as a URI's, made at its first request
+    /// (`target::in_tunnel`); none if it cannot be one.
+    pub authority: std::sync::OnceLock<Option<http::uri::Authority>>,
 }
 
 impl Tunnel {
