@@ -11,6 +11,9 @@
 #   WITM_IR_PLUGIN=path/to/add_header.wasm   (default: the built guest)
 #   WITM_IR_KEEP=DIR                 keep the callgrind files there, for
 #                                    callgrind_annotate
+#   WITM_IR_MODE=http1               or https (HTTP/1.1 in a CONNECT
+#                                    tunnel, kept alive) or h2 (HTTP/2 over
+#                                    TLS), as bench/ab.sh's modes
 #
 # One keep-alive client (oha -c 1) through witm to the nginx origin of
 # bench/origin.sh. Needs valgrind (installed from Debian if missing) and the
@@ -31,6 +34,12 @@ fi
 . "$(dirname "$0")/origin.sh"
 start_origin
 keep=${WITM_IR_KEEP:-$work}
+case ${WITM_IR_MODE:-http1} in
+  http1) url=http://127.0.0.1:$origin_port/small; oha_mode=() ;;
+  https) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure) ;;
+  h2) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure --http2) ;;
+  *) echo "WITM_IR_MODE: one of http1 https h2" >&2; exit 2 ;;
+esac
 mkdir -p "$keep"
 
 count() { # NAME BINARY [witm args] -> instructions per request
@@ -42,14 +51,13 @@ count() { # NAME BINARY [witm args] -> instructions per request
   GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=1073741824 \
     valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
     --callgrind-out-file="$keep/callgrind.$name.%p" \
-    "$binary" -q -p "$port" --confdir "$work/witm-$name" "$@" >"$work/$name.log" 2>&1 &
+    "$binary" -q -p "$port" --confdir "$work/witm-$name" --upstream-ca "$work/origin-ca.pem" "$@" >"$work/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   wait_port "$port"
-  local url="http://127.0.0.1:$origin_port/small"
-  "$oha" --no-tui -n 300 -c 1 -x "http://127.0.0.1:$port" "$url" >/dev/null
+  "$oha" --no-tui -n 300 -c 1 "${oha_mode[@]}" -x "http://127.0.0.1:$port" "$url" >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1
-  "$oha" --no-tui -n "$requests" -c 1 -x "http://127.0.0.1:$port" "$url" >/dev/null
+  "$oha" --no-tui -n "$requests" -c 1 "${oha_mode[@]}" -x "http://127.0.0.1:$port" "$url" >/dev/null
   callgrind_control -d "$pid" >/dev/null 2>&1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
