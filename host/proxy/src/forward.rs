@@ -1,7 +1,6 @@
 //! One request through the proxy: from the client, through the plugins, to
 //! the server and back.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpInfo;
-use witm_flow::message::canonical_reason;
+use witm_flow::message::{PortDigits, canonical_reason};
 use witm_flow::{
     Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Headers, Request, Response,
     Route,
@@ -943,7 +942,7 @@ fn pooled_server(
     let mut address = String::with_capacity(request.host.len() + 6);
     address.push_str(&request.host);
     address.push(':');
-    let _ = write!(address, "{}", request.port);
+    address.push_str(PortDigits::new(request.port).as_str());
     Arc::new(witm_flow::ServerConn {
         address,
         sni: tls.then(|| request.host.clone()),

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use http::uri::Scheme;
 use http::{StatusCode, Uri};
 use witm_flow::Request;
-use witm_flow::message::{authority_of, default_port, url_of};
+use witm_flow::message::{PortDigits, authority_of, default_port, url_of};
 
 use crate::upstream::Tunnel;
 
@@ -99,7 +99,8 @@ pub(crate) fn is_url_of(uri: &Uri, parts: UrlParts<'_>) -> bool {
         return false;
     }
     let authority = authority.as_str();
-    let after_host = if parts.host.contains(':') {
+    // A short name: a loop, not a call to memchr.
+    let after_host = if parts.host.bytes().any(|b| b == b':') {
         authority
             .strip_prefix('[')
             .and_then(|a| a.strip_prefix(parts.host))
@@ -113,11 +114,7 @@ pub(crate) fn is_url_of(uri: &Uri, parts: UrlParts<'_>) -> bool {
     if parts.port == default_port(parts.scheme) {
         return after_host.is_empty();
     }
-    after_host.strip_prefix(':').is_some_and(|digits| {
-        digits.bytes().all(|b| b.is_ascii_digit())
-            && (digits.len() == 1 || !digits.starts_with('0'))
-            && digits.parse::<u16>() == Ok(parts.port)
-    })
+    after_host.as_bytes().strip_prefix(b":") == Some(PortDigits::new(parts.port).as_bytes())
 }
 
 /// Where a request goes, as its flow names it.
