@@ -45,11 +45,12 @@ pub(crate) fn is_upgrade(request: &Request) -> bool {
         .headers
         .get("upgrade")
         .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    let connection = request.headers.get("connection").is_some_and(|c| {
-        c.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-    });
-    upgrade && connection
+    // Most requests stop here, without a second look through the fields.
+    upgrade
+        && request.headers.get("connection").is_some_and(|c| {
+            c.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
 }
 
 /// Puts back the headers that make the switch (hop-by-hop headers are
