@@ -6,7 +6,7 @@ TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 GUESTS := $(TARGET)/guests
 PORT ?= 8080
 
-.PHONY: run test setup examples lint bench soak bench-peers
+.PHONY: run test setup examples lint bench soak bench-peers production
 
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -20,6 +20,11 @@ run: examples
 test:
 	tests/setup.sh
 	cargo test --release --workspace
+
+# The build to deploy: target/production/witm (Cargo.toml's `production`
+# profile; ~12 minutes, 1.10x the requests/s of `make run`'s build).
+production:
+	cargo build --profile production -p witm
 
 lint:
 	cargo fmt --all --check

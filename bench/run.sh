@@ -14,7 +14,8 @@
 #   WITM_BENCH_BODY=small|big       # 52 bytes (default) or 1 MiB
 #   WITM_BENCH_ROWS="direct witm"   # a subset of the rows
 #   WITM_BENCH_WITM=/path/to/witm    # that binary for the witm rows, not the
-#                                    # target directory's (which a build from
+#                                    # target directory's production build
+#                                    # (`make production`, which a build from
 #                                    # another worktree may overwrite)
 #   WITM_BENCH_BASE=/path/to/witm    # adds a row "witm-base": that (older)
 #                                    # binary with no plugin, beside this one
@@ -53,7 +54,12 @@ if ! "$mitmdump" --version 2>/dev/null | grep -q "$mitmproxy_version"; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "mitmproxy==$mitmproxy_version"
 fi
 echo "building witm, the add-header plugins and the hudsucker proxy..." >&2
-(cd "$root" && cargo build --quiet --release --workspace && make --quiet examples >/dev/null)
+# witm as deployed (Cargo.toml's `production` profile: fat LTO, one codegen
+# unit), and hudsucker built the same way (its Cargo.toml).
+if [ -z "${WITM_BENCH_WITM:-}" ]; then
+  (cd "$root" && cargo build --quiet --profile production -p witm)
+fi
+(cd "$root" && make --quiet examples >/dev/null)
 cargo build --quiet --release --manifest-path "$root/bench/hudsucker-proxy/Cargo.toml" \
   --target-dir "$target/bench-hudsucker"
 plugins=$target/bench-peers
@@ -69,7 +75,7 @@ fi
 if wanted witm-go; then
   "$root/plugins/build-go.sh" "$root/examples/add-header/add_header.go" "$plugins/add_header_go.wasm"
 fi
-witm=${WITM_BENCH_WITM:-$target/release/witm}
+witm=${WITM_BENCH_WITM:-$target/production/witm}
 hudsucker=$target/bench-hudsucker/release/hudsucker-proxy
 rust_plugin=$target/guests/wasm32-wasip2/release/add_header.wasm
 
