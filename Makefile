@@ -22,7 +22,7 @@ test:
 	cargo test --release --workspace
 
 # The build to deploy: target/production/witm (Cargo.toml's `production`
-# profile; ~12 minutes, 1.10x the requests/s of `make run`'s build).
+# profile; ~12 minutes; 9 % fewer instructions per request than `make run`'s).
 production:
 	cargo build --profile production -p witm
 
