@@ -64,6 +64,20 @@ impl CertificateAuthority {
             // CA, the others wait for it and load it.
             _ if !Creating::take(confdir)? => load(&key_path, &cert_pem_path)?,
             (false, false) => {
+                // A DER copy left by a CA removed since is not this one's:
+                // gone before the PEM appears, so that the copy the common
+                // path writes below (or another witm loading the new CA
+                // writes) is the new CA's.
+                match fs::remove_file(&cert_der_path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Creating::done(confdir);
+                        return Err(CaError(format!(
+                            "cannot remove the old {}: {e}",
+                            cert_der_path.display()
+                        )));
+                    }
+                    _ => {}
+                }
                 let made = create(confdir, &key_path, &cert_pem_path);
                 Creating::done(confdir);
                 made?
@@ -356,6 +370,17 @@ mod tests {
             }
             assert!(!dir.path().join(Creating::FILE).exists());
         }
+    }
+
+    /// A `.cer` left behind by a CA whose key and PEM were removed is
+    /// replaced by the new CA's, not kept beside it.
+    #[test]
+    fn a_new_ca_replaces_a_left_over_der_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CERT_DER_FILE), b"an older CA").unwrap();
+        let ca = CertificateAuthority::load_or_create(dir.path()).unwrap();
+        let on_disk = fs::read(dir.path().join(CERT_DER_FILE)).unwrap();
+        assert_eq!(on_disk, ca.cert_der().to_vec());
     }
 
     #[test]
