@@ -44,10 +44,8 @@ pub(crate) fn addressed<'a>(
     received: Option<&'a Uri>,
     parts: UrlParts<'_>,
 ) -> Result<(Uri, Cow<'a, str>), String> {
-    if let Some(uri) = received.filter(|uri| is_url_of(uri, parts))
-        && let Some(authority) = uri.authority()
-    {
-        return Ok((uri.clone(), Cow::Borrowed(authority.as_str())));
+    if let Some(uri) = received.filter(|uri| is_url_of(uri, parts)) {
+        return Ok((uri.clone(), shared_authority(uri)));
     }
     let url = url_of(parts.scheme, parts.host, parts.port, parts.path);
     match url.parse() {
@@ -57,6 +55,11 @@ pub(crate) fn addressed<'a>(
         )),
         Err(e) => Err(format!("invalid URL {url}: {e}")),
     }
+}
+
+/// The authority of a URI [`is_url_of`] passed (which has one).
+fn shared_authority(uri: &Uri) -> Cow<'_, str> {
+    Cow::Borrowed(uri.authority().map_or("", |a| a.as_str()))
 }
 
 /// The absolute URI of an origin-form request (`GET /path`) in `tunnel`:
@@ -143,9 +146,9 @@ impl Target {
     /// a tunnel cannot carry requests past `http-connect` decisions and the
     /// hosts witm would refuse (a plugin may still retarget a request).
     pub(crate) fn of(uri: &Uri, tunnel: Option<&Tunnel>) -> Result<Target, (StatusCode, String)> {
-        if let Some(tunnel) = tunnel.filter(|t| t.reverse) {
+        let mut target = match tunnel.filter(|t| t.reverse) {
             // A reverse proxy sends everything to its server.
-            let mut target = Target {
+            Some(tunnel) => Target {
                 scheme: tunnel.scheme.to_owned(),
                 host: tunnel.host.clone(),
                 port: tunnel.port,
@@ -155,13 +158,13 @@ impl Target {
                     .filter(|p| p.starts_with('/'))
                     .unwrap_or_else(|| "/".into()),
                 received: None,
-            };
-            target.received = in_tunnel(tunnel, uri).filter(|u| is_url_of(u, target.url_parts()));
-            return Ok(target);
-        }
-        let mut target = Self::named(uri, tunnel).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+            },
+            None => Self::named(uri, tunnel).map_err(|e| (StatusCode::BAD_REQUEST, e))?,
+        };
+        // The URI the request came with, absolute (in a tunnel, with the
+        // tunnel's authority), kept when it is the URL of the target.
         let absolute = match tunnel {
-            Some(tunnel) if uri.scheme().is_none() => in_tunnel(tunnel, uri),
+            Some(tunnel) if tunnel.reverse || uri.scheme().is_none() => in_tunnel(tunnel, uri),
             _ => Some(uri.clone()),
         };
         target.received = absolute.filter(|u| is_url_of(u, target.url_parts()));
@@ -233,9 +236,14 @@ impl Target {
         }
     }
 
-    /// The URI and authority the request goes out with ([`addressed`]).
+    /// The URI and authority the request goes out with ([`addressed`]):
+    /// the received URI as it is, its check made by [`Target::of`] (no
+    /// plugin changes a target that makes no flow).
     pub(crate) fn addressed(&self) -> Result<(Uri, Cow<'_, str>), String> {
-        addressed(self.received.as_ref(), self.url_parts())
+        match &self.received {
+            Some(uri) => Ok((uri.clone(), shared_authority(uri))),
+            None => addressed(None, self.url_parts()),
+        }
     }
 }
 
