@@ -112,6 +112,29 @@ fn a_trapping_plugin_leaves_the_flow_intact_and_is_replaced() {
 }
 
 #[test]
+fn a_plugin_that_traps_after_changing_response_headers_leaves_them_as_they_came() {
+    let origin = Origin::start();
+    let witm = start_with(&["trap"]);
+    // Fields added, changed, and (the second time) first one inserted
+    // before the trap are all undone: the client gets the origin's fields.
+    for (n, path) in ["/trap-response", "/trap-response-insert"]
+        .iter()
+        .enumerate()
+    {
+        let response = curl(&witm.proxy_url(), &[&origin.url(path)]);
+        assert_eq!(response.status, 200, "the flow goes on after the trap");
+        assert_eq!(response.header_values("content-type"), ["text/plain"]);
+        assert!(
+            response.header_values("x-half-done").is_empty(),
+            "{path}: {:?}",
+            response.headers
+        );
+        assert_eq!(response.body, HELLO);
+        assert!(witm.wait_for_log("[trap] response failed", n + 1));
+    }
+}
+
+#[test]
 fn an_unreachable_server_gives_502_and_the_error_event() {
     // A port nobody listens on: bind, note the port, close.
     let port = witm_test_support::free_port();

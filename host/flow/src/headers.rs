@@ -259,6 +259,13 @@ impl Headers {
         self.fields.len()
     }
 
+    /// Keeps the first `len` fields and removes the rest: undoes fields
+    /// added at the end (the rest are as they were).
+    pub fn truncate(&mut self, len: usize) {
+        self.touched_from(len);
+        self.fields.truncate(len);
+    }
+
     /// True when there are no fields.
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()

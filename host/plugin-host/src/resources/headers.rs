@@ -55,11 +55,17 @@ impl HostView<'_> {
         ))
     }
 
-    fn headers_mut_of(&mut self, h: &Resource<HeadersHandle>) -> Result<&mut Headers> {
+    /// The headers `h` names, to change: `adds_only` when the change only
+    /// adds fields at the end.
+    fn headers_mut_of(
+        &mut self,
+        h: &Resource<HeadersHandle>,
+        adds_only: bool,
+    ) -> Result<&mut Headers> {
         let handle = self.table.get(h).map_err(|_| stale())?;
         let (m, trailers) = (handle.message, handle.trailers);
         if let (MessageRef::Response(r), false) = (m, trailers) {
-            return self.flow_response_headers_mut(r);
+            return self.flow_response_headers_mut(r, adds_only);
         }
         let message = self.message_mut(m)?;
         Ok(match trailers {
@@ -95,7 +101,12 @@ impl HostView<'_> {
         if let Err(e) = self.charge(m, new + FIELD_OVERHEAD, removed)? {
             return Ok(Err(e));
         }
-        let headers = self.headers_mut_of(h)?;
+        let adds_only = match write {
+            Write::Set => named == 0,
+            Write::Append => true,
+            Write::Insert(index) => index >= count,
+        };
+        let headers = self.headers_mut_of(h, adds_only)?;
         match write {
             Write::Set => headers.set(&name, value),
             Write::Append => headers.append(&name, value),
@@ -147,7 +158,7 @@ impl types::HostHeaders for HostView<'_> {
         if headers.contains(&name) {
             let freed =
                 headers.wire_bytes_of(&name) + headers.get_all(&name).count() * FIELD_OVERHEAD;
-            self.headers_mut_of(&h)?.remove(&name);
+            self.headers_mut_of(&h, false)?.remove(&name);
             // Removing never fails; it gives back what the plugin added.
             let _ = self.charge(m, 0, freed)?;
         }

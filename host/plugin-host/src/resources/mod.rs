@@ -61,15 +61,49 @@ pub struct FlowEntry {
 /// A lent flow's parts as they were before the call's first change of
 /// each, kept to restore them if the call fails. A change to the request or
 /// the response alone copies only that message, and a change to the
-/// response's headers alone only its header list (add-header's one change
-/// copies one header list, not every header of the flow, nor the
-/// response's other parts); any other change copies the whole flow.
+/// response's headers alone only its header list, or only its length while
+/// fields are only added (add-header's one change copies nothing); any
+/// other change copies the whole flow.
 #[derive(Default)]
 struct Before {
     flow: Option<Box<Flow>>,
     request: Option<Box<Request>>,
     response: Option<Box<Response>>,
-    response_headers: Option<Headers>,
+    response_headers: Option<SavedHeaders>,
+}
+
+/// The response's header list as it was before the call.
+enum SavedHeaders {
+    /// Fields were only added at the end since: the first `len` are as
+    /// they were. A copy of each field (and its drop) cost ~1,500
+    /// instructions of every add-header call (`bench/instructions.sh`).
+    Added(usize),
+    /// A copy, taken at the first change that was not an addition.
+    Copy(Headers),
+}
+
+impl SavedHeaders {
+    /// What to keep before the call changes `headers`, given what was kept
+    /// (if anything) and whether the change only adds fields at the end.
+    fn before_change(kept: Option<Self>, headers: &Headers, adds_only: bool) -> Self {
+        match kept {
+            None if adds_only => SavedHeaders::Added(headers.len()),
+            None => SavedHeaders::Copy(headers.clone()),
+            Some(SavedHeaders::Added(len)) if !adds_only => {
+                let mut copy = headers.clone();
+                copy.truncate(len);
+                SavedHeaders::Copy(copy)
+            }
+            Some(kept) => kept,
+        }
+    }
+
+    fn restore(self, headers: &mut Headers) {
+        match self {
+            SavedHeaders::Added(len) => headers.truncate(len),
+            SavedHeaders::Copy(copy) => *headers = copy,
+        }
+    }
 }
 
 impl FlowEntry {
@@ -81,6 +115,52 @@ impl FlowEntry {
             owned_by_guest: false,
             charged: 0,
         }
+    }
+
+    /// The flow, for a change: saves the flow as it was on the first change.
+    fn flow_to_change(&mut self) -> &mut Flow {
+        if self.before.flow.is_none() {
+            self.before.flow = Some(Box::new(self.flow.clone()));
+        }
+        &mut self.flow
+    }
+
+    /// The flow's request, for a change: saves the request alone as it was
+    /// on its first change (unless the whole flow is saved already).
+    fn request_to_change(&mut self) -> &mut Request {
+        let FlowEntry { flow, before, .. } = self;
+        if before.flow.is_none() && before.request.is_none() {
+            before.request = Some(Box::new(flow.request.clone()));
+        }
+        &mut flow.request
+    }
+
+    /// The flow's response, for a change: saves the response alone as it
+    /// was on its first change (unless the whole flow is saved already).
+    fn response_to_change(&mut self) -> Option<&mut Response> {
+        let FlowEntry { flow, before, .. } = self;
+        let response = flow.response.as_mut()?;
+        if before.flow.is_none() && before.response.is_none() {
+            before.response = Some(Box::new(response.clone()));
+        }
+        Some(response)
+    }
+
+    /// The flow's response's headers, for a change that, with `adds_only`,
+    /// only adds fields at the end: saves them alone ([`SavedHeaders`]),
+    /// unless the response or the whole flow is saved already.
+    fn response_headers_to_change(&mut self, adds_only: bool) -> Option<&mut Headers> {
+        let FlowEntry { flow, before, .. } = self;
+        let response = flow.response.as_mut()?;
+        if before.flow.is_none() && before.response.is_none() {
+            let kept = before.response_headers.take();
+            before.response_headers = Some(SavedHeaders::before_change(
+                kept,
+                &response.headers,
+                adds_only,
+            ));
+        }
+        Some(&mut response.headers)
     }
 
     /// The flow as the guest left it, or as it was before the call if the
@@ -106,8 +186,10 @@ impl FlowEntry {
         if let Some(response) = response {
             restored.response = Some(*response);
         }
+        // Added fields are undone on what the whole copies restored: those
+        // were taken after additions only (any other change made a copy).
         if let (Some(headers), Some(response)) = (response_headers, restored.response.as_mut()) {
-            response.headers = headers;
+            headers.restore(&mut response.headers);
         }
         restored
     }
@@ -254,46 +336,27 @@ impl HostView<'_> {
         }
     }
 
-    /// The flow, for a change: saves the flow as it was on the first change.
+    /// The flow, for a change ([`FlowEntry::flow_to_change`]).
     fn flow_mut(&mut self, r: FlowRef) -> Result<&mut Flow> {
-        let entry = self.entry_mut(r)?;
-        if entry.before.flow.is_none() {
-            entry.before.flow = Some(Box::new(entry.flow.clone()));
-        }
-        Ok(&mut entry.flow)
+        Ok(self.entry_mut(r)?.flow_to_change())
     }
 
-    /// The flow's request, for a change: saves the request alone as it was
-    /// on its first change (unless the whole flow is saved already).
+    /// The flow's request, for a change ([`FlowEntry::request_to_change`]).
     fn flow_request_mut(&mut self, r: FlowRef) -> Result<&mut Request> {
-        let FlowEntry { flow, before, .. } = self.entry_mut(r)?;
-        if before.flow.is_none() && before.request.is_none() {
-            before.request = Some(Box::new(flow.request.clone()));
-        }
-        Ok(&mut flow.request)
+        Ok(self.entry_mut(r)?.request_to_change())
     }
 
-    /// The flow's response, for a change: saves the response alone as it
-    /// was on its first change (unless the whole flow is saved already).
+    /// The flow's response, for a change ([`FlowEntry::response_to_change`]).
     fn flow_response_mut(&mut self, r: FlowRef) -> Result<&mut Response> {
-        let FlowEntry { flow, before, .. } = self.entry_mut(r)?;
-        let response = flow.response.as_mut().ok_or_else(stale)?;
-        if before.flow.is_none() && before.response.is_none() {
-            before.response = Some(Box::new(response.clone()));
-        }
-        Ok(response)
+        self.entry_mut(r)?.response_to_change().ok_or_else(stale)
     }
 
-    /// The flow's response's headers, for a change: saves them alone as
-    /// they were on their first change (unless the response or the whole
-    /// flow is saved already).
-    fn flow_response_headers_mut(&mut self, r: FlowRef) -> Result<&mut Headers> {
-        let FlowEntry { flow, before, .. } = self.entry_mut(r)?;
-        let response = flow.response.as_mut().ok_or_else(stale)?;
-        if before.flow.is_none() && before.response.is_none() && before.response_headers.is_none() {
-            before.response_headers = Some(response.headers.clone());
-        }
-        Ok(&mut response.headers)
+    /// The flow's response's headers, for a change
+    /// ([`FlowEntry::response_headers_to_change`]).
+    fn flow_response_headers_mut(&mut self, r: FlowRef, adds_only: bool) -> Result<&mut Headers> {
+        self.entry_mut(r)?
+            .response_headers_to_change(adds_only)
+            .ok_or_else(stale)
     }
 
     fn detached(&self, rep: u32, generation: u64) -> Result<&Response> {
@@ -403,23 +466,24 @@ mod tests {
         // A response header changed alone: only the headers are saved.
         let mut entry = lent();
         let original = entry.flow.clone();
-        entry.before.response_headers = Some(entry.flow.response.as_ref().unwrap().headers.clone());
-        let response = entry.flow.response.as_mut().unwrap();
-        response.headers.set("newheader", "foo");
+        entry
+            .response_headers_to_change(false)
+            .unwrap()
+            .set("content-type", "changed");
         // Then the response as a whole (its headers changed already), then
         // the whole flow: the headers still go back to the first.
-        entry.before.response = Some(Box::new(entry.flow.response.clone().unwrap()));
-        entry.flow.response.as_mut().unwrap().status = 500;
-        entry.before.flow = Some(Box::new(entry.flow.clone()));
-        entry.flow.comment = "changed".into();
+        entry.response_to_change().unwrap().status = 500;
+        entry.flow_to_change().comment = "changed".into();
         assert!(same(&entry.into_flow(true), &original));
 
         // A response changed alone: only the response is saved.
         let mut entry = lent();
         let original = entry.flow.clone();
-        entry.before.response = Some(Box::new(entry.flow.response.clone().unwrap()));
-        let response = entry.flow.response.as_mut().unwrap();
-        response.headers.set("newheader", "foo");
+        entry
+            .response_to_change()
+            .unwrap()
+            .headers
+            .set("newheader", "foo");
         assert!(entry.before.flow.is_none() && entry.before.request.is_none());
         assert!(same(&entry.into_flow(true), &original));
 
@@ -427,17 +491,69 @@ mod tests {
         // request already changed): the request goes back to the first.
         let mut entry = lent();
         let original = entry.flow.clone();
-        entry.before.request = Some(Box::new(entry.flow.request.clone()));
-        entry.flow.request.headers.set("x-half-done", "1");
-        entry.before.flow = Some(Box::new(entry.flow.clone()));
-        entry.flow.comment = "changed".into();
+        entry.request_to_change().headers.set("x-half-done", "1");
+        entry.flow_to_change().comment = "changed".into();
         entry.flow.response = None;
         assert!(same(&entry.into_flow(true), &original));
 
         // A call that succeeds keeps its changes.
         let mut entry = lent();
-        entry.before.flow = Some(Box::new(entry.flow.clone()));
-        entry.flow.comment = "kept".into();
+        entry.flow_to_change().comment = "kept".into();
         assert_eq!(entry.into_flow(false).comment, "kept");
+    }
+
+    /// Fields only added are undone by their count, with no copy; a later
+    /// change of a field that was there makes the copy, of the fields as
+    /// they were; a whole copy taken in between still loses the added ones.
+    #[test]
+    fn added_response_headers_are_undone_without_a_copy() {
+        let add = |entry: &mut FlowEntry, name: &str| {
+            entry
+                .response_headers_to_change(true)
+                .unwrap()
+                .append(name, "1");
+        };
+        let mut entry = lent();
+        let original = entry.flow.clone();
+        add(&mut entry, "x-one");
+        add(&mut entry, "x-two");
+        assert!(matches!(
+            entry.before.response_headers,
+            Some(SavedHeaders::Added(_))
+        ));
+        assert!(same(&entry.into_flow(true), &original));
+
+        let mut entry = lent();
+        let original = entry.flow.clone();
+        add(&mut entry, "x-one");
+        let headers = entry.response_headers_to_change(false).unwrap();
+        headers.remove("content-type");
+        headers.set("x-one", "2");
+        assert!(matches!(
+            entry.before.response_headers,
+            Some(SavedHeaders::Copy(_))
+        ));
+        add(&mut entry, "x-three");
+        assert!(same(&entry.into_flow(true), &original));
+
+        let mut entry = lent();
+        let original = entry.flow.clone();
+        add(&mut entry, "x-one");
+        entry.response_to_change().unwrap().status = 500;
+        entry
+            .response_headers_to_change(false)
+            .unwrap()
+            .remove("content-type");
+        entry.flow_to_change().comment = "changed".into();
+        add(&mut entry, "x-two");
+        assert!(same(&entry.into_flow(true), &original));
+
+        let mut entry = lent();
+        add(&mut entry, "x-one");
+        let kept = entry.into_flow(false);
+        assert_eq!(
+            kept.response.unwrap().headers.get("x-one").as_deref(),
+            Some("1")
+        );
     }
 }

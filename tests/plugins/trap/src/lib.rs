@@ -1,5 +1,8 @@
-//! Changes the request, then traps, on paths containing `/trap`: the proxy
-//! must undo the change, replace the instance and go on serving.
+//! Changes the request, then traps, on paths containing `/trap`; changes
+//! the response's headers (adds and changes fields, first inserting one
+//! if the path says `insert`), then traps, on paths
+//! containing `/trap-response`. The proxy must undo the changes, replace
+//! the instance and go on serving.
 
 use witm_sdk::{Context, Events, Flow, Level, Plugin};
 
@@ -7,7 +10,7 @@ struct Trap;
 
 impl Plugin for Trap {
     fn events() -> Events {
-        Events::REQUEST
+        Events::REQUEST | Events::RESPONSE
     }
 
     fn start(ctx: &Context, _args: Vec<String>) -> Result<(), String> {
@@ -17,8 +20,25 @@ impl Plugin for Trap {
 
     fn request(_ctx: &Context, flow: &Flow) {
         let request = flow.request();
-        if request.path().contains("/trap") {
+        let path = request.path();
+        if path.contains("/trap") && !path.contains("/trap-response") {
             let _ = request.headers().set("x-half-done", "yes");
+            core::arch::wasm32::unreachable();
+        }
+    }
+
+    fn response(_ctx: &Context, flow: &Flow) {
+        if !flow.request().path().contains("/trap-response") {
+            return;
+        }
+        if let Some(response) = flow.response() {
+            let headers = response.headers();
+            if flow.request().path().contains("insert") {
+                let _ = headers.insert(0, "x-half-done", "first");
+            }
+            let _ = headers.set("x-half-done", "yes");
+            let _ = headers.set("content-type", "changed/by-trap");
+            let _ = headers.append("x-half-done", "again");
             core::arch::wasm32::unreachable();
         }
     }
