@@ -1,8 +1,8 @@
-//! Changes the request, then traps, on paths containing `/trap`; changes
-//! the response's headers (adds and changes fields, first inserting one
-//! if the path says `insert`), then traps, on paths
-//! containing `/trap-response`. The proxy must undo the changes, replace
-//! the instance and go on serving.
+//! Changes the request, then traps, on paths containing `/trap`. On paths
+//! containing `/trap-response` it changes the response's headers instead
+//! (adds and changes fields, first inserting one if the path says
+//! `insert`), then traps. The proxy must undo the changes, replace the
+//! instance and go on serving.
 
 use witm_sdk::{Context, Events, Flow, Level, Plugin};
 
