@@ -3,7 +3,10 @@
 # connections and duration, against one local nginx origin:
 #   straight to the origin; witm with no plugin; witm with add-header in each
 #   plugin language; mitmdump with the same add_header.py; a plain hudsucker
-#   proxy adding the same header (bench/hudsucker-proxy)
+#   proxy adding the same header (bench/hudsucker-proxy), and over TLS the
+#   same proxy speaking HTTP/1.1 to the origin ("hudsucker-h1": by default
+#   it carries every client's requests over one HTTP/2 connection to the
+#   origin, where witm gives each client tunnel its own connection)
 # for HTTP/1.1 keep-alive, HTTPS keep-alive, HTTPS with a new connection per
 # request, and HTTP/2 over TLS. Prints requests/s, p50, p99 and the proxy's
 # peak RSS per row, and writes the table to bench/results/peers.md.
@@ -111,7 +114,9 @@ start_proxy() { # NAME PORT: starts the proxy NAME on PORT
     mitmdump) "$mitmdump" -q -p "$port" --set confdir="$work/mitmproxy" \
         --set ssl_verify_upstream_trusted_ca="$work/origin-ca.pem" \
         -s "$root/examples/add-header/add_header.py" >"$work/proxy.log" 2>&1 & ;;
-    hudsucker) "${env[@]}" "$hudsucker" "$port" "$work/witm/witm-ca-cert.pem" "$work/witm/witm-ca-key.pem" \
+    hudsucker | hudsucker-h1)
+      [ "$name" = hudsucker ] || env+=(WITM_HUDSUCKER_UPSTREAM=http1)
+      "${env[@]}" "$hudsucker" "$port" "$work/witm/witm-ca-cert.pem" "$work/witm/witm-ca-key.pem" \
         "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
   esac
   proxy_pid=$!
@@ -157,7 +162,10 @@ for mode in $modes; do
   witm_rps=
   rows=(direct witm)
   [ -z "${WITM_BENCH_BASE:-}" ] || rows+=(witm-base)
-  rows+=(witm-rust witm-python witm-js witm-go hudsucker mitmdump)
+  rows+=(witm-rust witm-python witm-js witm-go hudsucker)
+  # Plain HTTP has no HTTP/2 to the origin: the two hudsucker rows are one.
+  [ "$mode" = http1 ] || rows+=(hudsucker-h1)
+  rows+=(mitmdump)
   [ -z "${WITM_BENCH_ROWS:-}" ] || read -r -a rows <<<"$WITM_BENCH_ROWS"
   for name in "${rows[@]}"; do
     port=$(free_port)

@@ -3,6 +3,14 @@
 //! Intercepts HTTP and HTTPS (with the CA given, as witm does), trusts
 //! servers signed by UPSTREAM_CA, and adds `newheader: foo` to every
 //! response. Prints "listening" once it accepts connections.
+//!
+//! Like hudsucker's own connector (its default `http2` feature), it speaks
+//! HTTP/2 to a server that offers it, and its client pool then carries the
+//! requests of every client connection over one server connection. witm,
+//! as mitmproxy, gives each client's tunnel its own server connection.
+//! `WITM_HUDSUCKER_UPSTREAM=http1` makes it speak HTTP/1.1 to servers, so
+//! each request in flight has a server connection of its own, as in witm:
+//! the two then do the same work per request on both sides.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,12 +58,18 @@ async fn main() {
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    let http1 = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
+        .enable_http1();
+    let connector = match std::env::var("WITM_HUDSUCKER_UPSTREAM").as_deref() {
+        Ok("http1") => http1.build(),
+        Ok(other) => {
+            eprintln!("WITM_HUDSUCKER_UPSTREAM: http1 or unset, not {other:?}");
+            std::process::exit(2);
+        }
+        Err(_) => http1.enable_http2().build(),
+    };
 
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("port");
     let proxy = Proxy::builder()
