@@ -18,6 +18,7 @@ use std::sync::Arc;
 use hudsucker::certificate_authority::RcgenAuthority;
 use hudsucker::hyper::Response;
 use hudsucker::hyper::header::HeaderValue;
+use hudsucker::hyper_util::client::legacy::connect::HttpConnector;
 use hudsucker::rcgen::{Issuer, KeyPair};
 use hudsucker::rustls::crypto::aws_lc_rs;
 use hudsucker::{Body, HttpContext, HttpHandler, Proxy};
@@ -58,17 +59,22 @@ async fn main() {
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // TCP_NODELAY to the origin, as witm sets it: without it each new
+    // HTTP/1.1 connection's TLS handshake waits on delayed ACKs (~40 ms).
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
     let http1 = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1();
     let connector = match std::env::var("WITM_HUDSUCKER_UPSTREAM").as_deref() {
-        Ok("http1") => http1.build(),
+        Ok("http1") => http1.wrap_connector(tcp),
         Ok(other) => {
             eprintln!("WITM_HUDSUCKER_UPSTREAM: http1 or unset, not {other:?}");
             std::process::exit(2);
         }
-        Err(_) => http1.enable_http2().build(),
+        Err(_) => http1.enable_http2().wrap_connector(tcp),
     };
 
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("port");
