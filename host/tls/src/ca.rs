@@ -64,21 +64,7 @@ impl CertificateAuthority {
             // CA, the others wait for it and load it.
             _ if !Creating::take(confdir)? => load(&key_path, &cert_pem_path)?,
             (false, false) => {
-                // A DER copy left by a CA removed since is not this one's:
-                // gone before the PEM appears, so that the copy the common
-                // path writes below (or another witm loading the new CA
-                // writes) is the new CA's.
-                match fs::remove_file(&cert_der_path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        Creating::done(confdir);
-                        return Err(CaError(format!(
-                            "cannot remove the old {}: {e}",
-                            cert_der_path.display()
-                        )));
-                    }
-                    _ => {}
-                }
-                let made = create(confdir, &key_path, &cert_pem_path);
+                let made = create(confdir, &key_path, &cert_pem_path, &cert_der_path);
                 Creating::done(confdir);
                 made?
             }
@@ -226,13 +212,25 @@ fn load(
 /// left to [`CertificateAuthority::load_or_create`]'s common path: the
 /// others started together load the CA as soon as the PEM is there, and
 /// may write the DER at the same moment, which only that path allows for.
+/// A DER copy left by a CA removed since is not this one's: it goes before
+/// the PEM appears, so the copy written after is the new CA's.
 fn create(
     confdir: &Path,
     key_path: &Path,
     cert_pem_path: &Path,
+    cert_der_path: &Path,
 ) -> Result<(Issuer<'static, KeyPair>, CertificateDer<'static>), CaError> {
     fs::create_dir_all(confdir)
         .map_err(|e| CaError(format!("cannot create {}: {e}", confdir.display())))?;
+    match fs::remove_file(cert_der_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(CaError(format!(
+                "cannot remove the old {}: {e}",
+                cert_der_path.display()
+            )));
+        }
+        _ => {}
+    }
     let key =
         KeyPair::generate().map_err(|e| CaError(format!("cannot generate the CA key: {e}")))?;
     let mut params = CertificateParams::default();
