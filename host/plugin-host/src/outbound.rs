@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Uri;
+use witm_flow::headers::validate;
 use witm_flow::{HttpSender, OutboundRequest, OutboundResponse};
 
 use crate::bindings::types::{HostError, IncomingResponse, OutgoingRequest};
@@ -237,9 +238,7 @@ impl OutboundGate {
 fn checked_headers(headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, HostError> {
     let mut kept = Vec::with_capacity(headers.len());
     for (name, value) in headers {
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
-            || http::HeaderValue::from_str(&value).is_err()
-        {
+        if validate(&name, value.as_bytes()).is_err() {
             return Err(HostError::Invalid(format!(
                 "http-send: header {name:?} is not a valid name and value"
             )));
