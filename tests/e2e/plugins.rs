@@ -115,11 +115,16 @@ fn a_trapping_plugin_leaves_the_flow_intact_and_is_replaced() {
 fn a_plugin_that_traps_after_changing_response_headers_leaves_them_as_they_came() {
     let origin = Origin::start();
     let witm = start_with(&["trap"]);
-    // Fields added, changed, and (the second time) first one inserted
-    // before the trap are all undone: the client gets the origin's fields.
-    for (n, path) in ["/trap-response", "/trap-response-insert"]
-        .iter()
-        .enumerate()
+    // Fields only added (undone by the list's length), added and changed,
+    // and (the third time) first one inserted before the trap are all
+    // undone: the client gets the origin's fields.
+    for (n, path) in [
+        "/trap-response-add-only",
+        "/trap-response",
+        "/trap-response-insert",
+    ]
+    .iter()
+    .enumerate()
     {
         let response = curl(&witm.proxy_url(), &[&origin.url(path)]);
         assert_eq!(response.status, 200, "the flow goes on after the trap");

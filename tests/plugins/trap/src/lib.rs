@@ -1,8 +1,8 @@
 //! Changes the request, then traps, on paths containing `/trap`. On paths
-//! containing `/trap-response` it changes the response's headers instead
-//! (adds and changes fields, first inserting one if the path says
-//! `insert`), then traps. The proxy must undo the changes, replace the
-//! instance and go on serving.
+//! containing `/trap-response` it changes the response's headers instead,
+//! then traps: it adds and changes fields, first inserting one if the path
+//! says `insert`, and only adds them if it says `add-only`. The proxy must
+//! undo the changes, replace the instance and go on serving.
 
 use witm_sdk::{Context, Events, Flow, Level, Plugin};
 
@@ -32,12 +32,15 @@ impl Plugin for Trap {
             return;
         }
         if let Some(response) = flow.response() {
+            let path = flow.request().path();
             let headers = response.headers();
-            if flow.request().path().contains("insert") {
+            if path.contains("insert") {
                 let _ = headers.insert(0, "x-half-done", "first");
             }
             let _ = headers.set("x-half-done", "yes");
-            let _ = headers.set("content-type", "changed/by-trap");
+            if !path.contains("add-only") {
+                let _ = headers.set("content-type", "changed/by-trap");
+            }
             let _ = headers.append("x-half-done", "again");
             core::arch::wasm32::unreachable();
         }
