@@ -68,13 +68,13 @@ async fn main() {
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1();
-    let connector = match std::env::var("WITM_HUDSUCKER_UPSTREAM").as_deref() {
-        Ok("http1") => http1.wrap_connector(tcp),
-        Ok(other) => {
+    let connector = match std::env::var_os("WITM_HUDSUCKER_UPSTREAM") {
+        None => http1.enable_http2().wrap_connector(tcp),
+        Some(v) if v == "http1" => http1.wrap_connector(tcp),
+        Some(other) => {
             eprintln!("WITM_HUDSUCKER_UPSTREAM: http1 or unset, not {other:?}");
             std::process::exit(2);
         }
-        Err(_) => http1.enable_http2().wrap_connector(tcp),
     };
 
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("port");
