@@ -11,7 +11,9 @@
 # request, and HTTP/2 over TLS. Prints requests/s, p50, p99 and the proxy's
 # peak RSS per row, and writes the table to bench/results/peers.md.
 #
-#   bench/run.sh [SECONDS]          # default 10 s per row
+#   bench/run.sh [SECONDS]          # default 10 s per row and round
+#   WITM_BENCH_ROUNDS=3             # each mode's rows run this many times
+#                                   # in turn; a row shows its median round
 #   WITM_BENCH_CONNECTIONS=32       # oha's connections (default 32)
 #   WITM_BENCH_MODES="http1 https"  # a subset of: http1 https https-new h2
 #   WITM_BENCH_BODY=small|big       # 52 bytes (default) or 1 MiB
@@ -35,6 +37,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-10}
+rounds=${WITM_BENCH_ROUNDS:-3}
+[[ "$rounds" =~ ^[1-9][0-9]?$ ]] || { echo "WITM_BENCH_ROUNDS: a number of rounds, 1 to 99" >&2; exit 2; }
+[[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "SECONDS: a whole number of seconds per row" >&2; exit 2; }
 connections=${WITM_BENCH_CONNECTIONS:-32}
 modes=${WITM_BENCH_MODES:-http1 https https-new h2}
 body=${WITM_BENCH_BODY:-small}
@@ -143,12 +148,15 @@ for name in witm witm-rust witm-python witm-js witm-go; do
 done
 
 # --- the runs --------------------------------------------------------------
+# Each mode's rows run in turn, ROUNDS times over (direct, witm, ..., then
+# direct again): a slow phase of this machine then lands on every row of a
+# round instead of on one row, and each row reports its median round.
 results=$root/bench/results
 mkdir -p "$results"
 table=$work/table.md
 {
-  echo "| mode | setup | requests/s | ratio to direct | ratio to witm | p50 ms | p99 ms | proxy RSS MiB after (peak) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| mode | setup | requests/s | range over rounds | ratio to direct | ratio to witm | p50 ms | p99 ms | proxy RSS MiB after (peak) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
 } >"$table"
 field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 for mode in $modes; do
@@ -158,8 +166,6 @@ for mode in $modes; do
     https-new) url=https://localhost:$https_port/$body; extra=(--insecure --disable-keepalive) ;;
     h2) url=https://localhost:$https_port/$body; extra=(--insecure --http2) ;;
   esac
-  direct_rps=
-  witm_rps=
   rows=(direct witm)
   [ -z "${WITM_BENCH_BASE:-}" ] || rows+=(witm-base)
   rows+=(witm-rust witm-python witm-js witm-go hudsucker)
@@ -167,47 +173,46 @@ for mode in $modes; do
   [ "$mode" = http1 ] || rows+=(hudsucker-h1)
   rows+=(mitmdump)
   [ -z "${WITM_BENCH_ROWS:-}" ] || read -r -a rows <<<"$WITM_BENCH_ROWS"
-  for name in "${rows[@]}"; do
-    port=$(free_port)
-    start_proxy "$name" "$port"
-    proxy=()
-    [ "$name" = direct ] || proxy=(-x "http://127.0.0.1:$port")
-    out=$work/oha.json
-    profiler=
-    if [ "${WITM_BENCH_PROFILE:-}" = "$name" ] && [ -n "$proxy_pid" ]; then
-      perf record -q -F 499 --call-graph "${WITM_BENCH_CALLGRAPH:-fp}" -p "$proxy_pid" -o "$results/$name-$mode.perf.data" \
-        -- sleep "$seconds" 2>/dev/null &
-      profiler=$!
-    fi
-    if ! "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" "${extra[@]}" "${proxy[@]}" "$url" >"$out" 2>"$work/oha.err"; then
-      echo "| $mode | $name | failed: $(tail -1 "$work/oha.err") | | | | | |" >>"$table"
+  runs=$work/runs-$mode.tsv # row, round, requests/s, p50, p99, RSS (or "failed" and why)
+  : >"$runs"
+  for round in $(seq "$rounds"); do
+    for name in "${rows[@]}"; do
+      port=$(free_port)
+      start_proxy "$name" "$port"
+      proxy=()
+      [ "$name" = direct ] || proxy=(-x "http://127.0.0.1:$port")
+      out=$work/oha.json
+      profiler=
+      if [ "${WITM_BENCH_PROFILE:-}" = "$name" ] && [ -n "$proxy_pid" ] && [ "$round" = 1 ]; then
+        perf record -q -F 499 --call-graph "${WITM_BENCH_CALLGRAPH:-fp}" -p "$proxy_pid" -o "$results/$name-$mode.perf.data" \
+          -- sleep "$seconds" 2>/dev/null &
+        profiler=$!
+      fi
+      if ! "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" "${extra[@]}" "${proxy[@]}" "$url" >"$out" 2>"$work/oha.err"; then
+        printf '%s\t%s\tfailed\t%s\n' "$name" "$round" "$(tail -1 "$work/oha.err" | tr '\t' ' ')" >>"$runs"
+        stop_proxy
+        continue
+      fi
+      rss=$(rss_mib)
+      [ -z "$profiler" ] || wait "$profiler" || true
       stop_proxy
-      continue
-    fi
-    rss=$(rss_mib)
-    [ -z "$profiler" ] || wait "$profiler" || true
-    stop_proxy
-    rps=$(field "$out" 'round(d["summary"]["requestsPerSec"])')
-    ok=$(field "$out" 'd["statusCodeDistribution"].get("200", 0)')
-    p50=$(field "$out" 'round(d["latencyPercentiles"]["p50"] * 1000, 2)')
-    p99=$(field "$out" 'round(d["latencyPercentiles"]["p99"] * 1000, 2)')
-    [ -n "$direct_rps" ] || direct_rps=$rps
-    [ "$name" = witm ] && witm_rps=$rps
-    ratio() { python3 -c "print(f'{$1 / max($2, 1):.3f}')"; }
-    to_witm=-
-    [ -n "$witm_rps" ] && [ "$name" != direct ] && to_witm=$(ratio "$rps" "$witm_rps")
-    line="| $mode | $name | $rps | $(ratio "$rps" "$direct_rps") | $to_witm | $p50 | $p99 | $rss |"
-    [ "$ok" -gt 0 ] || line="$line (no 200s)"
-    echo "$line" >>"$table"
-    echo "$line" >&2
+      rps=$(field "$out" 'round(d["summary"]["requestsPerSec"])')
+      ok=$(field "$out" 'd["statusCodeDistribution"].get("200", 0)')
+      p50=$(field "$out" 'round(d["latencyPercentiles"]["p50"] * 1000, 2)')
+      p99=$(field "$out" 'round(d["latencyPercentiles"]["p99"] * 1000, 2)')
+      [ "$ok" -gt 0 ] || rss="$rss (no 200s)"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "$rss" >>"$runs"
+      echo "$mode round $round: $name $rps requests/s, p50 $p50 ms, p99 $p99 ms" >&2
+    done
   done
+  python3 "$root/bench/rounds.py" "$mode" "$runs" "${rows[@]}" >>"$table"
 done
 {
   echo "# witm beside its peers"
   echo
   echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m); oha $oha_version, $connections connections," \
-    "${seconds} s per row, body $body; nginx origin on loopback; mitmproxy $mitmproxy_version."
-  echo "Command: \`${WITM_BENCH_WORKERS:+WITM_BENCH_WORKERS=$WITM_BENCH_WORKERS }bench/run.sh $seconds\`."
+    "${seconds} s per row, $rounds rounds (each row's median), body $body; nginx origin on loopback; mitmproxy $mitmproxy_version."
+  echo "Command: \`${WITM_BENCH_WORKERS:+WITM_BENCH_WORKERS=$WITM_BENCH_WORKERS }WITM_BENCH_ROUNDS=$rounds bench/run.sh $seconds\`."
   echo
   cat "$table"
 } >"$results/peers.md"
