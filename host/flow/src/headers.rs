@@ -3,6 +3,10 @@
 
 use bytes::Bytes;
 
+/// Room a received head's list keeps for fields added to it (a plugin's
+/// `set` of a new name, `append`): the first few do not move the list.
+const ROOM_TO_ADD: usize = 2;
+
 /// An ordered, multi-valued header list with case-insensitive lookup
 /// (mitmproxy's `Headers`).
 ///
@@ -164,10 +168,11 @@ impl Headers {
         }
     }
 
-    /// An empty header list with room for `fields` fields.
+    /// An empty header list with room for `fields` fields, and for
+    /// [`ROOM_TO_ADD`] more.
     pub fn with_capacity(fields: usize) -> Self {
         Self {
-            fields: Vec::with_capacity(fields),
+            fields: Vec::with_capacity(fields.saturating_add(ROOM_TO_ADD)),
             received: None,
         }
     }
@@ -429,27 +434,37 @@ impl Headers {
         }
         let buffer = buffer.freeze();
         let mut at = 0;
-        let fields = lengths
-            .into_iter()
-            .map(|(name, value)| {
+        let mut headers = Self::with_capacity(lengths.len());
+        headers
+            .fields
+            .extend(lengths.into_iter().map(|(name, value)| {
                 let field = (
                     Name(buffer.slice(at..at + name)),
                     buffer.slice(at + name..at + name + value),
                 );
                 at += name + value;
                 field
-            })
-            .collect();
-        Self {
-            fields,
-            received: None,
-        }
+            }));
+        headers
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_received_list_takes_a_few_added_fields_without_moving() {
+        let mut map = http::HeaderMap::new();
+        map.insert("content-type", "text/plain".parse().unwrap());
+        map.insert("server", "nginx".parse().unwrap());
+        let mut headers = Headers::from_header_map(&map);
+        let at = headers.fields.as_ptr();
+        headers.set("newheader", "foo");
+        headers.append("x-two", "bar");
+        assert_eq!(headers.fields.as_ptr(), at, "the list moved");
+        assert_eq!(headers.len(), 4);
+    }
 
     #[test]
     fn a_huge_header_list_is_refused_not_a_panic() {
