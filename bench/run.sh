@@ -148,9 +148,9 @@ for name in witm witm-rust witm-python witm-js witm-go; do
 done
 
 # --- the runs --------------------------------------------------------------
-# Each mode's rows run in turn, ROUNDS times over (direct, witm, ..., then
-# direct again): a slow phase of this machine then lands on every row of a
-# round instead of on one row, and each row reports its median round.
+# Each mode's rows run in turn, ROUNDS times over: a slow phase of this
+# machine then lands on every row of a round instead of on one row, and
+# each row reports its median round.
 results=$root/bench/results
 mkdir -p "$results"
 table=$work/table.md
@@ -176,7 +176,10 @@ for mode in $modes; do
   runs=$work/runs-$mode.tsv # row, round, requests/s, p50, p99, RSS (or "failed" and why)
   : >"$runs"
   for round in $(seq "$rounds"); do
-    for name in "${rows[@]}"; do
+    # Each round starts one row further on (direct, witm, ... then witm,
+    # ..., direct): no row always runs first, or always after the same one.
+    shift_by=$(((round - 1) % ${#rows[@]}))
+    for name in "${rows[@]:shift_by}" "${rows[@]:0:shift_by}"; do
       port=$(free_port)
       start_proxy "$name" "$port"
       proxy=()
