@@ -10,6 +10,9 @@
 #   WITM_AB_ARGS="-s path/to/plugin.wasm"              # extra witm arguments (both);
 #       then also what each says of the plugin as it stops (its calls,
 #       time in it, time flows waited for an instance)
+#   WITM_AB_ARGS_B="-s path/to/plugin.wasm"            # extra arguments for B alone:
+#       with A and B the same binary, a plugin against none, or
+#       "--workers 1" against the default
 #   WITM_AB_MODE=https                                 # http1 (default), https (keep-alive
 #       through witm's interception), https-new (a new connection per request) or
 #       h2 (HTTP/2 over TLS): bench/run.sh's modes
@@ -34,17 +37,21 @@ case ${WITM_AB_MODE:-http1} in
   *) echo "WITM_AB_MODE: one of http1 https https-new h2" >&2; exit 2 ;;
 esac
 read -r -a extra <<<"${WITM_AB_ARGS:-}"
-start() { # BINARY PORT [CA_DIR]
-  if [ "$(basename "$1")" = hudsucker-proxy ]; then
-    "$1" "$2" "$3/witm-ca-cert.pem" "$3/witm-ca-key.pem" "$work/origin-ca.pem" >"$work/witm-$2.log" 2>&1 &
+read -r -a extra_b <<<"${WITM_AB_ARGS_B:-}"
+start() { # BINARY PORT [CA_DIR] [ARGS...]
+  local binary=$1 port=$2 ca=${3:-}
+  shift $(($# < 3 ? $# : 3))
+  if [ "$(basename "$binary")" = hudsucker-proxy ]; then
+    "$binary" "$port" "$ca/witm-ca-cert.pem" "$ca/witm-ca-key.pem" "$work/origin-ca.pem" >"$work/witm-$port.log" 2>&1 &
   else
-    "$1" -q -p "$2" --confdir "$work/witm-$2" --upstream-ca "$work/origin-ca.pem" "${extra[@]}" >"$work/witm-$2.log" 2>&1 &
+    "$binary" -q -p "$port" --confdir "$work/witm-$port" --upstream-ca "$work/origin-ca.pem" "${extra[@]}" "$@" \
+      >"$work/witm-$port.log" 2>&1 &
   fi
   pids+=("$!")
-  wait_port "$2"
+  wait_port "$port"
 }
 pa=$(free_port); start "$a" "$pa"
-pb=$(free_port); start "$b" "$pb" "$work/witm-$pa"
+pb=$(free_port); start "$b" "$pb" "$work/witm-$pa" "${extra_b[@]}"
 run() { # PORT -> req/s
   "$oha" --no-tui --output-format json -z "${seconds}s" -c 32 "${oha_mode[@]}" -x "http://127.0.0.1:$1" \
     "$url" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"]))'
