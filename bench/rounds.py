@@ -18,14 +18,17 @@ def main() -> None:
     failures: dict[str, list[str]] = {name: [] for name in rows}
     with open(path, encoding="utf-8") as runs:
         for line in runs:
-            name, _round, *rest = line.rstrip("\n").split("\t")
+            fields = line.rstrip("\n").split("\t")
+            name, rest = fields[0], fields[2:]
             if name not in rounds:
                 continue
-            if rest[0] == "failed":
-                failures[name].append(rest[1] if len(rest) > 1 else "")
-            else:
+            if rest[:1] == ["failed"]:
+                failures[name].append(cell(rest[1] if len(rest) > 1 else "") or "no message")
+            elif len(rest) == 4 and rest[0].isdigit():
                 rps, p50, p99, rss = rest
                 rounds[name].append((int(rps), p50, p99, rss))
+            else:
+                failures[name].append(f"unreadable result: {cell(line)[:80]}")
     medians = {}
     for name in rows:
         ordered = sorted(rounds[name])
@@ -45,6 +48,11 @@ def main() -> None:
         to_direct = ratio(rps, medians.get("direct"))
         to_witm = "-" if name == "direct" else ratio(rps, medians.get("witm"))
         print(f"| {mode} | {name} | {rps} | {spread} | {to_direct} | {to_witm} | {p50} | {p99} | {rss} |")
+
+
+def cell(text: str) -> str:
+    """`text` as one table cell: no column bars, tabs or line ends."""
+    return " ".join(text.replace("|", "/").split())
 
 
 def ratio(rps: int, base: tuple | None) -> str:
