@@ -85,7 +85,7 @@ impl RawHead {
 
     /// The fields, in order and case, sharing the head's bytes.
     pub(crate) fn headers(&self) -> Headers {
-        let mut headers = Headers::with_capacity(self.fields.len());
+        let mut headers = Headers::for_received(self.fields.len());
         let slice = |from: u32, len: u32| {
             let from = from as usize;
             self.bytes.slice(from..from + len as usize)
