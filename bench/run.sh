@@ -203,7 +203,12 @@ for mode in $modes; do
       ok=$(field "$out" 'd["statusCodeDistribution"].get("200", 0)')
       p50=$(field "$out" 'round(d["latencyPercentiles"]["p50"] * 1000, 2)')
       p99=$(field "$out" 'round(d["latencyPercentiles"]["p99"] * 1000, 2)')
-      [ "$ok" -gt 0 ] || rss="$rss (no 200s)"
+      if [ "$ok" -eq 0 ]; then
+        # Fast errors are not throughput: a round with no 200 fails.
+        codes=$(field "$out" '" ".join(f"{k}x{v}" for k, v in d["statusCodeDistribution"].items()) or "none"')
+        printf '%s\t%s\tfailed\tno 200 responses (status codes: %s)\n' "$name" "$round" "$codes" >>"$runs"
+        continue
+      fi
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "$rss" >>"$runs"
       echo "$mode round $round: $name $rps requests/s, p50 $p50 ms, p99 $p99 ms" >&2
     done
