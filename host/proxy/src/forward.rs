@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::future::{Either, ready};
 use http::{Method, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -42,14 +44,18 @@ use crate::wire_heads::{ResponseHeads, WireHeaders};
 /// scheme, host and port and go over its server connection. `tenant` is the
 /// flow's (from the credentials, the listener or the tunnel); `live` is held
 /// by a WebSocket relay the request opens.
-pub(crate) async fn handle<H: FlowHooks>(
+///
+/// Not an `async fn`: it returns the future of what waits (the pass-through
+/// or the flow), which would otherwise carry this function's arguments
+/// beside it (see `connection::answer`).
+pub(crate) fn handle<H: FlowHooks>(
     shared: Arc<Shared<H>>,
     conn: Arc<ClientConn>,
     tunnel: Option<Arc<Tunnel>>,
     tenant: Option<Arc<str>>,
     live: Option<Liveness>,
     request: hyper::Request<Incoming>,
-) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
+) -> impl Future<Output = Result<hyper::Response<ProxyBody>, FlowKilled>> + Send + 'static {
     let started = Instant::now();
     let (mut parts, incoming) = request.into_parts();
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
@@ -57,34 +63,36 @@ pub(crate) async fn handle<H: FlowHooks>(
         Ok(target) => target,
         Err((status, reason)) => {
             tracing::info!(client = %conn.address, "refused {} {}: {reason}", parts.method, parts.uri);
-            return Ok(plain_response(status, reason));
+            return Either::Left(ready(Ok(plain_response(status, reason))));
         }
     };
     let onboarding_host = shared.options.onboarding_host.as_deref();
     if let Some(host) = onboarding_host.filter(|h| onboarding::is_for(Some(h), &target.host)) {
         tracing::debug!(client = %conn.address, "onboarding: {} {}", parts.method, target.path);
         let tls = shared.options.tls.as_deref();
-        return Ok(onboarding::answer(&parts.method, &target.path, host, tls));
+        let answer = onboarding::answer(&parts.method, &target.path, host, tls);
+        return Either::Left(ready(Ok(answer)));
     }
     if needs_no_flow(&shared) && !parts.headers.contains_key(http::header::UPGRADE) {
         // The wire's copy of the head is for the flow: there is none.
         parts.extensions.remove::<WireHeaders>();
         let through = PassThrough {
+            shared,
             conn,
-            tunnel: tunnel.as_deref(),
+            tunnel,
             target,
             started,
         };
-        return Ok(through.run(&shared, parts, incoming).await);
+        return Either::Right(Either::Left(through.run(parts, incoming).map(Ok)));
     }
     // Boxed, and made by a plain function: a flow's future is large, and
     // as a local of this one it would make every request's future (the
     // pass-through's too) as large, copied whole into hyper's box.
     let flow = start_flow(
-        &shared,
+        shared,
         Arrived {
             conn,
-            tunnel: tunnel.as_deref(),
+            tunnel,
             tenant,
             live,
             parts,
@@ -94,13 +102,13 @@ pub(crate) async fn handle<H: FlowHooks>(
         },
         incoming,
     );
-    flow.await
+    Either::Right(Either::Right(flow))
 }
 
 /// A request a flow is made for, as [`handle`] has it.
-struct Arrived<'a> {
+struct Arrived {
     conn: Arc<ClientConn>,
-    tunnel: Option<&'a Tunnel>,
+    tunnel: Option<Arc<Tunnel>>,
     tenant: Option<Arc<str>>,
     live: Option<Liveness>,
     parts: http::request::Parts,
@@ -110,11 +118,12 @@ struct Arrived<'a> {
 }
 
 /// The flow of a request, and its future ([`run`]) boxed.
-fn start_flow<'a, H: FlowHooks>(
-    shared: &'a Arc<Shared<H>>,
-    arrived: Arrived<'a>,
+fn start_flow<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    arrived: Arrived,
     incoming: Incoming,
-) -> Pin<Box<impl Future<Output = Result<hyper::Response<ProxyBody>, FlowKilled>> + 'a>> {
+) -> Pin<Box<impl Future<Output = Result<hyper::Response<ProxyBody>, FlowKilled>> + Send + 'static>>
+{
     let Arrived {
         conn,
         tunnel,
@@ -145,7 +154,7 @@ fn start_flow<'a, H: FlowHooks>(
         timestamp_end: None,
         stream: false,
     };
-    if tunnel.is_some_and(|t| t.reverse)
+    if tunnel.as_ref().is_some_and(|t| t.reverse)
         && !shared.options.keep_host_header
         && request.headers.get("host").is_some()
     {
@@ -157,7 +166,7 @@ fn start_flow<'a, H: FlowHooks>(
     // otherwise carry a copy of it (680 bytes) in the flow's box.
     let mut flow = Box::new(Flow::new(conn, request));
     let state = FlowState::new(tenant);
-    if let Some(link) = tunnel.and_then(|t| t.link.as_ref()) {
+    if let Some(link) = tunnel.as_ref().and_then(|t| t.link.as_ref()) {
         flow.server_conn = Some(link.info.clone());
     }
     let side = ClientSide {
@@ -168,15 +177,10 @@ fn start_flow<'a, H: FlowHooks>(
         live,
         held: HeldBytes::new(shared.counters.clone(), shared.options.max_held_bytes),
     };
-    Box::pin(run(
-        shared,
-        flow,
-        state,
-        Some(incoming),
-        side,
-        tunnel,
-        started,
-    ))
+    Box::pin(async move {
+        let tunnel = tunnel.as_deref();
+        run(shared, flow, state, Some(incoming), side, tunnel, started).await
+    })
 }
 
 /// True when no flow of a request is wanted: no hook subscribes to an
@@ -193,55 +197,71 @@ fn needs_no_flow<H: FlowHooks>(shared: &Shared<H>) -> bool {
 /// leaves out of a streamed message ([`wire::forwarded_headers`]), with
 /// hyper's record of their case: on the wire, the same bytes as through
 /// the flow.
-struct PassThrough<'a> {
+struct PassThrough<H: FlowHooks> {
+    shared: Arc<Shared<H>>,
     conn: Arc<ClientConn>,
-    tunnel: Option<&'a Tunnel>,
+    tunnel: Option<Arc<Tunnel>>,
     target: Target,
     started: Instant,
 }
 
-impl PassThrough<'_> {
-    async fn run<H: FlowHooks>(
+impl<H: FlowHooks> PassThrough<H> {
+    /// Not an `async fn` (see `connection::answer`): what can be done at
+    /// once is ([`PassThrough::outgoing`]), and the future that waits for
+    /// the server ([`pass_through`]) holds only what it needs.
+    fn run(
         self,
-        shared: &Arc<Shared<H>>,
         parts: http::request::Parts,
         incoming: Incoming,
-    ) -> hyper::Response<ProxyBody> {
-        let method = parts.method.clone();
-        let (response, failed) = match self.exchange(shared, parts, incoming).await {
-            Ok(response) => (response, None),
-            Err(failure) => {
-                // What `fail` answers with no `error` hook.
-                let status = failure.status();
-                let message = failure.message;
-                let response = plain_response(status, format!("witm: {message}"));
-                (response, Some(message))
+    ) -> impl Future<Output = hyper::Response<ProxyBody>> + Send + 'static {
+        // The line `respond` and `fail` log: its client, request and start.
+        let line = self.shared.options.flow_lines.then(|| {
+            let url = self.target.url();
+            (self.conn.address, parts.method.clone(), url, self.started)
+        });
+        let exchanged = match self.outgoing(parts, incoming) {
+            Ok(outgoing) => {
+                let PassThrough {
+                    shared,
+                    tunnel,
+                    target,
+                    ..
+                } = self;
+                Either::Left(pass_through(shared, tunnel, target, outgoing))
             }
+            Err(failure) => Either::Right(ready(Err(failure))),
         };
-        if !shared.options.flow_lines {
-            return response;
-        }
-        // The line `respond` and `fail` log.
-        let address = self.conn.address;
-        let status = response.status().as_u16();
-        let url = self.target.url();
-        let head = match failed {
-            None => format!("{address} {method} {url} {status}"),
-            Some(message) => format!("{address} {method} {url} {status} ({message})"),
-        };
-        let line = FlowLine {
-            head,
-            started: self.started,
-        };
-        response.map(|b| body::boxed(LoggedBody::new(b, line)))
+        exchanged.map(move |exchanged| {
+            let (response, failed) = match exchanged {
+                Ok(response) => (response, None),
+                Err(failure) => {
+                    // What `fail` answers with no `error` hook.
+                    let status = failure.status();
+                    let message = failure.message;
+                    let response = plain_response(status, format!("witm: {message}"));
+                    (response, Some(message))
+                }
+            };
+            let Some((address, method, url, started)) = line else {
+                return response;
+            };
+            let status = response.status().as_u16();
+            let head = match failed {
+                None => format!("{address} {method} {url} {status}"),
+                Some(message) => format!("{address} {method} {url} {status} ({message})"),
+            };
+            let line = FlowLine { head, started };
+            response.map(|b| body::boxed(LoggedBody::new(b, line)))
+        })
     }
 
-    async fn exchange<H: FlowHooks>(
+    /// The request to send, as hyper read it, and where it goes.
+    fn outgoing(
         &self,
-        shared: &Arc<Shared<H>>,
         parts: http::request::Parts,
         incoming: Incoming,
-    ) -> Result<hyper::Response<ProxyBody>, Failure> {
+    ) -> Result<Outgoing, Failure> {
+        let shared = &self.shared;
         let http::request::Parts {
             method,
             mut headers,
@@ -249,10 +269,7 @@ impl PassThrough<'_> {
             ..
         } = parts;
         let target = &self.target;
-        let (absolute, authority) = target
-            .addressed()
-            .map_err(|e| Failure::new(ErrorKind::Client, e))?;
-        let tunnel = self.tunnel;
+        let tunnel = self.tunnel.as_deref();
         if tunnel.is_some_and(|t| t.reverse)
             && !shared.options.keep_host_header
             && headers.contains_key(http::header::HOST)
@@ -260,6 +277,7 @@ impl PassThrough<'_> {
             // As mitmproxy: the server sees its own name, not the proxy's
             // (in place of the first `host`, the others dropped, as the
             // flow's `set` does).
+            let (_, authority) = address_of(target)?;
             match http::HeaderValue::from_str(&authority) {
                 Ok(value) => drop(headers.insert(http::header::HOST, value)),
                 // The flow's copy would be refused on the wire: none goes.
@@ -272,7 +290,6 @@ impl PassThrough<'_> {
         if let Some(failure) = via_tunnel.and_then(|t| t.link_error.clone()) {
             return Err(failure);
         }
-        let link = via_tunnel.and_then(|t| t.link.as_ref());
         let timeouts = &shared.options.timeouts;
         let (body, sent) = if http_body::Body::is_end_stream(&incoming) {
             // No body (a GET): nothing to time or wait for; hyper would
@@ -289,39 +306,71 @@ impl PassThrough<'_> {
             );
             (body::from_client(body), Some(sent))
         };
-        let mut outgoing = hyper::Request::new(body);
-        *outgoing.extensions_mut() = extensions;
-        *outgoing.method_mut() = method;
-        *outgoing.headers_mut() = wire::forwarded_headers(headers);
-        let to = Destination {
-            scheme: &target.scheme,
-            authority: &authority,
-            absolute,
-            for_flow: false,
-        };
-        let response = send(shared, outgoing, to, sent, (link, &route)).await?;
-        let (mut parts, incoming) = response.into_parts();
-        parts.extensions.remove::<OnUpgrade>();
-        if let Some(heads) = parts.extensions.remove::<ResponseHeads>() {
-            // Keeps the connection's tap in step with hyper.
-            heads
-                .0
-                .skip_response(parts.status.as_u16(), parts.headers.len());
-        }
-        let body = timeouts::timed(
-            body::streamed(incoming),
-            timeouts::Sender::Server,
-            (timeouts.body_idle, None),
-            shared.counters.clone(),
-            None,
-        );
-        let mut outgoing = hyper::Response::new(body);
-        *outgoing.status_mut() = parts.status;
-        *outgoing.headers_mut() = wire::forwarded_headers(parts.headers);
-        // hyper's: the names' case, the reason phrase when not the usual.
-        *outgoing.extensions_mut() = parts.extensions;
-        Ok(outgoing)
+        let mut request = hyper::Request::new(body);
+        *request.extensions_mut() = extensions;
+        *request.method_mut() = method;
+        *request.headers_mut() = wire::forwarded_headers(headers);
+        Ok(Outgoing {
+            request,
+            sent,
+            route,
+            via_tunnel: via_tunnel.is_some(),
+        })
     }
+}
+
+/// The URI and authority a pass-through's request goes out with.
+fn address_of(target: &Target) -> Result<(Uri, std::borrow::Cow<'_, str>), Failure> {
+    (target.addressed()).map_err(|e| Failure::new(ErrorKind::Client, e))
+}
+
+/// A pass-through's request, ready to send ([`PassThrough::outgoing`]).
+struct Outgoing {
+    request: hyper::Request<ProxyBody>,
+    /// Fires when the request body has gone (none without a body).
+    sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    route: Route,
+    /// It goes over the tunnel's own server connection.
+    via_tunnel: bool,
+}
+
+/// Sends a pass-through's request and makes the client's response of the
+/// server's.
+async fn pass_through<H: FlowHooks>(
+    shared: Arc<Shared<H>>,
+    tunnel: Option<Arc<Tunnel>>,
+    target: Target,
+    outgoing: Outgoing,
+) -> Result<hyper::Response<ProxyBody>, Failure> {
+    let Outgoing {
+        request,
+        sent,
+        route,
+        via_tunnel,
+    } = outgoing;
+    let (absolute, authority) = address_of(&target)?;
+    let link = (tunnel.as_deref().filter(|_| via_tunnel)).and_then(|t| t.link.as_ref());
+    let to = Destination {
+        scheme: &target.scheme,
+        authority: &authority,
+        absolute,
+        for_flow: false,
+    };
+    let response = send(&shared, request, to, sent, (link, &route)).await?;
+    let (mut parts, incoming) = response.into_parts();
+    parts.extensions.remove::<OnUpgrade>();
+    if let Some(heads) = parts.extensions.remove::<ResponseHeads>() {
+        // Keeps the connection's tap in step with hyper.
+        heads
+            .0
+            .skip_response(parts.status.as_u16(), parts.headers.len());
+    }
+    let mut outgoing = hyper::Response::new(from_server(&shared, incoming));
+    *outgoing.status_mut() = parts.status;
+    *outgoing.headers_mut() = wire::forwarded_headers(parts.headers);
+    // hyper's: the names' case, the reason phrase when not the usual.
+    *outgoing.extensions_mut() = parts.extensions;
+    Ok(outgoing)
 }
 
 /// Sends a copy of a flow's request again, with its events, as if a client
@@ -344,7 +393,7 @@ pub(crate) async fn replay<H: FlowHooks>(
         flow.request.body = Body::default();
     }
     if let Ok(response) = run(
-        &shared,
+        shared,
         Box::new(flow),
         FlowState::new(tenant),
         None,
@@ -363,7 +412,7 @@ pub(crate) async fn replay<H: FlowHooks>(
 /// `incoming` is the request body still to read (none for a replay, whose
 /// body is in the flow).
 async fn run<H: FlowHooks>(
-    shared: &Arc<Shared<H>>,
+    shared: Arc<Shared<H>>,
     mut flow: Box<Flow>,
     mut state: FlowState<H::Ctx>,
     incoming: Option<Incoming>,
@@ -371,7 +420,6 @@ async fn run<H: FlowHooks>(
     tunnel: Option<&Tunnel>,
     started: Instant,
 ) -> Result<hyper::Response<ProxyBody>, FlowKilled> {
-    let shared = shared.clone();
     let events = shared.hooks.subscriptions();
     if events.contains(Events::REQUEST_HEADERS) {
         shared.hooks.request_headers(&mut flow, state.ctx()).await;
@@ -508,14 +556,7 @@ async fn run_after_request_body<H: FlowHooks>(
             }
             Err(failure) => return fail(&shared, flow, state, failure, started).await,
         };
-        let timeouts = &shared.options.timeouts;
-        let incoming = timeouts::timed(
-            body::streamed(incoming),
-            timeouts::Sender::Server,
-            (timeouts.body_idle, None),
-            shared.counters.clone(),
-            None,
-        );
+        let incoming = from_server(&shared, incoming);
         if events.contains(Events::RESPONSE) {
             stream_if_live(flow.response.as_mut().expect("set above"), &flow.request);
         }
@@ -860,7 +901,7 @@ struct Destination<'a> {
 /// it in the link's HTTP version; otherwise through the shared pool.
 async fn send<H: FlowHooks>(
     shared: &Shared<H>,
-    mut outgoing: hyper::Request<ProxyBody>,
+    outgoing: hyper::Request<ProxyBody>,
     to: Destination<'_>,
     sent: Option<tokio::sync::oneshot::Receiver<()>>,
     (link, route): (Option<&ServerLink>, &Route),
@@ -871,61 +912,110 @@ async fn send<H: FlowHooks>(
         absolute,
         for_flow,
     } = to;
+    // The request is rewritten for each way by plain functions: a request
+    // borrowed in the `async` block would be kept in its future once per
+    // way, and the future is part of every request's.
     let send = async {
-        let outgoing = match link {
+        let unsent = match link {
             Some(link) => {
-                if link.is_http2().await {
-                    // HTTP/2 carries the authority in the URI, not in `host`.
-                    *outgoing.version_mut() = Version::HTTP_2;
-                    outgoing.headers_mut().remove(http::header::HOST);
-                    *outgoing.uri_mut() = absolute.clone();
-                } else {
-                    *outgoing.version_mut() = Version::HTTP_11;
-                    ensure_host(outgoing.headers_mut(), authority);
-                    *outgoing.uri_mut() = absolute
-                        .path_and_query()
-                        .map(|p| p.as_str())
-                        .unwrap_or("/")
-                        .parse()
-                        .unwrap_or_else(|_| Uri::from_static("/"));
+                let http2 = link.is_http2().await;
+                match link
+                    .send(for_link(outgoing, http2, &absolute, authority))
+                    .await
+                {
+                    Ok(sent) => return sent.map_err(|e| describe_upstream_error(authority, &e)),
+                    Err(unsent) => unsent,
                 }
-                link.send(outgoing).await
             }
-            None => Err(outgoing),
+            None => outgoing,
         };
-        match outgoing {
-            Ok(sent) => sent.map_err(|e| describe_upstream_error(authority, &e)),
-            Err(mut outgoing) => {
-                // No tunnel connection (or it closed): the route's pool.
-                *outgoing.version_mut() = Version::HTTP_11;
-                ensure_host(outgoing.headers_mut(), authority);
-                *outgoing.uri_mut() = absolute;
-                match route {
-                    Route::Direct => shared
-                        .upstream()
-                        .request(outgoing, for_flow)
-                        .await
-                        .map_err(|e| describe_upstream_error(authority, &e)),
-                    Route::Via(proxy) => {
-                        // Plain HTTP goes to the proxy itself, which wants
-                        // its credentials on every request.
-                        if scheme == "http"
-                            && let Some(value) = dial::proxy_authorization(proxy)
-                                .and_then(|v| http::HeaderValue::try_from(v).ok())
-                        {
-                            outgoing
-                                .headers_mut()
-                                .insert(http::header::PROXY_AUTHORIZATION, value);
-                        }
-                        (shared.via.client(proxy).request(outgoing).await)
-                            .map_err(|e| describe_upstream_error(authority, &e))
-                    }
-                }
-            }
+        // No tunnel connection (or it closed): the route's pool.
+        let outgoing = for_pool(unsent, absolute, authority);
+        match route {
+            Route::Direct => shared
+                .upstream()
+                .request(outgoing, for_flow)
+                .await
+                .map_err(|e| describe_upstream_error(authority, &e)),
+            Route::Via(proxy) => (shared.via.client(proxy))
+                .request(for_proxy(outgoing, scheme, proxy))
+                .await
+                .map_err(|e| describe_upstream_error(authority, &e)),
         }
     };
     let limit = shared.options.timeouts.response_head;
     timeouts::answered_within(send, sent, limit, &shared.counters, authority).await
+}
+
+/// `outgoing` as a tunnel's own server connection takes it: HTTP/2 carries
+/// the authority in the URI, not in `host`; HTTP/1.1 wants `host` and the
+/// origin form.
+fn for_link(
+    mut outgoing: hyper::Request<ProxyBody>,
+    http2: bool,
+    absolute: &Uri,
+    authority: &str,
+) -> hyper::Request<ProxyBody> {
+    if http2 {
+        *outgoing.version_mut() = Version::HTTP_2;
+        outgoing.headers_mut().remove(http::header::HOST);
+        *outgoing.uri_mut() = absolute.clone();
+    } else {
+        *outgoing.version_mut() = Version::HTTP_11;
+        ensure_host(outgoing.headers_mut(), authority);
+        *outgoing.uri_mut() = absolute
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    outgoing
+}
+
+/// `outgoing` as a pool takes it: HTTP/1.1 (a pool's HTTP/2 connection
+/// sets its own), `host`, and the absolute URI the pool finds its
+/// server by.
+fn for_pool(
+    mut outgoing: hyper::Request<ProxyBody>,
+    absolute: Uri,
+    authority: &str,
+) -> hyper::Request<ProxyBody> {
+    *outgoing.version_mut() = Version::HTTP_11;
+    ensure_host(outgoing.headers_mut(), authority);
+    *outgoing.uri_mut() = absolute;
+    outgoing
+}
+
+/// `outgoing` for an upstream proxy: plain HTTP goes to the proxy itself,
+/// which wants its credentials on every request.
+fn for_proxy(
+    mut outgoing: hyper::Request<ProxyBody>,
+    scheme: &str,
+    proxy: &witm_flow::ProxyUrl,
+) -> hyper::Request<ProxyBody> {
+    if scheme == "http"
+        && let Some(value) =
+            dial::proxy_authorization(proxy).and_then(|v| http::HeaderValue::try_from(v).ok())
+    {
+        outgoing
+            .headers_mut()
+            .insert(http::header::PROXY_AUTHORIZATION, value);
+    }
+    outgoing
+}
+
+/// A response body as the server sends it, timed: it may pause at most
+/// the idle timeout between bytes.
+fn from_server<H: FlowHooks>(shared: &Shared<H>, incoming: Incoming) -> ProxyBody {
+    let timeouts = &shared.options.timeouts;
+    timeouts::timed(
+        body::streamed(incoming),
+        timeouts::Sender::Server,
+        (timeouts.body_idle, None),
+        shared.counters.clone(),
+        None,
+    )
 }
 
 /// The server of a flow that went through a pool (not a tunnel's own

@@ -28,9 +28,11 @@
 //! [`ConnectTimes`]: crate::server_events::ConnectTimes
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::{Method, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -356,13 +358,17 @@ impl ServerPool {
     }
 
     /// Sends `request` over `link`, which goes back into the pool.
-    async fn send(
+    /// Not an `async fn`: the request is handed to the connection at once,
+    /// and the future that waits for the answer holds none of these
+    /// arguments (an `async fn` would keep them all, the request too, in
+    /// every request's future; see `connection::answer`).
+    fn send(
         &self,
         link: Link,
         mut request: hyper::Request<ProxyBody>,
         key: &str,
         for_flow: bool,
-    ) -> Sent {
+    ) -> impl Future<Output = Sent> + Send + 'static {
         let connected = (for_flow || link.tapped).then(|| link.connected.clone());
         let sending = match link.sender {
             Sender::Http1(mut tx) => {
@@ -393,7 +399,7 @@ impl ServerPool {
                 futures_util::future::Either::Right(tx.try_send_request(request))
             }
         };
-        match sending.await {
+        sending.map(move |sent| match sent {
             Ok(mut response) => {
                 if let Some(connected) = connected {
                     connected.get_extras(response.extensions_mut());
@@ -404,7 +410,7 @@ impl ServerPool {
                 Some(request) => Sent::Unsent(request, PoolError::send(error.into_error())),
                 None => Sent::Answered(Err(PoolError::send(error.into_error()))),
             },
-        }
+        })
     }
 
     /// A new connection to `uri`'s server: HTTP/2 if its ALPN says so (then
