@@ -918,11 +918,8 @@ async fn send<H: FlowHooks>(
     let send = async {
         let unsent = match link {
             Some(link) => {
-                let http2 = link.is_http2().await;
-                match link
-                    .send(for_link(outgoing, http2, &absolute, authority))
-                    .await
-                {
+                let outgoing = for_link(outgoing, link.is_http2(), &absolute, authority);
+                match link.send(outgoing).await {
                     Ok(sent) => return sent.map_err(|e| describe_upstream_error(authority, &e)),
                     Err(unsent) => unsent,
                 }

@@ -69,6 +69,9 @@ impl Tunnel {
 /// A connection to the tunnel's server, reused for the tunnel's requests.
 pub(crate) struct ServerLink {
     sender: tokio::sync::Mutex<Sender>,
+    /// The sender's protocol, which never changes: known without the lock,
+    /// which an HTTP/1.1 exchange holds until its response.
+    http2: bool,
     /// What plugins learn of the server.
     pub info: Arc<ServerConn>,
 }
@@ -80,6 +83,14 @@ enum Sender {
 }
 
 impl ServerLink {
+    fn new(sender: Sender, info: Arc<ServerConn>) -> ServerLink {
+        ServerLink {
+            http2: matches!(sender, Sender::Http2(_)),
+            sender: tokio::sync::Mutex::new(sender),
+            info,
+        }
+    }
+
     /// True when the connection is open and has no request in flight, so
     /// another tunnel may take it over (see [`crate::link_pool`]).
     pub(crate) fn is_reusable(&self) -> bool {
@@ -91,8 +102,8 @@ impl ServerLink {
     }
 
     /// True when the link's protocol is HTTP/2.
-    pub(crate) async fn is_http2(&self) -> bool {
-        matches!(*self.sender.lock().await, Sender::Http2(_))
+    pub(crate) fn is_http2(&self) -> bool {
+        self.http2
     }
 
     /// Sends over the link; gives the request back if the link has closed
@@ -208,10 +219,7 @@ pub(crate) async fn connect_h2c(
         ..facts
     });
     let sender = http2_sender(TokioIo::new(tcp), keepalive, events, &info).await?;
-    Ok(ServerLink {
-        sender: tokio::sync::Mutex::new(sender),
-        info,
-    })
+    Ok(ServerLink::new(sender, info))
 }
 
 /// Connects to the server over TLS and sets up HTTP on it. The error text
@@ -294,8 +302,5 @@ pub(crate) async fn connect_server(
         ));
         Sender::Http1(sender, heads)
     };
-    Ok(ServerLink {
-        sender: tokio::sync::Mutex::new(sender),
-        info,
-    })
+    Ok(ServerLink::new(sender, info))
 }
