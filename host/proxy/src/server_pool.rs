@@ -358,6 +358,7 @@ impl ServerPool {
     }
 
     /// Sends `request` over `link`, which goes back into the pool.
+    ///
     /// Not an `async fn`: the request is handed to the connection at once,
     /// and the future that waits for the answer holds none of these
     /// arguments (an `async fn` would keep them all, the request too, in

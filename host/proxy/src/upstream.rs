@@ -68,42 +68,36 @@ impl Tunnel {
 
 /// A connection to the tunnel's server, reused for the tunnel's requests.
 pub(crate) struct ServerLink {
-    sender: tokio::sync::Mutex<Sender>,
-    /// The sender's protocol, which never changes: known without the lock,
-    /// which an HTTP/1.1 exchange holds until its response.
-    http2: bool,
+    sender: Sender,
     /// What plugins learn of the server.
     pub info: Arc<ServerConn>,
 }
 
+/// The link's protocol, which never changes, and how requests take it.
 enum Sender {
+    /// One exchange at a time: the lock is held until the response comes.
     /// With the tap of the connection's heads (see [`crate::wire_heads`]).
-    Http1(client_http1::SendRequest<ProxyBody>, Arc<Heads>),
+    Http1(
+        tokio::sync::Mutex<client_http1::SendRequest<ProxyBody>>,
+        Arc<Heads>,
+    ),
+    /// Shared by the tunnel's requests, each with a handle of its own.
     Http2(client_http2::SendRequest<ProxyBody>),
 }
 
 impl ServerLink {
-    fn new(sender: Sender, info: Arc<ServerConn>) -> ServerLink {
-        ServerLink {
-            http2: matches!(sender, Sender::Http2(_)),
-            sender: tokio::sync::Mutex::new(sender),
-            info,
-        }
-    }
-
     /// True when the connection is open and has no request in flight, so
     /// another tunnel may take it over (see [`crate::link_pool`]).
     pub(crate) fn is_reusable(&self) -> bool {
-        match self.sender.try_lock().as_deref() {
-            Ok(Sender::Http1(h1, _)) => h1.is_ready(),
-            Ok(Sender::Http2(h2)) => h2.is_ready(),
-            Err(_) => false,
+        match &self.sender {
+            Sender::Http1(h1, _) => h1.try_lock().is_ok_and(|h1| h1.is_ready()),
+            Sender::Http2(h2) => h2.is_ready(),
         }
     }
 
     /// True when the link's protocol is HTTP/2.
     pub(crate) fn is_http2(&self) -> bool {
-        self.http2
+        matches!(self.sender, Sender::Http2(_))
     }
 
     /// Sends over the link; gives the request back if the link has closed
@@ -115,17 +109,16 @@ impl ServerLink {
         Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
         hyper::Request<ProxyBody>,
     > {
-        let mut sender = self.sender.lock().await;
-        match &mut *sender {
+        match &self.sender {
             Sender::Http2(h2) => {
+                let mut h2 = h2.clone();
                 if h2.ready().await.is_err() {
                     return Err(request);
                 }
-                let mut h2 = h2.clone();
-                drop(sender);
                 Ok(h2.send_request(request).await)
             }
             Sender::Http1(h1, heads) => {
+                let mut h1 = h1.lock().await;
                 if h1.ready().await.is_err() {
                     return Err(request);
                 }
@@ -219,7 +212,7 @@ pub(crate) async fn connect_h2c(
         ..facts
     });
     let sender = http2_sender(TokioIo::new(tcp), keepalive, events, &info).await?;
-    Ok(ServerLink::new(sender, info))
+    Ok(ServerLink { sender, info })
 }
 
 /// Connects to the server over TLS and sets up HTTP on it. The error text
@@ -300,7 +293,7 @@ pub(crate) async fn connect_server(
             events.clone(),
             info.clone(),
         ));
-        Sender::Http1(sender, heads)
+        Sender::Http1(tokio::sync::Mutex::new(sender), heads)
     };
-    Ok(ServerLink::new(sender, info))
+    Ok(ServerLink { sender, info })
 }
