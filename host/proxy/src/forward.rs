@@ -264,26 +264,12 @@ impl<H: FlowHooks> PassThrough<H> {
         let shared = &self.shared;
         let http::request::Parts {
             method,
-            mut headers,
+            headers,
             extensions,
             ..
         } = parts;
         let target = &self.target;
         let tunnel = self.tunnel.as_deref();
-        if tunnel.is_some_and(|t| t.reverse)
-            && !shared.options.keep_host_header
-            && headers.contains_key(http::header::HOST)
-        {
-            // As mitmproxy: the server sees its own name, not the proxy's
-            // (in place of the first `host`, the others dropped, as the
-            // flow's `set` does).
-            let (_, authority) = address_of(target)?;
-            match http::HeaderValue::from_str(&authority) {
-                Ok(value) => drop(headers.insert(http::header::HOST, value)),
-                // The flow's copy would be refused on the wire: none goes.
-                Err(_) => drop(headers.remove(http::header::HOST)),
-            }
-        }
         let route = tunnel.map_or_else(|| shared.default_route.clone(), |t| t.route.clone());
         let via_tunnel =
             tunnel.filter(|t| t.serves_target((&target.scheme, &target.host, target.port), &route));
@@ -315,13 +301,28 @@ impl<H: FlowHooks> PassThrough<H> {
             sent,
             route,
             via_tunnel: via_tunnel.is_some(),
+            server_host: tunnel.is_some_and(|t| t.reverse) && !shared.options.keep_host_header,
         })
     }
 }
 
-/// The URI and authority a pass-through's request goes out with.
-fn address_of(target: &Target) -> Result<(Uri, std::borrow::Cow<'_, str>), Failure> {
-    (target.addressed()).map_err(|e| Failure::new(ErrorKind::Client, e))
+/// `request` with the server's own name in `host`, not the proxy's, as
+/// mitmproxy does for a reverse proxy: in place of the first `host`, the
+/// others dropped, as the flow's `set` does. A request without one gets
+/// none.
+fn with_server_host(
+    mut request: hyper::Request<ProxyBody>,
+    authority: &str,
+) -> hyper::Request<ProxyBody> {
+    let headers = request.headers_mut();
+    if headers.contains_key(http::header::HOST) {
+        match http::HeaderValue::from_str(authority) {
+            Ok(value) => drop(headers.insert(http::header::HOST, value)),
+            // The flow's copy would be refused on the wire: none goes.
+            Err(_) => drop(headers.remove(http::header::HOST)),
+        }
+    }
+    request
 }
 
 /// A pass-through's request, ready to send ([`PassThrough::outgoing`]).
@@ -332,6 +333,8 @@ struct Outgoing {
     route: Route,
     /// It goes over the tunnel's own server connection.
     via_tunnel: bool,
+    /// Its `host` is to name the server ([`with_server_host`]).
+    server_host: bool,
 }
 
 /// Sends a pass-through's request and makes the client's response of the
@@ -347,8 +350,14 @@ async fn pass_through<H: FlowHooks>(
         sent,
         route,
         via_tunnel,
+        server_host,
     } = outgoing;
-    let (absolute, authority) = address_of(&target)?;
+    let (absolute, authority) =
+        (target.addressed()).map_err(|e| Failure::new(ErrorKind::Client, e))?;
+    let request = match server_host {
+        true => with_server_host(request, &authority),
+        false => request,
+    };
     let link = (tunnel.as_deref().filter(|_| via_tunnel)).and_then(|t| t.link.as_ref());
     let to = Destination {
         scheme: &target.scheme,
