@@ -12,8 +12,10 @@
 #   WITM_IR_KEEP=DIR                 keep the callgrind files there, for
 #                                    callgrind_annotate
 #   WITM_IR_MODE=http1               or https (HTTP/1.1 in a CONNECT
-#                                    tunnel, kept alive) or h2 (HTTP/2 over
-#                                    TLS), as bench/ab.sh's modes
+#                                    tunnel, kept alive), https-new (a new
+#                                    connection, tunnel and TLS handshake
+#                                    per request) or h2 (HTTP/2 over TLS),
+#                                    as bench/ab.sh's modes
 #
 # One keep-alive client (oha -c 1) through witm to the nginx origin of
 # bench/origin.sh. Needs valgrind (installed from Debian if missing) and the
@@ -37,8 +39,9 @@ keep=${WITM_IR_KEEP:-$work}
 case ${WITM_IR_MODE:-http1} in
   http1) url=http://127.0.0.1:$origin_port/small; oha_mode=() ;;
   https) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure) ;;
+  https-new) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure --disable-keepalive) ;;
   h2) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure --http2) ;;
-  *) echo "WITM_IR_MODE: one of http1 https h2" >&2; exit 2 ;;
+  *) echo "WITM_IR_MODE: one of http1 https https-new h2" >&2; exit 2 ;;
 esac
 mkdir -p "$keep"
 

@@ -16,7 +16,7 @@ use http::Method;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use witm_flow::{ClientConn, FlowHooks};
 
 use crate::auth;
@@ -26,6 +26,7 @@ use crate::forward;
 use crate::liveness::Liveness;
 use crate::respond::FlowKilled;
 use crate::shared::Shared;
+use crate::spawn::BoxedSpawn;
 use crate::timeouts::{InFlight, InFlightGuard, NEVER};
 use crate::tunnel;
 use crate::upstream::Tunnel;
@@ -130,7 +131,7 @@ where
             }
             Protocol::Http2 => {
                 let mut served = std::pin::pin!(
-                    http2::Builder::new(TokioExecutor::new())
+                    http2::Builder::new(BoxedSpawn)
                         .timer(TokioTimer::new())
                         .keep_alive_interval(timeouts.h2_keepalive)
                         .keep_alive_timeout(timeouts.h2_keepalive.unwrap_or(NEVER))

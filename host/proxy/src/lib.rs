@@ -26,6 +26,7 @@
 //! - `routes`: the connection pools through upstream proxies, one each;
 //! - `reverse`: a reverse proxy's client connection (TLS or not);
 //! - `socks5`: the SOCKS5 handshake of a `socks5` listener;
+//! - `spawn`: the executor hyper's HTTP/2 tasks are spawned with (boxed);
 //! - `shared`: the options, hooks and server pools every task shares;
 //! - `answers`: the responses witm makes itself, and each failure's origin
 //!   (its status is `ErrorKind::status`);
@@ -81,6 +82,7 @@ mod server_events;
 mod server_pool;
 mod shared;
 mod socks5;
+mod spawn;
 mod target;
 mod tcp_flow;
 pub mod timeouts;

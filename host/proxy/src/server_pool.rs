@@ -38,12 +38,13 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::time::Instant;
 use witm_tls::Upstream;
 
 use crate::body::{BoxError, ProxyBody};
 use crate::server_events::{ServerEvents, Watched};
+use crate::spawn::BoxedSpawn;
 use crate::timeouts::NEVER;
 use crate::wire_heads::ResponseHeads;
 
@@ -446,7 +447,7 @@ impl ServerPool {
             .is_some_and(|heads| heads.0.active());
         let sender = if connected.is_negotiated_h2() {
             let keepalive = self.inner.h2_keepalive;
-            let (mut tx, connection) = http2::Builder::new(TokioExecutor::new())
+            let (mut tx, connection) = http2::Builder::new(BoxedSpawn)
                 .timer(TokioTimer::new())
                 .keep_alive_interval(keepalive)
                 .keep_alive_timeout(keepalive.unwrap_or(NEVER))

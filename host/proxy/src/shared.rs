@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use witm_flow::{FlowHooks, Route};
 use witm_tls::{Upstream, UpstreamTrust};
 
@@ -16,6 +16,7 @@ use crate::mode::Mode;
 use crate::routes::ViaPools;
 use crate::server_events::{HookEvents, ServerEvents};
 use crate::server_pool::{ServerPool, connector};
+use crate::spawn::BoxedSpawn;
 use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
 use crate::websocket::WebSocketLimits;
@@ -212,7 +213,7 @@ impl<H> Shared<H> {
 /// (the direct route's are [`ServerPool`]s): header case kept,
 /// idle connections kept 90 s, HTTP/2 pinged every `h2_keepalive`.
 pub(crate) fn pool_builder(h2_keepalive: Option<Duration>) -> hyper_util::client::legacy::Builder {
-    let mut builder = Client::builder(TokioExecutor::new());
+    let mut builder = Client::builder(BoxedSpawn);
     builder
         .http1_preserve_header_case(true)
         .pool_idle_timeout(Duration::from_secs(90))

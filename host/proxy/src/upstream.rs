@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::{http1 as client_http1, http2 as client_http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 use witm_flow::{ErrorKind, Route, ServerConn};
@@ -17,6 +17,7 @@ use crate::answers::{self, Failure};
 use crate::body::ProxyBody;
 use crate::dial::{self, BoxStream};
 use crate::server_events::ServerEvents;
+use crate::spawn::BoxedSpawn;
 use crate::tls::TlsOptions;
 use crate::wire_heads::{Heads, ResponseHeads, Side, Tapped};
 
@@ -180,7 +181,7 @@ async fn http2_sender<IO>(
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, connection) = client_http2::Builder::new(TokioExecutor::new())
+    let (sender, connection) = client_http2::Builder::new(BoxedSpawn)
         .timer(TokioTimer::new())
         .keep_alive_interval(keepalive)
         .keep_alive_timeout(keepalive.unwrap_or(crate::timeouts::NEVER))
