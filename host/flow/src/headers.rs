@@ -13,9 +13,15 @@ const ROOM_TO_ADD: usize = 2;
 /// Unlike `http::HeaderMap`, this keeps the order of different names and the
 /// case of each name as received, so a proxy that edits one header does not
 /// reshape the others.
-#[derive(Clone, Debug, Default)]
+///
+/// The fields of a received head are places in that head's buffer, held
+/// once for the list ([`Headers::from_wire`]): making the list, and
+/// dropping it, counts no reference per field.
+#[derive(Clone, Default)]
 pub struct Headers {
-    fields: Vec<(Name, Bytes)>,
+    /// The buffer [`Field::InHead`] fields lie in (empty when none do).
+    head: Bytes,
+    fields: Vec<Field>,
     /// Set by [`Headers::mark_received`]: which head the fields came in,
     /// and how many of the first fields are still as they came. Not part
     /// of what the headers are (equality ignores it).
@@ -29,44 +35,107 @@ struct Received {
     untouched: usize,
 }
 
+/// One field of a [`Headers`].
+#[derive(Clone)]
+enum Field {
+    /// Where its name and value lie in the list's head: name from, name
+    /// length, value from, value length ([`Headers::from_wire`]).
+    InHead([u32; 4]),
+    /// A field with a name and value of its own.
+    Own(Name, Bytes),
+}
+
+impl Field {
+    fn name<'a>(&'a self, head: &'a [u8]) -> &'a [u8] {
+        match self {
+            Field::InHead([from, len, ..]) => span(head, *from, *len),
+            Field::Own(name, _) => &name.0,
+        }
+    }
+
+    fn value<'a>(&'a self, head: &'a [u8]) -> &'a [u8] {
+        match self {
+            Field::InHead([_, _, from, len]) => span(head, *from, *len),
+            Field::Own(_, value) => value,
+        }
+    }
+
+    /// The name as text (empty if a wrong span made it anything else).
+    fn name_str<'a>(&'a self, head: &'a [u8]) -> &'a str {
+        std::str::from_utf8(self.name(head)).unwrap_or_default()
+    }
+
+    fn is(&self, head: &[u8], name: &str) -> bool {
+        self.name(head).eq_ignore_ascii_case(name.as_bytes())
+    }
+
+    /// The value as a `Bytes` sharing the head, not a copy.
+    fn value_bytes(&self, head: &Bytes) -> Bytes {
+        match self {
+            Field::InHead([_, _, from, len]) => shared_span(head, *from, *len),
+            Field::Own(_, value) => value.clone(),
+        }
+    }
+
+    /// The name as a `Bytes` sharing the head, not a copy.
+    fn name_bytes(&self, head: &Bytes) -> Name {
+        match self {
+            Field::InHead([from, len, ..]) => Name(shared_span(head, *from, *len)),
+            Field::Own(name, _) => name.clone(),
+        }
+    }
+}
+
+/// `from..from + len` as indices.
+fn range(from: u32, len: u32) -> std::ops::Range<usize> {
+    let from = from as usize;
+    from..from + len as usize
+}
+
+/// `head[from..from + len]`; empty if it is not all in the head (never,
+/// for spans a parse of the head found).
+fn span(head: &[u8], from: u32, len: u32) -> &[u8] {
+    head.get(range(from, len)).unwrap_or_default()
+}
+
+/// [`span`] as a `Bytes` sharing the head.
+fn shared_span(head: &Bytes, from: u32, len: u32) -> Bytes {
+    let range = range(from, len);
+    if range.end <= head.len() {
+        head.slice(range)
+    } else {
+        Bytes::new()
+    }
+}
+
 impl PartialEq for Headers {
     fn eq(&self, other: &Self) -> bool {
-        self.fields == other.fields
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((n, v), (on, ov))| n == on && v == ov)
     }
 }
 
 impl Eq for Headers {}
 
-/// A field's name as it came: text, kept as `Bytes` so that names read off
-/// the wire share the buffer of their head (no allocation per name).
-#[derive(Clone, PartialEq, Eq)]
-struct Name(Bytes);
-
-impl Name {
-    /// Made only from text (`str`, `String`, or checked bytes), so this
-    /// never falls back to "".
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn is(&self, name: &str) -> bool {
-        self.0.eq_ignore_ascii_case(name.as_bytes())
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+            .finish()
     }
 }
+
+/// A field's own name: text, kept as `Bytes` so that a name taken from a
+/// head still shares its buffer.
+#[derive(Clone, PartialEq, Eq)]
+struct Name(Bytes);
 
 impl From<&str> for Name {
     fn from(name: &str) -> Self {
         Name(Bytes::copy_from_slice(name.as_bytes()))
-    }
-}
-
-impl std::fmt::Debug for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.as_str().fmt(f)
     }
 }
 
@@ -150,6 +219,7 @@ impl Headers {
     /// An empty header list.
     pub const fn new() -> Self {
         Self {
+            head: Bytes::new(),
             fields: Vec::new(),
             received: None,
         }
@@ -162,9 +232,9 @@ impl Headers {
         Self {
             fields: pairs
                 .into_iter()
-                .map(|(n, v)| (Name(Bytes::from(n.into())), v.into()))
+                .map(|(n, v)| Field::Own(Name(Bytes::from(n.into())), v.into()))
                 .collect(),
-            received: None,
+            ..Self::new()
         }
     }
 
@@ -172,14 +242,29 @@ impl Headers {
     pub fn with_capacity(fields: usize) -> Self {
         Self {
             fields: Vec::with_capacity(fields),
-            received: None,
+            ..Self::new()
         }
     }
 
-    /// An empty list for a received head's `fields` fields, with room for
-    /// [`ROOM_TO_ADD`] more, which a plugin adds without moving the list.
-    pub fn for_received(fields: usize) -> Self {
-        Self::with_capacity(fields.saturating_add(ROOM_TO_ADD))
+    /// The fields of a head read off the wire, in order: `spans` says where
+    /// each one's name and value lie in `head` (name from, name length,
+    /// value from, value length), as a parse of it found them (httparse's
+    /// names are tokens: text). Neither is copied, and the list keeps room
+    /// for [`ROOM_TO_ADD`] more fields, which a plugin adds without moving
+    /// it.
+    ///
+    /// Not checked here: a check per field cost a tenth of what making the
+    /// list costs. What a wrong span does is bounded instead: a name or
+    /// value outside `head` reads as empty, a name that is not text as
+    /// empty (which no wire takes: [`Headers::to_header_map`] refuses it).
+    pub fn from_wire(head: Bytes, spans: &[[u32; 4]]) -> Self {
+        let mut fields = Vec::with_capacity(spans.len().saturating_add(ROOM_TO_ADD));
+        fields.extend(spans.iter().map(|&span| Field::InHead(span)));
+        Self {
+            head,
+            fields,
+            received: None,
+        }
     }
 
     /// Notes that the fields are, so far, those of the head the caller
@@ -204,10 +289,15 @@ impl Headers {
         &self,
         head: usize,
         count: usize,
-    ) -> Option<impl Iterator<Item = (&str, &Bytes)> + Clone> {
+    ) -> Option<impl Iterator<Item = (&str, Bytes)> + Clone> {
         let received = self.received?;
-        (received.head == head && received.untouched == count && self.fields.len() >= count)
-            .then(|| self.fields[count..].iter().map(|(n, v)| (n.as_str(), v)))
+        (received.head == head && received.untouched == count && self.fields.len() >= count).then(
+            || {
+                self.fields[count..]
+                    .iter()
+                    .map(|f| (f.name_str(&self.head), f.value_bytes(&self.head)))
+            },
+        )
     }
 
     /// Fields from `index` on may no longer be as they came.
@@ -217,30 +307,15 @@ impl Headers {
         }
     }
 
-    /// Adds a field whose name and value are slices of a buffer already
-    /// held (a head read off the wire): neither is copied. Refused when
-    /// the name is not text.
-    pub fn append_shared(&mut self, name: Bytes, value: Bytes) -> Result<(), InvalidHeader> {
-        // Names off the wire are tokens, so ASCII: checked a word at a
-        // time, where `from_utf8` goes byte by byte on a short name.
-        if !name.is_ascii() && std::str::from_utf8(&name).is_err() {
-            let shown = String::from_utf8_lossy(&name).into_owned();
-            return Err(InvalidHeader(format!("invalid header name {shown:?}")));
-        }
-        self.fields.push((Name(name), value));
-        Ok(())
-    }
-
     /// Bytes of names and values, for the [`MAX_HEADER_BYTES`] limit.
     pub fn wire_bytes(&self) -> usize {
-        self.fields.iter().map(|(n, v)| n.len() + v.len()).sum()
+        self.iter().map(|(n, v)| n.len() + v.len()).sum()
     }
 
     /// Bytes of names and values of every field called `name`.
     pub fn wire_bytes_of(&self, name: &str) -> usize {
-        self.fields
-            .iter()
-            .filter(|(n, _)| n.is(name))
+        self.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(n, v)| n.len() + v.len())
             .sum()
     }
@@ -249,10 +324,11 @@ impl Headers {
     /// of the fields called `name` — what a write of `name` is checked with.
     pub fn sizes_with(&self, name: &str) -> ((usize, usize), (usize, usize)) {
         let (mut all, mut named) = ((0, 0), (0, 0));
-        for (n, v) in &self.fields {
-            let bytes = n.len() + v.len();
+        for field in &self.fields {
+            let n = field.name(&self.head);
+            let bytes = n.len() + field.value(&self.head).len();
             all = (all.0 + 1, all.1 + bytes);
-            if n.is(name) {
+            if n.eq_ignore_ascii_case(name.as_bytes()) {
                 named = (named.0 + 1, named.1 + bytes);
             }
         }
@@ -282,21 +358,34 @@ impl Headers {
     }
 
     /// All fields in wire order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields
+            .iter()
+            .map(|f| (f.name_str(&self.head), f.value(&self.head)))
+    }
+
+    /// All fields in wire order, each value a `Bytes` that shares the
+    /// buffer it lies in (for writers that keep it, not a copy).
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&str, Bytes)> {
+        self.fields
+            .iter()
+            .map(|f| (f.name_str(&self.head), f.value_bytes(&self.head)))
     }
 
     /// Every value of `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Bytes> + 'a {
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.fields
             .iter()
-            .filter(move |(n, _)| n.is(name))
-            .map(|(_, v)| v)
+            .filter(move |f| f.is(&self.head, name))
+            .map(|f| f.value(&self.head))
     }
 
     /// The first value of `name`.
-    pub fn get_first(&self, name: &str) -> Option<&Bytes> {
-        self.fields.iter().find(|(n, _)| n.is(name)).map(|(_, v)| v)
+    pub fn get_first(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|f| f.is(&self.head, name))
+            .map(|f| f.value(&self.head))
     }
 
     /// The value of `name` as text, several values folded into one.
@@ -330,18 +419,21 @@ impl Headers {
     /// first one; appends when there was none.
     pub fn set(&mut self, name: &str, value: impl Into<Bytes>) {
         let value = value.into();
-        match self.fields.iter().position(|(n, _)| n.is(name)) {
+        let head = &self.head;
+        match self.fields.iter().position(|f| f.is(head, name)) {
             Some(first) => {
-                self.touched_from(first);
-                self.fields[first].1 = value;
+                // The name as it was at that position, case and all.
+                let kept = self.fields[first].name_bytes(head);
+                self.fields[first] = Field::Own(kept, value);
                 let mut index = 0;
-                self.fields.retain(|(n, _)| {
-                    let keep = index <= first || !n.is(name);
+                self.fields.retain(|f| {
+                    let keep = index <= first || !f.is(head, name);
                     index += 1;
                     keep
                 });
+                self.touched_from(first);
             }
-            None => self.fields.push((Name::from(name), value)),
+            None => self.fields.push(Field::Own(Name::from(name), value)),
         }
     }
 
@@ -350,30 +442,33 @@ impl Headers {
     pub fn insert(&mut self, index: usize, name: &str, value: impl Into<Bytes>) {
         let index = index.min(self.fields.len());
         self.touched_from(index);
-        self.fields.insert(index, (Name::from(name), value.into()));
+        self.fields
+            .insert(index, Field::Own(Name::from(name), value.into()));
     }
 
     /// Adds a value for `name` after all existing fields.
     pub fn append(&mut self, name: &str, value: impl Into<Bytes>) {
-        self.fields.push((Name::from(name), value.into()));
+        self.fields.push(Field::Own(Name::from(name), value.into()));
     }
 
     /// Removes every value of `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
-        if let Some(first) = self.fields.iter().position(|(n, _)| n.is(name)) {
-            self.touched_from(first);
-        }
-        let before = self.fields.len();
-        self.fields.retain(|(n, _)| !n.is(name));
-        before != self.fields.len()
+        let head = &self.head;
+        let Some(first) = self.fields.iter().position(|f| f.is(head, name)) else {
+            return false;
+        };
+        self.fields.retain(|f| !f.is(head, name));
+        self.touched_from(first);
+        true
     }
 
     /// Keeps only the fields whose name `keep` accepts, in order.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let head = &self.head;
         let mut index = 0;
         let mut first_gone = None;
-        self.fields.retain(|(n, _)| {
-            let kept = keep(n.as_str());
+        self.fields.retain(|f| {
+            let kept = keep(f.name_str(head));
             if !kept && first_gone.is_none() {
                 first_gone = Some(index);
             }
@@ -396,25 +491,28 @@ impl Headers {
             .unwrap_or_default();
         let mut refused = Vec::new();
         let mut bytes = 0;
-        for (name, value) in self.fields.iter().filter(|(n, _)| !skip(n.as_str())) {
-            bytes += name.len() + value.len();
+        for field in &self.fields {
+            let name = field.name_str(&self.head);
+            if skip(name) {
+                continue;
+            }
+            bytes += name.len() + field.value(&self.head).len();
             if map.len() >= MAX_FIELDS || bytes > MAX_HEADER_BYTES {
                 refused.push(format!(
-                    "{} (over {MAX_FIELDS} fields or {MAX_HEADER_BYTES} bytes)",
-                    name.as_str()
+                    "{name} (over {MAX_FIELDS} fields or {MAX_HEADER_BYTES} bytes)"
                 ));
                 continue;
             }
             match (
-                http::HeaderName::from_bytes(&name.0),
-                http::HeaderValue::from_maybe_shared(value.clone()),
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_maybe_shared(field.value_bytes(&self.head)),
             ) {
                 (Ok(n), Ok(v)) => {
                     if map.try_append(n, v).is_err() {
-                        refused.push(name.as_str().to_owned());
+                        refused.push(name.to_owned());
                     }
                 }
-                _ => refused.push(name.as_str().to_owned()),
+                _ => refused.push(name.to_owned()),
             }
         }
         (map, refused)
@@ -422,35 +520,33 @@ impl Headers {
 
     /// Takes headers from the `http` crate's map (names arrive lower-cased).
     ///
-    /// The names and values are copied into one buffer that the fields
-    /// share, as a head read off the wire is: one allocation, not two per
-    /// field (an HTTP/2 head's ~2,500 instructions with a dozen fields).
+    /// The names and values are copied into one buffer, the list's head,
+    /// as a head read off the wire is: one allocation, not two per field
+    /// (an HTTP/2 head's ~2,500 instructions with a dozen fields).
     pub fn from_header_map(map: &http::HeaderMap) -> Self {
         let size = map
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum::<usize>();
-        let mut buffer = bytes::BytesMut::with_capacity(size);
-        let mut lengths = Vec::with_capacity(map.len());
-        for (name, value) in map {
-            buffer.extend_from_slice(name.as_str().as_bytes());
-            buffer.extend_from_slice(value.as_bytes());
-            lengths.push((name.as_str().len(), value.len()));
+        if u32::try_from(size).is_err() {
+            // Past what offsets in a head can say (no head is this large):
+            // each field its own copy.
+            return Self::from_pairs(
+                map.iter()
+                    .map(|(n, v)| (n.as_str(), Bytes::copy_from_slice(v.as_bytes()))),
+            );
         }
-        let buffer = buffer.freeze();
-        let mut at = 0;
-        let mut headers = Self::for_received(lengths.len());
-        headers
-            .fields
-            .extend(lengths.into_iter().map(|(name, value)| {
-                let field = (
-                    Name(buffer.slice(at..at + name)),
-                    buffer.slice(at + name..at + name + value),
-                );
-                at += name + value;
-                field
-            }));
-        headers
+        let mut buffer = bytes::BytesMut::with_capacity(size);
+        let mut spans = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            let at = buffer.len() as u32;
+            let name = name.as_str().as_bytes();
+            buffer.extend_from_slice(name);
+            buffer.extend_from_slice(value.as_bytes());
+            let name_len = name.len() as u32;
+            spans.push([at, name_len, at + name_len, value.len() as u32]);
+        }
+        Self::from_wire(buffer.freeze(), &spans)
     }
 }
 
@@ -459,15 +555,13 @@ mod tests {
     use super::*;
 
     /// Both ways a received head becomes a list (hyper's map, and the
-    /// wire's fields appended to `for_received`) keep the room.
+    /// wire's spans, `from_wire`) keep the room.
     #[test]
     fn a_received_list_takes_a_few_added_fields_without_moving() {
         let mut map = http::HeaderMap::new();
         map.insert("content-type", "text/plain".parse().unwrap());
         map.insert("server", "nginx".parse().unwrap());
-        let mut from_wire = Headers::for_received(2);
-        from_wire.append("Content-Type", "text/plain");
-        from_wire.append("Server", "nginx");
+        let from_wire = wire(&[("Content-Type", "text/plain"), ("Server", "nginx")]);
         for mut headers in [Headers::from_header_map(&map), from_wire] {
             let at = headers.fields.as_ptr();
             headers.set("newheader", "foo");
@@ -501,7 +595,7 @@ mod tests {
             http::HeaderValue::from_bytes(b"\xe9v").unwrap(),
         );
         let headers = Headers::from_header_map(&map);
-        let fields: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n, &v[..])).collect();
+        let fields: Vec<(&str, &[u8])> = headers.iter().collect();
         let expected: Vec<(&str, &[u8])> = map
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_bytes()))
@@ -520,28 +614,62 @@ mod tests {
         assert!(Headers::from_header_map(&http::HeaderMap::new()).is_empty());
     }
 
+    const SAMPLE: [(&str, &str); 6] = [
+        ("Host", "a"),
+        ("Accept", "x"),
+        ("X-Two", "1"),
+        ("accept", "y"),
+        ("Set-Cookie", "a=1"),
+        ("set-cookie", "b=2"),
+    ];
+
+    /// `pairs` as a head read off the wire: "Name: value" lines in one
+    /// buffer, the list made of where each lies.
+    fn wire(pairs: &[(&str, &str)]) -> Headers {
+        let mut head = Vec::new();
+        let mut spans = Vec::new();
+        for (name, value) in pairs {
+            let at = head.len() as u32;
+            head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            let name_len = name.len() as u32;
+            spans.push([at, name_len, at + name_len + 2, value.len() as u32]);
+        }
+        Headers::from_wire(Bytes::from(head), &spans)
+    }
+
+    /// The same fields made both ways: each field its own, and from a head.
+    fn samples() -> [Headers; 2] {
+        [Headers::from_pairs(SAMPLE), wire(&SAMPLE)]
+    }
+
     fn sample() -> Headers {
-        Headers::from_pairs([
-            ("Host", "a"),
-            ("Accept", "x"),
-            ("X-Two", "1"),
-            ("accept", "y"),
-            ("Set-Cookie", "a=1"),
-            ("set-cookie", "b=2"),
-        ])
+        Headers::from_pairs(SAMPLE)
     }
 
     #[test]
     fn lookup_ignores_case_and_folds_values() {
-        let h = sample();
-        assert_eq!(h.get("ACCEPT").as_deref(), Some("x, y"));
-        assert_eq!(h.get("set-cookie").as_deref(), Some("a=1\nb=2"));
-        assert_eq!(h.get("missing"), None);
+        for h in samples() {
+            assert_eq!(h.get("ACCEPT").as_deref(), Some("x, y"));
+            assert_eq!(h.get("set-cookie").as_deref(), Some("a=1\nb=2"));
+            assert_eq!(h.get("missing"), None);
+            assert_eq!(h.get_first("x-two"), Some(&b"1"[..]));
+            assert_eq!(
+                h.wire_bytes(),
+                4 + 1 + 6 + 1 + 5 + 1 + 6 + 1 + 10 + 3 + 10 + 3
+            );
+        }
+        let [own, from_wire] = samples();
+        assert_eq!(own, from_wire, "equal whichever way they were made");
     }
 
     #[test]
     fn set_keeps_position_and_drops_other_values() {
-        let mut h = sample();
+        for h in samples() {
+            set_keeps_position_and_drops_other_values_of(h);
+        }
+    }
+
+    fn set_keeps_position_and_drops_other_values_of(mut h: Headers) {
         h.set("accept", "z");
         let names: Vec<_> = h.iter().map(|(n, _)| n.to_owned()).collect();
         assert_eq!(
@@ -555,11 +683,15 @@ mod tests {
 
     #[test]
     fn remove_and_append() {
-        let mut h = sample();
-        assert!(h.remove("set-COOKIE"));
-        assert!(!h.remove("set-cookie"));
-        h.append("X-Two", "2");
-        assert_eq!(h.get("x-two").as_deref(), Some("1, 2"));
+        for mut h in samples() {
+            assert!(h.remove("set-COOKIE"));
+            assert!(!h.remove("set-cookie"));
+            h.append("X-Two", "2");
+            assert_eq!(h.get("x-two").as_deref(), Some("1, 2"));
+            h.retain(|n| n != "Host");
+            let names: Vec<_> = h.iter().map(|(n, _)| n.to_owned()).collect();
+            assert_eq!(names, ["Accept", "X-Two", "accept", "X-Two"]);
+        }
     }
 
     #[test]
@@ -653,21 +785,49 @@ mod tests {
         assert!(is_header_value(b""), "an empty value");
     }
 
-    /// Names off the wire are kept when they are text (ASCII, or UTF-8
-    /// beyond it) and refused when not.
+    /// A parse's fields are places in the head, not copies; a span that is
+    /// wrong reads as empty, never a panic or another field's bytes.
     #[test]
-    fn shared_names_must_be_text() {
-        let mut headers = Headers::default();
-        let value = Bytes::from_static(b"v");
-        for name in [&b"Content-Type"[..], b"x", "na\u{ef}ve".as_bytes()] {
-            let name = Bytes::copy_from_slice(name);
-            assert!(headers.append_shared(name, value.clone()).is_ok());
-        }
-        for name in [&b"\xff"[..], b"bad\xc3"] {
-            let name = Bytes::copy_from_slice(name);
-            assert!(headers.append_shared(name, value.clone()).is_err());
-        }
-        assert_eq!(headers.len(), 3);
+    fn a_wire_list_is_places_in_its_head_and_a_wrong_span_reads_as_empty() {
+        let head = Bytes::from_static(b"Content-Type:v x:v na\xc3\xafve:v \xff:v bad\xc3:v");
+        let spans = [
+            [0, 12, 13, 1],
+            [15, 1, 17, 1],
+            [19, 6, 26, 1],
+            [28, 1, 30, 1],
+            [32, 4, 37, 1],
+            [15, 1, 17, 100],
+            [u32::MAX, 2, 0, 1],
+        ];
+        let headers = Headers::from_wire(head.clone(), &spans);
+        let fields: Vec<(&str, &[u8])> = headers.iter().collect();
+        let expected: [(&str, &[u8]); 7] = [
+            ("Content-Type", b"v"),
+            ("x", b"v"),
+            ("na\u{ef}ve", b"v"),
+            ("", b"v"),
+            ("", b"v"),
+            ("x", b""),
+            ("", b"C"),
+        ];
+        assert_eq!(fields, expected);
         assert_eq!(headers.get("na\u{ef}ve").as_deref(), Some("v"));
+        let within = head.as_ptr_range();
+        for (name, value) in headers.iter().take(3) {
+            assert!(within.contains(&name.as_ptr()) && within.contains(&value.as_ptr()));
+        }
+        let (map, refused) = headers.to_header_map(|_| false);
+        assert_eq!(map.len(), 3, "Content-Type and both x");
+        assert_eq!(refused, ["na\u{ef}ve", "", "", ""], "no token, no name");
+        let mut changed = headers.clone();
+        changed.set("", "z");
+        changed.set("X", "y");
+        let names: Vec<&str> = changed.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Content-Type", "x", "na\u{ef}ve", "", "", ""]);
+        assert_eq!(
+            changed.get_first("x"),
+            Some(&b"y"[..]),
+            "the first x's case kept"
+        );
     }
 }

@@ -116,7 +116,7 @@ pub fn outgoing_headers(
 /// body as [`outgoing_headers`] does.
 fn received_headers<'a>(
     parsed: HeaderMap,
-    appended: impl Iterator<Item = (&'a str, &'a Bytes)> + Clone,
+    appended: impl Iterator<Item = (&'a str, Bytes)> + Clone,
     body: &Body,
     trailers: Option<&Headers>,
     body_has_no_content: bool,
@@ -131,7 +131,7 @@ fn received_headers<'a>(
     let mut map = forwarded_headers(parsed);
     for (name, value) in appended {
         let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
-        let value = http::HeaderValue::from_maybe_shared(value.clone()).ok()?;
+        let value = http::HeaderValue::from_maybe_shared(value).ok()?;
         map.try_append(name, value).ok()?;
     }
     if let (Body::Buffered(held), false) = (body, body_has_no_content)
@@ -146,10 +146,7 @@ fn received_headers<'a>(
 /// would send them: none of them frames the message or is hop-by-hop, all
 /// fit the limits, and no `te: trailers` is to go after them
 /// (`keep_te_trailers` puts it after every other field).
-fn appendable<'a>(
-    parsed: &HeaderMap,
-    appended: impl Iterator<Item = (&'a str, &'a Bytes)>,
-) -> bool {
+fn appendable<'a>(parsed: &HeaderMap, appended: impl Iterator<Item = (&'a str, Bytes)>) -> bool {
     if parsed.contains_key(TE) {
         return false;
     }
@@ -426,7 +423,7 @@ pub fn is_live_stream(headers: &Headers) -> bool {
     let media = match first.iter().position(|b| *b == b';') {
         Some(end) => &first[..end],
         None if values.next().is_some() => return false,
-        None => &first[..],
+        None => first,
     };
     let media = media.trim_ascii();
     LIVE_STREAMS
@@ -445,7 +442,7 @@ pub fn incoming_headers(map: &HeaderMap, extensions: &mut http::Extensions) -> H
 fn copy_of(map: &HeaderMap, wire: Option<RawHead>) -> Headers {
     match wire {
         Some(head) => {
-            let mut headers = head.headers();
+            let mut headers = head.into_headers();
             if headers.len() != map.len() {
                 // Fields witm removed since the parse (the credentials)
                 // stay out.

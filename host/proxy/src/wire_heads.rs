@@ -51,7 +51,7 @@ pub(crate) enum Side {
 
 /// One head as it was on the wire: its bytes, kept whole (one copy per
 /// head) and made into [`Headers`] only when a flow wants them
-/// ([`RawHead::headers`]), the fields' names and values slices of them.
+/// ([`RawHead::into_headers`]): places in them, not copies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RawHead {
     /// Where the method is in the head (requests), or the status.
@@ -84,17 +84,8 @@ impl RawHead {
     }
 
     /// The fields, in order and case, sharing the head's bytes.
-    pub(crate) fn headers(&self) -> Headers {
-        let mut headers = Headers::for_received(self.fields.len());
-        let slice = |from: u32, len: u32| {
-            let from = from as usize;
-            self.bytes.slice(from..from + len as usize)
-        };
-        for &[name_from, name_len, value_from, value_len] in &self.fields {
-            // httparse's names are tokens: text.
-            let _ = headers.append_shared(slice(name_from, name_len), slice(value_from, value_len));
-        }
-        headers
+    pub(crate) fn into_headers(self) -> Headers {
+        Headers::from_wire(self.bytes, &self.fields)
     }
 }
 
@@ -671,17 +662,17 @@ GET /c HTTP/1.1\r\nHOST: y\r\n\r\n";
     #[test]
     fn pipelined_requests_keep_case_and_order_across_bodies() {
         let heads = fed(Side::Requests, &[PIPELINED]);
-        let first = heads.take_request("POST", 5).unwrap().headers();
+        let first = heads.take_request("POST", 5).unwrap().into_headers();
         assert_eq!(
             names(&first),
             ["Host", "X-B", "x-a", "X-B", "Content-Length"]
         );
-        let values: Vec<&[u8]> = first.iter().map(|(_, v)| &v[..]).collect();
+        let values: Vec<&[u8]> = first.iter().map(|(_, v)| v).collect();
         assert_eq!(values, [&b"x"[..], b"1", b"2", b"3", b"5"]);
-        let second = heads.take_request("GET", 2).unwrap().headers();
+        let second = heads.take_request("GET", 2).unwrap().into_headers();
         assert_eq!(names(&second), ["Host", "Transfer-Encoding"]);
         assert_eq!(
-            names(&heads.take_request("GET", 1).unwrap().headers()),
+            names(&heads.take_request("GET", 1).unwrap().into_headers()),
             ["HOST"]
         );
     }
@@ -690,7 +681,7 @@ GET /c HTTP/1.1\r\nHOST: y\r\n\r\n";
     fn a_head_after_blank_lines_still_agrees_on_its_method() {
         let heads = fed(Side::Requests, &[b"\r\nPUT /x HTTP/1.1\r\nA: 1\r\n\r\n"]);
         let head = heads.take_request("PUT", 1).unwrap();
-        assert_eq!(names(&head.headers()), ["A"]);
+        assert_eq!(names(&head.into_headers()), ["A"]);
     }
 
     #[test]
@@ -734,7 +725,7 @@ GET /c HTTP/1.1\r\nHOST: y\r\n\r\n";
         heads.wrote(b"GET / HTTP/1.1\r\n\r\n");
         heads.read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
         assert!(heads.take_response(200, 2).is_some());
-        let second = heads.take_response(200, 4).unwrap().headers();
+        let second = heads.take_response(200, 4).unwrap().into_headers();
         assert_eq!(
             names(&second),
             ["Set-Cookie", "X", "Set-Cookie", "Content-Length"]

@@ -1059,7 +1059,7 @@ fn content_types(headers: &Headers) -> impl Iterator<Item = &[u8]> {
     headers
         .iter()
         .filter(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| &value[..])
+        .map(|(_, value)| value)
 }
 
 /// mitmproxy's `default_port`.

@@ -424,8 +424,8 @@ fn migrate(version: u32, mut record: Value) -> Result<Value, String> {
 fn headers_value(headers: &Headers) -> Value {
     Value::List(
         headers
-            .iter()
-            .map(|(n, v)| Value::List(vec![Value::str(n), Value::Bytes(v.clone())]))
+            .iter_shared()
+            .map(|(n, v)| Value::List(vec![Value::str(n), Value::Bytes(v)]))
             .collect(),
     )
 }

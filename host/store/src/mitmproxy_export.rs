@@ -105,8 +105,8 @@ fn bytes(text: &str) -> Value {
 fn fields(headers: &Headers) -> Value {
     Value::List(
         headers
-            .iter()
-            .map(|(name, value)| Value::List(vec![bytes(name), Value::Bytes(value.clone())]))
+            .iter_shared()
+            .map(|(name, value)| Value::List(vec![bytes(name), Value::Bytes(value)]))
             .collect(),
     )
 }
