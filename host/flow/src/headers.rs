@@ -300,6 +300,17 @@ impl Headers {
         )
     }
 
+    /// Where the first field's name lies in memory (0 with no field): while
+    /// that field is as it came, the address of its head's bytes, which
+    /// only lists made from that head hold ([`Headers::mark_received`]'s
+    /// `head`). Not through [`Headers::iter`], which checks the name is
+    /// text.
+    pub fn first_name_address(&self) -> usize {
+        self.fields
+            .first()
+            .map_or(0, |f| f.name(&self.head).as_ptr() as usize)
+    }
+
     /// Fields from `index` on may no longer be as they came.
     fn touched_from(&mut self, index: usize) {
         if let Some(received) = &mut self.received {

@@ -472,10 +472,7 @@ pub fn received(map: HeaderMap, wire: Option<RawHead>) -> (Headers, ReceivedHead
     // Named by where the first name lives: a buffer only these fields
     // hold while that field is as it came (an empty list names nothing
     // that could differ).
-    let head = headers
-        .iter()
-        .next()
-        .map_or(0, |(n, _)| n.as_ptr() as usize);
+    let head = headers.first_name_address();
     headers.mark_received(head);
     (headers, ReceivedHead { map, head })
 }
