@@ -124,52 +124,90 @@ fn received_headers<'a>(
     if trailers.is_some_and(|t| !t.is_empty()) {
         return None;
     }
-    if appended.clone().next().is_some() && !appendable(&parsed, appended.clone()) {
+    let forwarded = forward(parsed);
+    if appended.clone().next().is_some() && !forwarded.takes(appended.clone()) {
         return None;
     }
-    let framed = parsed.contains_key(CONTENT_LENGTH) || parsed.contains_key(TRANSFER_ENCODING);
-    let mut map = forwarded_headers(parsed);
+    let mut map = forwarded.map;
     for (name, value) in appended {
         let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
         let value = http::HeaderValue::from_maybe_shared(value).ok()?;
         map.try_append(name, value).ok()?;
     }
     if let (Body::Buffered(held), false) = (body, body_has_no_content)
-        && (!held.is_empty() || framed)
+        && (!held.is_empty() || forwarded.framed)
+        && !has_length(&map, held.len())
     {
         map.insert(CONTENT_LENGTH, held.len().into());
     }
     Some(map)
 }
 
-/// True when `appended` can follow `parsed`'s fields as the flow's copy
-/// would send them: none of them frames the message or is hop-by-hop, all
-/// fit the limits, and no `te: trailers` is to go after them
-/// (`keep_te_trailers` puts it after every other field).
-fn appendable<'a>(parsed: &HeaderMap, appended: impl Iterator<Item = (&'a str, Bytes)>) -> bool {
-    if parsed.contains_key(TE) {
+/// True when `map`'s one `content-length` is `length` as
+/// `HeaderValue::from(length)` writes it: inserting it again would change
+/// nothing (the server's length, for a body a plugin left alone).
+fn has_length(map: &HeaderMap, length: usize) -> bool {
+    let mut values = map.get_all(CONTENT_LENGTH).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
         return false;
-    }
-    // What the flow's conversion leaves out (the framing included), and
-    // `Trailer`, which it rewrites.
-    let left_out = LeftOut {
-        named_in_connection: named_in_connection(parsed.get_all(CONNECTION).iter()),
-        transfer_encoding: true,
-        content_length: true,
     };
-    let (mut count, mut bytes) = (parsed.len(), 0);
-    for (name, value) in appended {
-        if left_out.leaves_out(name) || name.eq_ignore_ascii_case(TRAILER.as_str()) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = length;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    value.as_bytes() == &digits[at..]
+}
+
+/// A message's fields as [`forwarded_headers`] leaves them, and what it
+/// learnt of them as they came, which [`received_headers`] reads again
+/// instead of looking it up a second time.
+struct Forwarded {
+    map: HeaderMap,
+    /// Fields, and bytes of names and values, as they came (bytes only
+    /// counted up to [`MAX_FIELDS`] fields: past it, `usize::MAX`).
+    fields: usize,
+    bytes: usize,
+    /// It had `content-length` or `transfer-encoding`.
+    framed: bool,
+    /// It had a `te` field.
+    te: bool,
+    /// The names its `Connection` field lists.
+    named_in_connection: Vec<String>,
+}
+
+impl Forwarded {
+    /// True when `appended` can follow the fields as the flow's copy
+    /// would send them: none of them frames the message or is hop-by-hop,
+    /// all fit the limits, and no `te: trailers` is to go after them
+    /// (`keep_te_trailers` puts it after every other field).
+    fn takes<'a>(&self, appended: impl Iterator<Item = (&'a str, Bytes)>) -> bool {
+        if self.te {
             return false;
         }
-        count += 1;
-        bytes += name.len() + value.len();
+        // What the flow's conversion leaves out (the framing included), and
+        // `Trailer`, which it rewrites.
+        let (mut count, mut bytes) = (self.fields, self.bytes);
+        for (name, value) in appended {
+            if is_hop_by_hop(name.as_bytes())
+                || listed_in(&self.named_in_connection, name)
+                || [TRANSFER_ENCODING, CONTENT_LENGTH, TRAILER]
+                    .iter()
+                    .any(|framing| name.eq_ignore_ascii_case(framing.as_str()))
+            {
+                return false;
+            }
+            count += 1;
+            bytes = bytes.saturating_add(name.len() + value.len());
+        }
+        count <= MAX_FIELDS && bytes <= MAX_HEADER_BYTES
     }
-    bytes += parsed
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len())
-        .sum::<usize>();
-    count <= MAX_FIELDS && bytes <= MAX_HEADER_BYTES
 }
 
 /// The fields a message loses on its way through (besides hop-by-hop
@@ -203,10 +241,13 @@ impl LeftOut {
 
     /// Whether the message's `Connection` lists `name`.
     fn listed_in_connection(&self, name: &str) -> bool {
-        self.named_in_connection
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(name))
+        listed_in(&self.named_in_connection, name)
     }
+}
+
+/// Whether `name` is one of `named` (a `Connection` field's names).
+fn listed_in(named: &[String], name: &str) -> bool {
+    named.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// The names listed in `Connection` values.
@@ -278,12 +319,21 @@ fn keep_te_trailers(map: &mut HeaderMap) {
 /// the fields go on the wire as [`outgoing_headers`] would send the flow's
 /// copy of them: the same names in the same case, in the same order.
 pub fn forwarded_headers(map: HeaderMap) -> HeaderMap {
-    let bytes = || {
+    forward(map).map
+}
+
+/// [`forwarded_headers`], with what it learnt of the fields on its way.
+#[inline]
+fn forward(map: HeaderMap) -> Forwarded {
+    let fields = map.len();
+    let bytes = if fields <= MAX_FIELDS {
         map.iter()
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum::<usize>()
+    } else {
+        usize::MAX
     };
-    let fits = map.len() <= MAX_FIELDS && bytes() <= MAX_HEADER_BYTES;
+    let fits = fields <= MAX_FIELDS && bytes <= MAX_HEADER_BYTES;
     // One pass over the few names, not a hashed look-up of each of nine.
     let (mut hop_by_hop, mut chunked, mut length) = (false, false, false);
     for name in map.keys() {
@@ -291,29 +341,39 @@ pub fn forwarded_headers(map: HeaderMap) -> HeaderMap {
         chunked |= name == TRANSFER_ENCODING;
         length |= name == CONTENT_LENGTH;
     }
-    let length_beside_chunked = chunked && length;
-    if fits && !hop_by_hop && !length_beside_chunked {
-        // `Connection` is hop-by-hop: with none, no name is listed in one.
-        return map;
-    }
-    let left_out = LeftOut {
-        named_in_connection: named_in_connection(map.get_all(CONNECTION).iter()),
-        transfer_encoding: false,
-        content_length: chunked,
-    };
-    let te_trailers = map
-        .get_all(TE)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    let mut kept = if fits && map.len() == map.keys_len() {
-        left_out_in_place(map, &left_out)
+    let (map, named_in_connection, te) = if fits && !hop_by_hop && !(chunked && length) {
+        // `Connection` and `TE` are hop-by-hop: with none, no name is
+        // listed in one, and there is no `TE`.
+        (map, Vec::new(), false)
     } else {
-        left_out_rebuilt(map, &left_out)
+        let left_out = LeftOut {
+            named_in_connection: named_in_connection(map.get_all(CONNECTION).iter()),
+            transfer_encoding: false,
+            content_length: chunked,
+        };
+        let te = map.get_all(TE);
+        let te_trailers = te
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        let te = te.iter().next().is_some();
+        let mut kept = if fits && map.len() == map.keys_len() {
+            left_out_in_place(map, &left_out)
+        } else {
+            left_out_rebuilt(map, &left_out)
+        };
+        if te_trailers {
+            keep_te_trailers(&mut kept);
+        }
+        (kept, left_out.named_in_connection, te)
     };
-    if te_trailers {
-        keep_te_trailers(&mut kept);
+    Forwarded {
+        map,
+        fields,
+        bytes,
+        framed: chunked || length,
+        te,
+        named_in_connection,
     }
-    kept
 }
 
 /// `map` without what `left_out` leaves out, in its order, where every
@@ -660,6 +720,24 @@ mod tests {
             let forwarded = forwarded_headers(map);
             assert_eq!(pairs(&forwarded), pairs(&flows), "{fields:?}");
         }
+    }
+
+    #[test]
+    fn a_length_is_the_same_only_when_written_the_same() {
+        let with = |values: &[&'static str]| {
+            let mut map = HeaderMap::new();
+            for value in values {
+                map.append(CONTENT_LENGTH, http::HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(has_length(&with(&["42"]), 42));
+        assert!(has_length(&with(&["0"]), 0));
+        assert!(has_length(&with(&["18446744073709551615"]), usize::MAX));
+        assert!(!has_length(&with(&["042"]), 42), "written otherwise");
+        assert!(!has_length(&with(&["43"]), 42));
+        assert!(!has_length(&with(&["42", "42"]), 42), "two values");
+        assert!(!has_length(&with(&[]), 0));
     }
 
     #[test]
