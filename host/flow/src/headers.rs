@@ -312,9 +312,14 @@ impl Headers {
     }
 
     /// Fields from `index` on may no longer be as they came.
+    /// Called after the change, so that a head no field lies in any more
+    /// is let go, as the slices of it were before.
     fn touched_from(&mut self, index: usize) {
         if let Some(received) = &mut self.received {
             received.untouched = received.untouched.min(index);
+        }
+        if !self.head.is_empty() && !self.fields.iter().any(|f| matches!(f, Field::InHead(_))) {
+            self.head = Bytes::new();
         }
     }
 
@@ -359,8 +364,8 @@ impl Headers {
     /// Keeps the first `len` fields and removes the rest: undoes fields
     /// added at the end (the rest are as they were).
     pub fn truncate(&mut self, len: usize) {
-        self.touched_from(len);
         self.fields.truncate(len);
+        self.touched_from(len);
     }
 
     /// True when there are no fields.
@@ -835,6 +840,12 @@ mod tests {
         changed.set("X", "y");
         let names: Vec<&str> = changed.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["Content-Type", "x", "na\u{ef}ve", "", "", ""]);
+        let mut xs = headers.clone();
+        xs.retain(|n| n == "x");
+        assert!(!xs.head.is_empty(), "both x lie in it");
+        xs.set("x", "z");
+        assert!(xs.head.is_empty(), "no field lies in the head: let go");
+        assert_eq!(xs.get("x").as_deref(), Some("z"));
         assert_eq!(
             changed.get_first("x"),
             Some(&b"y"[..]),
