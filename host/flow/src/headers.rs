@@ -110,11 +110,11 @@ fn shared_span(head: &Bytes, from: u32, len: u32) -> Bytes {
 
 impl PartialEq for Headers {
     fn eq(&self, other: &Self) -> bool {
+        let (head, other_head) = (&self.head[..], &other.head[..]);
         self.len() == other.len()
-            && self
-                .iter()
-                .zip(other.iter())
-                .all(|((n, v), (on, ov))| n == on && v == ov)
+            && self.fields.iter().zip(&other.fields).all(|(f, o)| {
+                f.name(head) == o.name(other_head) && f.value(head) == o.value(other_head)
+            })
     }
 }
 
@@ -325,14 +325,9 @@ impl Headers {
 
     /// Bytes of names and values, for the [`MAX_HEADER_BYTES`] limit.
     pub fn wire_bytes(&self) -> usize {
-        self.iter().map(|(n, v)| n.len() + v.len()).sum()
-    }
-
-    /// Bytes of names and values of every field called `name`.
-    pub fn wire_bytes_of(&self, name: &str) -> usize {
-        self.iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(n, v)| n.len() + v.len())
+        self.fields
+            .iter()
+            .map(|f| f.name(&self.head).len() + f.value(&self.head).len())
             .sum()
     }
 
@@ -673,9 +668,15 @@ mod tests {
                 h.wire_bytes(),
                 4 + 1 + 6 + 1 + 5 + 1 + 6 + 1 + 10 + 3 + 10 + 3
             );
+            // What a removal of `accept` frees: both values, either case.
+            assert_eq!(h.sizes_with("ACCEPT"), ((6, 51), (2, 6 + 1 + 6 + 1)));
+            assert_eq!(h.sizes_with("missing"), ((6, 51), (0, 0)));
         }
         let [own, from_wire] = samples();
         assert_eq!(own, from_wire, "equal whichever way they were made");
+        let mut other = from_wire.clone();
+        other.set("Host", "b");
+        assert_ne!(own, other, "a value differs");
     }
 
     #[test]

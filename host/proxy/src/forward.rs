@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpInfo;
-use witm_flow::message::{PortDigits, canonical_reason};
+use witm_flow::message::{Digits, canonical_reason};
 use witm_flow::{
     Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Headers, Request, Response,
     Route,
@@ -154,10 +154,7 @@ fn start_flow<H: FlowHooks>(
         timestamp_end: None,
         stream: false,
     };
-    if tunnel.as_ref().is_some_and(|t| t.reverse)
-        && !shared.options.keep_host_header
-        && request.headers.get("host").is_some()
-    {
+    if names_the_server(&shared, tunnel.as_deref()) && request.headers.contains("host") {
         // As mitmproxy: the server sees its own name, not the proxy's.
         let authority = request.authority();
         request.headers.set("host", authority);
@@ -301,9 +298,17 @@ impl<H: FlowHooks> PassThrough<H> {
             sent,
             route,
             via_tunnel: via_tunnel.is_some(),
-            server_host: tunnel.is_some_and(|t| t.reverse) && !shared.options.keep_host_header,
+            server_host: names_the_server(shared, tunnel),
         })
     }
+}
+
+/// True when a request's `host` is to name the server, not the proxy, as
+/// mitmproxy does for a reverse proxy unless `keep_host_header` is set:
+/// the flow's `set` ([`start_flow`]) and the pass-through's
+/// ([`with_server_host`]) alike.
+fn names_the_server<H: FlowHooks>(shared: &Shared<H>, tunnel: Option<&Tunnel>) -> bool {
+    tunnel.is_some_and(|t| t.reverse) && !shared.options.keep_host_header
 }
 
 /// `request` with the server's own name in `host`, not the proxy's, as
@@ -354,9 +359,10 @@ async fn pass_through<H: FlowHooks>(
     } = outgoing;
     let (absolute, authority) =
         (target.addressed()).map_err(|e| Failure::new(ErrorKind::Client, e))?;
-    let request = match server_host {
-        true => with_server_host(request, &authority),
-        false => request,
+    let request = if server_host {
+        with_server_host(request, &authority)
+    } else {
+        request
     };
     let link = (tunnel.as_deref().filter(|_| via_tunnel)).and_then(|t| t.link.as_ref());
     let to = Destination {
@@ -1038,7 +1044,7 @@ fn pooled_server(
     let mut address = String::with_capacity(request.host.len() + 6);
     address.push_str(&request.host);
     address.push(':');
-    address.push_str(PortDigits::new(request.port).as_str());
+    address.push_str(Digits::new(request.port.into()).as_str());
     Arc::new(witm_flow::ServerConn {
         address,
         sni: tls.then(|| request.host.clone()),

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use http::uri::Scheme;
 use http::{StatusCode, Uri};
 use witm_flow::Request;
-use witm_flow::message::{PortDigits, authority_of, default_port, url_of};
+use witm_flow::message::{Digits, authority_of, default_port, url_of};
 
 use crate::upstream::Tunnel;
 
@@ -117,7 +117,7 @@ pub(crate) fn is_url_of(uri: &Uri, parts: UrlParts<'_>) -> bool {
     if parts.port == default_port(parts.scheme) {
         return after_host.is_empty();
     }
-    after_host.as_bytes().strip_prefix(b":") == Some(PortDigits::new(parts.port).as_bytes())
+    after_host.as_bytes().strip_prefix(b":") == Some(Digits::new(parts.port.into()).as_bytes())
 }
 
 /// Where a request goes, as its flow names it.

@@ -6,6 +6,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, Method, Version};
 use witm_flow::headers::{MAX_FIELDS, MAX_HEADER_BYTES};
+use witm_flow::message::Digits;
 use witm_flow::{Body, Headers};
 
 use crate::wire_heads::{RawHead, WireHeaders};
@@ -151,18 +152,7 @@ fn has_length(map: &HeaderMap, length: usize) -> bool {
     let (Some(value), None) = (values.next(), values.next()) else {
         return false;
     };
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = length;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    value.as_bytes() == &digits[at..]
+    value.as_bytes() == Digits::new(length as u64).as_bytes()
 }
 
 /// A message's fields as [`forwarded_headers`] leaves them, and what it
@@ -178,8 +168,9 @@ struct Forwarded {
     framed: bool,
     /// It had a `te` field.
     te: bool,
-    /// The names its `Connection` field lists.
-    named_in_connection: Vec<String>,
+    /// What an appended field may not be: the flow's conversion leaves it
+    /// out (hop-by-hop, named in `Connection`, or framing).
+    left_out: LeftOut,
 }
 
 impl Forwarded {
@@ -195,12 +186,7 @@ impl Forwarded {
         // `Trailer`, which it rewrites.
         let (mut count, mut bytes) = (self.fields, self.bytes);
         for (name, value) in appended {
-            if is_hop_by_hop(name.as_bytes())
-                || listed_in(&self.named_in_connection, name)
-                || [TRANSFER_ENCODING, CONTENT_LENGTH, TRAILER]
-                    .iter()
-                    .any(|framing| name.eq_ignore_ascii_case(framing.as_str()))
-            {
+            if self.left_out.leaves_out(name) || name.eq_ignore_ascii_case(TRAILER.as_str()) {
                 return false;
             }
             count += 1;
@@ -241,13 +227,10 @@ impl LeftOut {
 
     /// Whether the message's `Connection` lists `name`.
     fn listed_in_connection(&self, name: &str) -> bool {
-        listed_in(&self.named_in_connection, name)
+        self.named_in_connection
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
     }
-}
-
-/// Whether `name` is one of `named` (a `Connection` field's names).
-fn listed_in(named: &[String], name: &str) -> bool {
-    named.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// The names listed in `Connection` values.
@@ -372,7 +355,11 @@ fn forward(map: HeaderMap) -> Forwarded {
         bytes,
         framed: chunked || length,
         te,
-        named_in_connection,
+        left_out: LeftOut {
+            named_in_connection,
+            transfer_encoding: true,
+            content_length: true,
+        },
     }
 }
 

@@ -156,8 +156,8 @@ impl types::HostHeaders for HostView<'_> {
     fn remove(&mut self, h: Resource<HeadersHandle>, name: String) -> Result<()> {
         let (m, headers) = self.headers_of(&h)?;
         if headers.contains(&name) {
-            let freed =
-                headers.wire_bytes_of(&name) + headers.get_all(&name).count() * FIELD_OVERHEAD;
+            let (_, (named, named_wire)) = headers.sizes_with(&name);
+            let freed = named_wire + named * FIELD_OVERHEAD;
             self.headers_mut_of(&h, false)?.remove(&name);
             // Removing never fails; it gives back what the plugin added.
             let _ = self.charge(m, 0, freed)?;
