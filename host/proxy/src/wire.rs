@@ -867,6 +867,13 @@ mod tests {
             h.remove("x-one");
         });
         assert_eq!(server(&removed).as_deref(), Some("a"), "{removed:?}");
+        // Another received list of as many fields in its place: its head
+        // is not this one, so it goes out as it is.
+        let replaced = out(|h| {
+            let other = map_of(&[("server", "b"), ("x-two", "2"), ("content-length", "2")]);
+            *h = received(other, None).0;
+        });
+        assert_eq!(server(&replaced).as_deref(), Some("b"), "{replaced:?}");
     }
 
     #[test]
