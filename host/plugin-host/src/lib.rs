@@ -37,6 +37,7 @@ pub mod settings;
 mod slots;
 mod state;
 mod tick;
+mod views;
 
 pub use chain::{PluginChain, StagedChain, metrics_preamble};
 pub use plugin::{LoadError, Pins, Plugin, PluginSpec, PluginStats};

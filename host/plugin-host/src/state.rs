@@ -17,12 +17,16 @@ use crate::outbound::OutboundGate;
 use crate::replay::ReplayGate;
 use crate::settings::PluginSettings;
 use crate::tick::TickPeriod;
+use crate::views::{Full, Views};
 
 /// The data of one plugin instance's store.
 pub struct StoreState {
     /// Host resources the guest holds handles to (flows during a call, the
     /// context, the guest's own responses), at most `max_handles`.
     pub(crate) table: ResourceTable,
+    /// Handles to flows' parts (requests, responses, headers), at most
+    /// `max_handles` more.
+    pub(crate) views: Views,
     /// Everything else the host methods need.
     pub(crate) host: HostState,
     /// WASI with only what the plugin's settings grant (by default nothing:
@@ -72,6 +76,7 @@ impl HostState {
 /// The view of a store the `Host*` traits are implemented on.
 pub(crate) struct HostView<'a> {
     pub(crate) table: &'a mut ResourceTable,
+    pub(crate) views: &'a mut Views,
     pub(crate) host: &'a mut HostState,
 }
 
@@ -89,6 +94,25 @@ impl HostView<'_> {
     pub(crate) fn push<T: Send + 'static>(&mut self, entry: T) -> wasmtime::Result<Resource<T>> {
         push(self.table, entry)
     }
+
+    /// Keeps a view of a flow's part (`kind` picks its slots), or ends the
+    /// call if the plugin already holds `max_handles` of them.
+    pub(crate) fn push_view<T: 'static>(
+        &mut self,
+        kind: fn(&mut Views) -> &mut crate::views::Slots<T>,
+        view: T,
+    ) -> wasmtime::Result<Resource<T>> {
+        self.views
+            .push(kind, view)
+            .map_err(|Full { most }| too_many_handles(most))
+    }
+}
+
+fn too_many_handles(most: usize) -> wasmtime::Error {
+    wasmtime::format_err!(
+        "the plugin holds too many handles ({most} at most, max_handles): it must drop the \
+         ones it no longer needs"
+    )
 }
 
 /// See [`HostView::push`]; also for lending, outside a view.
@@ -97,11 +121,7 @@ pub(crate) fn push<T: Send + 'static>(
     entry: T,
 ) -> wasmtime::Result<Resource<T>> {
     table.push(entry).map_err(|e| match e {
-        ResourceTableError::Full => wasmtime::format_err!(
-            "the plugin holds too many handles ({} at most, max_handles): it must drop the \
-             ones it no longer needs",
-            table.max_capacity()
-        ),
+        ResourceTableError::Full => too_many_handles(table.max_capacity()),
         other => other.into(),
     })
 }
@@ -133,6 +153,7 @@ impl StoreState {
         table.set_max_capacity(settings.max_handles);
         Ok(Self {
             table,
+            views: Views::new(settings.max_handles),
             wasi: wasi.build(),
             limits: GuestMemoryLimiter::new(settings.memory_bytes),
             host: HostState {
@@ -150,6 +171,7 @@ impl StoreState {
     pub(crate) fn view(&mut self) -> HostView<'_> {
         HostView {
             table: &mut self.table,
+            views: &mut self.views,
             host: &mut self.host,
         }
     }

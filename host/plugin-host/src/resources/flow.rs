@@ -25,7 +25,7 @@ impl types::HostFlow for HostView<'_> {
 
     fn request(&mut self, h: Resource<FlowEntry>) -> Result<Resource<RequestHandle>> {
         let r = self.flow_ref(&h)?;
-        self.push(RequestHandle(r))
+        self.push_view(|v| &mut v.requests, RequestHandle(r))
     }
 
     fn response(&mut self, h: Resource<FlowEntry>) -> Result<Option<Resource<ResponseHandle>>> {
@@ -33,7 +33,10 @@ impl types::HostFlow for HostView<'_> {
         if self.flow(r)?.response.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.push(ResponseHandle::OfFlow(r))?))
+        Ok(Some(self.push_view(
+            |v| &mut v.responses,
+            ResponseHandle::OfFlow(r),
+        )?))
     }
 
     fn set_response(
@@ -44,7 +47,11 @@ impl types::HostFlow for HostView<'_> {
         let r = self.flow_ref(&h)?;
         // A response the plugin made brings its charge along; a copy of
         // another flow's response is charged here.
-        let (new, charged) = match self.table.delete(response).map_err(|_| stale())? {
+        let (new, charged) = match self
+            .views
+            .remove(|v| &mut v.responses, &response)
+            .ok_or_else(stale)?
+        {
             ResponseHandle::Detached {
                 response, charged, ..
             } => (*response, charged),

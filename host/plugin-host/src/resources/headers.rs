@@ -43,7 +43,7 @@ impl HostView<'_> {
     fn headers_of(&self, h: &Resource<HeadersHandle>) -> Result<(MessageRef, &Headers)> {
         /// What a view of trailers shows when the message has none.
         static NONE: Headers = Headers::new();
-        let handle = self.table.get(h).map_err(|_| stale())?;
+        let handle = self.views.headers.get(h).ok_or_else(stale)?;
         let (m, trailers) = (handle.message, handle.trailers);
         let message = self.message(m)?;
         Ok((
@@ -62,7 +62,7 @@ impl HostView<'_> {
         h: &Resource<HeadersHandle>,
         adds_only: bool,
     ) -> Result<&mut Headers> {
-        let handle = self.table.get(h).map_err(|_| stale())?;
+        let handle = self.views.headers.get(h).ok_or_else(stale)?;
         let (m, trailers) = (handle.message, handle.trailers);
         if let (MessageRef::Response(r), false) = (m, trailers) {
             return self.flow_response_headers_mut(r, adds_only);
@@ -175,7 +175,7 @@ impl types::HostHeaders for HostView<'_> {
     }
 
     fn drop(&mut self, h: Resource<HeadersHandle>) -> Result<()> {
-        self.table.delete(h)?;
+        self.views.remove(|v| &mut v.headers, &h);
         Ok(())
     }
 }

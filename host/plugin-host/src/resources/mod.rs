@@ -360,8 +360,12 @@ impl HostView<'_> {
     }
 
     fn detached(&self, rep: u32, generation: u64) -> Result<&Response> {
-        match self.table.get(&Resource::<ResponseHandle>::new_borrow(rep)) {
-            Ok(ResponseHandle::Detached {
+        match self
+            .views
+            .responses
+            .get(&Resource::<ResponseHandle>::new_borrow(rep))
+        {
+            Some(ResponseHandle::Detached {
                 response,
                 generation: g,
                 ..
@@ -372,10 +376,11 @@ impl HostView<'_> {
 
     fn detached_mut(&mut self, rep: u32, generation: u64) -> Result<(&mut Response, &mut usize)> {
         match self
-            .table
+            .views
+            .responses
             .get_mut(&Resource::<ResponseHandle>::new_borrow(rep))
         {
-            Ok(ResponseHandle::Detached {
+            Some(ResponseHandle::Detached {
                 response,
                 generation: g,
                 charged,
@@ -386,7 +391,7 @@ impl HostView<'_> {
 
     /// What a response handle names.
     fn response_ref(&self, handle: &Resource<ResponseHandle>) -> Result<MessageRef> {
-        Ok(match self.table.get(handle).map_err(|_| stale())? {
+        Ok(match self.views.responses.get(handle).ok_or_else(stale)? {
             ResponseHandle::OfFlow(r) => MessageRef::Response(*r),
             ResponseHandle::Detached { generation, .. } => MessageRef::Detached {
                 rep: handle.rep(),

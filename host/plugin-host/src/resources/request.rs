@@ -10,7 +10,7 @@ use crate::state::HostView;
 
 impl HostView<'_> {
     fn request_flow(&self, h: &Resource<RequestHandle>) -> Result<FlowRef> {
-        Ok(self.table.get(h).map_err(|_| stale())?.0)
+        Ok(self.views.requests.get(h).ok_or_else(stale)?.0)
     }
 
     fn request(&self, h: &Resource<RequestHandle>) -> Result<&witm_flow::Request> {
@@ -100,12 +100,12 @@ impl types::HostRequest for HostView<'_> {
 
     fn headers(&mut self, h: Resource<RequestHandle>) -> Result<Resource<HeadersHandle>> {
         let m = self.request_message(&h)?;
-        self.push(HeadersHandle::headers(m))
+        self.push_view(|v| &mut v.headers, HeadersHandle::headers(m))
     }
 
     fn trailers(&mut self, h: Resource<RequestHandle>) -> Result<Resource<HeadersHandle>> {
         let m = self.request_message(&h)?;
-        self.push(HeadersHandle::trailers(m))
+        self.push_view(|v| &mut v.headers, HeadersHandle::trailers(m))
     }
 
     fn body(&mut self, h: Resource<RequestHandle>) -> HostResult<Vec<u8>> {
@@ -176,7 +176,7 @@ impl types::HostRequest for HostView<'_> {
     }
 
     fn drop(&mut self, h: Resource<RequestHandle>) -> Result<()> {
-        self.table.delete(h)?;
+        self.views.remove(|v| &mut v.requests, &h);
         Ok(())
     }
 }

@@ -67,11 +67,14 @@ impl types::HostResponse for HostView<'_> {
             );
         }
         let generation = self.host.generation();
-        let pushed = self.push(ResponseHandle::Detached {
-            response: Box::new(response),
-            generation,
-            charged: held,
-        });
+        let pushed = self.push_view(
+            |v| &mut v.responses,
+            ResponseHandle::Detached {
+                response: Box::new(response),
+                generation,
+                charged: held,
+            },
+        );
         if pushed.is_err() {
             self.host.budget.release(held);
         }
@@ -106,12 +109,12 @@ impl types::HostResponse for HostView<'_> {
 
     fn headers(&mut self, h: Resource<ResponseHandle>) -> Result<Resource<HeadersHandle>> {
         let m = self.response_ref(&h)?;
-        self.push(HeadersHandle::headers(m))
+        self.push_view(|v| &mut v.headers, HeadersHandle::headers(m))
     }
 
     fn trailers(&mut self, h: Resource<ResponseHandle>) -> Result<Resource<HeadersHandle>> {
         let m = self.response_ref(&h)?;
-        self.push(HeadersHandle::trailers(m))
+        self.push_view(|v| &mut v.headers, HeadersHandle::trailers(m))
     }
 
     fn body(&mut self, h: Resource<ResponseHandle>) -> HostResult<Vec<u8>> {
@@ -165,7 +168,9 @@ impl types::HostResponse for HostView<'_> {
     }
 
     fn drop(&mut self, h: Resource<ResponseHandle>) -> Result<()> {
-        if let ResponseHandle::Detached { charged, .. } = self.table.delete(h)? {
+        if let Some(ResponseHandle::Detached { charged, .. }) =
+            self.views.remove(|v| &mut v.responses, &h)
+        {
             self.host.budget.release(charged);
         }
         Ok(())

@@ -1,0 +1,216 @@
+//! Handles to a flow's parts — its request, a response, a message's
+//! headers — kept in typed slots of their own rather than in the store's
+//! [`ResourceTable`](wasmtime::component::ResourceTable).
+//!
+//! The table boxes every entry as a `dyn Any`: an allocation when a handle
+//! is made, a free when it is dropped, and a type check at each use. These
+//! handles are a few bytes each and the most often made — add-header makes
+//! two per response (`response`, `headers`), ~1,000 instructions of the
+//! table's work per event (`bench/instructions.sh`). Here a handle's rep is
+//! its slot's index; a dropped handle's slot is reused by the next one.
+//!
+//! Bounded like the table: at most `max_handles` views at a time across the
+//! three kinds (the table's other entries have a bound of their own), and a
+//! plugin past it gets the same error.
+
+use wasmtime::component::Resource;
+
+use crate::resources::{HeadersHandle, RequestHandle, ResponseHandle};
+
+/// The views one store's guest holds.
+pub(crate) struct Views {
+    pub(crate) requests: Slots<RequestHandle>,
+    pub(crate) responses: Slots<ResponseHandle>,
+    pub(crate) headers: Slots<HeadersHandle>,
+    /// Views held, of all three kinds.
+    live: usize,
+    /// Most views held at once (`max_handles`).
+    most: usize,
+}
+
+/// The guest holds `most` views already.
+#[derive(Debug)]
+pub(crate) struct Full {
+    pub(crate) most: usize,
+}
+
+/// One kind of view, by slot.
+pub(crate) struct Slots<T> {
+    slots: Vec<Slot<T>>,
+    /// The first free slot; each free slot names the next.
+    free: Option<u32>,
+}
+
+enum Slot<T> {
+    Taken(T),
+    Free(Option<u32>),
+}
+
+impl Views {
+    pub(crate) fn new(most: usize) -> Self {
+        Self {
+            requests: Slots::default(),
+            responses: Slots::default(),
+            headers: Slots::default(),
+            live: 0,
+            most,
+        }
+    }
+
+    /// Keeps `view` in its kind's slots (`kind` picks them), as a handle
+    /// the guest owns.
+    pub(crate) fn push<T: 'static>(
+        &mut self,
+        kind: fn(&mut Self) -> &mut Slots<T>,
+        view: T,
+    ) -> Result<Resource<T>, Full> {
+        if self.live >= self.most {
+            return Err(Full { most: self.most });
+        }
+        let rep = kind(self).put(view);
+        self.live += 1;
+        Ok(Resource::new_own(rep))
+    }
+
+    /// Takes the view `handle` names out of its slots (the guest dropped
+    /// it, or gave it to a flow).
+    pub(crate) fn remove<T: 'static>(
+        &mut self,
+        kind: fn(&mut Self) -> &mut Slots<T>,
+        handle: &Resource<T>,
+    ) -> Option<T> {
+        let view = kind(self).take(handle.rep())?;
+        self.live -= 1;
+        Some(view)
+    }
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: None,
+        }
+    }
+}
+
+impl<T: 'static> Slots<T> {
+    /// The view `handle` names, if it is held.
+    pub(crate) fn get(&self, handle: &Resource<T>) -> Option<&T> {
+        match self.slots.get(handle.rep() as usize)? {
+            Slot::Taken(view) => Some(view),
+            Slot::Free(_) => None,
+        }
+    }
+
+    /// The view `handle` names, to change.
+    pub(crate) fn get_mut(&mut self, handle: &Resource<T>) -> Option<&mut T> {
+        match self.slots.get_mut(handle.rep() as usize)? {
+            Slot::Taken(view) => Some(view),
+            Slot::Free(_) => None,
+        }
+    }
+
+    fn put(&mut self, view: T) -> u32 {
+        match self.free {
+            Some(rep) => {
+                let slot = &mut self.slots[rep as usize];
+                if let Slot::Free(next) = *slot {
+                    self.free = next;
+                }
+                *slot = Slot::Taken(view);
+                rep
+            }
+            None => {
+                // `Views::most` bounds the slots far below `u32::MAX`.
+                let rep = self.slots.len() as u32;
+                self.slots.push(Slot::Taken(view));
+                rep
+            }
+        }
+    }
+
+    fn take(&mut self, rep: u32) -> Option<T> {
+        let slot = self.slots.get_mut(rep as usize)?;
+        if let Slot::Free(_) = slot {
+            return None;
+        }
+        match std::mem::replace(slot, Slot::Free(self.free)) {
+            Slot::Taken(view) => {
+                self.free = Some(rep);
+                Some(view)
+            }
+            Slot::Free(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::MessageRef;
+
+    /// Views come back as they went in, a dropped one's slot is reused,
+    /// and a dropped or never-made handle names nothing.
+    #[test]
+    fn views_are_kept_and_their_slots_reused() {
+        let mut slots = Slots::<u32>::default();
+        let handle = |rep| Resource::<u32>::new_own(rep);
+        let (a, b, c) = (slots.put(1), slots.put(2), slots.put(3));
+        assert_eq!(slots.get(&handle(b)), Some(&2));
+        assert_eq!(slots.take(b), Some(2));
+        assert_eq!(
+            slots.get(&handle(b)),
+            None,
+            "a dropped handle names nothing"
+        );
+        assert_eq!(slots.take(b), None, "nor can it be dropped twice");
+        assert_eq!(slots.put(4), b, "the freed slot is reused");
+        assert_eq!(slots.get(&handle(99)), None);
+        assert_eq!(slots.take(99), None);
+        *slots.get_mut(&handle(a)).unwrap() = 10;
+        assert_eq!(
+            [a, b, c].map(|rep| slots.get(&handle(rep)).copied()),
+            [Some(10), Some(4), Some(3)]
+        );
+        // Freed in any order, every slot is found again before a new one.
+        for rep in [c, a, b] {
+            slots.take(rep).unwrap();
+        }
+        let mut again = [slots.put(0), slots.put(0), slots.put(0)];
+        again.sort_unstable();
+        assert_eq!(again, [0, 1, 2]);
+        assert_eq!(slots.put(0), 3);
+    }
+
+    /// No more than `most` views are held at once, of all kinds together;
+    /// a dropped one makes room.
+    #[test]
+    fn views_are_bounded_across_kinds() {
+        let mut views = Views::new(3);
+        let view = || {
+            HeadersHandle::headers(MessageRef::Detached {
+                rep: 0,
+                generation: 0,
+            })
+        };
+        let response = || ResponseHandle::Detached {
+            response: Box::new(witm_flow::Response::make(
+                200,
+                witm_flow::Headers::new(),
+                "",
+            )),
+            generation: 0,
+            charged: 0,
+        };
+        let first = views.push(|v| &mut v.headers, view()).unwrap();
+        views.push(|v| &mut v.headers, view()).unwrap();
+        views.push(|v| &mut v.responses, response()).unwrap();
+        assert!(views.push(|v| &mut v.headers, view()).is_err());
+        assert!(views.push(|v| &mut v.responses, response()).is_err());
+        assert!(views.remove(|v| &mut v.headers, &first).is_some());
+        assert!(views.remove(|v| &mut v.headers, &first).is_none());
+        views.push(|v| &mut v.headers, view()).unwrap();
+        assert!(views.push(|v| &mut v.headers, view()).is_err());
+    }
+}
