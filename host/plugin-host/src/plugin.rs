@@ -133,7 +133,7 @@ impl Delivery<'_> {
     }
 }
 
-/// The table entries lent for one call.
+/// The handles lent for one call.
 #[derive(Default)]
 struct Lent {
     flow: Option<Resource<FlowEntry>>,
@@ -148,16 +148,17 @@ fn borrow<T: 'static>(lent: &Option<Resource<T>>) -> Resource<T> {
     Resource::new_borrow(lent.as_ref().expect("lent for this event").rep())
 }
 
-/// Moves (the flow) or shares (connections) what `event` carries into the table.
+/// Moves (the flow, into the views: [`crate::views`]) or shares (connections)
+/// what `event` carries into the store.
 fn lend(state: &mut StoreState, event: &mut Delivery<'_>, lent: &mut Lent) -> wasmtime::Result<()> {
-    let table = &mut state.table;
     if let Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _) = event {
+        // Asked before the flow leaves the proxy: a refused lend keeps it.
+        state.views.room()?;
         let generation = state.host.generation();
-        lent.flow = Some(push(
-            table,
-            FlowEntry::new(std::mem::take(*flow), generation),
-        )?);
+        let entry = FlowEntry::new(std::mem::take(*flow), generation);
+        lent.flow = Some(state.view().push_view(|v| &mut v.flows, entry)?);
     }
+    let table = &mut state.table;
     match event {
         Delivery::Conn(_, conn) | Delivery::ClientHello(conn, _) => {
             lent.conn = Some(push(table, ClientConnHandle(Arc::clone(conn)))?);
@@ -179,7 +180,7 @@ fn lend(state: &mut StoreState, event: &mut Delivery<'_>, lent: &mut Lent) -> wa
     Ok(())
 }
 
-/// Takes back what [`lend`] put in the table: the flow as the plugin left
+/// Takes back what [`lend`] put in the store: the flow as the plugin left
 /// it (or as it was, if the call failed); the hello or message changes only
 /// if the call succeeded.
 fn take_back(
@@ -190,16 +191,14 @@ fn take_back(
     failed: bool,
 ) {
     if let Some(handle) = lent.flow {
-        match (state.table.delete(handle), &mut *event) {
-            (Ok(entry), Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _)) => {
+        match (state.views.remove(|v| &mut v.flows, &handle), &mut *event) {
+            (Some(entry), Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _)) => {
                 // Back to the proxy: what the plugin added is no longer held
                 // for it.
                 state.host.budget.release(entry.charged);
                 **flow = entry.into_flow(failed)
             }
-            (Err(e), _) => {
-                tracing::error!(plugin = %plugin, "the flow lent to the plugin is lost: {e}")
-            }
+            (None, _) => tracing::error!(plugin = %plugin, "the flow lent to the plugin is lost"),
             _ => {}
         }
     }
@@ -1082,4 +1081,57 @@ fn events_from_wit(events: types::Events) -> Events {
     .into_iter()
     .filter(|(wit, _)| events.contains(*wit))
     .fold(Events::NONE, |all, (_, ours)| all | ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use witm_flow::testing::tflow;
+
+    /// A store for `settings` with nothing granted, as an instance has.
+    fn store_state(settings: PluginSettings) -> StoreState {
+        let settings = Arc::new(settings);
+        let own_ports: Arc<[u16]> = Arc::from([]);
+        let shared = Shared {
+            kv: KvStore::default(),
+            log: Arc::new(LogBudget::new("test", &settings)),
+            replay: Arc::new(ReplayGate::new(Arc::default(), own_ports.clone())),
+            outbound: Arc::new(OutboundGate::new(Arc::default(), own_ports, Arc::default())),
+            tick: Arc::default(),
+        };
+        StoreState::new(settings, shared).unwrap()
+    }
+
+    /// When the plugin holds all the handles it may, the flow it cannot be
+    /// lent stays with the proxy as it was (the call fails), not emptied.
+    #[test]
+    fn a_flow_that_cannot_be_lent_is_kept() {
+        let mut state = store_state(PluginSettings {
+            max_handles: 1,
+            ..PluginSettings::default()
+        });
+        let kept = witm_flow::Response::make(200, witm_flow::Headers::new(), "");
+        state
+            .view()
+            .push_view(
+                |v| &mut v.responses,
+                crate::resources::ResponseHandle::Detached {
+                    response: Box::new(kept),
+                    generation: 0,
+                    charged: 0,
+                },
+            )
+            .unwrap();
+        let mut flow = tflow("http://example.com/kept");
+        let id = flow.id.clone();
+        let mut event = Delivery::Flow(FlowEvent::Request, &mut flow);
+        let mut lent = Lent::default();
+        let refused = lend(&mut state, &mut event, &mut lent).unwrap_err();
+        assert!(
+            refused.to_string().contains("too many handles"),
+            "{refused}"
+        );
+        take_back("test", &mut state, &mut event, lent, true);
+        assert_eq!((flow.id, flow.request.path.as_str()), (id, "/kept"));
+    }
 }

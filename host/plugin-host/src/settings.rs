@@ -37,9 +37,9 @@ pub struct PluginSettings {
     pub host_memory_bytes: usize,
     /// Bytes of keys and values in the plugin's key-value store.
     pub kv_bytes: usize,
-    /// Handles one instance may hold at once, of each kind: views of flows'
-    /// parts (requests, responses, headers) and every
-    /// other handle (the store's resource table).
+    /// Handles one instance may hold at once, of each kind: flows and their
+    /// parts (requests, responses, headers), and every other handle (the
+    /// store's resource table: connections, the context).
     pub max_handles: usize,
     /// Log output (`context.log`, stdout, stderr) the plugin may write per
     /// second, with bursts of four times as much; the rest is dropped and

@@ -21,11 +21,11 @@ use crate::views::{Full, Views};
 
 /// The data of one plugin instance's store.
 pub struct StoreState {
-    /// Host resources the guest holds handles to (flows during a call, the
-    /// context, the guest's own responses), at most `max_handles`.
+    /// Host resources the guest holds handles to, but for flows and their
+    /// parts (connections, the context), at most `max_handles`.
     pub(crate) table: ResourceTable,
-    /// Handles to flows' parts (requests, responses, headers), at most
-    /// `max_handles` more.
+    /// Flows (lent for a call, or duplicated) and handles to their parts
+    /// (requests, responses, headers), at most `max_handles` more.
     pub(crate) views: Views,
     /// Everything else the host methods need.
     pub(crate) host: HostState,
@@ -99,20 +99,11 @@ impl HostView<'_> {
     /// call if the plugin already holds `max_handles` of them.
     pub(crate) fn push_view<T: 'static>(
         &mut self,
-        kind: fn(&mut Views) -> &mut crate::views::Slots<T>,
+        kind: fn(&mut Views) -> &mut crate::views::ViewSlots<T>,
         view: T,
     ) -> wasmtime::Result<Resource<T>> {
-        self.views
-            .push(kind, view)
-            .map_err(|Full { most }| too_many_handles(most))
+        Ok(self.views.push(kind, view)?)
     }
-}
-
-fn too_many_handles(most: usize) -> wasmtime::Error {
-    wasmtime::format_err!(
-        "the plugin holds too many handles ({most} at most, max_handles): it must drop the \
-         ones it no longer needs"
-    )
 }
 
 /// See [`HostView::push`]; also for lending, outside a view.
@@ -121,7 +112,10 @@ pub(crate) fn push<T: Send + 'static>(
     entry: T,
 ) -> wasmtime::Result<Resource<T>> {
     table.push(entry).map_err(|e| match e {
-        ResourceTableError::Full => too_many_handles(table.max_capacity()),
+        ResourceTableError::Full => Full {
+            most: table.max_capacity(),
+        }
+        .into(),
         other => other.into(),
     })
 }

@@ -1,41 +1,56 @@
-//! Handles to a flow's parts — its request, a response, a message's
+//! Flows and handles to their parts — a request, a response, a message's
 //! headers — kept in typed slots of their own rather than in the store's
 //! [`ResourceTable`](wasmtime::component::ResourceTable).
 //!
 //! The table boxes every entry as a `dyn Any`: an allocation when a handle
-//! is made, a free when it is dropped, and a type check at each use. These
-//! handles are a few bytes each and the most often made — add-header makes
-//! two per response (`response`, `headers`), ~1,000 instructions of the
-//! table's work per event (`bench/instructions.sh`). Here a handle's rep is
+//! is made, a copy into it, a free when it is dropped, and a type check at
+//! each use. These are the handles every flow event makes: the lent flow,
+//! and add-header's `response` and `headers` (~800 instructions of the
+//! table's work per event, `bench/instructions.sh`). Here a handle's rep is
 //! its slot's index; a dropped handle's slot is reused by the next one.
 //!
-//! Bounded like the table: at most `max_handles` views at a time across the
-//! three kinds (the table's other entries have a bound of their own), and a
-//! plugin past it gets the same error.
+//! Bounded like the table: at most `max_handles` of these at a time across
+//! the four kinds (the table's other entries, connections and the context,
+//! have a bound of their own), and a plugin past it gets the same error.
 
 use wasmtime::component::Resource;
 
-use crate::resources::{HeadersHandle, RequestHandle, ResponseHandle};
+use crate::resources::{FlowEntry, HeadersHandle, RequestHandle, ResponseHandle};
 
 /// The views one store's guest holds.
 pub(crate) struct Views {
-    pub(crate) requests: Slots<RequestHandle>,
-    pub(crate) responses: Slots<ResponseHandle>,
-    pub(crate) headers: Slots<HeadersHandle>,
-    /// Views held, of all three kinds.
+    /// Flows lent for an event, and the guest's duplicates.
+    pub(crate) flows: ViewSlots<FlowEntry>,
+    pub(crate) requests: ViewSlots<RequestHandle>,
+    pub(crate) responses: ViewSlots<ResponseHandle>,
+    pub(crate) headers: ViewSlots<HeadersHandle>,
+    /// Views held, of all four kinds.
     live: usize,
     /// Most views held at once (`max_handles`).
     most: usize,
 }
 
-/// The guest holds `most` views already.
+/// The guest holds `most` handles of a kind already.
 #[derive(Debug)]
 pub(crate) struct Full {
     pub(crate) most: usize,
 }
 
+impl std::fmt::Display for Full {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the plugin holds too many handles ({} at most, max_handles): it must drop the \
+             ones it no longer needs",
+            self.most
+        )
+    }
+}
+
+impl std::error::Error for Full {}
+
 /// One kind of view, by slot.
-pub(crate) struct Slots<T> {
+pub(crate) struct ViewSlots<T> {
     slots: Vec<Slot<T>>,
     /// The first free slot; each free slot names the next.
     free: Option<u32>,
@@ -49,9 +64,10 @@ enum Slot<T> {
 impl Views {
     pub(crate) fn new(most: usize) -> Self {
         Self {
-            requests: Slots::default(),
-            responses: Slots::default(),
-            headers: Slots::default(),
+            flows: ViewSlots::default(),
+            requests: ViewSlots::default(),
+            responses: ViewSlots::default(),
+            headers: ViewSlots::default(),
             live: 0,
             most,
         }
@@ -61,22 +77,29 @@ impl Views {
     /// the guest owns.
     pub(crate) fn push<T: 'static>(
         &mut self,
-        kind: fn(&mut Self) -> &mut Slots<T>,
+        kind: fn(&mut Self) -> &mut ViewSlots<T>,
         view: T,
     ) -> Result<Resource<T>, Full> {
-        if self.live >= self.most {
-            return Err(Full { most: self.most });
-        }
+        self.room()?;
         let rep = kind(self).put(view);
         self.live += 1;
         Ok(Resource::new_own(rep))
+    }
+
+    /// Whether one more view may be kept: asked before a flow is moved
+    /// into a view, so that a refusal does not lose it.
+    pub(crate) fn room(&self) -> Result<(), Full> {
+        match self.live < self.most {
+            true => Ok(()),
+            false => Err(Full { most: self.most }),
+        }
     }
 
     /// Takes the view `handle` names out of its slots (the guest dropped
     /// it, or gave it to a flow).
     pub(crate) fn remove<T: 'static>(
         &mut self,
-        kind: fn(&mut Self) -> &mut Slots<T>,
+        kind: fn(&mut Self) -> &mut ViewSlots<T>,
         handle: &Resource<T>,
     ) -> Option<T> {
         let view = kind(self).take(handle.rep())?;
@@ -85,7 +108,7 @@ impl Views {
     }
 }
 
-impl<T> Default for Slots<T> {
+impl<T> Default for ViewSlots<T> {
     fn default() -> Self {
         Self {
             slots: Vec::new(),
@@ -94,7 +117,7 @@ impl<T> Default for Slots<T> {
     }
 }
 
-impl<T: 'static> Slots<T> {
+impl<T: 'static> ViewSlots<T> {
     /// The view `handle` names, if it is held.
     pub(crate) fn get(&self, handle: &Resource<T>) -> Option<&T> {
         match self.slots.get(handle.rep() as usize)? {
@@ -154,7 +177,7 @@ mod tests {
     /// and a dropped or never-made handle names nothing.
     #[test]
     fn views_are_kept_and_their_slots_reused() {
-        let mut slots = Slots::<u32>::default();
+        let mut slots = ViewSlots::<u32>::default();
         let handle = |rep| Resource::<u32>::new_own(rep);
         let (a, b, c) = (slots.put(1), slots.put(2), slots.put(3));
         assert_eq!(slots.get(&handle(b)), Some(&2));

@@ -58,7 +58,7 @@ impl types::HostContext for HostView<'_> {
         let mut entry = FlowEntry::new(copy, generation);
         entry.owned_by_guest = true;
         entry.charged = cost;
-        let pushed = self.push(entry);
+        let pushed = self.push_view(|v| &mut v.flows, entry);
         if pushed.is_err() {
             self.host.budget.release(cost);
         }

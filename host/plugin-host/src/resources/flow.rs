@@ -191,8 +191,13 @@ impl types::HostFlow for HostView<'_> {
     fn drop(&mut self, h: Resource<FlowEntry>) -> Result<()> {
         // Lent flows are only borrowed, and taken back by the host when the
         // event returns; only duplicates are the guest's to drop.
-        if self.table.get(&h).is_ok_and(|entry| entry.owned_by_guest) {
-            let entry = self.table.delete(h)?;
+        if self
+            .views
+            .flows
+            .get(&h)
+            .is_some_and(|entry| entry.owned_by_guest)
+            && let Some(entry) = self.views.remove(|v| &mut v.flows, &h)
+        {
             self.release_entry(&entry);
         }
         Ok(())

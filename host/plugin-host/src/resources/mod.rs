@@ -4,10 +4,10 @@
 //! connection and event objects, `context`), with what requests and
 //! responses share in `message`.
 //!
-//! During an event the flow is *moved* into the store's table as a
-//! [`FlowEntry`]; handles to its parts ([`RequestHandle`], [`HeadersHandle`],
-//! a flow's [`ResponseHandle`]) name that entry by table index and
-//! generation, so nothing is copied until the guest asks for it. A handle kept
+//! During an event the flow is *moved* into the store's views
+//! ([`crate::views`]) as a [`FlowEntry`]; handles to its parts
+//! ([`RequestHandle`], [`HeadersHandle`], a flow's [`ResponseHandle`]) name
+//! that entry by slot and generation, so nothing is copied until the guest asks for it. A handle kept
 //! past its event finds its entry gone (or reused under another generation)
 //! and traps with a message that says so.
 //!
@@ -195,7 +195,7 @@ impl FlowEntry {
     }
 }
 
-/// Names a [`FlowEntry`] in the table, for the flow's parts.
+/// Names a [`FlowEntry`] in the views, for the flow's parts.
 #[derive(Clone, Copy, Debug)]
 pub struct FlowRef {
     rep: u32,
@@ -312,7 +312,7 @@ impl types::Host for HostView<'_> {}
 
 impl HostView<'_> {
     fn flow_ref(&self, flow: &Resource<FlowEntry>) -> Result<FlowRef> {
-        let entry = self.table.get(flow).map_err(|_| stale())?;
+        let entry = self.views.flows.get(flow).ok_or_else(stale)?;
         Ok(FlowRef {
             rep: flow.rep(),
             generation: entry.generation,
@@ -321,17 +321,22 @@ impl HostView<'_> {
 
     fn entry_mut(&mut self, r: FlowRef) -> Result<&mut FlowEntry> {
         match self
-            .table
+            .views
+            .flows
             .get_mut(&Resource::<FlowEntry>::new_borrow(r.rep))
         {
-            Ok(entry) if entry.generation == r.generation => Ok(entry),
+            Some(entry) if entry.generation == r.generation => Ok(entry),
             _ => Err(stale()),
         }
     }
 
     fn flow(&self, r: FlowRef) -> Result<&Flow> {
-        match self.table.get(&Resource::<FlowEntry>::new_borrow(r.rep)) {
-            Ok(entry) if entry.generation == r.generation => Ok(&entry.flow),
+        match self
+            .views
+            .flows
+            .get(&Resource::<FlowEntry>::new_borrow(r.rep))
+        {
+            Some(entry) if entry.generation == r.generation => Ok(&entry.flow),
             _ => Err(stale()),
         }
     }
