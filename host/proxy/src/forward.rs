@@ -29,13 +29,14 @@ use crate::liveness::Liveness;
 use crate::onboarding;
 use crate::respond::{FlowKilled, killed, respond};
 use crate::server_events::ConnectTimes;
+use crate::server_pool::Served;
 use crate::shared::Shared;
 use crate::target::{Target, UrlParts, addressed};
 use crate::timeouts;
 use crate::upstream::{ServerLink, Tunnel};
 use crate::websocket;
 use crate::wire::{self, ReceivedHead};
-use crate::wire_heads::{ResponseHeads, WireHeaders};
+use crate::wire_heads::{Heads, ResponseHeads, WireHeaders};
 
 /// Serves one request of a client connection. Never fails: every problem
 /// becomes a response that says what went wrong.
@@ -374,11 +375,9 @@ async fn pass_through<H: FlowHooks>(
     let response = send(&shared, request, to, sent, (link, &route)).await?;
     let (mut parts, incoming) = response.into_parts();
     parts.extensions.remove::<OnUpgrade>();
-    if let Some(heads) = parts.extensions.remove::<ResponseHeads>() {
+    if let Some(heads) = response_tap(&mut parts.extensions) {
         // Keeps the connection's tap in step with hyper.
-        heads
-            .0
-            .skip_response(parts.status.as_u16(), parts.headers.len());
+        heads.skip_response(parts.status.as_u16(), parts.headers.len());
     }
     let mut outgoing = hyper::Response::new(from_server(&shared, incoming));
     *outgoing.status_mut() = parts.status;
@@ -559,10 +558,14 @@ async fn run_after_request_body<H: FlowHooks>(
                 upgrade,
                 extensions,
                 received,
+                served,
             }) => {
                 received_head = Some(received);
                 if flow.server_conn.is_none() || via_tunnel.is_none() {
-                    flow.server_conn = Some(pooled_server(&flow.request, &response, &extensions));
+                    flow.server_conn =
+                        Some(served.unwrap_or_else(|| {
+                            pooled_server(&flow.request, &response, &extensions)
+                        }));
                 }
                 flow.response = Some(response);
                 server_upgrade = upgrade;
@@ -700,6 +703,9 @@ struct Exchanged {
     /// hyper's parse of the response's head, which the flow's copy of its
     /// fields came from.
     received: ReceivedHead,
+    /// The pooled connection it came over, made once for all its flows
+    /// (none over a tunnel's connection or an upstream proxy's pool).
+    served: Option<Arc<witm_flow::ServerConn>>,
 }
 
 /// A body read for plugins: whole (with its trailers, if any), or, past the
@@ -861,14 +867,9 @@ async fn exchange<H: FlowHooks>(
         .extensions
         .remove::<OnUpgrade>()
         .filter(|_| parts.status == StatusCode::SWITCHING_PROTOCOLS);
-    let wire_head = parts
-        .extensions
-        .remove::<ResponseHeads>()
-        .and_then(|heads| {
-            heads
-                .0
-                .take_response(parts.status.as_u16(), parts.headers.len())
-        });
+    let served = parts.extensions.get::<Served>().map(|s| s.server.clone());
+    let wire_head = response_tap(&mut parts.extensions)
+        .and_then(|heads| heads.take_response(parts.status.as_u16(), parts.headers.len()));
     let (headers, received) = wire::received(std::mem::take(&mut parts.headers), wire_head);
     // As on the wire: HTTP/2 has no reason phrase; HTTP/1's is hyper's
     // extension when it is not the usual one.
@@ -894,7 +895,18 @@ async fn exchange<H: FlowHooks>(
         upgrade,
         extensions: parts.extensions,
         received,
+        served,
     })
+}
+
+/// The tap of the connection a response came over, if it follows the
+/// wire: a pooled connection's ([`Served`]) or a tunnel's
+/// ([`ResponseHeads`]).
+fn response_tap(extensions: &mut http::Extensions) -> Option<Arc<Heads>> {
+    match extensions.remove::<Served>() {
+        Some(served) => served.heads,
+        None => extensions.remove::<ResponseHeads>().map(|heads| heads.0),
+    }
 }
 
 /// Where a request goes: its scheme, its authority (for `host` and
@@ -1030,9 +1042,10 @@ fn from_server<H: FlowHooks>(shared: &Shared<H>, incoming: Incoming) -> ProxyBod
     )
 }
 
-/// The server of a flow that went through a pool (not a tunnel's own
-/// connection): its address, for HTTPS the name sent and the protocol, and
-/// from the response's `extensions` the address connected to and when.
+/// The server of a flow that went through an upstream proxy's pool (witm's
+/// own pool made it once for the connection: [`Served`]): its address, for
+/// HTTPS the name sent and the protocol, and from the response's
+/// `extensions` (hyper_util's extras) the address connected to and when.
 fn pooled_server(
     request: &Request,
     response: &Response,

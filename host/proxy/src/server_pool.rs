@@ -16,8 +16,11 @@
 //! requests), upgrades (WebSocket) on HTTP/1, a request that a reused
 //! connection closed before sending it sent again on a new one, the
 //! connector's extras (the address connected to, [`ConnectTimes`], the
-//! response tap) in the extensions of the responses that read them
-//! ([`ServerPool::request`]), and unused connections closed after 90 s.
+//! response tap) for the responses that read them, and unused connections
+//! closed after 90 s. The extras are read once, when the connection is
+//! made, into the [`Served`] those responses carry: hyper_util put each in
+//! each response (three boxed extensions), and each flow made its server
+//! of them again.
 //! Bounded: at most [`MAX_PER_SERVER`] connections kept per server and
 //! [`MAX_KEPT`] in all, shared out between the threads' pools; past it, a
 //! connection closes once its response is done. Making a connection (TCP, TLS, the HTTP
@@ -37,16 +40,17 @@ use http::{Method, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector, HttpInfo};
 use hyper_util::rt::TokioTimer;
 use tokio::time::Instant;
+use witm_flow::ServerConn;
 use witm_tls::Upstream;
 
 use crate::body::{BoxError, ProxyBody};
-use crate::server_events::{ServerEvents, Watched};
+use crate::server_events::{ConnectTimes, ServerEvents, Watched};
 use crate::spawn::BoxedSpawn;
 use crate::timeouts::NEVER;
-use crate::wire_heads::ResponseHeads;
+use crate::wire_heads::{Heads, ResponseHeads};
 
 /// How servers are connected to: TCP, TLS for HTTPS (ALPN h2 and
 /// http/1.1), each connection reporting its events.
@@ -139,15 +143,55 @@ impl Servers {
     }
 }
 
+/// What a pooled connection's responses tell their flows, learnt once when
+/// the connection was made; in the extensions of the responses that make
+/// a flow or must keep its tap in step ([`ServerPool::request`]).
+#[derive(Clone)]
+pub(crate) struct Served {
+    /// The connection as plugins see it (`flow.server_conn`), one for all
+    /// its flows.
+    pub(crate) server: Arc<ServerConn>,
+    /// The tap of its responses, when it follows the wire.
+    pub(crate) heads: Option<Arc<Heads>>,
+}
+
+impl Served {
+    /// What `connected`'s extras say of a connection to `uri`'s server.
+    fn of(uri: &Uri, connected: &Connected) -> Self {
+        let mut extras = http::Extensions::new();
+        connected.get_extras(&mut extras);
+        let https = uri.scheme_str() == Some("https");
+        let host = uri.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let times = extras.get::<ConnectTimes>().copied();
+        let server = ServerConn {
+            address: format!("{host}:{port}"),
+            sni: https.then(|| host.to_owned()),
+            alpn: https.then(|| match connected.is_negotiated_h2() {
+                true => "h2".to_owned(),
+                false => "http/1.1".to_owned(),
+            }),
+            peername: extras.get::<HttpInfo>().map(HttpInfo::remote_addr),
+            ..times.map_or_else(ServerConn::default, |t| t.server_conn(https))
+        };
+        Served {
+            server: Arc::new(server),
+            heads: extras
+                .remove::<ResponseHeads>()
+                .map(|heads| heads.0)
+                .filter(|heads| heads.active()),
+        }
+    }
+}
+
 /// One connection to a server.
 struct Link {
     sender: Sender,
-    /// What the connector said of it (its extras go into responses: see
-    /// [`ServerPool::request`]).
-    connected: Arc<Connected>,
-    /// Whether its response tap follows the wire: then every response
-    /// carries the tap, which must be kept in step with hyper.
-    tapped: bool,
+    /// What its responses tell their flows. When its response tap follows
+    /// the wire (`served.heads`), every response carries it, to keep it in
+    /// step with hyper.
+    served: Served,
     /// When it was last handed a request.
     used: Instant,
 }
@@ -170,8 +214,7 @@ impl Link {
     fn shared(&self, tx: &http2::SendRequest<ProxyBody>) -> Link {
         Link {
             sender: Sender::Http2(tx.clone()),
-            connected: self.connected.clone(),
-            tapped: self.tapped,
+            served: self.served.clone(),
             used: self.used,
         }
     }
@@ -258,10 +301,9 @@ impl ServerPool {
     /// Sends `request` (an absolute URI, HTTP/1.1, its `host` set) to its
     /// server over a kept connection, or a new one.
     ///
-    /// The response carries the connector's extras (the address connected
-    /// to, [`ConnectTimes`], the response tap) when it makes a flow
-    /// (`for_flow`), or when the connection's tap must be kept in step;
-    /// otherwise none: three boxed extensions per response that nothing
+    /// The response carries its connection's [`Served`] when it makes a
+    /// flow (`for_flow`), or when the connection's tap must be kept in
+    /// step; otherwise nothing: an extension per response that nothing
     /// would read.
     pub(crate) async fn request(
         &self,
@@ -371,7 +413,7 @@ impl ServerPool {
         key: &str,
         for_flow: bool,
     ) -> impl Future<Output = Sent> + Send + 'static {
-        let connected = (for_flow || link.tapped).then(|| link.connected.clone());
+        let served = (for_flow || link.served.heads.is_some()).then(|| link.served.clone());
         let sending = match link.sender {
             Sender::Http1(mut tx) => {
                 // Origin form (authority form for CONNECT), from the parts
@@ -403,8 +445,8 @@ impl ServerPool {
         };
         sending.map(move |sent| match sent {
             Ok(mut response) => {
-                if let Some(connected) = connected {
-                    connected.get_extras(response.extensions_mut());
+                if let Some(served) = served {
+                    response.extensions_mut().insert(served);
                 }
                 Sent::Answered(Ok(response))
             }
@@ -438,13 +480,12 @@ impl ServerPool {
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(PoolError::connect)?;
-        let io = connector.call(uri).await.map_err(PoolError::connect)?;
+        let io = connector
+            .call(uri.clone())
+            .await
+            .map_err(PoolError::connect)?;
         let connected = io.connected();
-        let mut extras = http::Extensions::new();
-        connected.get_extras(&mut extras);
-        let tapped = extras
-            .get::<ResponseHeads>()
-            .is_some_and(|heads| heads.0.active());
+        let served = Served::of(&uri, &connected);
         let sender = if connected.is_negotiated_h2() {
             let keepalive = self.inner.h2_keepalive;
             let (mut tx, connection) = http2::Builder::new(BoxedSpawn)
@@ -477,8 +518,7 @@ impl ServerPool {
         };
         Ok(Link {
             sender,
-            connected: Arc::new(connected),
-            tapped,
+            served,
             used: Instant::now(),
         })
     }
@@ -578,11 +618,8 @@ mod tests {
     async fn get(pool: &ServerPool, url: &str) -> (u16, Bytes) {
         let response = unread(pool, url).await;
         assert!(
-            response
-                .extensions()
-                .get::<crate::server_events::ConnectTimes>()
-                .is_some(),
-            "the connector's extras are in each response"
+            response.extensions().get::<Served>().is_some(),
+            "a flow's response carries its connection's server"
         );
         let status = response.status().as_u16();
         (
@@ -604,32 +641,41 @@ mod tests {
     }
 
     /// A response that makes no flow, from a connection whose tap is off
-    /// (nothing wants flows), carries none of the connector's extras; one
-    /// that makes a flow carries them all, over the same connection.
+    /// (nothing wants flows), carries nothing of its connection; those that
+    /// make a flow carry the connection's server, made once from the
+    /// connector's extras (the address connected to, when) and the same
+    /// for every flow over it.
     #[tokio::test]
-    async fn the_connectors_extras_go_only_where_they_are_read() {
+    async fn a_connections_server_goes_only_where_it_is_read() {
         let origin = Origin::start();
         let pool = pool(UpstreamTrust::Verify);
-        let extras_of = |response: &hyper::Response<Incoming>| {
-            let extensions = response.extensions();
-            (
-                extensions
-                    .get::<crate::server_events::ConnectTimes>()
-                    .is_some(),
-                extensions
-                    .get::<hyper_util::client::legacy::connect::HttpInfo>()
-                    .is_some(),
-                extensions.get::<ResponseHeads>().is_some(),
-            )
-        };
-        for for_flow in [false, true, false] {
+        let mut servers = Vec::new();
+        for for_flow in [false, true, false, true] {
             let request = get_request(&origin.url("/"));
             let response = pool.request(request, for_flow).await.unwrap();
-            let each = (for_flow, for_flow, for_flow);
-            assert_eq!(extras_of(&response), each, "for a flow: {for_flow}");
+            let served = response.extensions().get::<Served>();
+            assert_eq!(served.is_some(), for_flow, "for a flow: {for_flow}");
+            if let Some(served) = served {
+                assert!(served.heads.is_none(), "the tap is off");
+                servers.push(served.server.clone());
+            }
             response.into_body().collect().await.unwrap();
         }
         assert_eq!(origin.connections(), 1);
+        let server = &servers[0];
+        assert!(
+            Arc::ptr_eq(server, &servers[1]),
+            "one server per connection"
+        );
+        let origin_address = origin.url("/").parse::<Uri>().unwrap();
+        let port = origin_address.port_u16().unwrap();
+        assert_eq!(server.address, format!("127.0.0.1:{port}"));
+        assert_eq!(server.peername.map(|a| a.port()), Some(port));
+        assert!(server.timestamp_start.is_some() && server.timestamp_tcp_setup.is_some());
+        assert_eq!(
+            (server.sni.as_deref(), server.alpn.as_deref()),
+            (None, None)
+        );
     }
 
     /// A connection still reading its response is not handed a request.
