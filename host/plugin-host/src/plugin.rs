@@ -156,7 +156,7 @@ fn lend(state: &mut StoreState, event: &mut Delivery<'_>, lent: &mut Lent) -> wa
         state.views.room()?;
         let generation = state.host.generation();
         let entry = FlowEntry::new(std::mem::take(*flow), generation);
-        lent.flow = Some(state.view().push_view(|v| &mut v.flows, entry)?);
+        lent.flow = Some(state.views.push(|v| &mut v.flows, entry)?);
     }
     let table = &mut state.table;
     match event {
@@ -191,16 +191,17 @@ fn take_back(
     failed: bool,
 ) {
     if let Some(handle) = lent.flow {
-        match (state.views.remove(|v| &mut v.flows, &handle), &mut *event) {
+        match (state.views.flows.get_mut(&handle), &mut *event) {
             (Some(entry), Delivery::Flow(_, flow) | Delivery::WebSocket(flow, _)) => {
                 // Back to the proxy: what the plugin added is no longer held
                 // for it.
                 state.host.budget.release(entry.charged);
-                **flow = entry.into_flow(failed)
+                entry.give_back(failed, flow);
             }
             (None, _) => tracing::error!(plugin = %plugin, "the flow lent to the plugin is lost"),
             _ => {}
         }
+        state.views.discard(|v| &mut v.flows, &handle);
     }
     if let Some(handle) = lent.conn {
         let _ = state.table.delete(handle);

@@ -74,7 +74,9 @@ impl Views {
     }
 
     /// Keeps `view` in its kind's slots (`kind` picks them), as a handle
-    /// the guest owns.
+    /// the guest owns. Inlined, so that a flow is built where it is kept,
+    /// not copied there.
+    #[inline]
     pub(crate) fn push<T: 'static>(
         &mut self,
         kind: fn(&mut Self) -> &mut ViewSlots<T>,
@@ -92,6 +94,18 @@ impl Views {
         match self.live < self.most {
             true => Ok(()),
             false => Err(Full { most: self.most }),
+        }
+    }
+
+    /// Drops the view `handle` names where it lies (a large one is not
+    /// moved out to be dropped).
+    pub(crate) fn discard<T: 'static>(
+        &mut self,
+        kind: fn(&mut Self) -> &mut ViewSlots<T>,
+        handle: &Resource<T>,
+    ) {
+        if kind(self).free(handle.rep()) {
+            self.live -= 1;
         }
     }
 
@@ -134,6 +148,7 @@ impl<T: 'static> ViewSlots<T> {
         }
     }
 
+    #[inline]
     fn put(&mut self, view: T) -> u32 {
         match self.free {
             Some(rep) => {
@@ -150,6 +165,18 @@ impl<T: 'static> ViewSlots<T> {
                 self.slots.push(Slot::Taken(view));
                 rep
             }
+        }
+    }
+
+    /// Drops the view in slot `rep`, if any: true when there was one.
+    fn free(&mut self, rep: u32) -> bool {
+        match self.slots.get_mut(rep as usize) {
+            Some(slot @ Slot::Taken(_)) => {
+                *slot = Slot::Free(self.free);
+                self.free = Some(rep);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -233,6 +260,13 @@ mod tests {
         assert!(views.push(|v| &mut v.responses, response()).is_err());
         assert!(views.remove(|v| &mut v.headers, &first).is_some());
         assert!(views.remove(|v| &mut v.headers, &first).is_none());
+        let again = views.push(|v| &mut v.headers, view()).unwrap();
+        assert!(views.push(|v| &mut v.headers, view()).is_err());
+        // Dropped where it lies, a view makes room as a removed one does,
+        // once.
+        views.discard(|v| &mut v.headers, &again);
+        assert!(views.headers.get(&again).is_none());
+        views.discard(|v| &mut v.headers, &again);
         views.push(|v| &mut v.headers, view()).unwrap();
         assert!(views.push(|v| &mut v.headers, view()).is_err());
     }
