@@ -5,7 +5,7 @@
 //! The table boxes every entry as a `dyn Any`: an allocation when a handle
 //! is made, a copy into it, a free when it is dropped, and a type check at
 //! each use. These are the handles every flow event makes: the lent flow,
-//! and add-header's `response` and `headers` (~800 instructions of the
+//! and add-header's `response` and `headers` (~650 instructions of the
 //! table's work per event, `bench/instructions.sh`). Here a handle's rep is
 //! its slot's index; a dropped handle's slot is reused by the next one.
 //!
