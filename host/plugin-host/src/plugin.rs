@@ -201,7 +201,7 @@ fn take_back(
             (None, _) => tracing::error!(plugin = %plugin, "the flow lent to the plugin is lost"),
             _ => {}
         }
-        state.views.discard(|v| &mut v.flows, &handle);
+        state.views.flows.discard(&handle);
     }
     if let Some(handle) = lent.conn {
         let _ = state.table.delete(handle);
@@ -1134,5 +1134,30 @@ mod tests {
         );
         take_back("test", &mut state, &mut event, lent, true);
         assert_eq!((flow.id, flow.request.path.as_str()), (id, "/kept"));
+    }
+
+    /// A plugin's duplicate of a flow is charged to its budget with the
+    /// entry that holds it (a slot of ~900 bytes whatever the flow holds),
+    /// and all of it given back when the plugin drops the copy.
+    #[test]
+    fn a_duplicate_is_charged_with_its_entry_until_dropped() {
+        use crate::bindings::types::{HostContext, HostFlow};
+        let mut state = store_state(PluginSettings::default());
+        let mut flow = tflow("http://example.com/copied");
+        let held = flow.held_bytes();
+        let mut event = Delivery::Flow(FlowEvent::Request, &mut flow);
+        let mut lent = Lent::default();
+        lend(&mut state, &mut event, &mut lent).unwrap();
+        let context = Resource::new_borrow(0);
+        let copy = state
+            .view()
+            .duplicate_flow(context, borrow(&lent.flow))
+            .unwrap();
+        let charged = state.host.budget.used();
+        assert_eq!(charged, held + std::mem::size_of::<FlowEntry>());
+        HostFlow::drop(&mut state.view(), copy).unwrap();
+        assert_eq!(state.host.budget.used(), 0);
+        take_back("test", &mut state, &mut event, lent, false);
+        assert_eq!(flow.request.path, "/copied");
     }
 }

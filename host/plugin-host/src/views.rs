@@ -12,6 +12,9 @@
 //! Bounded like the table: at most `max_handles` of these at a time across
 //! the four kinds (the table's other entries, connections and the context,
 //! have a bound of their own), and a plugin past it gets the same error.
+//! A duplicated flow's entry is charged to the plugin's host budget, and a
+//! kind's slots give their memory back once none is held
+//! ([`KEPT_WHEN_EMPTY`]).
 
 use wasmtime::component::Resource;
 
@@ -24,9 +27,7 @@ pub(crate) struct Views {
     pub(crate) requests: ViewSlots<RequestHandle>,
     pub(crate) responses: ViewSlots<ResponseHandle>,
     pub(crate) headers: ViewSlots<HeadersHandle>,
-    /// Views held, of all four kinds.
-    live: usize,
-    /// Most views held at once (`max_handles`).
+    /// Most views held at once, of all four kinds (`max_handles`).
     most: usize,
 }
 
@@ -49,11 +50,19 @@ impl std::fmt::Display for Full {
 
 impl std::error::Error for Full {}
 
+/// Slots a kind keeps while none is taken; past this, emptying the kind
+/// gives its slots' memory back (a plugin that once held thousands of
+/// duplicated flows does not leave megabytes behind it), and an event's
+/// lent flow and its handles come and go without an allocation.
+const KEPT_WHEN_EMPTY: usize = 4;
+
 /// One kind of view, by slot.
 pub(crate) struct ViewSlots<T> {
     slots: Vec<Slot<T>>,
     /// The first free slot; each free slot names the next.
     free: Option<u32>,
+    /// Slots taken.
+    taken: usize,
 }
 
 enum Slot<T> {
@@ -68,7 +77,6 @@ impl Views {
             requests: ViewSlots::default(),
             responses: ViewSlots::default(),
             headers: ViewSlots::default(),
-            live: 0,
             most,
         }
     }
@@ -83,42 +91,18 @@ impl Views {
         view: T,
     ) -> Result<Resource<T>, Full> {
         self.room()?;
-        let rep = kind(self).put(view);
-        self.live += 1;
-        Ok(Resource::new_own(rep))
+        Ok(Resource::new_own(kind(self).put(view)))
     }
 
     /// Whether one more view may be kept: asked before a flow is moved
     /// into a view, so that a refusal does not lose it.
     pub(crate) fn room(&self) -> Result<(), Full> {
-        match self.live < self.most {
+        let held =
+            self.flows.taken + self.requests.taken + self.responses.taken + self.headers.taken;
+        match held < self.most {
             true => Ok(()),
             false => Err(Full { most: self.most }),
         }
-    }
-
-    /// Drops the view `handle` names where it lies (a large one is not
-    /// moved out to be dropped).
-    pub(crate) fn discard<T: 'static>(
-        &mut self,
-        kind: fn(&mut Self) -> &mut ViewSlots<T>,
-        handle: &Resource<T>,
-    ) {
-        if kind(self).free(handle.rep()) {
-            self.live -= 1;
-        }
-    }
-
-    /// Takes the view `handle` names out of its slots (the guest dropped
-    /// it, or gave it to a flow).
-    pub(crate) fn remove<T: 'static>(
-        &mut self,
-        kind: fn(&mut Self) -> &mut ViewSlots<T>,
-        handle: &Resource<T>,
-    ) -> Option<T> {
-        let view = kind(self).take(handle.rep())?;
-        self.live -= 1;
-        Some(view)
     }
 }
 
@@ -127,6 +111,7 @@ impl<T> Default for ViewSlots<T> {
         Self {
             slots: Vec::new(),
             free: None,
+            taken: 0,
         }
     }
 }
@@ -148,8 +133,32 @@ impl<T: 'static> ViewSlots<T> {
         }
     }
 
+    /// Takes the view `handle` names out of its slots (the guest dropped
+    /// it, or gave it to a flow).
+    pub(crate) fn remove(&mut self, handle: &Resource<T>) -> Option<T> {
+        let (rep, next) = (handle.rep(), self.free);
+        let old = std::mem::replace(self.taken_slot(rep)?, Slot::Free(next));
+        self.emptied(rep);
+        match old {
+            Slot::Taken(view) => Some(view),
+            Slot::Free(_) => None,
+        }
+    }
+
+    /// Drops the view `handle` names where it lies (a large one is not
+    /// moved out to be dropped).
+    pub(crate) fn discard(&mut self, handle: &Resource<T>) {
+        let rep = handle.rep();
+        let next = self.free;
+        if let Some(slot) = self.taken_slot(rep) {
+            *slot = Slot::Free(next);
+            self.emptied(rep);
+        }
+    }
+
     #[inline]
     fn put(&mut self, view: T) -> u32 {
+        self.taken += 1;
         match self.free {
             Some(rep) => {
                 let slot = &mut self.slots[rep as usize];
@@ -168,29 +177,20 @@ impl<T: 'static> ViewSlots<T> {
         }
     }
 
-    /// Drops the view in slot `rep`, if any: true when there was one.
-    fn free(&mut self, rep: u32) -> bool {
-        match self.slots.get_mut(rep as usize) {
-            Some(slot @ Slot::Taken(_)) => {
-                *slot = Slot::Free(self.free);
-                self.free = Some(rep);
-                true
-            }
-            _ => false,
-        }
+    fn taken_slot(&mut self, rep: u32) -> Option<&mut Slot<T>> {
+        self.slots
+            .get_mut(rep as usize)
+            .filter(|slot| matches!(slot, Slot::Taken(_)))
     }
 
-    fn take(&mut self, rep: u32) -> Option<T> {
-        let slot = self.slots.get_mut(rep as usize)?;
-        if let Slot::Free(_) = slot {
-            return None;
-        }
-        match std::mem::replace(slot, Slot::Free(self.free)) {
-            Slot::Taken(view) => {
-                self.free = Some(rep);
-                Some(view)
-            }
-            Slot::Free(_) => None,
+    /// Books slot `rep`, just made free: at the head of the free list, or,
+    /// with none taken any more, the slots' memory given back.
+    fn emptied(&mut self, rep: u32) {
+        self.free = Some(rep);
+        self.taken -= 1;
+        if self.taken == 0 && self.slots.len() > KEPT_WHEN_EMPTY {
+            self.slots = Vec::new();
+            self.free = None;
         }
     }
 }
@@ -208,16 +208,20 @@ mod tests {
         let handle = |rep| Resource::<u32>::new_own(rep);
         let (a, b, c) = (slots.put(1), slots.put(2), slots.put(3));
         assert_eq!(slots.get(&handle(b)), Some(&2));
-        assert_eq!(slots.take(b), Some(2));
+        assert_eq!(slots.remove(&handle(b)), Some(2));
         assert_eq!(
             slots.get(&handle(b)),
             None,
             "a dropped handle names nothing"
         );
-        assert_eq!(slots.take(b), None, "nor can it be dropped twice");
+        assert_eq!(
+            slots.remove(&handle(b)),
+            None,
+            "nor can it be dropped twice"
+        );
         assert_eq!(slots.put(4), b, "the freed slot is reused");
         assert_eq!(slots.get(&handle(99)), None);
-        assert_eq!(slots.take(99), None);
+        assert_eq!(slots.remove(&handle(99)), None);
         *slots.get_mut(&handle(a)).unwrap() = 10;
         assert_eq!(
             [a, b, c].map(|rep| slots.get(&handle(rep)).copied()),
@@ -225,12 +229,38 @@ mod tests {
         );
         // Freed in any order, every slot is found again before a new one.
         for rep in [c, a, b] {
-            slots.take(rep).unwrap();
+            slots.remove(&handle(rep)).unwrap();
         }
         let mut again = [slots.put(0), slots.put(0), slots.put(0)];
         again.sort_unstable();
         assert_eq!(again, [0, 1, 2]);
         assert_eq!(slots.put(0), 3);
+    }
+
+    /// A kind that held more than a few views gives their memory back
+    /// once none is held (dropped where they lie or taken out), and its
+    /// handles start again from the first slot; a few are kept.
+    #[test]
+    fn an_emptied_kind_gives_its_memory_back() {
+        let mut slots = ViewSlots::<u32>::default();
+        let handle = |rep| Resource::<u32>::new_own(rep);
+        let reps: Vec<u32> = (0..1000).map(|n| slots.put(n)).collect();
+        let (last, rest) = reps.split_last().unwrap();
+        for &rep in rest {
+            slots.discard(&handle(rep));
+        }
+        assert!(slots.slots.capacity() >= 1000, "one is still held");
+        assert_eq!(slots.remove(&handle(*last)), Some(999));
+        assert_eq!(slots.slots.capacity(), 0);
+        assert_eq!(slots.get(&handle(*last)), None);
+        assert_eq!(slots.put(7), 0);
+
+        let mut few = ViewSlots::<u32>::default();
+        let reps: Vec<u32> = (0..KEPT_WHEN_EMPTY as u32).map(|n| few.put(n)).collect();
+        for &rep in &reps {
+            few.discard(&handle(rep));
+        }
+        assert_eq!(few.slots.len(), KEPT_WHEN_EMPTY, "a few slots stay");
     }
 
     /// No more than `most` views are held at once, of all kinds together;
@@ -258,15 +288,15 @@ mod tests {
         views.push(|v| &mut v.responses, response()).unwrap();
         assert!(views.push(|v| &mut v.headers, view()).is_err());
         assert!(views.push(|v| &mut v.responses, response()).is_err());
-        assert!(views.remove(|v| &mut v.headers, &first).is_some());
-        assert!(views.remove(|v| &mut v.headers, &first).is_none());
+        assert!(views.headers.remove(&first).is_some());
+        assert!(views.headers.remove(&first).is_none());
         let again = views.push(|v| &mut v.headers, view()).unwrap();
         assert!(views.push(|v| &mut v.headers, view()).is_err());
         // Dropped where it lies, a view makes room as a removed one does,
         // once.
-        views.discard(|v| &mut v.headers, &again);
+        views.headers.discard(&again);
         assert!(views.headers.get(&again).is_none());
-        views.discard(|v| &mut v.headers, &again);
+        views.headers.discard(&again);
         views.push(|v| &mut v.headers, view()).unwrap();
         assert!(views.push(|v| &mut v.headers, view()).is_err());
     }

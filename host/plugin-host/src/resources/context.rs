@@ -43,7 +43,9 @@ impl types::HostContext for HostView<'_> {
         flow: Resource<FlowEntry>,
     ) -> Result<Resource<FlowEntry>> {
         let r = self.flow_ref(&flow)?;
-        let cost = self.flow(r)?.held_bytes();
+        // The copy's bytes, and its entry's own (~900 bytes), which a
+        // slot holds as long as the plugin keeps the copy.
+        let cost = self.flow(r)?.held_bytes() + std::mem::size_of::<FlowEntry>();
         // duplicate-flow cannot fail in the WIT: past the budget the call ends.
         self.host
             .budget

@@ -47,11 +47,7 @@ impl types::HostFlow for HostView<'_> {
         let r = self.flow_ref(&h)?;
         // A response the plugin made brings its charge along; a copy of
         // another flow's response is charged here.
-        let (new, charged) = match self
-            .views
-            .remove(|v| &mut v.responses, &response)
-            .ok_or_else(stale)?
-        {
+        let (new, charged) = match self.views.responses.remove(&response).ok_or_else(stale)? {
             ResponseHandle::Detached {
                 response, charged, ..
             } => (*response, charged),
@@ -191,14 +187,14 @@ impl types::HostFlow for HostView<'_> {
     fn drop(&mut self, h: Resource<FlowEntry>) -> Result<()> {
         // Lent flows are only borrowed, and taken back by the host when the
         // event returns; only duplicates are the guest's to drop.
-        if self
+        let duplicate = self
             .views
             .flows
             .get(&h)
-            .is_some_and(|entry| entry.owned_by_guest)
-            && let Some(entry) = self.views.remove(|v| &mut v.flows, &h)
-        {
-            self.release_entry(&entry);
+            .filter(|entry| entry.owned_by_guest);
+        if let Some(charged) = duplicate.map(|entry| entry.charged) {
+            self.views.flows.discard(&h);
+            self.host.budget.release(charged);
         }
         Ok(())
     }

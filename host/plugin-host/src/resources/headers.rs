@@ -175,7 +175,7 @@ impl types::HostHeaders for HostView<'_> {
     }
 
     fn drop(&mut self, h: Resource<HeadersHandle>) -> Result<()> {
-        self.views.remove(|v| &mut v.headers, &h);
+        self.views.headers.discard(&h);
         Ok(())
     }
 }

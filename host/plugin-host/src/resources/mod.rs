@@ -462,11 +462,6 @@ impl HostView<'_> {
     fn charge_flow(&mut self, r: FlowRef, added: usize, removed: usize) -> HostResult<()> {
         self.charge(MessageRef::Request(r), added, removed)
     }
-
-    /// Deletes a flow entry and gives back what it held.
-    fn release_entry(&mut self, entry: &FlowEntry) {
-        self.host.budget.release(entry.charged);
-    }
 }
 
 #[cfg(test)]

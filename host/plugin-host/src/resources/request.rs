@@ -176,7 +176,7 @@ impl types::HostRequest for HostView<'_> {
     }
 
     fn drop(&mut self, h: Resource<RequestHandle>) -> Result<()> {
-        self.views.remove(|v| &mut v.requests, &h);
+        self.views.requests.discard(&h);
         Ok(())
     }
 }

@@ -168,9 +168,7 @@ impl types::HostResponse for HostView<'_> {
     }
 
     fn drop(&mut self, h: Resource<ResponseHandle>) -> Result<()> {
-        if let Some(ResponseHandle::Detached { charged, .. }) =
-            self.views.remove(|v| &mut v.responses, &h)
-        {
+        if let Some(ResponseHandle::Detached { charged, .. }) = self.views.responses.remove(&h) {
             self.host.budget.release(charged);
         }
         Ok(())
