@@ -13,8 +13,7 @@ use http::{Method, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::connect::HttpInfo;
-use witm_flow::message::{Digits, canonical_reason};
+use witm_flow::message::canonical_reason;
 use witm_flow::{
     Body, ClientConn, ErrorKind, Events, Flow, FlowHooks, FlowState, Headers, Request, Response,
     Route,
@@ -28,8 +27,7 @@ use crate::held_budget::HeldBytes;
 use crate::liveness::Liveness;
 use crate::onboarding;
 use crate::respond::{FlowKilled, killed, respond};
-use crate::server_events::ConnectTimes;
-use crate::server_pool::Served;
+use crate::server_pool::{self, Served};
 use crate::shared::Shared;
 use crate::target::{Target, UrlParts, addressed};
 use crate::timeouts;
@@ -375,7 +373,7 @@ async fn pass_through<H: FlowHooks>(
     let response = send(&shared, request, to, sent, (link, &route)).await?;
     let (mut parts, incoming) = response.into_parts();
     parts.extensions.remove::<OnUpgrade>();
-    if let Some(heads) = response_tap(&mut parts.extensions) {
+    if let (_, Some(heads)) = came_over(&mut parts.extensions) {
         // Keeps the connection's tap in step with hyper.
         heads.skip_response(parts.status.as_u16(), parts.headers.len());
     }
@@ -867,9 +865,9 @@ async fn exchange<H: FlowHooks>(
         .extensions
         .remove::<OnUpgrade>()
         .filter(|_| parts.status == StatusCode::SWITCHING_PROTOCOLS);
-    let served = parts.extensions.get::<Served>().map(|s| s.server.clone());
-    let wire_head = response_tap(&mut parts.extensions)
-        .and_then(|heads| heads.take_response(parts.status.as_u16(), parts.headers.len()));
+    let (served, heads) = came_over(&mut parts.extensions);
+    let wire_head =
+        heads.and_then(|heads| heads.take_response(parts.status.as_u16(), parts.headers.len()));
     let (headers, received) = wire::received(std::mem::take(&mut parts.headers), wire_head);
     // As on the wire: HTTP/2 has no reason phrase; HTTP/1's is hyper's
     // extension when it is not the usual one.
@@ -899,13 +897,19 @@ async fn exchange<H: FlowHooks>(
     })
 }
 
-/// The tap of the connection a response came over, if it follows the
-/// wire: a pooled connection's ([`Served`]) or a tunnel's
-/// ([`ResponseHeads`]).
-fn response_tap(extensions: &mut http::Extensions) -> Option<Arc<Heads>> {
+/// What a response's extensions say of the connection it came over: the
+/// server, for a pooled connection ([`Served`]), and its tap, if it follows
+/// the wire (a pooled connection's, or a tunnel's: [`ResponseHeads`]).
+/// Taken out, so that neither goes on with the response.
+fn came_over(
+    extensions: &mut http::Extensions,
+) -> (Option<Arc<witm_flow::ServerConn>>, Option<Arc<Heads>>) {
     match extensions.remove::<Served>() {
-        Some(served) => served.heads,
-        None => extensions.remove::<ResponseHeads>().map(|heads| heads.0),
+        Some(served) => (Some(served.server), served.heads),
+        None => (
+            None,
+            extensions.remove::<ResponseHeads>().map(|heads| heads.0),
+        ),
     }
 }
 
@@ -1043,31 +1047,20 @@ fn from_server<H: FlowHooks>(shared: &Shared<H>, incoming: Incoming) -> ProxyBod
 }
 
 /// The server of a flow that went through an upstream proxy's pool (witm's
-/// own pool made it once for the connection: [`Served`]): its address, for
-/// HTTPS the name sent and the protocol, and from the response's
-/// `extensions` (hyper_util's extras) the address connected to and when.
+/// own pool made it once for the connection: [`Served`]), from the
+/// response's `extensions` (hyper_util's extras).
 fn pooled_server(
     request: &Request,
     response: &Response,
     extensions: &http::Extensions,
 ) -> Arc<witm_flow::ServerConn> {
-    let tls = request.scheme == "https";
-    let times = extensions.get::<ConnectTimes>();
-    // Not `format!`: ~800 instructions for two arguments, once per flow.
-    let mut address = String::with_capacity(request.host.len() + 6);
-    address.push_str(&request.host);
-    address.push(':');
-    address.push_str(Digits::new(request.port.into()).as_str());
-    Arc::new(witm_flow::ServerConn {
-        address,
-        sni: tls.then(|| request.host.clone()),
-        alpn: tls.then(|| match response.http_version.as_str() {
-            "HTTP/2.0" => "h2".to_owned(),
-            _ => "http/1.1".to_owned(),
-        }),
-        peername: extensions.get::<HttpInfo>().map(HttpInfo::remote_addr),
-        ..times.map_or_else(witm_flow::ServerConn::default, |t| t.server_conn(tls))
-    })
+    let to = (
+        request.host.as_str(),
+        request.port,
+        request.scheme == "https",
+    );
+    let h2 = response.http_version == "HTTP/2.0";
+    Arc::new(server_pool::server_conn(to, h2, extensions))
 }
 
 /// HTTP/1 needs `host`; a request that came over HTTP/2 has none.

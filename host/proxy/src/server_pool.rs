@@ -164,17 +164,7 @@ impl Served {
         let host = uri.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let times = extras.get::<ConnectTimes>().copied();
-        let server = ServerConn {
-            address: format!("{host}:{port}"),
-            sni: https.then(|| host.to_owned()),
-            alpn: https.then(|| match connected.is_negotiated_h2() {
-                true => "h2".to_owned(),
-                false => "http/1.1".to_owned(),
-            }),
-            peername: extras.get::<HttpInfo>().map(HttpInfo::remote_addr),
-            ..times.map_or_else(ServerConn::default, |t| t.server_conn(https))
-        };
+        let server = server_conn((host, port, https), connected.is_negotiated_h2(), &extras);
         Served {
             server: Arc::new(server),
             heads: extras
@@ -182,6 +172,31 @@ impl Served {
                 .map(|heads| heads.0)
                 .filter(|heads| heads.active()),
         }
+    }
+}
+
+/// A pooled connection to `(host, port, https)` as plugins see it: its
+/// address, for HTTPS the name sent and the protocol (`h2` or not), and
+/// from the connector's `extras` the address connected to and when. Also
+/// for an upstream proxy's pool (hyper_util's), whose extras each response
+/// carries.
+pub(crate) fn server_conn(
+    (host, port, https): (&str, u16, bool),
+    h2: bool,
+    extras: &http::Extensions,
+) -> ServerConn {
+    // Not `format!`: ~800 instructions for two arguments.
+    let mut address = String::with_capacity(host.len() + 6);
+    address.push_str(host);
+    address.push(':');
+    address.push_str(witm_flow::message::Digits::new(port.into()).as_str());
+    let times = extras.get::<ConnectTimes>();
+    ServerConn {
+        address,
+        sni: https.then(|| host.to_owned()),
+        alpn: https.then(|| if h2 { "h2" } else { "http/1.1" }.to_owned()),
+        peername: extras.get::<HttpInfo>().map(HttpInfo::remote_addr),
+        ..times.map_or_else(ServerConn::default, |t| t.server_conn(https))
     }
 }
 
@@ -719,6 +734,13 @@ mod tests {
         let url = origin.https_url("/");
         let (status, _) = get(&pool, &url).await;
         assert_eq!(status, 200);
+        // The connection's server says what was agreed over TLS.
+        let response = unread(&pool, &url).await;
+        let server = &response.extensions().get::<Served>().unwrap().server;
+        assert_eq!(server.sni.as_deref(), Some("localhost"));
+        assert_eq!(server.alpn.as_deref(), Some("h2"));
+        assert!(server.timestamp_tls_setup.is_some() && server.timestamp_tcp_setup.is_none());
+        response.into_body().collect().await.unwrap();
         let mut requests = tokio::task::JoinSet::new();
         for _ in 0..8 {
             let pool = pool.clone();
