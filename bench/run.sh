@@ -6,7 +6,9 @@
 #   proxy adding the same header (bench/hudsucker-proxy), and over TLS the
 #   same proxy speaking HTTP/1.1 to the origin ("hudsucker-h1": by default
 #   it carries every client's requests over one HTTP/2 connection to the
-#   origin, where witm gives each client tunnel its own connection)
+#   origin, where witm gives each client tunnel its own connection), and
+#   over TLS witm with add-header sharing server connections as hudsucker
+#   does ("witm-rust-shared": --share-server-connections)
 # for HTTP/1.1 keep-alive, HTTPS keep-alive, HTTPS with a new connection per
 # request, and HTTP/2 over TLS. Prints requests/s, p50, p99 and the proxy's
 # peak RSS per row, and writes the table to bench/results/peers.md.
@@ -116,6 +118,8 @@ start_proxy() { # NAME PORT: starts the proxy NAME on PORT
         witm-go) plugin=$plugins/add_header_go.wasm ;;
       esac
       "$witm" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" -s "$plugin" >"$work/proxy.log" 2>&1 & ;;
+    witm-rust-shared) "$witm" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" \
+        --share-server-connections -s "$rust_plugin" >"$work/proxy.log" 2>&1 & ;;
     mitmdump) "$mitmdump" -q -p "$port" --set confdir="$work/mitmproxy" \
         --set ssl_verify_upstream_trusted_ca="$work/origin-ca.pem" \
         -s "$root/examples/add-header/add_header.py" >"$work/proxy.log" 2>&1 & ;;
@@ -169,8 +173,9 @@ for mode in $modes; do
   rows=(direct witm)
   [ -z "${WITM_BENCH_BASE:-}" ] || rows+=(witm-base)
   rows+=(witm-rust witm-python witm-js witm-go hudsucker)
-  # Plain HTTP has no HTTP/2 to the origin: the two hudsucker rows are one.
-  [ "$mode" = http1 ] || rows+=(hudsucker-h1)
+  # Plain HTTP has no HTTP/2 to the origin: the two hudsucker rows are one,
+  # and witm's requests share server connections anyway.
+  [ "$mode" = http1 ] || rows+=(hudsucker-h1 witm-rust-shared)
   rows+=(mitmdump)
   [ -z "${WITM_BENCH_ROWS:-}" ] || read -r -a rows <<<"$WITM_BENCH_ROWS"
   runs=$work/runs-$mode.tsv # row, round, requests/s, p50, p99, RSS (or "failed" and why)

@@ -10,13 +10,13 @@ use crate::sandbox::Bystander;
 use crate::{start_with, start_with_args, witm_binary};
 
 /// An HTTPS origin with a test CA of its own.
-struct HttpsOrigin {
+pub(crate) struct HttpsOrigin {
     ca: TestCa,
-    origin: Origin,
+    pub(crate) origin: Origin,
 }
 
 impl HttpsOrigin {
-    fn start(name: &str) -> Self {
+    pub(crate) fn start(name: &str) -> Self {
         let ca = TestCa::new(name);
         let origin = Origin::start_https(&ca);
         Self { ca, origin }
@@ -29,7 +29,7 @@ impl HttpsOrigin {
 
     /// witm with `plugins`, trusting this origin's CA (`--upstream-ca`),
     /// with `extra` arguments.
-    fn witm(&self, plugins: &[&str], extra: &[&str]) -> witm_test_support::Witm {
+    pub(crate) fn witm(&self, plugins: &[&str], extra: &[&str]) -> witm_test_support::Witm {
         let ca = self.ca_path();
         let mut args = vec!["--upstream-ca", ca.as_str()];
         args.extend_from_slice(extra);
@@ -38,7 +38,7 @@ impl HttpsOrigin {
 }
 
 /// What `python -c script args…` printed; it must succeed.
-fn python_prints(python: &std::ffi::OsStr, script: &str, args: &[&str]) -> String {
+pub(crate) fn python_prints(python: &std::ffi::OsStr, script: &str, args: &[&str]) -> String {
     let output = Command::new(python)
         .arg("-c")
         .arg(script)

@@ -23,6 +23,7 @@ mod plugins;
 mod raw_tunnels;
 mod sandbox;
 mod saved_flows;
+mod shared_server_connections;
 mod timeouts;
 mod trailers;
 

@@ -106,6 +106,12 @@ struct Cli {
     #[arg(long, value_name = "REGEX")]
     allow_hosts: Option<regex::Regex>,
 
+    /// Send the requests of intercepted HTTPS tunnels over connections
+    /// shared by all clients (HTTP/2 where the server offers it), as Envoy
+    /// does, instead of one server connection per tunnel, as mitmproxy does.
+    #[arg(long)]
+    share_server_connections: bool,
+
     /// The host whose requests through the proxy witm answers itself with a
     /// page to download its CA certificate (http://witm.it/, as mitmproxy's
     /// is mitm.it); no plugin sees them.
@@ -515,6 +521,7 @@ fn tls_options(cli: &Cli, confdir: &std::path::Path) -> Result<TlsOptions, Strin
     let mut options = TlsOptions::new(ca, Upstream::new(&trust));
     options.ignore_hosts = cli.ignore_hosts.clone();
     options.allow_hosts = cli.allow_hosts.clone();
+    options.share_server_connections = cli.share_server_connections;
     options.handshake_timeout = std::time::Duration::from_millis(cli.tls_handshake_timeout_ms);
     Ok(options)
 }

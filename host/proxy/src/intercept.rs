@@ -8,7 +8,9 @@
 //!    speak the same HTTP version where they can;
 //! 4. serve HTTP/1.1 or HTTP/2 to the client; requests to the tunnel's host
 //!    go over the connection of step 2, others (re-targeted by a plugin)
-//!    through the shared pool.
+//!    through the shared pool. With `--share-server-connections` they all
+//!    go through the shared pool, and the connection of step 2 waits for the
+//!    next tunnel's step 2.
 //!
 //! The connection of step 2 is kept for the next tunnel to the same server
 //! when this one ends ([`crate::link_pool`]), so a client that opens a
@@ -211,7 +213,7 @@ pub(crate) async fn intercept<H, IO>(
         tenant: tenant.clone(),
         route: route.clone(),
     };
-    let (link, link_error) = match shared.links().take(&key) {
+    let (mut link, link_error) = match shared.links().take(&key) {
         Some(link) => (Some(link), None),
         None => {
             let linked = connect_server(
@@ -258,6 +260,13 @@ pub(crate) async fn intercept<H, IO>(
             .map(|p| String::from_utf8_lossy(p).into_owned()),
     });
     let conn = Arc::new(inner);
+    if shares_server_connections(&tls, &route, &server_name, &host) {
+        // The tunnel's requests go through the thread's pool; the
+        // connection that told the certificate waits for the next tunnel.
+        if let Some(link) = link.take() {
+            shared.links().put(key.clone(), link);
+        }
+    }
     let tunnel = Arc::new(Tunnel {
         scheme: "https",
         host,
@@ -280,6 +289,23 @@ pub(crate) async fn intercept<H, IO>(
     {
         links.links().put(key, link);
     }
+}
+
+/// True when a tunnel's requests go through the thread's pool of server
+/// connections, shared by every client, rather than over the tunnel's own
+/// (`--share-server-connections`): only where the pool's connection is the
+/// one the tunnel would have made, to the CONNECT target under its own name
+/// (the pool sends the host as SNI), straight (an upstream proxy's pool is
+/// hyper_util's).
+fn shares_server_connections(
+    tls: &TlsOptions,
+    route: &witm_flow::Route,
+    server_name: &str,
+    host: &str,
+) -> bool {
+    tls.share_server_connections
+        && *route == witm_flow::Route::Direct
+        && server_name.eq_ignore_ascii_case(host)
 }
 
 /// A tunnel's server connection as the tunnel keeps it: `server-connect`

@@ -79,7 +79,7 @@ impl ViaPools {
             trust: self.trust.clone(),
             timeout: self.connect_timeout,
         };
-        let https = watched_https(connector, &self.trust, self.events.clone());
+        let https = watched_https(connector, &self.trust, self.events.clone(), true);
         let client = pool_builder(self.h2_keepalive).build(https);
         pools.insert(proxy.clone(), client.clone());
         client

@@ -13,7 +13,8 @@
 //!
 //! What it keeps of hyper_util's behaviour: the header case preserved,
 //! HTTP/2 when the server's ALPN says so (one connection shared by its
-//! requests), upgrades (WebSocket) on HTTP/1, a request that a reused
+//! requests), upgrades (WebSocket) on HTTP/1 (over HTTPS, a connection that
+//! offers HTTP/1.1 alone: [`Connectors`]), a request that a reused
 //! connection closed before sending it sent again on a new one, the
 //! connector's extras (the address connected to, [`ConnectTimes`], the
 //! response tap) for the responses that read them, and unused connections
@@ -56,37 +57,67 @@ use crate::wire_heads::{Heads, ResponseHeads};
 /// http/1.1), each connection reporting its events.
 pub(crate) type Connector = Watched<HttpsConnector<HttpConnector>>;
 
-/// The connector of a pool: TCP (no Nagle, `connect_timeout`), then
-/// [`watched_https`].
-pub(crate) fn connector(
-    trust: &Upstream,
-    connect_timeout: Duration,
-    events: Arc<dyn ServerEvents>,
-) -> Connector {
-    let mut tcp = HttpConnector::new();
-    tcp.set_nodelay(true);
-    tcp.set_connect_timeout(Some(connect_timeout));
-    tcp.enforce_http(false);
-    watched_https(tcp, trust, events)
+/// A pool's two ways to connect: offering HTTP/2 and HTTP/1.1 (ALPN), and
+/// HTTP/1.1 alone, for a request that upgrades its connection (WebSocket):
+/// HTTP/2 would drop its `upgrade` (hyper strips connection headers) and
+/// the server would never switch.
+#[derive(Clone)]
+pub(crate) struct Connectors {
+    any: Connector,
+    http1: Connector,
 }
 
-/// `inner`'s streams, with TLS verified by `trust` for HTTPS (ALPN h2 and
-/// http/1.1), each connection reporting its events: the direct route's
-/// connector and each upstream proxy's.
+impl Connectors {
+    /// TCP (no Nagle, `connect_timeout`), then [`watched_https`].
+    pub(crate) fn new(
+        trust: &Upstream,
+        connect_timeout: Duration,
+        events: Arc<dyn ServerEvents>,
+    ) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.enforce_http(false);
+        Connectors {
+            any: watched_https(tcp.clone(), trust, events.clone(), true),
+            http1: watched_https(tcp, trust, events, false),
+        }
+    }
+}
+
+/// `inner`'s streams, with TLS verified by `trust` for HTTPS (ALPN h2, if
+/// `http2`, and http/1.1), each connection reporting its events: the
+/// direct route's connectors and each upstream proxy's.
 pub(crate) fn watched_https<C>(
     inner: C,
     trust: &Upstream,
     events: Arc<dyn ServerEvents>,
+    http2: bool,
 ) -> Watched<HttpsConnector<C>> {
     // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/2.
     let https = HttpsConnectorBuilder::new()
         .with_tls_config((*trust.client_config(Vec::new())).clone())
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(inner);
+        .enable_http1();
+    let https = match http2 {
+        true => https.enable_http2().wrap_connector(inner),
+        false => https.wrap_connector(inner),
+    };
     Watched::new(https, events)
 }
+
+/// What the server of an HTTP/2 connection may send on one stream before
+/// witm has passed it on (hyper's default).
+const STREAM_WINDOW: u32 = 2 << 20;
+
+/// What it may send on all streams together before witm has passed it on:
+/// HTTP/2's largest. A connection's requests are many clients' (every
+/// tunnel's, with `--share-server-connections`), and a client that reads
+/// nothing keeps its stream's bytes unacknowledged; with hyper's default
+/// (5 MiB, two and a half streams' windows) three such clients would stop
+/// every stream of the connection. Each stream's bytes stay bounded by
+/// [`STREAM_WINDOW`].
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 
 /// How long a connection is kept unused (hyper_util's default, which
 /// witm's pools had).
@@ -110,7 +141,7 @@ pub(crate) struct ServerPool {
 }
 
 struct Inner {
-    connector: Connector,
+    connectors: Connectors,
     h2_keepalive: Option<Duration>,
     /// The most a new connection may take to be ready for a request.
     setup: Duration,
@@ -293,18 +324,18 @@ enum Sent {
 }
 
 impl ServerPool {
-    /// One of `pools` pools (one per thread) connecting with `connector`,
+    /// One of `pools` pools (one per thread) connecting with `connectors`,
     /// HTTP/2 connections pinged every `h2_keepalive`, a new connection
     /// ready within `setup`.
     pub(crate) fn new(
-        connector: Connector,
+        connectors: Connectors,
         h2_keepalive: Option<Duration>,
         setup: Duration,
         pools: usize,
     ) -> Self {
         ServerPool {
             inner: Arc::new(Inner {
-                connector,
+                connectors,
                 h2_keepalive,
                 setup,
                 most: (MAX_PER_SERVER, crate::workers::share(MAX_KEPT, pools)),
@@ -326,10 +357,17 @@ impl ServerPool {
         for_flow: bool,
     ) -> Result<hyper::Response<Incoming>, PoolError> {
         let uri = request.uri().clone();
+        // An upgrade (WebSocket) over HTTPS goes over a connection of its
+        // own kind, HTTP/1.1 whatever the server offers.
+        let http1_only = uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+            && request.headers().contains_key(http::header::UPGRADE);
         let key = match (uri.scheme_str(), uri.authority()) {
             (Some(scheme), Some(authority)) => {
                 let authority = authority.as_str();
-                let mut key = String::with_capacity(scheme.len() + 3 + authority.len());
+                let mut key = String::with_capacity(scheme.len() + 6 + authority.len());
+                if http1_only {
+                    key.push_str("h1+");
+                }
                 key.push_str(scheme);
                 key.push_str("://");
                 key.push_str(authority);
@@ -349,7 +387,7 @@ impl ServerPool {
         // Boxed: a new connection's future (the dial, the TLS handshake)
         // is ~7 KiB, and inline it would make every request's future, all
         // the way up to hyper's, as large, copied at each move.
-        let link = Box::pin(self.connect(uri, &key)).await?;
+        let link = Box::pin(self.connect(uri, &key, http1_only)).await?;
         match self.send(link, request, &key, for_flow).await {
             Sent::Answered(answered) => answered,
             Sent::Unsent(_, error) => Err(error),
@@ -473,10 +511,15 @@ impl ServerPool {
     }
 
     /// A new connection to `uri`'s server: HTTP/2 if its ALPN says so (then
-    /// kept at once, for other requests to share).
-    async fn connect(&self, uri: Uri, key: &str) -> Result<Link, PoolError> {
+    /// kept at once, for other requests to share), unless `http1_only`.
+    async fn connect(&self, uri: Uri, key: &str, http1_only: bool) -> Result<Link, PoolError> {
         let setup = self.inner.setup;
-        let Ok(link) = tokio::time::timeout(setup, self.set_up(uri)).await else {
+        let connectors = &self.inner.connectors;
+        let connector = match http1_only {
+            true => &connectors.http1,
+            false => &connectors.any,
+        };
+        let Ok(link) = tokio::time::timeout(setup, self.set_up(uri, connector)).await else {
             let message = format!("the connection took over {setup:?} to be ready");
             let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, message);
             return Err(PoolError::connect(timed_out));
@@ -489,9 +532,9 @@ impl ServerPool {
     }
 
     /// TCP, TLS and the HTTP handshake of a new connection to `uri`'s server.
-    async fn set_up(&self, uri: Uri) -> Result<Link, PoolError> {
+    async fn set_up(&self, uri: Uri, connector: &Connector) -> Result<Link, PoolError> {
         use tower_service::Service;
-        let mut connector = self.inner.connector.clone();
+        let mut connector = connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(PoolError::connect)?;
@@ -505,6 +548,8 @@ impl ServerPool {
             let keepalive = self.inner.h2_keepalive;
             let (mut tx, connection) = http2::Builder::new(BoxedSpawn)
                 .timer(TokioTimer::new())
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
                 .keep_alive_interval(keepalive)
                 .keep_alive_timeout(keepalive.unwrap_or(NEVER))
                 .handshake(io)
@@ -589,8 +634,8 @@ mod tests {
     /// One of `pools` threads' pools.
     fn one_of(trust: UpstreamTrust, setup: Duration, pools: usize) -> ServerPool {
         let events = Arc::new(HookEvents(Arc::new(witm_flow::NoHooks)));
-        let connector = connector(&Upstream::new(&trust), Duration::from_secs(5), events);
-        ServerPool::new(connector, None, setup, pools)
+        let connectors = Connectors::new(&Upstream::new(&trust), Duration::from_secs(5), events);
+        ServerPool::new(connectors, None, setup, pools)
     }
 
     /// However many threads, their pools together keep at most

@@ -15,7 +15,7 @@ use crate::link_pool::LinkPool;
 use crate::mode::Mode;
 use crate::routes::ViaPools;
 use crate::server_events::{HookEvents, ServerEvents};
-use crate::server_pool::{ServerPool, connector};
+use crate::server_pool::{Connectors, ServerPool};
 use crate::spawn::BoxedSpawn;
 use crate::timeouts::{NEVER, Timeouts};
 use crate::tls::TlsOptions;
@@ -159,7 +159,7 @@ impl<H: FlowHooks> Shared<H> {
             None => Upstream::new(&UpstreamTrust::Verify),
         };
         let threads = options.workers.as_ref().map_or(0, |w| w.threads());
-        let connector = connector(&trust, options.connect_timeout, server_events.clone());
+        let connectors = Connectors::new(&trust, options.connect_timeout, server_events.clone());
         // TCP, then TLS as long as a tunnel's server handshake may take.
         let handshake = options
             .tls
@@ -168,7 +168,7 @@ impl<H: FlowHooks> Shared<H> {
         let setup = options.connect_timeout.saturating_add(handshake);
         let h2_keepalive = options.timeouts.h2_keepalive;
         let upstreams = per_thread(threads, |pools| {
-            ServerPool::new(connector.clone(), h2_keepalive, setup, pools)
+            ServerPool::new(connectors.clone(), h2_keepalive, setup, pools)
         });
         let via = ViaPools::new(
             trust.clone(),

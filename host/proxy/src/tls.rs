@@ -19,6 +19,13 @@ pub struct TlsOptions {
     pub allow_hosts: Option<Regex>,
     /// How long a TLS handshake (either side) may take.
     pub handshake_timeout: Duration,
+    /// Requests in intercepted tunnels go through each thread's pool of
+    /// server connections, shared by every client (HTTP/2 where the server
+    /// offers it), as Envoy's and hudsucker's do; otherwise over the
+    /// tunnel's own connection, as mitmproxy's. The tunnel still connects
+    /// first, to learn the certificate and protocol, and leaves that
+    /// connection for the next tunnel ([`crate::link_pool`]).
+    pub share_server_connections: bool,
 }
 
 impl TlsOptions {
@@ -30,6 +37,7 @@ impl TlsOptions {
             ignore_hosts: None,
             allow_hosts: None,
             handshake_timeout: Duration::from_secs(10),
+            share_server_connections: false,
         }
     }
 

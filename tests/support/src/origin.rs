@@ -129,7 +129,7 @@ impl Origin {
                                         let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await else {
                                             return;
                                         };
-                                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
                                     }
                                 }
                             });
