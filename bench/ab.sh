@@ -6,7 +6,9 @@
 #
 #   bench/ab.sh A_BINARY B_BINARY [ROUNDS] [SECONDS]   # default 6 rounds of 4 s
 #       B may be bench/hudsucker-proxy's binary (bench/run.sh builds it): it
-#       signs with A's CA and gets no WITM_AB_ARGS (it adds the header itself)
+#       signs with A's CA and gets no WITM_AB_ARGS (it adds the header itself);
+#       or B may be "direct": oha straight to the origin, no proxy (the
+#       ceiling, for "witm ≥ 0.5 × direct")
 #   WITM_AB_ARGS="-s path/to/plugin.wasm"              # extra witm arguments (both);
 #       then also what each says of the plugin as it stops (its calls,
 #       time in it, time flows waited for an instance)
@@ -51,10 +53,23 @@ start() { # BINARY PORT [CA_DIR] [ARGS...]
   wait_port "$port"
 }
 pa=$(free_port); start "$a" "$pa"
-pb=$(free_port); start "$b" "$pb" "$work/witm-$pa" "${extra_b[@]}"
-run() { # PORT -> req/s
-  "$oha" --no-tui --output-format json -z "${seconds}s" -c 32 "${oha_mode[@]}" -x "http://127.0.0.1:$1" \
-    "$url" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"]))'
+if [ "$b" = direct ]; then
+  pb=direct
+else
+  pb=$(free_port); start "$b" "$pb" "$work/witm-$pa" "${extra_b[@]}"
+fi
+run() { # PORT (or "direct") -> req/s
+  local via=(-x "http://127.0.0.1:$1")
+  [ "$1" != direct ] || via=()
+  "$oha" --no-tui --output-format json -z "${seconds}s" -c 32 "${oha_mode[@]}" "${via[@]}" \
+    "$url" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+codes = d["statusCodeDistribution"]
+if set(codes) != {"200"}:
+    # Fast errors are not throughput.
+    sys.exit(f"not every response was 200: {codes}")
+print(round(d["summary"]["requestsPerSec"]))'
 }
 run "$pa" >/dev/null; run "$pb" >/dev/null # warm both
 ra=() rb=()
@@ -80,7 +95,8 @@ PY
   }
   ca=() cb=()
   for _ in 1 2; do
-    ca+=("$(count "${pids[0]}" "$pa")"); cb+=("$(count "${pids[1]}" "$pb")")
+    ca+=("$(count "${pids[0]}" "$pa")")
+    [ "$pb" = direct ] || cb+=("$(count "${pids[1]}" "$pb")")
   done
   echo "CPU µs per request: A ${ca[*]}, B ${cb[*]}"
 fi
@@ -94,11 +110,12 @@ print(f"A median {statistics.median(a):.0f} req/s, B median {statistics.median(b
 PY
 # With a plugin: what each witm says of it as it stops (calls, time in the
 # plugin, time flows waited for an instance).
-for i in 0 1; do
-  kill -INT "${pids[$i]}" 2>/dev/null || true
-  wait "${pids[$i]}" 2>/dev/null || true
+for pid in "${pids[@]}"; do
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
 done
 for name in A B; do
+  [ "$name" = A ] || [ "$pb" != direct ] || continue
   port=$pa; [ "$name" = B ] && port=$pb
   sed -n "s/^.*INFO \(\[[^]]*\] [0-9]* calls\)/$name: \1/p" "$work/witm-$port.log"
 done

@@ -117,6 +117,12 @@ fn tunnels_share_one_http2_server_connection() {
         seen.iter().all(|r| r.version == "HTTP/2.0"),
         "HTTP/1.1 clients, one HTTP/2 connection to the server: {seen:?}"
     );
+    // The server is named by `:authority` alone: nginx refuses a `host`
+    // beside it.
+    assert!(
+        seen.iter().all(|r| r.header_values("host").is_empty()),
+        "{seen:?}"
+    );
     // The pool's one connection, and the one each tunnel in turn took to
     // learn the certificate, and left for the next.
     assert_eq!(origin.connections(), 2);

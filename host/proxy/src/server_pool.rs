@@ -54,7 +54,8 @@ use crate::timeouts::NEVER;
 use crate::wire_heads::{Heads, ResponseHeads};
 
 /// How servers are connected to: TCP, TLS for HTTPS (ALPN h2 and
-/// http/1.1), each connection reporting its events.
+/// http/1.1, or http/1.1 alone: [`Connectors`]), each connection
+/// reporting its events.
 pub(crate) type Connector = Watched<HttpsConnector<HttpConnector>>;
 
 /// A pool's two ways to connect: offering HTTP/2 and HTTP/1.1 (ALPN), and
@@ -493,6 +494,9 @@ impl ServerPool {
             // Kept in the pool as it is (a handle to it was taken).
             Sender::Http2(mut tx) => {
                 *request.version_mut() = Version::HTTP_2;
+                // HTTP/2 names the server in `:authority` (the URI's); nginx
+                // refuses a request with a `host` beside it (400).
+                request.headers_mut().remove(http::header::HOST);
                 futures_util::future::Either::Right(tx.try_send_request(request))
             }
         };
