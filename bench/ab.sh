@@ -67,9 +67,12 @@ import json, sys
 d = json.load(sys.stdin)
 codes = d["statusCodeDistribution"]
 if set(codes) != {"200"}:
-    # Fast errors are not throughput.
-    sys.exit(f"not every response was 200: {codes}")
-print(round(d["summary"]["requestsPerSec"]))'
+    # Fast errors are not throughput: a round with more than 1 % fails.
+    line = f"{sys.argv[1]}: not every response was 200: {codes}"
+    if codes.get("200", 0) < 0.99 * sum(codes.values()):
+        sys.exit(line)
+    print(line, file=sys.stderr)
+print(round(d["summary"]["requestsPerSec"]))' "$([ "$1" = "$pa" ] && echo A || echo B)"
 }
 run "$pa" >/dev/null; run "$pb" >/dev/null # warm both
 ra=() rb=()
