@@ -95,6 +95,11 @@ fn proxy_options_can_come_from_the_configuration_and_the_command_line_wins() {
         "--stream-large-bodies",
     );
     assert_clear_error(&["--set", "bogus=1"], "--bogus");
+    // A value for a bare flag is refused as such, not read as a command.
+    assert_clear_error(
+        &["--set", "share_server_connections=\"yes\""],
+        "unexpected value 'yes' for '--share-server-connections'",
+    );
 }
 
 #[test]

@@ -350,8 +350,11 @@ fn from_table(
 /// and plugins (which are `[[plugins]]` tables there).
 pub const COMMAND_LINE_ONLY: [&str; 3] = ["config", "set", "script"];
 
-/// `listen_port = 9000` as `--listen-port 9000`; `true` as the bare flag;
-/// a list as the flag repeated.
+/// `listen_port = 9000` as `--listen-port=9000`; `true` as the bare flag;
+/// a list as the flag repeated. One argument each, with `=`: a value that
+/// starts with `-` stays a value, and a value for a bare flag
+/// (`ssl_insecure = "yes"`) is refused as one ("unexpected value"), not
+/// read as a command.
 fn option_args(key: &str, value: &Value) -> Result<Vec<String>, String> {
     if COMMAND_LINE_ONLY.contains(&key) {
         return Err(format!("{key} cannot be set in the configuration"));
@@ -367,10 +370,9 @@ fn option_args(key: &str, value: &Value) -> Result<Vec<String>, String> {
         Value::Boolean(false) => Vec::new(),
         Value::Array(items) => items
             .iter()
-            .map(|item| Ok([flag.clone(), text(item)?]))
-            .collect::<Result<Vec<_>, String>>()?
-            .concat(),
-        other => vec![flag, text(other)?],
+            .map(|item| Ok(format!("{flag}={}", text(item)?)))
+            .collect::<Result<Vec<_>, String>>()?,
+        other => vec![format!("{flag}={}", text(other)?)],
     })
 }
 
@@ -553,15 +555,22 @@ mod tests {
                 "quiet=false".into(),
                 "upstream_ca=[\"a.pem\", \"b.pem\"]".into(),
                 "stream_large_bodies=1m".into(),
+                "ignore_hosts=\"-x\"".into(),
             ],
         )
         .unwrap();
+        // One argument each: a value that starts with `-` is not a flag.
+        assert!(
+            options.contains(&"--ignore-hosts=-x".to_owned()),
+            "{options:?}"
+        );
         let mut options = options.join(" ");
         for expected in [
-            "--listen-port 9000",
+            "--listen-port=9000",
             "--ssl-insecure",
-            "--upstream-ca a.pem --upstream-ca b.pem",
-            "--stream-large-bodies 1m",
+            "--upstream-ca=a.pem --upstream-ca=b.pem",
+            "--stream-large-bodies=1m",
+            "--ignore-hosts=-x",
         ] {
             assert!(options.contains(expected), "{options} lacks {expected}");
             options = options.replace(expected, "");
