@@ -4,9 +4,13 @@
 //! several listeners of different modes in one process, a plugin choosing
 //! the upstream per flow, and SIGHUP and a graceful stop with every mode.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 
-use witm_test_support::{HELLO, Origin, TestCa, Witm, curl, free_port, guests, target_dir};
+use witm_test_support::{
+    HELLO, Origin, TestCa, Witm, connect_proxy, curl, free_port, guests, target_dir,
+};
 
 use crate::https::witm_ca;
 use crate::sandbox::start_with_config;
@@ -142,6 +146,50 @@ fn upstream_mode_chains_http_and_https_through_a_second_witm() {
         "the upstream intercepted the CONNECT the front made"
     );
     assert!(origin.seen().iter().any(|r| r.path == "/chained-tls"));
+}
+
+/// `request` as raw bytes to witm's listener on `port`; the answer's head
+/// line.
+fn ask_raw(port: u16, request: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn upstream_mode_sends_host_over_http1_and_not_over_http2() {
+    // A proxy that only tunnels, so the origins see witm's own HTTP.
+    let ca = TestCa::new("upstream-host-origin");
+    let h2 = Origin::start_https(&ca);
+    let h1 = Origin::start_https_http1(&ca);
+    let mode = format!("upstream:http://127.0.0.1:{}", connect_proxy());
+    let ca_path = ca.cert_pem_path.display().to_string();
+    let front = start_with_args(&[], &["--mode", &mode, "--upstream-ca", &ca_path]);
+    // `https://` URLs asked of the proxy itself: the upstream route's pool
+    // sends them, through a tunnel.
+    let ask = |origin: &Origin, path: &str, host: &str| {
+        let url = origin.https_url(path);
+        let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let answer = ask_raw(front.port, &request);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let seen = origin.seen();
+        seen.into_iter().find(|r| r.path == path).unwrap()
+    };
+    let h2_authority = format!("localhost:{}", h2.address.port());
+    let over_h2 = ask(&h2, "/via-h2", &h2_authority);
+    assert_eq!(over_h2.version, "HTTP/2.0");
+    // nginx refuses a `host` beside `:authority` (400).
+    assert!(over_h2.header_values("host").is_empty(), "{over_h2:?}");
+
+    let h1_authority = format!("localhost:{}", h1.address.port());
+    let over_h1 = ask(&h1, "/via-h1", &h1_authority);
+    assert_eq!(over_h1.version, "HTTP/1.1");
+    assert_eq!(over_h1.header_values("host"), [h1_authority]);
+    // A `host` that names another server (a virtual host) goes as it is.
+    let virtual_host = ask(&h1, "/virtual-host", "other.example");
+    assert_eq!(virtual_host.header_values("host"), ["other.example"]);
 }
 
 #[test]

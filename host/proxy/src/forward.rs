@@ -1015,22 +1015,48 @@ fn for_pool(
     outgoing
 }
 
-/// `outgoing` for an upstream proxy: plain HTTP goes to the proxy itself,
-/// which wants its credentials on every request.
+/// `outgoing` for an upstream proxy's pool: plain HTTP goes to the proxy
+/// itself, which wants its credentials on every request; HTTPS goes
+/// through a tunnel to the server, perhaps over HTTP/2.
 fn for_proxy(
     mut outgoing: hyper::Request<ProxyBody>,
     scheme: &str,
     proxy: &witm_flow::ProxyUrl,
 ) -> hyper::Request<ProxyBody> {
-    if scheme == "http"
-        && let Some(value) =
+    if scheme == "http" {
+        if let Some(value) =
             dial::proxy_authorization(proxy).and_then(|v| http::HeaderValue::try_from(v).ok())
-    {
-        outgoing
-            .headers_mut()
-            .insert(http::header::PROXY_AUTHORIZATION, value);
+        {
+            outgoing
+                .headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, value);
+        }
+    } else if host_names_the_uri(&outgoing) {
+        // That pool (hyper_util's) adds `host` for HTTP/1 and keeps one on
+        // HTTP/2, where nginx refuses it beside `:authority` (400). A `host`
+        // naming another server (a virtual host a plugin chose) stays, as
+        // HTTP/1 needs it.
+        outgoing.headers_mut().remove(http::header::HOST);
     }
     outgoing
+}
+
+/// Whether `request`'s `host` names the server of its URI, so that the
+/// one hyper_util would make from the URI says the same.
+fn host_names_the_uri(request: &hyper::Request<ProxyBody>) -> bool {
+    let (Some(host), Some(authority)) = (
+        request.headers().get(http::header::HOST),
+        request.uri().authority(),
+    ) else {
+        return false;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let default_port =
+        request.uri().scheme_str() == Some("https") && authority.port_u16() == Some(443);
+    host.eq_ignore_ascii_case(authority.as_str())
+        || (default_port && host.eq_ignore_ascii_case(authority.host()))
 }
 
 /// A response body as the server sends it, timed: it may pause at most

@@ -10,6 +10,7 @@
 //! - [`GrpcOrigin`], [`grpc_call`]: a real gRPC service and client (grpcio),
 //!   in the Python of [`tools_python`].
 
+mod connect_proxy;
 mod curl;
 mod grpc;
 mod guests;
@@ -22,6 +23,7 @@ mod websocket;
 mod witm;
 mod wrk;
 
+pub use connect_proxy::connect_proxy;
 pub use curl::{CurlResponse, curl};
 pub use grpc::{GrpcCalled, GrpcOrigin, grpc_call};
 pub use guests::{Guests, guests, repo_root, target_dir};

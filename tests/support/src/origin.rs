@@ -89,6 +89,13 @@ impl Origin {
         Self::start_with(true, Some(ca.server_config()))
     }
 
+    /// An HTTPS origin that offers HTTP/1.1 alone (no `h2` in ALPN).
+    pub fn start_https_http1(ca: &crate::TestCa) -> Origin {
+        let mut config = (*ca.server_config()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self::start_with(true, Some(std::sync::Arc::new(config)))
+    }
+
     /// An HTTPS server that records nothing, for load tests.
     pub fn start_https_unrecorded(ca: &crate::TestCa) -> Origin {
         Self::start_with(false, Some(ca.server_config()))
