@@ -182,6 +182,36 @@ fn curl_over_http2_speaks_http2_on_both_sides() {
 }
 
 #[test]
+fn a_host_a_plugin_sets_is_the_http2_servers_authority() {
+    // mitmproxy's HTTP/2 client makes `:authority` from `host`: a virtual
+    // host a plugin sets reaches the server, over the tunnel's own
+    // connection and over the pool's shared one.
+    let https = HttpsOrigin::start("origin-virtual-host");
+    let origin = &https.origin;
+    for (i, extra) in [&[][..], &["--share-server-connections"][..]]
+        .into_iter()
+        .enumerate()
+    {
+        let witm = https.witm(&["tag vh host=virtual.example"], extra);
+        let path = format!("/virtual-{i}");
+        let response = curl(
+            &witm.proxy_url(),
+            &["--cacert", &witm_ca(), "--http2", &origin.https_url(&path)],
+        );
+        assert_eq!(response.status, 200, "{extra:?}");
+        let seen = origin.seen();
+        let request = seen.iter().find(|r| r.path == path).unwrap();
+        assert_eq!(request.version, "HTTP/2.0");
+        assert_eq!(
+            request.authority.as_deref(),
+            Some("virtual.example"),
+            "{extra:?}"
+        );
+        assert!(request.header_values("host").is_empty(), "{request:?}");
+    }
+}
+
+#[test]
 fn python_requests_trusts_witm_ca() {
     let https = HttpsOrigin::start("origin-py");
     let origin = &https.origin;

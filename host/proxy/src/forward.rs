@@ -986,8 +986,8 @@ fn for_link(
 ) -> hyper::Request<ProxyBody> {
     if http2 {
         *outgoing.version_mut() = Version::HTTP_2;
-        outgoing.headers_mut().remove(http::header::HOST);
         *outgoing.uri_mut() = absolute.clone();
+        wire::host_into_authority(&mut outgoing);
     } else {
         *outgoing.version_mut() = Version::HTTP_11;
         ensure_host(outgoing.headers_mut(), authority);

@@ -494,9 +494,8 @@ impl ServerPool {
             // Kept in the pool as it is (a handle to it was taken).
             Sender::Http2(mut tx) => {
                 *request.version_mut() = Version::HTTP_2;
-                // HTTP/2 names the server in `:authority` (the URI's); nginx
-                // refuses a request with a `host` beside it (400).
-                request.headers_mut().remove(http::header::HOST);
+                // The server is named by `:authority` alone.
+                crate::wire::host_into_authority(&mut request);
                 futures_util::future::Either::Right(tx.try_send_request(request))
             }
         };

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, Method, Version};
 use witm_flow::headers::{MAX_FIELDS, MAX_HEADER_BYTES};
@@ -439,6 +439,38 @@ fn name_trailers(map: &mut HeaderMap, trailers: &Headers) {
     }
     if let Ok(value) = http::HeaderValue::from_str(&names.join(", ")) {
         map.insert(TRAILER, value);
+    }
+}
+
+/// HTTP/2 names the server in `:authority` (the URI's) alone: nginx
+/// refuses a request with a `host` beside it (400), so `host` goes. Where it
+/// named another server than the URI (a virtual host a plugin set), it
+/// becomes the `:authority`, as mitmproxy's HTTP/2 client makes one from
+/// `host`; the connection stays the URI server's. A `host` that is no
+/// authority, or carries user information, which `:authority` must not,
+/// is dropped.
+pub fn host_into_authority<B>(request: &mut http::Request<B>) {
+    let Some(host) = request.headers_mut().remove(HOST) else {
+        return;
+    };
+    let Some(authority) = request.uri().authority() else {
+        return;
+    };
+    if authority
+        .as_str()
+        .as_bytes()
+        .eq_ignore_ascii_case(host.as_bytes())
+        || host.as_bytes().contains(&b'@')
+    {
+        return;
+    }
+    let Ok(named) = http::uri::Authority::try_from(host.as_bytes()) else {
+        return;
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(named);
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
     }
 }
 

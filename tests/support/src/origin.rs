@@ -22,6 +22,9 @@ pub struct SeenRequest {
     pub path: String,
     /// "HTTP/1.1" or "HTTP/2.0".
     pub version: String,
+    /// The request target's authority: HTTP/2's `:authority`; none for
+    /// HTTP/1.1's origin form.
+    pub authority: Option<String>,
     /// Headers, names lower-cased, in order.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -264,6 +267,7 @@ async fn answer(
             method: parts.method.to_string(),
             path: path.clone(),
             version: format!("{:?}", parts.version),
+            authority: parts.uri.authority().map(|a| a.to_string()),
             headers: parts
                 .headers
                 .iter()

@@ -3,7 +3,8 @@
 //! With a second argument `touch`, it first sets the response's `zz-last`
 //! to the value it has: a change that changes nothing, for tests that
 //! compare the proxy's way for untouched fields with its way for changed
-//! ones.
+//! ones. With a second argument `host=NAME`, it sets each request's `host`
+//! to NAME (a virtual host).
 
 use std::sync::OnceLock;
 
@@ -11,6 +12,7 @@ use witm_sdk::{Context, Events, Flow, Plugin};
 
 static TAG: OnceLock<String> = OnceLock::new();
 static TOUCH: OnceLock<bool> = OnceLock::new();
+static HOST: OnceLock<Option<String>> = OnceLock::new();
 
 struct Tag;
 
@@ -23,11 +25,17 @@ impl Plugin for Tag {
         let tag = args.first().cloned().ok_or("usage: tag.wasm <tag>")?;
         let _ = TAG.set(tag);
         let _ = TOUCH.set(args.get(1).is_some_and(|a| a == "touch"));
+        let host = args.get(1).and_then(|a| a.strip_prefix("host="));
+        let _ = HOST.set(host.map(str::to_owned));
         Ok(())
     }
 
     fn request(_ctx: &Context, flow: &Flow) {
-        let _ = flow.request().headers().append("x-tag", TAG.get().unwrap());
+        let headers = flow.request().headers();
+        if let Some(Some(host)) = HOST.get() {
+            let _ = headers.set("host", host);
+        }
+        let _ = headers.append("x-tag", TAG.get().unwrap());
     }
 
     fn response(_ctx: &Context, flow: &Flow) {
