@@ -1031,7 +1031,9 @@ fn for_proxy(
                 .headers_mut()
                 .insert(http::header::PROXY_AUTHORIZATION, value);
         }
-    } else if host_names_the_uri(&outgoing) {
+    } else if let Some(host) = outgoing.headers().get(http::header::HOST)
+        && wire::host_names_the_uri(host.as_bytes(), outgoing.uri())
+    {
         // That pool (hyper_util's) adds `host` for HTTP/1 and keeps one on
         // HTTP/2, where nginx refuses it beside `:authority` (400). A `host`
         // naming another server (a virtual host a plugin chose) stays, as
@@ -1039,24 +1041,6 @@ fn for_proxy(
         outgoing.headers_mut().remove(http::header::HOST);
     }
     outgoing
-}
-
-/// Whether `request`'s `host` names the server of its URI, so that the
-/// one hyper_util would make from the URI says the same.
-fn host_names_the_uri(request: &hyper::Request<ProxyBody>) -> bool {
-    let (Some(host), Some(authority)) = (
-        request.headers().get(http::header::HOST),
-        request.uri().authority(),
-    ) else {
-        return false;
-    };
-    let Ok(host) = host.to_str() else {
-        return false;
-    };
-    let default_port =
-        request.uri().scheme_str() == Some("https") && authority.port_u16() == Some(443);
-    host.eq_ignore_ascii_case(authority.as_str())
-        || (default_port && host.eq_ignore_ascii_case(authority.host()))
 }
 
 /// A response body as the server sends it, timed: it may pause at most

@@ -453,13 +453,8 @@ pub fn host_into_authority<B>(request: &mut http::Request<B>) {
     let Some(host) = request.headers_mut().remove(HOST) else {
         return;
     };
-    let Some(authority) = request.uri().authority() else {
-        return;
-    };
-    if authority
-        .as_str()
-        .as_bytes()
-        .eq_ignore_ascii_case(host.as_bytes())
+    if request.uri().authority().is_none()
+        || host_names_the_uri(host.as_bytes(), request.uri())
         || host.as_bytes().contains(&b'@')
     {
         return;
@@ -472,6 +467,29 @@ pub fn host_into_authority<B>(request: &mut http::Request<B>) {
     if let Ok(uri) = http::Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
+}
+
+/// Whether `host`, a `host` field's value, names the server of `uri`: the
+/// same authority, the scheme's default port written or not on either side
+/// (hyper_util writes `host` from a URI without it).
+pub fn host_names_the_uri(host: &[u8], uri: &http::Uri) -> bool {
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let default_port: &[u8] = match uri.scheme_str() {
+        Some("https") => b":443",
+        Some("http") => b":80",
+        _ => b"",
+    };
+    let without_default = |a: &'_ [u8]| -> usize {
+        if !default_port.is_empty() && a.ends_with(default_port) {
+            a.len() - default_port.len()
+        } else {
+            a.len()
+        }
+    };
+    let named = authority.as_str().as_bytes();
+    host[..without_default(host)].eq_ignore_ascii_case(&named[..without_default(named)])
 }
 
 /// True when a response to `method` with `status` has no body on the wire.
@@ -583,6 +601,23 @@ pub fn buffered_bytes(body: &Body) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_names_its_uri_with_or_without_the_default_port() {
+        let uri = |u: &str| u.parse::<http::Uri>().unwrap();
+        let names = |host: &str, u: &str| host_names_the_uri(host.as_bytes(), &uri(u));
+        assert!(names("example.com", "https://example.com/a"));
+        assert!(names("Example.COM", "https://example.com/a"));
+        assert!(names("example.com", "https://example.com:443/a"));
+        assert!(names("example.com:443", "https://example.com/a"));
+        assert!(names("example.com:80", "http://example.com/a"));
+        assert!(names("[::1]:8443", "https://[::1]:8443/a"));
+        assert!(!names("example.com:443", "http://example.com/a"));
+        assert!(!names("example.com:8443", "https://example.com/a"));
+        assert!(!names("example.com", "https://example.com:8443/a"));
+        assert!(!names("other.example", "https://example.com/a"));
+        assert!(!names("example.com", "/a"));
+    }
 
     #[test]
     fn hop_by_hop_headers_are_not_forwarded() {
