@@ -74,6 +74,23 @@ elif mode == "websocket":
     while len(rest) < 2 + len(payload):
         rest = read_more(t, rest)
     print(rest[2:2 + rest[1]].decode())
+elif mode == "streams":
+    # `https://` URLs asked of the proxy itself (its pool's HTTP/2
+    # connection): 120 answered one after another (each stream ends), then
+    # 100 the origin holds for 5 s, then one more, timed.
+    def ask(path):
+        s = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+        s.sendall(f"GET https://localhost:{port}{path} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
+        return s
+    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+    for i in range(120):
+        assert get(s, f"https://localhost:{port}/first").startswith("HTTP/1.1 200"), i
+    held = [ask("/sleep/5000") for _ in range(100)]
+    time.sleep(1)
+    started = time.monotonic()
+    late = ask("/late")
+    head = late.recv(12).decode()
+    print(head, round(time.monotonic() - started, 1))
 elif mode == "stalled":
     # Three clients ask for 32 MiB each and read none of it; then a fourth
     # asks for a small page.
@@ -166,4 +183,26 @@ fn a_client_that_reads_nothing_does_not_stop_the_others() {
     let witm = https.witm(&[], &["--workers", "1", "--share-server-connections"]);
     let answers = client("stalled", &witm, &https);
     assert_eq!(answers, ["HTTP/1.1 200 OK hello from origin"]);
+}
+
+#[test]
+fn a_server_connection_full_of_streams_makes_way_for_another() {
+    // Requests that pass through, and requests that make flows.
+    for plugins in [&[][..], &["tag s"][..]] {
+        let https = HttpsOrigin::start("origin-streams");
+        let origin = &https.origin;
+        // One worker thread, so one pool.
+        let witm = https.witm(plugins, &["--workers", "1"]);
+        let printed = client("streams", &witm, &https);
+        let (head, seconds) = printed[0].rsplit_once(' ').unwrap();
+        assert_eq!(head, "HTTP/1.1 200", "{plugins:?}");
+        // The origin takes 100 streams on a connection (as Apache and h2o
+        // do); queued behind them, the request would wait 4 s for one to
+        // end.
+        let seconds: f64 = seconds.parse().unwrap();
+        assert!(seconds < 2.0, "{plugins:?}: {printed:?}");
+        // A second connection for it, and no more: the 120 streams that
+        // ended are not counted.
+        assert_eq!(origin.connections(), 2, "{plugins:?}");
+    }
 }

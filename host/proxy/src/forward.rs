@@ -27,7 +27,7 @@ use crate::held_budget::HeldBytes;
 use crate::liveness::Liveness;
 use crate::onboarding;
 use crate::respond::{FlowKilled, killed, respond};
-use crate::server_pool::{self, Served};
+use crate::server_pool::{self, OpenStream, Served};
 use crate::shared::Shared;
 use crate::target::{Target, UrlParts, addressed};
 use crate::timeouts;
@@ -377,7 +377,8 @@ async fn pass_through<H: FlowHooks>(
         // Keeps the connection's tap in step with hyper.
         heads.skip_response(parts.status.as_u16(), parts.headers.len());
     }
-    let mut outgoing = hyper::Response::new(from_server(&shared, incoming));
+    let open = parts.extensions.remove::<OpenStream>();
+    let mut outgoing = hyper::Response::new(from_server(&shared, incoming, open));
     *outgoing.status_mut() = parts.status;
     *outgoing.headers_mut() = wire::forwarded_headers(parts.headers);
     // hyper's: the names' case, the reason phrase when not the usual.
@@ -572,7 +573,8 @@ async fn run_after_request_body<H: FlowHooks>(
             }
             Err(failure) => return fail(&shared, flow, state, failure, started).await,
         };
-        let incoming = from_server(&shared, incoming);
+        let open = response_extensions.remove::<OpenStream>();
+        let incoming = from_server(&shared, incoming, open);
         if events.contains(Events::RESPONSE) {
             stream_if_live(flow.response.as_mut().expect("set above"), &flow.request);
         }
@@ -1044,11 +1046,20 @@ fn for_proxy(
 }
 
 /// A response body as the server sends it, timed: it may pause at most
-/// the idle timeout between bytes.
-fn from_server<H: FlowHooks>(shared: &Shared<H>, incoming: Incoming) -> ProxyBody {
+/// the idle timeout between bytes. With its HTTP/2 stream's count in the
+/// pool (`open`), kept until the body is dropped.
+fn from_server<H: FlowHooks>(
+    shared: &Shared<H>,
+    incoming: Incoming,
+    open: Option<OpenStream>,
+) -> ProxyBody {
     let timeouts = &shared.options.timeouts;
+    let streamed = body::streamed(incoming);
     timeouts::timed(
-        body::streamed(incoming),
+        match open {
+            Some(open) => open.hold(streamed),
+            None => streamed,
+        },
         timeouts::Sender::Server,
         (timeouts.body_idle, None),
         shared.counters.clone(),

@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -245,22 +246,80 @@ struct Link {
 
 enum Sender {
     Http1(http1::SendRequest<ProxyBody>),
-    Http2(http2::SendRequest<ProxyBody>),
+    /// With the count of its requests in flight.
+    Http2(http2::SendRequest<ProxyBody>, Streams),
+}
+
+/// Requests in flight at once on one HTTP/2 connection, at most: past it
+/// the pool opens another connection to the server, as Envoy does, rather
+/// than queue behind the server's own limit (hyper queues a request that
+/// finds the server's `SETTINGS_MAX_CONCURRENT_STREAMS` taken, and does not
+/// tell what that limit is). 100 is the least a server should allow
+/// (RFC 9113, 6.5.2) and the limit of Apache and h2o; nginx allows 128.
+/// With shared connections (`--share-server-connections`), one client's
+/// long-lived streams would otherwise hold every other client of the
+/// thread back from that server.
+const MOST_STREAMS: usize = 100;
+
+/// The requests in flight on one HTTP/2 connection.
+#[derive(Clone, Default)]
+struct Streams(Arc<AtomicUsize>);
+
+impl Streams {
+    fn full(&self) -> bool {
+        self.0.load(Ordering::Relaxed) >= MOST_STREAMS
+    }
+}
+
+/// One request in flight on a pooled HTTP/2 connection, counted until
+/// this is dropped: it goes in the response's extensions, and whoever
+/// reads the body keeps it with the body ([`OpenStream::hold`]).
+pub(crate) struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn open(streams: &Streams) -> Self {
+        streams.0.fetch_add(1, Ordering::Relaxed);
+        Self(streams.0.clone())
+    }
+
+    /// `body`, holding the stream open until it is dropped.
+    pub(crate) fn hold(self, body: ProxyBody) -> ProxyBody {
+        use http_body_util::BodyExt;
+        body.map_frame(move |frame| {
+            let _open = &self;
+            frame
+        })
+        .boxed()
+    }
+}
+
+/// Extensions must be `Clone`: a copy is one more holder.
+impl Clone for OpenStream {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Link {
     fn is_closed(&self) -> bool {
         match &self.sender {
             Sender::Http1(tx) => tx.is_closed(),
-            Sender::Http2(tx) => tx.is_closed(),
+            Sender::Http2(tx, _) => tx.is_closed(),
         }
     }
 
     /// Another handle to this HTTP/2 connection (`tx`, its sender), which
     /// its requests share.
-    fn shared(&self, tx: &http2::SendRequest<ProxyBody>) -> Link {
+    fn shared(&self, tx: &http2::SendRequest<ProxyBody>, streams: &Streams) -> Link {
         Link {
-            sender: Sender::Http2(tx.clone()),
+            sender: Sender::Http2(tx.clone(), streams.clone()),
             served: self.served.clone(),
             used: self.used,
         }
@@ -418,9 +477,12 @@ impl ServerPool {
                 }
                 // Still reading its response.
                 Sender::Http1(_) => {}
+                // As many requests in flight as it may take: passed over,
+                // for another or a new one.
+                Sender::Http2(_, streams) if streams.full() => {}
                 // Shared by its requests: a handle to it.
-                Sender::Http2(tx) => {
-                    let handle = link.shared(tx);
+                Sender::Http2(tx, streams) => {
+                    let handle = link.shared(tx, streams);
                     link.used = now;
                     return Some(handle);
                 }
@@ -468,6 +530,7 @@ impl ServerPool {
         for_flow: bool,
     ) -> impl Future<Output = Sent> + Send + 'static {
         let served = (for_flow || link.served.heads.is_some()).then(|| link.served.clone());
+        let mut open = None;
         let sending = match link.sender {
             Sender::Http1(mut tx) => {
                 // Origin form (authority form for CONNECT), from the parts
@@ -492,10 +555,11 @@ impl ServerPool {
                 futures_util::future::Either::Left(sending)
             }
             // Kept in the pool as it is (a handle to it was taken).
-            Sender::Http2(mut tx) => {
+            Sender::Http2(mut tx, streams) => {
                 *request.version_mut() = Version::HTTP_2;
                 // The server is named by `:authority` alone.
                 crate::wire::host_into_authority(&mut request);
+                open = Some(OpenStream::open(&streams));
                 futures_util::future::Either::Right(tx.try_send_request(request))
             }
         };
@@ -503,6 +567,9 @@ impl ServerPool {
             Ok(mut response) => {
                 if let Some(served) = served {
                     response.extensions_mut().insert(served);
+                }
+                if let Some(open) = open {
+                    response.extensions_mut().insert(open);
                 }
                 Sent::Answered(Ok(response))
             }
@@ -528,8 +595,8 @@ impl ServerPool {
             return Err(PoolError::connect(timed_out));
         };
         let link = link?;
-        if let Sender::Http2(tx) = &link.sender {
-            self.keep(key, link.shared(tx));
+        if let Sender::Http2(tx, streams) = &link.sender {
+            self.keep(key, link.shared(tx, streams));
         }
         Ok(link)
     }
@@ -564,7 +631,7 @@ impl ServerPool {
                 }
             });
             tx.ready().await.map_err(PoolError::send)?;
-            Sender::Http2(tx)
+            Sender::Http2(tx, Streams::default())
         } else {
             let (mut tx, connection) = http1::Builder::new()
                 .preserve_header_case(true)

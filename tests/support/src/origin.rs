@@ -130,7 +130,9 @@ impl Origin {
                             let tls = tls.clone();
                             tokio::spawn(async move {
                                 let service = service_fn(move |req| answer(record.then(|| recorded.clone()), req));
-                                let builder = auto::Builder::new(TokioExecutor::new());
+                                let mut builder = auto::Builder::new(TokioExecutor::new());
+                                // Apache's and h2o's limit (nginx allows 128).
+                                builder.http2().max_concurrent_streams(100);
                                 match tls {
                                     None => {
                                         let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
