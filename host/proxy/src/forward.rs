@@ -377,7 +377,11 @@ async fn pass_through<H: FlowHooks>(
         // Keeps the connection's tap in step with hyper.
         heads.skip_response(parts.status.as_u16(), parts.headers.len());
     }
-    let open = parts.extensions.remove::<OpenStream>();
+    // Only a pooled HTTP/2 response is counted: others' extensions are not
+    // looked through.
+    let open = (parts.version == Version::HTTP_2)
+        .then(|| parts.extensions.remove::<OpenStream>())
+        .flatten();
     let mut outgoing = hyper::Response::new(from_server(&shared, incoming, open));
     *outgoing.status_mut() = parts.status;
     *outgoing.headers_mut() = wire::forwarded_headers(parts.headers);
