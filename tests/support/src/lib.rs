@@ -47,7 +47,27 @@ pub fn env_number(name: &str, default: u64) -> u64 {
 
 /// A loopback port free right now (bound and released), for a listener a
 /// test configures witm with.
+///
+/// Taken below the kernel's ephemeral range: a port of that range, once
+/// released, may become the local port of any connection another test
+/// opens before witm binds it (witm then fails to listen: a flaky test).
+/// Each call in a process takes the next port of its own sequence, so two
+/// tests of one run are not handed the same one.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_low.max(10_001));
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..1000 {
+        let port = low + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % (high - low);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            return listener.local_addr().unwrap().port();
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
