@@ -377,11 +377,7 @@ async fn pass_through<H: FlowHooks>(
         // Keeps the connection's tap in step with hyper.
         heads.skip_response(parts.status.as_u16(), parts.headers.len());
     }
-    // Only a pooled HTTP/2 response is counted: others' extensions are not
-    // looked through.
-    let open = (parts.version == Version::HTTP_2)
-        .then(|| parts.extensions.remove::<OpenStream>())
-        .flatten();
+    let open = OpenStream::take(parts.version, &mut parts.extensions);
     let mut outgoing = hyper::Response::new(from_server(&shared, incoming, open));
     *outgoing.status_mut() = parts.status;
     *outgoing.headers_mut() = wire::forwarded_headers(parts.headers);
@@ -554,7 +550,7 @@ async fn run_after_request_body<H: FlowHooks>(
             extensions,
             (link, &route),
         );
-        let incoming = match exchanged.await {
+        let (incoming, open) = match exchanged.await {
             Ok(Exchanged {
                 response,
                 body,
@@ -562,6 +558,7 @@ async fn run_after_request_body<H: FlowHooks>(
                 extensions,
                 received,
                 served,
+                open: stream,
             }) => {
                 received_head = Some(received);
                 if flow.server_conn.is_none() || via_tunnel.is_none() {
@@ -573,11 +570,10 @@ async fn run_after_request_body<H: FlowHooks>(
                 flow.response = Some(response);
                 server_upgrade = upgrade;
                 response_extensions = extensions;
-                body
+                (body, stream)
             }
             Err(failure) => return fail(&shared, flow, state, failure, started).await,
         };
-        let open = response_extensions.remove::<OpenStream>();
         let incoming = from_server(&shared, incoming, open);
         if events.contains(Events::RESPONSE) {
             stream_if_live(flow.response.as_mut().expect("set above"), &flow.request);
@@ -710,6 +706,8 @@ struct Exchanged {
     /// The pooled connection it came over, made once for all its flows
     /// (none over a tunnel's connection or an upstream proxy's pool).
     served: Option<Arc<witm_flow::ServerConn>>,
+    /// Its stream's count on a pooled HTTP/2 connection, to go with the body.
+    open: Option<OpenStream>,
 }
 
 /// A body read for plugins: whole (with its trailers, if any), or, past the
@@ -872,6 +870,7 @@ async fn exchange<H: FlowHooks>(
         .remove::<OnUpgrade>()
         .filter(|_| parts.status == StatusCode::SWITCHING_PROTOCOLS);
     let (served, heads) = came_over(&mut parts.extensions);
+    let open = OpenStream::take(parts.version, &mut parts.extensions);
     let wire_head =
         heads.and_then(|heads| heads.take_response(parts.status.as_u16(), parts.headers.len()));
     let (headers, received) = wire::received(std::mem::take(&mut parts.headers), wire_head);
@@ -900,6 +899,7 @@ async fn exchange<H: FlowHooks>(
         extensions: parts.extensions,
         received,
         served,
+        open,
     })
 }
 

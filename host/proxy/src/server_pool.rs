@@ -293,6 +293,17 @@ impl OpenStream {
     }
 }
 
+impl OpenStream {
+    /// The count of a response's stream, taken out of its extensions to go
+    /// with its body. Only a response over HTTP/2 has one: others'
+    /// extensions are not looked through.
+    pub(crate) fn take(version: Version, extensions: &mut http::Extensions) -> Option<Self> {
+        (version == Version::HTTP_2)
+            .then(|| extensions.remove::<OpenStream>())
+            .flatten()
+    }
+}
+
 /// Extensions must be `Clone`: a copy is one more holder.
 impl Clone for OpenStream {
     fn clone(&self) -> Self {
