@@ -17,6 +17,10 @@ use crate::state::{PluginHost, StoreState};
 /// and of yielding to other tasks while a plugin computes.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The zstd level of compiled-code cache files (zstd's default, which
+/// wasmtime writes new files at).
+const CACHE_COMPRESSION_LEVEL: i32 = 3;
+
 /// Settings of the engine shared by every plugin (each plugin's own limits
 /// are in its [`PluginSettings`](crate::PluginSettings)).
 #[derive(Clone, Debug, Default)]
@@ -55,6 +59,13 @@ impl PluginRuntime {
         if let Some(dir) = &options.cache_dir {
             let mut cache_config = CacheConfig::new();
             cache_config.with_directory(dir);
+            // wasmtime's cache worker recompresses a file used 256 times at
+            // zstd level 20: seconds of a core and over 100 MiB in a thread
+            // of a serving proxy (a budget test caught witm's peak memory
+            // growing by 127 MiB during an attack). Files stay at the level
+            // they were written at.
+            cache_config.with_baseline_compression_level(CACHE_COMPRESSION_LEVEL);
+            cache_config.with_optimized_compression_level(CACHE_COMPRESSION_LEVEL);
             match Cache::new(cache_config) {
                 Ok(cache) => {
                     config.cache(Some(cache));
