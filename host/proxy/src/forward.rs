@@ -958,7 +958,11 @@ async fn send<H: FlowHooks>(
                 let outgoing = for_link(outgoing, link.is_http2(), &absolute, authority);
                 match link.send(outgoing).await {
                     Ok(sent) => return sent.map_err(|e| describe_upstream_error(authority, &e)),
-                    Err(unsent) => unsent,
+                    Err(mut unsent) => {
+                        // A virtual host goes back into `host`.
+                        wire::authority_into_host(&mut unsent);
+                        unsent
+                    }
                 }
             }
             None => outgoing,

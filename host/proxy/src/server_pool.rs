@@ -453,6 +453,8 @@ impl ServerPool {
                 // The server closed it as the request went: a new one.
                 Sent::Unsent(unsent, _) => request = unsent,
             }
+            // As it was before an HTTP/2 connection took it.
+            crate::wire::authority_into_host(&mut request);
             *request.uri_mut() = uri.clone();
         }
         // Boxed: a new connection's future (the dial, the TLS handshake)

@@ -469,6 +469,28 @@ pub fn host_into_authority<B>(request: &mut http::Request<B>) {
     }
 }
 
+/// [`host_into_authority`] undone, for a request an HTTP/2 connection
+/// closed on before it went out: it is sent again on a new connection,
+/// which may be HTTP/1.1 and then needs `host`. `host` is made from the
+/// `:authority` it carries (a virtual host, or the server's own name) and
+/// the version is HTTP/1.1 again; the caller sets the URI back.
+pub fn authority_into_host<B>(request: &mut http::Request<B>) {
+    if request.version() != Version::HTTP_2 {
+        return;
+    }
+    *request.version_mut() = Version::HTTP_11;
+    if request.headers().contains_key(HOST) {
+        return;
+    }
+    let Some(authority) = request.uri().authority() else {
+        return;
+    };
+    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+    if let Ok(value) = http::HeaderValue::from_str(host) {
+        request.headers_mut().insert(HOST, value);
+    }
+}
+
 /// Whether `host`, a `host` field's value, names the server of `uri`: the
 /// same authority, the scheme's default port written or not on either side
 /// (hyper_util writes `host` from a URI without it).
@@ -617,6 +639,39 @@ mod tests {
         assert!(!names("example.com", "https://example.com:8443/a"));
         assert!(!names("other.example", "https://example.com/a"));
         assert!(!names("example.com", "/a"));
+    }
+
+    #[test]
+    fn a_request_unsent_over_http2_gets_its_host_back() {
+        let request = |host: Option<&str>| {
+            let mut builder = http::Request::builder().uri("https://example.com/a");
+            if let Some(host) = host {
+                builder = builder.header(HOST, host);
+            }
+            builder.body(()).unwrap()
+        };
+        for (sent, kept) in [
+            (Some("example.com"), "example.com"),
+            (Some("virtual.example:8443"), "virtual.example:8443"),
+            (None, "example.com"),
+        ] {
+            let mut unsent = request(sent);
+            *unsent.version_mut() = Version::HTTP_2;
+            host_into_authority(&mut unsent);
+            assert_eq!(unsent.headers().get(HOST), None);
+            let retried_uri = unsent.uri().clone();
+            authority_into_host(&mut unsent);
+            assert_eq!(unsent.version(), Version::HTTP_11);
+            assert_eq!(
+                unsent.headers()[HOST],
+                kept,
+                "{sent:?} (sent to {retried_uri})"
+            );
+        }
+        // An HTTP/1.1 request is left as it is.
+        let mut http1 = request(None);
+        authority_into_host(&mut http1);
+        assert_eq!(http1.headers().get(HOST), None);
     }
 
     #[test]
