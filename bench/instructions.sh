@@ -9,6 +9,7 @@
 #   bench/instructions.sh BINARY [BINARY_B]
 #   WITM_IR_REQUESTS=2000            requests counted (after 300 to warm)
 #   WITM_IR_PLUGIN=path/to/add_header.wasm   (default: the built guest)
+#   WITM_IR_ARGS="--share-server-connections"   more witm arguments (every run)
 #   WITM_IR_KEEP=DIR                 keep the callgrind files there, for
 #                                    callgrind_annotate
 #   WITM_IR_MODE=http1               or https (HTTP/1.1 in a CONNECT
@@ -36,6 +37,7 @@ fi
 . "$(dirname "$0")/origin.sh"
 start_origin
 keep=${WITM_IR_KEEP:-$work}
+read -r -a extra <<<"${WITM_IR_ARGS:-}"
 case ${WITM_IR_MODE:-http1} in
   http1) url=http://127.0.0.1:$origin_port/small; oha_mode=() ;;
   https) url=https://localhost:$origin_tls_port/small; oha_mode=(--insecure) ;;
@@ -54,7 +56,7 @@ count() { # NAME BINARY [witm args] -> instructions per request
   GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=1073741824 \
     valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
     --callgrind-out-file="$keep/callgrind.$name.%p" \
-    "$binary" -q -p "$port" --confdir "$work/witm-$name" --upstream-ca "$work/origin-ca.pem" "$@" >"$work/$name.log" 2>&1 &
+    "$binary" -q -p "$port" --confdir "$work/witm-$name" --upstream-ca "$work/origin-ca.pem" "${extra[@]}" "$@" >"$work/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   wait_port "$port"

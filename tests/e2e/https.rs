@@ -22,6 +22,14 @@ impl HttpsOrigin {
         Self { ca, origin }
     }
 
+    /// One that takes at most `streams` requests at once on an HTTP/2
+    /// connection.
+    pub(crate) fn start_with_streams(name: &str, streams: u32) -> Self {
+        let ca = TestCa::new(name);
+        let origin = Origin::start_https_with_streams(&ca, streams);
+        Self { ca, origin }
+    }
+
     /// The origin's CA certificate file.
     fn ca_path(&self) -> String {
         self.ca.cert_pem_path.display().to_string()

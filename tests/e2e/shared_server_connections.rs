@@ -6,11 +6,12 @@
 
 use crate::https::{HttpsOrigin, python_prints, witm_ca};
 
-/// The client: `MODE PROXY_PORT ORIGIN_PORT CA_FILE`; each mode prints one
-/// line per answer.
+/// The client: `MODE PROXY_PORT ORIGIN_PORT CA_FILE [STREAMS]`; each mode
+/// prints one line per answer.
 const CLIENT: &str = r#"
 import os, socket, ssl, sys, time
 mode, proxy_port, port, cafile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+streams = int(sys.argv[5]) if len(sys.argv) > 5 else 100
 context = ssl.create_default_context(cafile=cafile)
 
 def tunnel():
@@ -77,7 +78,8 @@ elif mode == "websocket":
 elif mode == "streams":
     # `https://` URLs asked of the proxy itself (its pool's HTTP/2
     # connection): 120 answered one after another (each stream ends), then
-    # 100 the origin holds for 5 s, then one more, timed.
+    # as many as the origin takes at once (argv[5]), which it holds for 5 s,
+    # then one more, timed.
     def ask(path):
         s = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
         s.sendall(f"GET https://localhost:{port}{path} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
@@ -85,7 +87,7 @@ elif mode == "streams":
     s = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
     for i in range(120):
         assert get(s, f"https://localhost:{port}/first").startswith("HTTP/1.1 200"), i
-    held = [ask("/sleep/5000") for _ in range(100)]
+    held = [ask("/sleep/5000") for _ in range(streams)]
     time.sleep(1)
     started = time.monotonic()
     late = ask("/late")
@@ -107,10 +109,22 @@ elif mode == "stalled":
 
 /// What the client printed in `mode` through `witm`, to `https`.
 fn client(mode: &str, witm: &witm_test_support::Witm, https: &HttpsOrigin) -> Vec<String> {
+    client_with(mode, witm, https, &[])
+}
+
+/// [`client`] with more arguments.
+fn client_with(
+    mode: &str,
+    witm: &witm_test_support::Witm,
+    https: &HttpsOrigin,
+    more: &[&str],
+) -> Vec<String> {
     let proxy_port = witm.proxy_url().rsplit(':').next().unwrap().to_owned();
     let port = https.origin.address.port().to_string();
     let ca = witm_ca();
-    let printed = python_prints("python3".as_ref(), CLIENT, &[mode, &proxy_port, &port, &ca]);
+    let mut args = vec![mode, &proxy_port, &port, &ca];
+    args.extend_from_slice(more);
+    let printed = python_prints("python3".as_ref(), CLIENT, &args);
     printed.lines().map(str::to_owned).collect()
 }
 
@@ -187,22 +201,25 @@ fn a_client_that_reads_nothing_does_not_stop_the_others() {
 
 #[test]
 fn a_server_connection_full_of_streams_makes_way_for_another() {
-    // Requests that pass through, and requests that make flows.
-    for plugins in [&[][..], &["tag s"][..]] {
-        let https = HttpsOrigin::start("origin-streams");
-        let origin = &https.origin;
-        // One worker thread, so one pool.
-        let witm = https.witm(plugins, &["--workers", "1"]);
-        let printed = client("streams", &witm, &https);
-        let (head, seconds) = printed[0].rsplit_once(' ').unwrap();
-        assert_eq!(head, "HTTP/1.1 200", "{plugins:?}");
-        // The origin takes 100 streams on a connection (as Apache and h2o
-        // do); queued behind them, the request would wait 4 s for one to
-        // end.
-        let seconds: f64 = seconds.parse().unwrap();
-        assert!(seconds < 2.0, "{plugins:?}: {printed:?}");
-        // A second connection for it, and no more: the 120 streams that
-        // ended are not counted.
-        assert_eq!(origin.connections(), 2, "{plugins:?}");
+    // The origin takes 100 streams on a connection (as Apache and h2o do),
+    // or 10, fewer than the pool's own cap; requests that pass through, and
+    // requests that make flows.
+    for streams in [100, 10] {
+        for plugins in [&[][..], &["tag s"][..]] {
+            let https = HttpsOrigin::start_with_streams("origin-streams", streams);
+            let origin = &https.origin;
+            // One worker thread, so one pool.
+            let witm = https.witm(plugins, &["--workers", "1"]);
+            let printed = client_with("streams", &witm, &https, &[&streams.to_string()]);
+            let (head, seconds) = printed[0].rsplit_once(' ').unwrap();
+            assert_eq!(head, "HTTP/1.1 200", "{streams} streams, {plugins:?}");
+            // Queued behind the held streams, the request would wait 4 s
+            // for one to end.
+            let seconds: f64 = seconds.parse().unwrap();
+            assert!(seconds < 2.0, "{streams} streams, {plugins:?}: {printed:?}");
+            // A second connection for it, and no more: the 120 streams that
+            // ended are not counted.
+            assert_eq!(origin.connections(), 2, "{streams} streams, {plugins:?}");
+        }
     }
 }

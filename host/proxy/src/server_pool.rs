@@ -251,35 +251,72 @@ enum Sender {
 }
 
 /// Requests in flight at once on one HTTP/2 connection, at most: past it
-/// the pool opens another connection to the server, as Envoy does, rather
-/// than queue behind the server's own limit (hyper queues a request that
-/// finds the server's `SETTINGS_MAX_CONCURRENT_STREAMS` taken, and does not
-/// tell what that limit is). 100 is the least a server should allow
+/// (or past the server's own `SETTINGS_MAX_CONCURRENT_STREAMS`, if lower:
+/// [`Streams`]) the pool opens another connection to the server, as Envoy
+/// does, rather than queue behind the server's limit (hyper queues a
+/// request that finds it taken). 100 is the least a server should allow
 /// (RFC 9113, 6.5.2) and the limit of Apache and h2o; nginx allows 128.
 /// With shared connections (`--share-server-connections`), one client's
 /// long-lived streams would otherwise hold every other client of the
 /// thread back from that server.
 const MOST_STREAMS: usize = 100;
 
-/// The requests in flight on one HTTP/2 connection.
-#[derive(Clone, Default)]
-struct Streams(Arc<AtomicUsize>);
+/// The requests in flight on one HTTP/2 connection, and how many it takes:
+/// [`MOST_STREAMS`], or fewer when the server's settings say so (the
+/// connection's task keeps this up to date: [`follow_stream_limit`]).
+#[derive(Clone)]
+struct Streams(Arc<StreamCount>);
+
+struct StreamCount {
+    open: AtomicUsize,
+    allowed: AtomicUsize,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams(Arc::new(StreamCount {
+            open: AtomicUsize::new(0),
+            allowed: AtomicUsize::new(MOST_STREAMS),
+        }))
+    }
+}
 
 impl Streams {
     fn full(&self) -> bool {
-        self.0.load(Ordering::Relaxed) >= MOST_STREAMS
+        self.0.open.load(Ordering::Relaxed) >= self.0.allowed.load(Ordering::Relaxed)
     }
+}
+
+/// Drives an HTTP/2 connection (its task), noting after each step how many
+/// streams the server's latest settings allow: a server may allow fewer
+/// than [`MOST_STREAMS`], and may change its mind.
+async fn follow_stream_limit<T, E>(
+    connection: http2::Connection<T, ProxyBody, E>,
+    streams: Streams,
+) -> hyper::Result<()>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ClientConnExec<ProxyBody, T> + Unpin,
+{
+    let mut connection = std::pin::pin!(connection);
+    std::future::poll_fn(|cx| {
+        let polled = connection.as_mut().poll(cx);
+        let allowed = connection.current_max_send_streams().clamp(1, MOST_STREAMS);
+        streams.0.allowed.store(allowed, Ordering::Relaxed);
+        polled
+    })
+    .await
 }
 
 /// One request in flight on a pooled HTTP/2 connection, counted until
 /// this is dropped: it goes in the response's extensions, and whoever
 /// reads the body keeps it with the body ([`OpenStream::hold`]).
-pub(crate) struct OpenStream(Arc<AtomicUsize>);
+pub(crate) struct OpenStream(Streams);
 
 impl OpenStream {
     fn open(streams: &Streams) -> Self {
-        streams.0.fetch_add(1, Ordering::Relaxed);
-        Self(streams.0.clone())
+        streams.0.open.fetch_add(1, Ordering::Relaxed);
+        Self(streams.clone())
     }
 
     /// `body`, holding the stream open until it is dropped.
@@ -307,14 +344,13 @@ impl OpenStream {
 /// Extensions must be `Clone`: a copy is one more holder.
 impl Clone for OpenStream {
     fn clone(&self) -> Self {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Self(self.0.clone())
+        OpenStream::open(&self.0)
     }
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -638,13 +674,15 @@ impl ServerPool {
                 .handshake(io)
                 .await
                 .map_err(PoolError::send)?;
+            let streams = Streams::default();
+            let followed = follow_stream_limit(connection, streams.clone());
             tokio::spawn(async move {
-                if let Err(e) = connection.await {
+                if let Err(e) = followed.await {
                     tracing::debug!("server connection: {e}");
                 }
             });
             tx.ready().await.map_err(PoolError::send)?;
-            Sender::Http2(tx, Streams::default())
+            Sender::Http2(tx, streams)
         } else {
             let (mut tx, connection) = http1::Builder::new()
                 .preserve_header_case(true)

@@ -73,38 +73,48 @@ fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(encoder.finish().unwrap())
 }
 
+/// Requests an origin takes at once on an HTTP/2 connection, unless told
+/// otherwise: Apache's and h2o's limit (nginx allows 128).
+const MOST_STREAMS: u32 = 100;
+
 /// The HTML page served under `/page`.
 pub const PAGE: &str = "<!doctype html><html><head><title>origin</title></head><body><p id=\"origin\">hello from origin</p></body></html>\n";
 
 impl Origin {
     /// Starts the server on a free port.
     pub fn start() -> Origin {
-        Self::start_with(true, None)
+        Self::start_with(true, None, MOST_STREAMS)
     }
 
     /// Starts a server that records nothing, for load tests.
     pub fn start_unrecorded() -> Origin {
-        Self::start_with(false, None)
+        Self::start_with(false, None, MOST_STREAMS)
     }
 
     /// Starts an HTTPS server (HTTP/1.1 and HTTP/2) with a certificate from `ca`.
     pub fn start_https(ca: &crate::TestCa) -> Origin {
-        Self::start_with(true, Some(ca.server_config()))
+        Self::start_with(true, Some(ca.server_config()), MOST_STREAMS)
     }
 
     /// An HTTPS origin that offers HTTP/1.1 alone (no `h2` in ALPN).
     pub fn start_https_http1(ca: &crate::TestCa) -> Origin {
         let mut config = (*ca.server_config()).clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Self::start_with(true, Some(std::sync::Arc::new(config)))
+        Self::start_with(true, Some(std::sync::Arc::new(config)), MOST_STREAMS)
     }
 
     /// An HTTPS server that records nothing, for load tests.
     pub fn start_https_unrecorded(ca: &crate::TestCa) -> Origin {
-        Self::start_with(false, Some(ca.server_config()))
+        Self::start_with(false, Some(ca.server_config()), MOST_STREAMS)
     }
 
-    fn start_with(record: bool, tls: Option<Arc<rustls::ServerConfig>>) -> Origin {
+    /// An HTTPS origin that takes at most `streams` requests at once on
+    /// an HTTP/2 connection (its `SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub fn start_https_with_streams(ca: &crate::TestCa, streams: u32) -> Origin {
+        Self::start_with(true, Some(ca.server_config()), streams)
+    }
+
+    fn start_with(record: bool, tls: Option<Arc<rustls::ServerConfig>>, streams: u32) -> Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = connections.clone();
@@ -131,8 +141,7 @@ impl Origin {
                             tokio::spawn(async move {
                                 let service = service_fn(move |req| answer(record.then(|| recorded.clone()), req));
                                 let mut builder = auto::Builder::new(TokioExecutor::new());
-                                // Apache's and h2o's limit (nginx allows 128).
-                                builder.http2().max_concurrent_streams(100);
+                                builder.http2().max_concurrent_streams(streams);
                                 match tls {
                                     None => {
                                         let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
