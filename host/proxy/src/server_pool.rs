@@ -289,7 +289,8 @@ impl Streams {
 
 /// Drives an HTTP/2 connection (its task), noting after each step how many
 /// streams the server's latest settings allow: a server may allow fewer
-/// than [`MOST_STREAMS`], and may change its mind.
+/// than [`MOST_STREAMS`], and may change its mind (at 0, no new request
+/// is handed to the connection until it allows more).
 async fn follow_stream_limit<T, E>(
     connection: http2::Connection<T, ProxyBody, E>,
     streams: Streams,
@@ -301,7 +302,7 @@ where
     let mut connection = std::pin::pin!(connection);
     std::future::poll_fn(|cx| {
         let polled = connection.as_mut().poll(cx);
-        let allowed = connection.current_max_send_streams().clamp(1, MOST_STREAMS);
+        let allowed = connection.current_max_send_streams().min(MOST_STREAMS);
         streams.0.allowed.store(allowed, Ordering::Relaxed);
         polled
     })
