@@ -187,9 +187,33 @@ fn upstream_mode_sends_host_over_http1_and_not_over_http2() {
     let over_h1 = ask(&h1, "/via-h1", &h1_authority);
     assert_eq!(over_h1.version, "HTTP/1.1");
     assert_eq!(over_h1.header_values("host"), [h1_authority]);
-    // A `host` that names another server (a virtual host) goes as it is.
+    // A `host` that names another server (a virtual host) goes as it is,
+    // over HTTP/1.1 even to a server that offers HTTP/2 (where it could not
+    // go beside `:authority`).
     let virtual_host = ask(&h1, "/virtual-host", "other.example");
     assert_eq!(virtual_host.header_values("host"), ["other.example"]);
+    let virtual_host = ask(&h2, "/virtual-host-h2", "other.example");
+    assert_eq!(virtual_host.version, "HTTP/1.1");
+    assert_eq!(virtual_host.header_values("host"), ["other.example"]);
+    // The server's own name still goes over HTTP/2 afterwards.
+    let again = ask(&h2, "/via-h2-again", &h2_authority);
+    assert_eq!(again.version, "HTTP/2.0");
+    // A WebSocket upgrade, which HTTP/2 cannot carry as it is, goes over
+    // HTTP/1.1 too, and is switched.
+    let mut stream = TcpStream::connect(("127.0.0.1", front.port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let upgrade = format!(
+        "GET {} HTTP/1.1\r\nHost: {h2_authority}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        h2.https_url("/ws")
+    );
+    stream.write_all(upgrade.as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(String::from_utf8_lossy(&head), "HTTP/1.1 101");
 }
 
 #[test]

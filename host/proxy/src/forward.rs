@@ -975,10 +975,16 @@ async fn send<H: FlowHooks>(
                 .request(outgoing, for_flow)
                 .await
                 .map_err(|e| describe_upstream_error(authority, &e)),
-            Route::Via(proxy) => (shared.via.client(proxy))
-                .request(for_proxy(outgoing, scheme, proxy))
-                .await
-                .map_err(|e| describe_upstream_error(authority, &e)),
+            Route::Via(proxy) => {
+                let outgoing = for_proxy(outgoing, scheme, proxy);
+                let http1_only = scheme == "https"
+                    && (outgoing.headers().contains_key(http::header::HOST)
+                        || outgoing.headers().contains_key(http::header::UPGRADE));
+                (shared.via.client(proxy, http1_only))
+                    .request(outgoing)
+                    .await
+                    .map_err(|e| describe_upstream_error(authority, &e))
+            }
         }
     };
     let limit = shared.options.timeouts.response_head;
@@ -1046,8 +1052,8 @@ fn for_proxy(
     {
         // That pool (hyper_util's) adds `host` for HTTP/1 and keeps one on
         // HTTP/2, where nginx refuses it beside `:authority` (400). A `host`
-        // naming another server (a virtual host a plugin chose) stays, as
-        // HTTP/1 needs it.
+        // naming another server (a virtual host a plugin chose) stays, and
+        // the request takes a pool that offers HTTP/1.1 alone (`send`).
         outgoing.headers_mut().remove(http::header::HOST);
     }
     outgoing

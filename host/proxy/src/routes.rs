@@ -40,7 +40,8 @@ pub(crate) type ViaClient = Client<Watched<HttpsConnector<ViaConnector>>, ProxyB
 
 /// The pools of every upstream proxy in use.
 pub(crate) struct ViaPools {
-    pools: Mutex<HashMap<Arc<ProxyUrl>, ViaClient>>,
+    /// By proxy, and whether the pool offers servers HTTP/1.1 alone.
+    pools: Mutex<HashMap<(Arc<ProxyUrl>, bool), ViaClient>>,
     trust: Upstream,
     connect_timeout: Duration,
     h2_keepalive: Option<Duration>,
@@ -63,10 +64,16 @@ impl ViaPools {
         }
     }
 
-    /// The pool for flows through `proxy`, made on first use.
-    pub(crate) fn client(&self, proxy: &Arc<ProxyUrl>) -> ViaClient {
+    /// The pool for flows through `proxy`, made on first use; with
+    /// `http1_only`, one whose TLS connections offer servers HTTP/1.1
+    /// alone, for requests HTTP/2 cannot carry as they are (a WebSocket
+    /// upgrade, a `host` naming another server than the URL's: this pool
+    /// is hyper_util's, which picks the protocol only once the request is
+    /// handed to it, so the request cannot be made to fit afterwards).
+    pub(crate) fn client(&self, proxy: &Arc<ProxyUrl>, http1_only: bool) -> ViaClient {
+        let key = (proxy.clone(), http1_only);
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = pools.get(proxy) {
+        if let Some(client) = pools.get(&key) {
             return client.clone();
         }
         if pools.len() >= MAX_PROXIES
@@ -79,9 +86,9 @@ impl ViaPools {
             trust: self.trust.clone(),
             timeout: self.connect_timeout,
         };
-        let https = watched_https(connector, &self.trust, self.events.clone(), true);
+        let https = watched_https(connector, &self.trust, self.events.clone(), !http1_only);
         let client = pool_builder(self.h2_keepalive).build(https);
-        pools.insert(proxy.clone(), client.clone());
+        pools.insert(key, client.clone());
         client
     }
 }
