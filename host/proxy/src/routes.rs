@@ -32,7 +32,8 @@ use crate::server_events::{ServerEvents, Watched};
 use crate::server_pool::watched_https;
 use crate::shared::pool_builder;
 
-/// Upstream proxies with a pool of their own at once.
+/// Pools of upstream proxies at once (a proxy has up to two: one whose
+/// connections may speak HTTP/2 to servers, one that offers HTTP/1.1 alone).
 const MAX_PROXIES: usize = 64;
 
 /// A pool of connections through one upstream proxy.
