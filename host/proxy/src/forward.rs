@@ -976,10 +976,7 @@ async fn send<H: FlowHooks>(
                 .await
                 .map_err(|e| describe_upstream_error(authority, &e)),
             Route::Via(proxy) => {
-                let outgoing = for_proxy(outgoing, scheme, proxy);
-                let http1_only = scheme == "https"
-                    && (outgoing.headers().contains_key(http::header::HOST)
-                        || outgoing.headers().contains_key(http::header::UPGRADE));
+                let (outgoing, http1_only) = for_proxy(outgoing, scheme, proxy);
                 (shared.via.client(proxy, http1_only))
                     .request(outgoing)
                     .await
@@ -1033,12 +1030,16 @@ fn for_pool(
 
 /// `outgoing` for an upstream proxy's pool: plain HTTP goes to the proxy
 /// itself, which wants its credentials on every request; HTTPS goes
-/// through a tunnel to the server, perhaps over HTTP/2.
+/// through a tunnel to the server, perhaps over HTTP/2. With whether it
+/// must take that proxy's pool that offers servers HTTP/1.1 alone: that
+/// pool (hyper_util's) picks the protocol after the request is handed to
+/// it, so a request HTTP/2 cannot carry as it is (an upgrade, a `host`
+/// naming another server) cannot be made to fit afterwards.
 fn for_proxy(
     mut outgoing: hyper::Request<ProxyBody>,
     scheme: &str,
     proxy: &witm_flow::ProxyUrl,
-) -> hyper::Request<ProxyBody> {
+) -> (hyper::Request<ProxyBody>, bool) {
     if scheme == "http" {
         if let Some(value) =
             dial::proxy_authorization(proxy).and_then(|v| http::HeaderValue::try_from(v).ok())
@@ -1047,16 +1048,22 @@ fn for_proxy(
                 .headers_mut()
                 .insert(http::header::PROXY_AUTHORIZATION, value);
         }
-    } else if let Some(host) = outgoing.headers().get(http::header::HOST)
-        && wire::host_names_the_uri(host.as_bytes(), outgoing.uri())
-    {
-        // That pool (hyper_util's) adds `host` for HTTP/1 and keeps one on
-        // HTTP/2, where nginx refuses it beside `:authority` (400). A `host`
-        // naming another server (a virtual host a plugin chose) stays, and
-        // the request takes a pool that offers HTTP/1.1 alone (`send`).
-        outgoing.headers_mut().remove(http::header::HOST);
+        return (outgoing, false);
     }
-    outgoing
+    let virtual_host = match outgoing.headers().get(http::header::HOST) {
+        // hyper_util adds `host` for HTTP/1 and keeps one on HTTP/2, where
+        // nginx refuses it beside `:authority` (400): the server's own
+        // name goes, to be put back on HTTP/1.1 alone.
+        Some(host) if wire::host_names_the_uri(host.as_bytes(), outgoing.uri()) => {
+            outgoing.headers_mut().remove(http::header::HOST);
+            false
+        }
+        // A virtual host (a plugin's) stays, over HTTP/1.1.
+        Some(_) => true,
+        None => false,
+    };
+    let http1_only = virtual_host || server_pool::upgrade_over_https(&outgoing);
+    (outgoing, http1_only)
 }
 
 /// A response body as the server sends it, timed: it may pause at most

@@ -287,6 +287,14 @@ impl Streams {
     }
 }
 
+/// True for an upgrade (WebSocket) to an `https` URI: HTTP/2 cannot carry
+/// it (hyper drops `upgrade`), so it takes a connection that offered the
+/// server HTTP/1.1 alone, in either route's pool.
+pub(crate) fn upgrade_over_https<B>(request: &hyper::Request<B>) -> bool {
+    request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
+        && request.headers().contains_key(http::header::UPGRADE)
+}
+
 /// Drives an HTTP/2 connection (its task), noting after each step how many
 /// streams the server's latest settings allow: a server may allow fewer
 /// than [`MOST_STREAMS`], and may change its mind (at 0, no new request
@@ -329,9 +337,7 @@ impl OpenStream {
         })
         .boxed()
     }
-}
 
-impl OpenStream {
     /// The count of a response's stream, taken out of its extensions to go
     /// with its body. Only a response over HTTP/2 has one: others'
     /// extensions are not looked through.
@@ -467,8 +473,7 @@ impl ServerPool {
         let uri = request.uri().clone();
         // An upgrade (WebSocket) over HTTPS goes over a connection of its
         // own kind, HTTP/1.1 whatever the server offers.
-        let http1_only = uri.scheme() == Some(&http::uri::Scheme::HTTPS)
-            && request.headers().contains_key(http::header::UPGRADE);
+        let http1_only = upgrade_over_https(&request);
         let key = match (uri.scheme_str(), uri.authority()) {
             (Some(scheme), Some(authority)) => {
                 let authority = authority.as_str();
