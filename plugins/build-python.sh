@@ -19,29 +19,36 @@ if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q "$version"; the
 fi
 [ "$1" = --tools ] && exit 0
 mkdir -p "$(dirname "$out")"
-paths=()
+# The entry module componentize-py starts from, in a folder of its own. Its
+# first line keeps Python from writing bytecode next to the sources while
+# the component is made (componentize-py's interpreter runs in a sandbox that
+# does not see PYTHONDONTWRITEBYTECODE): it would be build output.
+entry=$(mktemp -d)
+trap 'rm -rf "$entry"' EXIT
+no_bytecode='import sys; sys.dont_write_bytecode = True'
 if [ -f "$1" ]; then
-  # A plugin module: an entry module that exports the world for it.
+  # A plugin module: the entry exports the world for it.
   case "$1" in *.py) ;; *) echo "$1: a plugin module ends in .py" >&2; exit 2 ;; esac
   plugin_dir=$(cd "$(dirname "$1")" && pwd)
   module=$(basename "$1" .py)
   [[ $module =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { echo "$1: not a Python module name" >&2; exit 2; }
-  entry=$(mktemp -d)
-  trap 'rm -rf "$entry"' EXIT
   cat >"$entry/witm_entry.py" <<EOF
+$no_bytecode
 import witm._world
 import $module as _plugin
 
 WitWorld = witm._world.make_world(_plugin)
 EOF
   paths=(-p "$entry" -p "$plugin_dir")
-  app=witm_entry
 else
-  paths=(-p "$(cd "$1" && pwd)")
-  app=app
+  # The raw world: the entry is APP_DIR/app.py's names.
+  cat >"$entry/witm_entry.py" <<EOF
+$no_bytecode
+from app import *  # noqa: F401,F403
+EOF
+  paths=(-p "$entry" -p "$(cd "$1" && pwd)")
 fi
 # componentize-py runs its own Python interpreter; keep its memory bounded.
-# Python writes no bytecode next to the sources (it would be build output).
 ( ulimit -v 8000000
-  PYTHONDONTWRITEBYTECODE=1 "$venv/bin/componentize-py" -d "$root/wit" -w plugin componentize \
-    "${paths[@]}" -p "$root/plugins/python" "$app" -o "$out" ) >/dev/null
+  "$venv/bin/componentize-py" -d "$root/wit" -w plugin componentize \
+    "${paths[@]}" -p "$root/plugins/python" witm_entry -o "$out" ) >/dev/null
