@@ -8,7 +8,10 @@
 #       B may be bench/hudsucker-proxy's binary (bench/run.sh builds it): it
 #       signs with A's CA and gets no WITM_AB_ARGS (it adds the header itself);
 #       or B may be "direct": oha straight to the origin, no proxy (the
-#       ceiling, for "witm ≥ 0.5 × direct")
+#       ceiling, for "witm ≥ 0.5 × direct"); or, over HTTP/1.1, "relay": a
+#       TCP relay that parses nothing (bench/tcp-relay: the floor any proxy
+#       that touches each byte stands on) or "nginx-proxy": nginx as a
+#       reverse proxy (a C proxy), each asked as the origin
 #   WITM_AB_ARGS="-s path/to/plugin.wasm"              # extra witm arguments (both);
 #       then also what each says of the plugin as it stops (its calls,
 #       time in it, time flows waited for an instance)
@@ -26,6 +29,7 @@
 # Uses the tools bench/run.sh installed (nginx, oha under ~/.cache/witm/bench).
 set -euo pipefail
 a=$1 b=$2 rounds=${3:-6} seconds=${4:-4}
+root=$(cd "$(dirname "$0")/.." && pwd)
 tools=${WITM_TOOLS:-$HOME/.cache/witm}/bench
 oha=$tools/cargo/bin/oha
 # shellcheck source=bench/origin.sh
@@ -53,16 +57,33 @@ start() { # BINARY PORT [CA_DIR] [ARGS...]
   wait_port "$port"
 }
 pa=$(free_port); start "$a" "$pa"
-if [ "$b" = direct ]; then
-  pb=direct
-else
+# B's own address, for the references asked as the origin (no proxy).
+b_url=
+case $b in
+  direct) pb=direct; b_url=$url ;;
+  relay | nginx-proxy)
+    [ "${WITM_AB_MODE:-http1}" = http1 ] || { echo "B=$b: HTTP/1.1 only" >&2; exit 2; }
+    pb=$b
+    if [ "$b" = relay ]; then
+      target=${CARGO_TARGET_DIR:-$root/target}
+      cargo build --quiet --release --manifest-path "$root/bench/tcp-relay/Cargo.toml" --target-dir "$target/bench-relay"
+      relay_port=$(free_port)
+      "$target/bench-relay/release/tcp-relay" "$relay_port" "127.0.0.1:$origin_port" & pids+=("$!")
+      wait_port "$relay_port"
+      b_url=http://127.0.0.1:$relay_port/small
+    else
+      start_nginx_proxy
+      b_url=http://127.0.0.1:$nginx_proxy_port/small
+    fi ;;
+esac
+if [ -z "$b_url" ]; then
   pb=$(free_port); start "$b" "$pb" "$work/witm-$pa" "${extra_b[@]}"
 fi
-run() { # PORT (or "direct") -> req/s
-  local via=(-x "http://127.0.0.1:$1")
-  [ "$1" != direct ] || via=()
+run() { # PORT (or B when it is no witm) -> req/s
+  local via=(-x "http://127.0.0.1:$1") to=$url
+  [ "$1" != "$pb" ] || [ -z "$b_url" ] || { via=(); to=$b_url; }
   "$oha" --no-tui --output-format json -z "${seconds}s" -c 32 "${oha_mode[@]}" "${via[@]}" \
-    "$url" | python3 -c '
+    "$to" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 codes = d["statusCodeDistribution"]
@@ -99,7 +120,7 @@ PY
   ca=() cb=()
   for _ in 1 2; do
     ca+=("$(count "${pids[0]}" "$pa")")
-    [ "$pb" = direct ] || cb+=("$(count "${pids[1]}" "$pb")")
+    [ -n "$b_url" ] || cb+=("$(count "${pids[1]}" "$pb")")
   done
   echo "CPU µs per request: A ${ca[*]}, B ${cb[*]}"
 fi
@@ -118,7 +139,7 @@ for pid in "${pids[@]}"; do
   wait "$pid" 2>/dev/null || true
 done
 for name in A B; do
-  [ "$name" = A ] || [ "$pb" != direct ] || continue
+  [ "$name" = A ] || [ -z "$b_url" ] || continue
   port=$pa; [ "$name" = B ] && port=$pb
   sed -n "s/^.*INFO \(\[[^]]*\] [0-9]* calls\)/$name: \1/p" "$work/witm-$port.log"
 done

@@ -65,4 +65,44 @@ CONF
 }
 stop_origin() {
   if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi
+  stop_nginx_proxy
+}
+# A reference for the HTTP/1.1 rows: nginx as a reverse proxy in front of
+# the origin, on nginx_proxy_port (PORT, or a free one; a C proxy that parses and forwards each
+# request, with kept-alive connections to the origin; one worker per core,
+# or WITM_BENCH_WORKERS, as the tokio proxies). Clients ask it as they would
+# the origin: it takes no absolute-form requests, as a forward proxy would.
+start_nginx_proxy() { # [PORT]
+  local nginx
+  nginx=$(command -v nginx || echo /usr/sbin/nginx)
+  nginx_proxy_port=${1:-$(free_port)}
+  cat >"$work/nginx-proxy.conf" <<CONF
+worker_processes ${WITM_BENCH_WORKERS:-$(nproc)};
+pid $work/nginx-proxy.pid;
+error_log $work/nginx-proxy-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$origin_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_proxy_port;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+  "$nginx" -c "$work/nginx-proxy.conf" -p "$work" -e "$work/nginx-proxy-error.log"
+  wait_port "$nginx_proxy_port"
+}
+stop_nginx_proxy() {
+  [ -f "$work/nginx-proxy.pid" ] || return 0
+  local pid
+  pid=$(cat "$work/nginx-proxy.pid")
+  kill "$pid" 2>/dev/null || true
+  # Gone once its pid file is (nginx removes it as it exits).
+  for _ in $(seq 1 100); do [ -f "$work/nginx-proxy.pid" ] || return 0; sleep 0.05; done
 }

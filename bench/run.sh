@@ -8,7 +8,10 @@
 #   it carries every client's requests over one HTTP/2 connection to the
 #   origin, where witm gives each client tunnel its own connection), and
 #   over TLS witm with add-header sharing server connections as hudsucker
-#   does ("witm-rust-shared": --share-server-connections)
+#   does ("witm-rust-shared": --share-server-connections); over HTTP/1.1,
+#   two references asked as the origin: a TCP relay that parses nothing
+#   ("relay", bench/tcp-relay: the floor of any proxy that reads and writes
+#   each byte) and nginx as a reverse proxy ("nginx-proxy", a C proxy)
 # for HTTP/1.1 keep-alive, HTTPS keep-alive, HTTPS with a new connection per
 # request, and HTTP/2 over TLS. Prints requests/s, p50, p99 and the proxy's
 # peak RSS per row, and writes the table to bench/results/peers.md.
@@ -72,6 +75,8 @@ fi
 (cd "$root" && make --quiet examples >/dev/null)
 cargo build --quiet --release --manifest-path "$root/bench/hudsucker-proxy/Cargo.toml" \
   --target-dir "$target/bench-hudsucker"
+cargo build --quiet --release --manifest-path "$root/bench/tcp-relay/Cargo.toml" \
+  --target-dir "$target/bench-relay"
 plugins=$target/bench-peers
 mkdir -p "$plugins"
 # Only the plugins of the rows asked for (each build takes a while).
@@ -87,6 +92,7 @@ if wanted witm-go; then
 fi
 witm=${WITM_BENCH_WITM:-$target/production/witm}
 hudsucker=$target/bench-hudsucker/release/hudsucker-proxy
+relay=$target/bench-relay/release/tcp-relay
 rust_plugin=$target/guests/wasm32-wasip2/release/add_header.wasm
 
 # --- the origin: nginx, HTTP and HTTPS (HTTP/2) on loopback ---------------
@@ -106,6 +112,8 @@ start_proxy() { # NAME PORT: starts the proxy NAME on PORT
   [ -z "${WITM_BENCH_WORKERS:-}" ] || workers=(--workers "$WITM_BENCH_WORKERS")
   case $name in
     direct) proxy_pid= ; return 0 ;;
+    relay) "${env[@]}" "$relay" "$port" "127.0.0.1:$http_port" >"$work/proxy.log" 2>&1 & ;;
+    nginx-proxy) start_nginx_proxy "$port"; proxy_pid= ; return 0 ;;
     witm) "$witm" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
     witm-base) "$WITM_BENCH_BASE" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" \
         >"$work/proxy.log" 2>&1 & ;;
@@ -133,6 +141,7 @@ start_proxy() { # NAME PORT: starts the proxy NAME on PORT
   wait_port "$port"
 }
 stop_proxy() {
+  stop_nginx_proxy
   [ -n "$proxy_pid" ] || return 0
   kill "$proxy_pid" 2>/dev/null || true
   wait "$proxy_pid" 2>/dev/null || true
@@ -170,7 +179,9 @@ for mode in $modes; do
     https-new) url=https://localhost:$https_port/$body; extra=(--insecure --disable-keepalive) ;;
     h2) url=https://localhost:$https_port/$body; extra=(--insecure --http2) ;;
   esac
-  rows=(direct witm)
+  rows=(direct)
+  [ "$mode" != http1 ] || rows+=(relay nginx-proxy)
+  rows+=(witm)
   [ -z "${WITM_BENCH_BASE:-}" ] || rows+=(witm-base)
   rows+=(witm-rust witm-python witm-js witm-go hudsucker)
   # Plain HTTP has no HTTP/2 to the origin: the two hudsucker rows are one,
@@ -187,8 +198,12 @@ for mode in $modes; do
     for name in "${rows[@]:shift_by}" "${rows[@]:0:shift_by}"; do
       port=$(free_port)
       start_proxy "$name" "$port"
-      proxy=()
-      [ "$name" = direct ] || proxy=(-x "http://127.0.0.1:$port")
+      proxy=() to=$url
+      case $name in
+        direct) ;;
+        relay | nginx-proxy) to=http://127.0.0.1:$port/$body ;;
+        *) proxy=(-x "http://127.0.0.1:$port") ;;
+      esac
       out=$work/oha.json
       profiler=
       if [ "${WITM_BENCH_PROFILE:-}" = "$name" ] && [ -n "$proxy_pid" ] && [ "$round" = 1 ]; then
@@ -196,7 +211,7 @@ for mode in $modes; do
           -- sleep "$seconds" 2>/dev/null &
         profiler=$!
       fi
-      if ! "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" "${extra[@]}" "${proxy[@]}" "$url" >"$out" 2>"$work/oha.err"; then
+      if ! "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" "${extra[@]}" "${proxy[@]}" "$to" >"$out" 2>"$work/oha.err"; then
         printf '%s\t%s\tfailed\t%s\n' "$name" "$round" "$(tail -1 "$work/oha.err" | tr '\t' ' ')" >>"$runs"
         stop_proxy
         continue
