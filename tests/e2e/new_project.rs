@@ -139,7 +139,11 @@ fn a_python_project_passes_its_test_and_its_build_leaves_no_bytecode_beside_it()
         .map(|e| e.file_name())
         .filter(|name| name == "__pycache__")
         .collect();
-    assert!(left.is_empty(), "the build left {left:?} in {}", project.display());
+    assert!(
+        left.is_empty(),
+        "the build left {left:?} in {}",
+        project.display()
+    );
 }
 
 #[test]
