@@ -10,6 +10,7 @@ mod examples;
 mod exhaustion;
 mod flow_api;
 mod grpc;
+mod header_case;
 mod held_budget;
 mod https;
 mod live_streams;

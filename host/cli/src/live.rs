@@ -255,6 +255,7 @@ pub async fn run(cli: &Cli, confdir: &Path) -> ExitCode {
             },
             mode: mode.clone(),
             keep_host_header: cli.keep_host_header,
+            keep_header_case: !cli.lowercase_header_names,
             workers: Some(workers.clone()),
             ..ProxyOptions::default()
         };

@@ -74,6 +74,7 @@ where
         // order, when flows are made of them.
         let heads = Heads::for_flows(Side::Requests, shared.hooks.subscriptions().wants_flows());
         let timeouts = shared.options.timeouts.clone();
+        let keep_header_case = shared.options.keep_header_case;
         let counters = shared.counters.clone();
         // HTTP/2 connections close when idle; HTTP/1's head timer does that.
         let in_flight = Arc::new(InFlight::default());
@@ -112,7 +113,9 @@ where
             Protocol::Http1 => {
                 let mut served = std::pin::pin!(
                     http1::Builder::new()
-                        .preserve_header_case(true)
+                        // hyper's record of the names' case, which the
+                        // request carries to the server's connection.
+                        .preserve_header_case(keep_header_case)
                         // A client that closes its side after sending its
                         // request still gets the answer (hyper would drop it).
                         .half_close(true)

@@ -223,7 +223,7 @@ pub(crate) async fn intercept<H, IO>(
                 port,
                 &server_name,
                 offered.clone(),
-                shared.options.timeouts.h2_keepalive,
+                shared.server_http,
             )
             .await;
             announce(&shared, &conn, &host, port, linked).await

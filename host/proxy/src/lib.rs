@@ -79,6 +79,7 @@ mod reverse;
 mod routes;
 pub mod server;
 mod server_events;
+mod server_http;
 mod server_pool;
 mod shared;
 mod socks5;

@@ -29,8 +29,8 @@ use witm_tls::Upstream;
 use crate::body::ProxyBody;
 use crate::dial::{self, BoxStream};
 use crate::server_events::{ServerEvents, Watched};
+use crate::server_http::ServerHttp;
 use crate::server_pool::watched_https;
-use crate::shared::pool_builder;
 
 /// Pools of upstream proxies at once (a proxy has up to two: one whose
 /// connections may speak HTTP/2 to servers, one that offers HTTP/1.1 alone).
@@ -45,7 +45,7 @@ pub(crate) struct ViaPools {
     pools: Mutex<HashMap<(Arc<ProxyUrl>, bool), ViaClient>>,
     trust: Upstream,
     connect_timeout: Duration,
-    h2_keepalive: Option<Duration>,
+    http: ServerHttp,
     events: Arc<dyn ServerEvents>,
 }
 
@@ -53,14 +53,14 @@ impl ViaPools {
     pub(crate) fn new(
         trust: Upstream,
         connect_timeout: Duration,
-        h2_keepalive: Option<Duration>,
+        http: ServerHttp,
         events: Arc<dyn ServerEvents>,
     ) -> Self {
         Self {
             pools: Mutex::default(),
             trust,
             connect_timeout,
-            h2_keepalive,
+            http,
             events,
         }
     }
@@ -88,7 +88,7 @@ impl ViaPools {
             timeout: self.connect_timeout,
         };
         let https = watched_https(connector, &self.trust, self.events.clone(), !http1_only);
-        let client = pool_builder(self.h2_keepalive).build(https);
+        let client = self.http.pool_builder().build(https);
         pools.insert(key, client.clone());
         client
     }

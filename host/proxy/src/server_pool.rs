@@ -11,7 +11,8 @@
 //! still reading a response) and drops the closed ones: about 10,000
 //! instructions less per request (bench/README.md).
 //!
-//! What it keeps of hyper_util's behaviour: the header case preserved,
+//! What it keeps of hyper_util's behaviour: the header case preserved
+//! (unless `--lowercase-header-names`: [`ServerHttp`]),
 //! HTTP/2 when the server's ALPN says so (one connection shared by its
 //! requests), upgrades (WebSocket) on HTTP/1 (over HTTPS, a connection that
 //! offers HTTP/1.1 alone: [`Connectors`]), a request that a reused
@@ -50,6 +51,7 @@ use witm_tls::Upstream;
 
 use crate::body::{BoxError, ProxyBody};
 use crate::server_events::{ConnectTimes, ServerEvents, Watched};
+use crate::server_http::ServerHttp;
 use crate::spawn::BoxedSpawn;
 use crate::timeouts::NEVER;
 use crate::wire_heads::{Heads, ResponseHeads};
@@ -144,7 +146,7 @@ pub(crate) struct ServerPool {
 
 struct Inner {
     connectors: Connectors,
-    h2_keepalive: Option<Duration>,
+    http: ServerHttp,
     /// The most a new connection may take to be ready for a request.
     setup: Duration,
     /// [`MAX_PER_SERVER`] and this pool's share of [`MAX_KEPT`] (smaller
@@ -439,18 +441,17 @@ enum Sent {
 
 impl ServerPool {
     /// One of `pools` pools (one per thread) connecting with `connectors`,
-    /// HTTP/2 connections pinged every `h2_keepalive`, a new connection
-    /// ready within `setup`.
+    /// speaking HTTP as `http` says, a new connection ready within `setup`.
     pub(crate) fn new(
         connectors: Connectors,
-        h2_keepalive: Option<Duration>,
+        http: ServerHttp,
         setup: Duration,
         pools: usize,
     ) -> Self {
         ServerPool {
             inner: Arc::new(Inner {
                 connectors,
-                h2_keepalive,
+                http,
                 setup,
                 most: (MAX_PER_SERVER, crate::workers::share(MAX_KEPT, pools)),
                 servers: Mutex::default(),
@@ -670,7 +671,7 @@ impl ServerPool {
         let connected = io.connected();
         let served = Served::of(&uri, &connected);
         let sender = if connected.is_negotiated_h2() {
-            let keepalive = self.inner.h2_keepalive;
+            let keepalive = self.inner.http.h2_keepalive;
             let (mut tx, connection) = http2::Builder::new(BoxedSpawn)
                 .timer(TokioTimer::new())
                 .initial_stream_window_size(STREAM_WINDOW)
@@ -690,8 +691,10 @@ impl ServerPool {
             tx.ready().await.map_err(PoolError::send)?;
             Sender::Http2(tx, streams)
         } else {
-            let (mut tx, connection) = http1::Builder::new()
-                .preserve_header_case(true)
+            let (mut tx, connection) = self
+                .inner
+                .http
+                .http1()
                 .handshake(io)
                 .await
                 .map_err(PoolError::send)?;
@@ -762,7 +765,11 @@ mod tests {
     fn one_of(trust: UpstreamTrust, setup: Duration, pools: usize) -> ServerPool {
         let events = Arc::new(HookEvents(Arc::new(witm_flow::NoHooks)));
         let connectors = Connectors::new(&Upstream::new(&trust), Duration::from_secs(5), events);
-        ServerPool::new(connectors, None, setup, pools)
+        let http = ServerHttp {
+            h2_keepalive: None,
+            keep_header_case: true,
+        };
+        ServerPool::new(connectors, http, setup, pools)
     }
 
     /// However many threads, their pools together keep at most

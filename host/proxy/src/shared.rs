@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioTimer;
 use witm_flow::{FlowHooks, Route};
 use witm_tls::{Upstream, UpstreamTrust};
 
@@ -15,9 +13,9 @@ use crate::link_pool::LinkPool;
 use crate::mode::Mode;
 use crate::routes::ViaPools;
 use crate::server_events::{HookEvents, ServerEvents};
+use crate::server_http::ServerHttp;
 use crate::server_pool::{Connectors, ServerPool};
-use crate::spawn::BoxedSpawn;
-use crate::timeouts::{NEVER, Timeouts};
+use crate::timeouts::Timeouts;
 use crate::tls::TlsOptions;
 use crate::websocket::WebSocketLimits;
 use crate::workers::{Workers, of_this_thread, per_thread};
@@ -56,6 +54,11 @@ pub struct ProxyOptions {
     /// Reverse mode: send the client's `Host` to the server as it came,
     /// instead of the server's own (mitmproxy's `keep_host_header`).
     pub keep_host_header: bool,
+    /// HTTP/1 header names go on with the case they came in (mitmproxy's
+    /// and nginx's way); off, lower-case (Envoy's and HAProxy's default,
+    /// `--lowercase-header-names`), which spares hyper a second record of
+    /// every head's names. Flows show the case as it came either way.
+    pub keep_header_case: bool,
     /// The host whose requests witm answers itself with the page to install
     /// its CA (see `onboarding`); `None` forwards them like any other.
     pub onboarding_host: Option<String>,
@@ -80,6 +83,7 @@ impl std::fmt::Debug for ProxyOptions {
             tenant,
             mode,
             keep_host_header,
+            keep_header_case,
             onboarding_host,
             workers,
         } = self;
@@ -99,6 +103,7 @@ impl std::fmt::Debug for ProxyOptions {
             .field("tenant", tenant)
             .field("mode", &mode.to_string())
             .field("keep_host_header", keep_host_header)
+            .field("keep_header_case", keep_header_case)
             .field("onboarding_host", onboarding_host)
             .field("workers", workers)
             .finish()
@@ -120,6 +125,7 @@ impl Default for ProxyOptions {
             tenant: None,
             mode: Mode::Regular,
             keep_host_header: false,
+            keep_header_case: true,
             onboarding_host: Some(crate::onboarding::DEFAULT_HOST.to_owned()),
             workers: None,
         }
@@ -137,6 +143,8 @@ pub(crate) struct Shared<H> {
     upstreams: Vec<ServerPool>,
     /// Where the tunnels' own server connections report opening and closing.
     pub server_events: Arc<dyn ServerEvents>,
+    /// How every connection to a server speaks HTTP (each route's).
+    pub server_http: ServerHttp,
     /// Pools of connections through upstream proxies, one per proxy.
     pub via: ViaPools,
     /// How servers (and upstream proxies) are verified.
@@ -166,14 +174,17 @@ impl<H: FlowHooks> Shared<H> {
             .as_ref()
             .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
         let setup = options.connect_timeout.saturating_add(handshake);
-        let h2_keepalive = options.timeouts.h2_keepalive;
+        let server_http = ServerHttp {
+            h2_keepalive: options.timeouts.h2_keepalive,
+            keep_header_case: options.keep_header_case,
+        };
         let upstreams = per_thread(threads, |pools| {
-            ServerPool::new(connectors.clone(), h2_keepalive, setup, pools)
+            ServerPool::new(connectors.clone(), server_http, setup, pools)
         });
         let via = ViaPools::new(
             trust.clone(),
             options.connect_timeout,
-            options.timeouts.h2_keepalive,
+            server_http,
             server_events.clone(),
         );
         Shared {
@@ -184,6 +195,7 @@ impl<H: FlowHooks> Shared<H> {
             via,
             trust,
             server_events,
+            server_http,
             links: per_thread(threads, LinkPool::one_of),
             counters: Arc::default(),
         }
@@ -207,21 +219,6 @@ impl<H> Shared<H> {
     pub(crate) fn links(&self) -> &LinkPool {
         of_this_thread(&self.links)
     }
-}
-
-/// How every pool of connections through an upstream proxy is set up
-/// (the direct route's are [`ServerPool`]s): header case kept,
-/// idle connections kept 90 s, HTTP/2 pinged every `h2_keepalive`.
-pub(crate) fn pool_builder(h2_keepalive: Option<Duration>) -> hyper_util::client::legacy::Builder {
-    let mut builder = Client::builder(BoxedSpawn);
-    builder
-        .http1_preserve_header_case(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .http2_keep_alive_interval(h2_keepalive)
-        .http2_keep_alive_timeout(h2_keepalive.unwrap_or(NEVER));
-    builder
 }
 
 #[cfg(test)]

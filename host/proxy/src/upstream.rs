@@ -17,6 +17,7 @@ use crate::answers::{self, Failure};
 use crate::body::ProxyBody;
 use crate::dial::{self, BoxStream};
 use crate::server_events::ServerEvents;
+use crate::server_http::ServerHttp;
 use crate::spawn::BoxedSpawn;
 use crate::tls::TlsOptions;
 use crate::wire_heads::{Heads, ResponseHeads, Side, Tapped};
@@ -225,7 +226,7 @@ pub(crate) async fn connect_server(
     port: u16,
     server_name: &str,
     alpn: Vec<Vec<u8>>,
-    keepalive: Option<Duration>,
+    http: ServerHttp,
 ) -> Result<ServerLink, Failure> {
     let address = format!("{host}:{port}");
     let connect = async {
@@ -276,11 +277,11 @@ pub(crate) async fn connect_server(
     });
     let io = TokioIo::new(stream);
     let sender = if alpn.as_deref() == Some("h2") {
-        http2_sender(io, keepalive, events, &info).await?
+        http2_sender(io, http.h2_keepalive, events, &info).await?
     } else {
         let heads = Heads::for_flows(Side::Responses, events.flows_wanted());
-        let (sender, connection) = client_http1::Builder::new()
-            .preserve_header_case(true)
+        let (sender, connection) = http
+            .http1()
             .handshake(Tapped::new(io, heads.clone()))
             .await
             .map_err(|e| {
