@@ -136,7 +136,7 @@ pub(crate) async fn intercept<H, IO>(
                 let linked = connect_h2c(
                     (&route, &tls.upstream),
                     tls.handshake_timeout,
-                    shared.options.timeouts.h2_keepalive,
+                    shared.server_http,
                     &shared.server_events,
                     &host,
                     port,

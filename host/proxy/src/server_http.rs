@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, http2};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioTimer;
 
@@ -32,9 +32,20 @@ impl ServerHttp {
         builder
     }
 
+    /// The HTTP/2 handshake of a connection to a server: pinged every
+    /// `h2_keepalive` while requests are in flight.
+    pub(crate) fn http2(&self) -> http2::Builder<BoxedSpawn> {
+        let mut builder = http2::Builder::new(BoxedSpawn);
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.h2_keepalive)
+            .keep_alive_timeout(self.h2_keepalive.unwrap_or(NEVER));
+        builder
+    }
+
     /// How every pool of connections through an upstream proxy is set up
-    /// (the direct route's are `ServerPool`s): as [`ServerHttp::http1`],
-    /// idle connections kept 90 s, HTTP/2 pinged every `h2_keepalive`.
+    /// (the direct route's are `ServerPool`s): as [`ServerHttp::http1`] and
+    /// [`ServerHttp::http2`], idle connections kept 90 s.
     pub(crate) fn pool_builder(&self) -> hyper_util::client::legacy::Builder {
         let mut builder = Client::builder(BoxedSpawn);
         builder

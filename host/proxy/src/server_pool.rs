@@ -44,7 +44,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector, HttpInfo};
-use hyper_util::rt::TokioTimer;
 use tokio::time::Instant;
 use witm_flow::ServerConn;
 use witm_tls::Upstream;
@@ -52,8 +51,6 @@ use witm_tls::Upstream;
 use crate::body::{BoxError, ProxyBody};
 use crate::server_events::{ConnectTimes, ServerEvents, Watched};
 use crate::server_http::ServerHttp;
-use crate::spawn::BoxedSpawn;
-use crate::timeouts::NEVER;
 use crate::wire_heads::{Heads, ResponseHeads};
 
 /// How servers are connected to: TCP, TLS for HTTPS (ALPN h2 and
@@ -671,13 +668,12 @@ impl ServerPool {
         let connected = io.connected();
         let served = Served::of(&uri, &connected);
         let sender = if connected.is_negotiated_h2() {
-            let keepalive = self.inner.http.h2_keepalive;
-            let (mut tx, connection) = http2::Builder::new(BoxedSpawn)
-                .timer(TokioTimer::new())
+            let (mut tx, connection) = self
+                .inner
+                .http
+                .http2()
                 .initial_stream_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
-                .keep_alive_interval(keepalive)
-                .keep_alive_timeout(keepalive.unwrap_or(NEVER))
                 .handshake(io)
                 .await
                 .map_err(PoolError::send)?;

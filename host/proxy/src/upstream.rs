@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::{http1 as client_http1, http2 as client_http2};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 use witm_flow::{ErrorKind, Route, ServerConn};
@@ -18,7 +18,6 @@ use crate::body::ProxyBody;
 use crate::dial::{self, BoxStream};
 use crate::server_events::ServerEvents;
 use crate::server_http::ServerHttp;
-use crate::spawn::BoxedSpawn;
 use crate::tls::TlsOptions;
 use crate::wire_heads::{Heads, ResponseHeads, Side, Tapped};
 
@@ -170,30 +169,24 @@ async fn connect_stream(
     Ok((stream, facts))
 }
 
-/// HTTP/2 to the server over `io`, pinged every `keepalive` while requests
-/// are in flight (closed when a ping goes unanswered as long); its close is
-/// reported.
+/// HTTP/2 to the server over `io`, set up as `http` says (pinged while
+/// requests are in flight, closed when a ping goes unanswered); its close
+/// is reported.
 async fn http2_sender<IO>(
     io: IO,
-    keepalive: Option<Duration>,
+    http: ServerHttp,
     events: &Arc<dyn ServerEvents>,
     info: &Arc<ServerConn>,
 ) -> Result<Sender, Failure>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, connection) = client_http2::Builder::new(BoxedSpawn)
-        .timer(TokioTimer::new())
-        .keep_alive_interval(keepalive)
-        .keep_alive_timeout(keepalive.unwrap_or(crate::timeouts::NEVER))
-        .handshake(io)
-        .await
-        .map_err(|e| {
-            Failure::new(
-                ErrorKind::Server,
-                format!("HTTP/2 with {} failed: {e}", info.address),
-            )
-        })?;
+    let (sender, connection) = http.http2().handshake(io).await.map_err(|e| {
+        Failure::new(
+            ErrorKind::Server,
+            format!("HTTP/2 with {} failed: {e}", info.address),
+        )
+    })?;
     tokio::spawn(report_close(connection, events.clone(), info.clone()));
     Ok(Sender::Http2(sender))
 }
@@ -203,7 +196,7 @@ where
 pub(crate) async fn connect_h2c(
     (route, trust): (&Route, &Upstream),
     timeout: Duration,
-    keepalive: Option<Duration>,
+    http: ServerHttp,
     events: &Arc<dyn ServerEvents>,
     host: &str,
     port: u16,
@@ -213,7 +206,7 @@ pub(crate) async fn connect_h2c(
         alpn: Some("h2c".into()),
         ..facts
     });
-    let sender = http2_sender(TokioIo::new(tcp), keepalive, events, &info).await?;
+    let sender = http2_sender(TokioIo::new(tcp), http, events, &info).await?;
     Ok(ServerLink { sender, info })
 }
 
@@ -277,7 +270,7 @@ pub(crate) async fn connect_server(
     });
     let io = TokioIo::new(stream);
     let sender = if alpn.as_deref() == Some("h2") {
-        http2_sender(io, http.h2_keepalive, events, &info).await?
+        http2_sender(io, http, events, &info).await?
     } else {
         let heads = Heads::for_flows(Side::Responses, events.flows_wanted());
         let (sender, connection) = http
