@@ -292,12 +292,7 @@ fn header_case_and_order_survive_a_plugin_editing_headers() {
     );
     let heads = origin.heads();
     assert_eq!(heads.len(), 1);
-    let names: Vec<&str> = heads[0]
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, _)| n)
-        .collect();
+    let names = witm_test_support::field_names(&heads[0]);
     let custom: Vec<&str> = names
         .iter()
         .copied()
@@ -310,12 +305,7 @@ fn header_case_and_order_survive_a_plugin_editing_headers() {
         heads[0]
     );
     let response_head = String::from_utf8_lossy(&output.stdout);
-    let response_names: Vec<&str> = response_head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, _)| n)
-        .collect();
+    let response_names = witm_test_support::field_names(&response_head);
     let ordered: Vec<&str> = response_names
         .iter()
         .copied()

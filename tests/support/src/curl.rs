@@ -9,6 +9,9 @@ pub struct CurlResponse {
     pub status: u16,
     /// Headers of the last response, names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// The last response's head as it came (names in their case, in order;
+    /// [`crate::field_names`] reads them).
+    pub head: String,
     /// Bodies of all responses, concatenated.
     pub body: String,
 }
@@ -59,6 +62,7 @@ pub fn curl(proxy: &str, args: &[&str]) -> CurlResponse {
     CurlResponse {
         status,
         headers,
+        head: last.to_owned(),
         body: String::from_utf8_lossy(&output.stdout).into_owned(),
     }
 }

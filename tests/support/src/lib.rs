@@ -29,7 +29,7 @@ pub use grpc::{GrpcCalled, GrpcOrigin, grpc_call};
 pub use guests::{Guests, guests, repo_root, target_dir};
 pub use origin::{GZIP_TEXT, HELLO, JSON, Origin, PAGE, SeenRequest};
 pub use python_tools::tools_python;
-pub use raw_origin::{RAW_RESPONSE, RawOrigin};
+pub use raw_origin::{RAW_RESPONSE, RawOrigin, field_names};
 pub use tcp_server::tcp_server;
 pub use test_ca::TestCa;
 pub use websocket::{websocket_close_code, websocket_exchange};

@@ -52,3 +52,14 @@ impl RawOrigin {
         self.heads.lock().unwrap().clone()
     }
 }
+
+/// The names of a head's fields as they are in it (case and order), its
+/// first line left out: of [`RawOrigin::heads`] or a `CurlResponse`'s
+/// `head`.
+pub fn field_names(head: &str) -> Vec<&str> {
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, _)| n)
+        .collect()
+}
