@@ -1,7 +1,8 @@
 //! Timeouts on either side, each against a real slow or silent peer, while
 //! another client keeps being served: a request body that trickles or
 //! stops, an origin that never answers or stops mid-body, an idle HTTP/2
-//! connection inside a tunnel, an idle raw tunnel. Each must be cut in
+//! connection inside a tunnel, an HTTP/2 server that stops answering
+//! pings, an idle raw tunnel. Each must be cut in
 //! about its time, answered with the status of whose fault it was, and
 //! counted in `/metrics`.
 
@@ -352,4 +353,89 @@ async fn h2c_origin() -> u16 {
         }
     });
     port
+}
+
+/// An HTTP/2 prior-knowledge origin that answers the first request with a
+/// head and three bytes of a body, then reads and writes nothing more: it
+/// answers no ping.
+fn deaf_h2c_origin() -> u16 {
+    witm_test_support::tcp_server(|mut stream| {
+        let mut preface = [0u8; 24];
+        if stream.read_exact(&mut preface).is_err() {
+            return;
+        }
+        // An empty SETTINGS, and the ACK of the client's.
+        let _ = stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0]);
+        // Frames until the request's HEADERS (type 1).
+        loop {
+            let mut header = [0u8; 9];
+            if stream.read_exact(&mut header).is_err() {
+                return;
+            }
+            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let mut payload = vec![0u8; length];
+            if stream.read_exact(&mut payload).is_err() {
+                return;
+            }
+            if header[3] == 1 {
+                break;
+            }
+        }
+        // HEADERS on stream 1, END_HEADERS, `:status: 200` (HPACK index
+        // 8), then DATA "abc" on stream 1 with no END_STREAM.
+        let _ = stream.write_all(&[0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88]);
+        let _ = stream.write_all(&[0, 0, 3, 0, 0, 0, 0, 0, 1, b'a', b'b', b'c']);
+        // Deaf from here on, the connection held open.
+        std::thread::sleep(Duration::from_secs(30));
+    })
+}
+
+#[test]
+fn a_server_that_stops_answering_http2_pings_is_cut_before_its_body_idles_out() {
+    let origin = deaf_h2c_origin();
+    let dir = scratch("timeouts-h2-deaf");
+    let admin_port = free_port();
+    // The body's idle time far longer than a ping's round: the ping must be
+    // what cuts it.
+    let witm = start_with_config(
+        &dir,
+        &format!("admin_port = {admin_port}\n"),
+        &[
+            "--h2-keepalive-ms",
+            "300",
+            "--body-idle-timeout-ms",
+            "20000",
+        ],
+        &[],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tunnel = connect(witm.port, origin);
+    let (first, cut_after) = runtime.block_on(async {
+        tunnel.set_nonblocking(true).unwrap();
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(tunnel).unwrap());
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::get(format!("http://127.0.0.1:{origin}/"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let first = http_body_util::BodyExt::frame(&mut body).await;
+        let first = first.and_then(|f| f.ok()).and_then(|f| f.into_data().ok());
+        let waiting = Instant::now();
+        let rest = tokio::time::timeout(
+            Duration::from_secs(10),
+            http_body_util::BodyExt::frame(&mut body),
+        )
+        .await
+        .expect("the body of a server that answers no ping was not cut");
+        assert!(!matches!(rest, Some(Ok(_))), "{rest:?}");
+        (first, waiting.elapsed())
+    });
+    assert_eq!(first.as_deref(), Some(&b"abc"[..]));
+    assert!(cut_after < Duration::from_secs(3), "{cut_after:?}");
 }
