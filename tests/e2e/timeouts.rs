@@ -307,17 +307,7 @@ fn an_idle_http2_connection_in_a_tunnel_is_closed() {
     let slow = Slow::start("h2-idle", &[]);
     let tunnel = connect(slow.witm.port, origin);
     let idle_for = runtime.block_on(async {
-        tunnel.set_nonblocking(true).unwrap();
-        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(tunnel).unwrap());
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-                .await
-                .unwrap();
-        let connection = tokio::spawn(connection);
-        let request = http::Request::get(format!("http://127.0.0.1:{origin}/"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
+        let (response, _sender, connection) = h2c_get(tunnel, origin).await;
         assert_eq!(response.status(), 200);
         // Nothing more: witm closes the connection after its idle time.
         let idle = Instant::now();
@@ -331,6 +321,32 @@ fn an_idle_http2_connection_in_a_tunnel_is_closed() {
     assert!(idle_for < Duration::from_secs(3), "{idle_for:?}");
     assert_eq!(slow.count("connection_idle"), 1);
     slow.finish();
+}
+
+/// `GET /` of the origin at `port` over HTTP/2 with prior knowledge in
+/// `tunnel`: its response head, the connection's sender (held, so that the
+/// client does not close the connection itself) and its task (it ends when
+/// the connection closes).
+async fn h2c_get(
+    tunnel: TcpStream,
+    port: u16,
+) -> (
+    http::Response<hyper::body::Incoming>,
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    tunnel.set_nonblocking(true).unwrap();
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(tunnel).unwrap());
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://127.0.0.1:{port}/"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    (response, sender, connection)
 }
 
 /// An HTTP/2 prior-knowledge origin answering 200 to everything.
@@ -411,17 +427,7 @@ fn a_server_that_stops_answering_http2_pings_is_cut_before_its_body_idles_out() 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let tunnel = connect(witm.port, origin);
     let (first, cut_after) = runtime.block_on(async {
-        tunnel.set_nonblocking(true).unwrap();
-        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(tunnel).unwrap());
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        let request = http::Request::get(format!("http://127.0.0.1:{origin}/"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
+        let (response, _sender, _connection) = h2c_get(tunnel, origin).await;
         assert_eq!(response.status(), 200);
         let mut body = response.into_body();
         let first = http_body_util::BodyExt::frame(&mut body).await;
