@@ -29,7 +29,6 @@
 # Uses the tools bench/run.sh installed (nginx, oha under ~/.cache/witm/bench).
 set -euo pipefail
 a=$1 b=$2 rounds=${3:-6} seconds=${4:-4}
-root=$(cd "$(dirname "$0")/.." && pwd)
 tools=${WITM_TOOLS:-$HOME/.cache/witm}/bench
 oha=$tools/cargo/bin/oha
 # shellcheck source=bench/origin.sh
@@ -65,11 +64,8 @@ case $b in
     [ "${WITM_AB_MODE:-http1}" = http1 ] || { echo "B=$b: HTTP/1.1 only" >&2; exit 2; }
     pb=$b
     if [ "$b" = relay ]; then
-      target=${CARGO_TARGET_DIR:-$root/target}
-      cargo build --quiet --release --manifest-path "$root/bench/tcp-relay/Cargo.toml" --target-dir "$target/bench-relay"
       relay_port=$(free_port)
-      "$target/bench-relay/release/tcp-relay" "$relay_port" "127.0.0.1:$origin_port" & pids+=("$!")
-      wait_port "$relay_port"
+      start_relay "$relay_port"
       b_url=http://127.0.0.1:$relay_port/small
     else
       start_nginx_proxy

@@ -98,6 +98,23 @@ CONF
   "$nginx" -c "$work/nginx-proxy.conf" -p "$work" -e "$work/nginx-proxy-error.log"
   wait_port "$nginx_proxy_port"
 }
+# The other HTTP/1.1 reference: a TCP relay that parses nothing
+# (bench/tcp-relay), built (once) into $CARGO_TARGET_DIR/bench-relay and
+# started on PORT in front of the origin's plain HTTP port, with as many
+# worker threads as the tokio proxies (WITM_BENCH_WORKERS, else one per
+# core); its pid is relay_pid, and it goes with the script's other pids.
+start_relay() { # PORT
+  local bench target
+  bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  target=${CARGO_TARGET_DIR:-$bench/../target}/bench-relay
+  cargo build --quiet --release --manifest-path "$bench/tcp-relay/Cargo.toml" --target-dir "$target"
+  local env=(env)
+  [ -z "${WITM_BENCH_WORKERS:-}" ] || env+=("TOKIO_WORKER_THREADS=$WITM_BENCH_WORKERS")
+  "${env[@]}" "$target/release/tcp-relay" "$1" "127.0.0.1:$origin_port" >"$work/relay.log" 2>&1 &
+  relay_pid=$!
+  pids+=("$relay_pid")
+  wait_port "$1"
+}
 stop_nginx_proxy() {
   [ -f "$work/nginx-proxy.pid" ] || return 0
   local pid

@@ -75,8 +75,6 @@ fi
 (cd "$root" && make --quiet examples >/dev/null)
 cargo build --quiet --release --manifest-path "$root/bench/hudsucker-proxy/Cargo.toml" \
   --target-dir "$target/bench-hudsucker"
-cargo build --quiet --release --manifest-path "$root/bench/tcp-relay/Cargo.toml" \
-  --target-dir "$target/bench-relay"
 plugins=$target/bench-peers
 mkdir -p "$plugins"
 # Only the plugins of the rows asked for (each build takes a while).
@@ -92,7 +90,6 @@ if wanted witm-go; then
 fi
 witm=${WITM_BENCH_WITM:-$target/production/witm}
 hudsucker=$target/bench-hudsucker/release/hudsucker-proxy
-relay=$target/bench-relay/release/tcp-relay
 rust_plugin=$target/guests/wasm32-wasip2/release/add_header.wasm
 
 # --- the origin: nginx, HTTP and HTTPS (HTTP/2) on loopback ---------------
@@ -112,7 +109,7 @@ start_proxy() { # NAME PORT: starts the proxy NAME on PORT
   [ -z "${WITM_BENCH_WORKERS:-}" ] || workers=(--workers "$WITM_BENCH_WORKERS")
   case $name in
     direct) proxy_pid= ; return 0 ;;
-    relay) "${env[@]}" "$relay" "$port" "127.0.0.1:$http_port" >"$work/proxy.log" 2>&1 & ;;
+    relay) start_relay "$port"; proxy_pid=$relay_pid; return 0 ;;
     nginx-proxy) start_nginx_proxy "$port"; proxy_pid= ; return 0 ;;
     witm) "$witm" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" >"$work/proxy.log" 2>&1 & ;;
     witm-base) "$WITM_BENCH_BASE" "${workers[@]}" -q -p "$port" --confdir "$work/witm" --upstream-ca "$work/origin-ca.pem" \
